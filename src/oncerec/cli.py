@@ -1,0 +1,96 @@
+"""The `oncerec` command: one entry point, one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from oncerec.errors import OncerecError
+
+
+def _print_stats(stats: dict, out: Path) -> None:
+    print(f"dataset: {out}")
+    print(f"items {stats['items']:,}  users {stats['users']:,}  distinct histories {stats['histories']:,}")
+    print(f"{'split':<8}{'impressions':>12}{'rows':>12}{'clicks':>10}{'users':>10}{'empty hist':>11}")
+    for name, s in stats["splits"].items():
+        print(f"{name:<8}{s['impressions']:>12,}{s['rows']:>12,}{s['clicks']:>10,}{s['users']:>10,}"
+              f"{s['empty_histories']:>11,}")
+    print("vocab: " + ", ".join(f"{k} {v:,}" for k, v in stats["vocab"].items()))
+    for tok, fields in stats["token_lengths"].items():
+        for field, p in fields.items():
+            if p:
+                print(f"tokens[{tok}.{field}]: p50 {p['p50']:.0f}  p90 {p['p90']:.0f}  p99 {p['p99']:.0f}  "
+                      f"max {p['max']}  truncated at {p['max_len']}: {p['truncated']:,}")
+    if "prepare" in stats:
+        p = stats["prepare"]
+        print(f"prepared in {p['seconds']} s ({p['lines_per_s']:,} lines/s), peak memory {p['peak_rss_mb']:,} MiB")
+
+
+def cmd_prepare(a: argparse.Namespace) -> None:
+    from oncerec.config.loader import build_config
+    from oncerec.data.prepare import prepare_mind
+
+    raw = Path(a.raw)
+    cfg = build_config([f"data.source={raw.resolve()}", f"data.name={raw.resolve().name}", *a.overrides]).data
+    if a.strict:
+        cfg.strict = True
+    out = Path(a.out) if a.out else raw.resolve().parent / f"{raw.resolve().name}-prepared"
+    stats = prepare_mind(raw, cfg, out, progress=not a.quiet)
+    _print_stats(stats, out)
+
+
+def cmd_demo_data(a: argparse.Namespace) -> None:
+    from oncerec.data.demo import write_demo_mind
+
+    summary = write_demo_mind(Path(a.out), scale=a.scale, seed=a.seed, progress=not a.quiet)
+    print(json.dumps(summary, indent=2))
+
+
+def cmd_stats(a: argparse.Namespace) -> None:
+    from oncerec.data.dataset import Dataset
+
+    ds = Dataset(a.dataset)
+    _print_stats(ds.stats, ds.root)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="oncerec", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare", help="raw data folder -> dataset directory")
+    s.add_argument("raw", help="raw data folder (MIND: train/, dev/, optional test/)")
+    s.add_argument("--format", choices=["mind"], default="mind")
+    s.add_argument("--out", help="dataset directory to create (default: <raw>-prepared beside the raw folder)")
+    s.add_argument("--strict", action="store_true", help="ids missing from every news file are an error")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("overrides", nargs="*", help="data options, e.g. data.split=once data.history_len=30")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("demo-data", help="write the built-in synthetic dataset in the raw MIND format")
+    s.add_argument("out")
+    s.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--format", choices=["mind"], default="mind")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_demo_data)
+
+    s = sub.add_parser("stats", help="print the statistics of a prepared dataset")
+    s.add_argument("dataset")
+    s.set_defaults(func=cmd_stats)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except OncerecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Resolve `group=<preset|file|folder>` and `group.key=value` arguments into a validated `Config`."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from oncerec.config.schema import GROUPS, Config
+from oncerec.errors import ConfigError
+
+
+def preset_names(group: str) -> list[str]:
+    folder = resources.files("oncerec.config") / "presets" / group
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(path: Path | Any, what: str) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what}: invalid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def load_group(group: str, ref: str) -> dict:
+    """Raw values for one group from a packaged preset name, a YAML file, or (data only) a folder."""
+    path = Path(ref)
+    if ref.endswith((".yaml", ".yml")):
+        if not path.is_file():
+            raise ConfigError(f"{group}={ref}: no such file")
+        return _read_yaml(path, str(path))
+    if group == "data" and path.is_dir():
+        return {"source": str(path.resolve()), "format": "mind", "name": path.resolve().name}
+    if ref in preset_names(group):
+        preset = resources.files("oncerec.config") / "presets" / group / f"{ref}.yaml"
+        values = _read_yaml(preset, f"preset {group}={ref}")
+        if "name" in GROUPS[group].model_fields:
+            values.setdefault("name", ref)
+        return values
+    hint = " or a folder" if group == "data" else ""
+    raise ConfigError(
+        f"{group}={ref}: not a preset, a .yaml file{hint}. Valid presets: {', '.join(preset_names(group))}"
+    )
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for p in parents:
+        tree = tree.setdefault(p, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{key}: {p} is not a mapping")
+    tree[leaf] = value
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            owner = _model_at(Config, e["loc"][:-1])
+            valid = ", ".join(owner.model_fields) if owner else "?"
+            lines.append(f"unknown key `{loc}`; valid keys: {valid}")
+        else:
+            lines.append(f"`{loc}`: {e['msg']} (got {e.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def build_config(args: list[str], base: dict | None = None) -> Config:
+    """Build a config from CLI-style arguments, applied in order on top of `base` (e.g. a saved run's config).
+
+    `data=demo-small`, `model=nrms.yaml`, `data=/path/to/MIND`: replace a whole group;
+    `exp.lr=1e-4`, `model.item_fields=[title,abstract]`: set one key (the value is parsed as YAML).
+    """
+    tree: dict = {g: dict(v) for g, v in (base or {}).items()}
+    for arg in args:
+        key, sep, raw = arg.partition("=")
+        if not sep:
+            raise ConfigError(f"`{arg}`: expected key=value (e.g. model=nrms or exp.lr=1e-4)")
+        if key in GROUPS:
+            tree[key] = load_group(key, raw)
+            continue
+        if key.split(".")[0] not in GROUPS:
+            raise ConfigError(f"`{key}`: unknown config group; valid groups: {', '.join(GROUPS)}")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_explain(e)) from None
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+
+
+def config_diff(a: Config, b: Config, groups: tuple[str, ...] = ("data", "model", "embed")) -> list[str]:
+    """Keys whose values differ between two configs, as `group.key: old -> new`."""
+    out = []
+    for g in groups:
+        da, db = getattr(a, g).model_dump(), getattr(b, g).model_dump()
+        for k in da:
+            if da[k] != db[k]:
+                out.append(f"{g}.{k}: {da[k]!r} -> {db[k]!r}")
+    return out

@@ -1,0 +1,135 @@
+"""Typed configuration: four groups, as in the approach we implement.
+
+- `data`: where the data comes from and how it is turned into a dataset directory;
+- `model`: which item encoder, user encoder and predictor, and their sizes;
+- `embed`: how the word-embedding table is initialised;
+- `exp`: training and evaluation hyper-parameters.
+
+Every knob is a typed, documented field. Unknown keys and wrong types are errors (see `config.loader`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    name: str = Field("data", description="Short name used in run directory names.")
+    source: str = Field(
+        "",
+        description="Raw data folder (MIND format) or prepared dataset directory. Empty with format=demo: "
+        "the demo data is generated into the cache.",
+    )
+    format: Literal["mind", "demo"] = Field("mind", description="Raw format of `source`.")
+    demo_scale: Literal["tiny", "small", "medium", "large"] = Field(
+        "small", description="Size of the generated demo data (format=demo)."
+    )
+    demo_seed: int = Field(0, description="Seed of the demo data generator (format=demo).")
+    split: Literal["mind", "once"] = Field(
+        "mind",
+        description="`mind`: MIND's own train/dev/test folders are train/valid/test. `once`: the official dev "
+        "impressions are split 50/50 by impression id (shuffled with `split_seed`) into valid and test.",
+    )
+    split_seed: int = Field(2023, description="Seed of the ONCE valid/test split.")
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["title", "abstract"], description="Item text fields to tokenize."
+    )
+    max_lengths: dict[str, int] = Field(
+        default_factory=lambda: {"title": 30, "abstract": 60},
+        description="Max tokens kept per text field (the start is kept). Fields not listed use 64.",
+    )
+    tokenizers: list[str] = Field(
+        default_factory=lambda: ["word"],
+        description="Tokenizers to store token ids for: `word` (vocabulary built on the training split), "
+        "or a local Hugging Face tokenizer folder / packaged model name (e.g. `minilm`).",
+    )
+    lowercase: bool = Field(True, description="Lowercase words before the word tokenizer.")
+    min_word_count: int = Field(1, ge=1, description="Words seen fewer times in training items map to <unk>.")
+    history_len: int = Field(50, ge=1, description="Most recent clicks kept per history.")
+    strict: bool = Field(False, description="Treat ids missing from every news file as an error.")
+
+
+class ModelConfig(_Strict):
+    name: str = Field("custom", description="Preset name, used in run directory names.")
+    item: str = Field("attention", description="Item encoder (registry name).")
+    user: str = Field("attention", description="User encoder (registry name).")
+    predictor: str = Field("dot", description="Predictor (registry name).")
+    item_fields: list[str] = Field(
+        default_factory=lambda: ["title"],
+        description="Item inputs the item encoder reads: text fields and/or `category`, `subcategory`.",
+    )
+    hidden_size: int = Field(256, ge=1, description="Width of item and user vectors.")
+    num_heads: int = Field(8, ge=1, description="Attention heads (self-attention / Fastformer encoders).")
+    attention_hidden: int = Field(200, ge=1, description="Hidden width of additive attention.")
+    kernel_size: int = Field(3, ge=1, description="CNN window (NAML, LSTUR).")
+    category_dim: int = Field(100, ge=1, description="Width of category / subcategory embeddings.")
+    num_layers: int = Field(2, ge=1, description="Layers of the Fastformer / transformer encoders.")
+    gru_mode: Literal["ini", "con"] = Field(
+        "ini", description="LSTUR: user-id embedding initialises the GRU (`ini`) or is concatenated (`con`)."
+    )
+    user_id_dropout: float = Field(0.5, ge=0, le=1, description="LSTUR: chance of masking the user-id embedding.")
+    num_interests: int = Field(4, ge=1, description="MINER: number of interest vectors (poly-attention codes).")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on word embeddings and encoder outputs.")
+
+
+class EmbedConfig(_Strict):
+    type: Literal["random", "glove", "hf"] = Field(
+        "random",
+        description="`random`; `glove`: a GloVe-format text file (`word v1 v2 ...`); `hf`: the token-embedding "
+        "matrix of a local Hugging Face model (use with a matching HF tokenizer).",
+    )
+    path: str = Field("", description="GloVe file or Hugging Face model folder / packaged model name.")
+    dim: int = Field(300, ge=1, description="Embedding width for `random` (others take the file's width).")
+    freeze: bool = Field(False, description="Keep the embedding table fixed during training.")
+    tokenizer: str = Field("word", description="Which stored token ids the embedding table indexes.")
+
+
+class ExpConfig(_Strict):
+    seed: int = Field(2023, description="Seed for initialisation, negative sampling and data order.")
+    epochs: int = Field(5, ge=1, description="Training epochs.")
+    batch_size: int = Field(64, ge=1, description="Training samples (clicks) per step, per process.")
+    eval_batch_size: int = Field(512, ge=1, description="Items / users / impressions per evaluation batch.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate of the recommender.")
+    item_lr: float = Field(1e-5, gt=0, description="Learning rate of pretrained item-encoder weights.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    neg_count: int = Field(4, ge=1, description="Negatives per clicked candidate (softmax over 1 + K).")
+    acc_batch: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    epoch_batch: int = Field(
+        0,
+        description="Evaluate every 1/n of an epoch when negative (e.g. -4: four times per epoch); 0 or 1: once.",
+    )
+    warmup: float = Field(0.0, ge=0, description="Warm-up steps (>=1) or fraction of all steps (<1).")
+    decay: bool = Field(False, description="Linear decay of the learning rate to 0 after warm-up.")
+    clip_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
+    patience: int = Field(2, ge=0, description="Stop after this many evaluations without improvement (0: off).")
+    metric: Literal["auc", "mrr", "ndcg@5", "ndcg@10", "logloss"] = Field(
+        "auc", description="Validation metric that selects the best checkpoint."
+    )
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="Autocast precision.")
+    out_dir: str = Field("", description="Run directory (default runs/<data>-<model>-<timestamp>).")
+    resume: bool = Field(False, description="Continue the run in out_dir from its last checkpoint.")
+    fast_eval: bool = Field(True, description="Encode each item and user once per evaluation.")
+    log_every: int = Field(50, ge=1, description="Steps per training log line.")
+    save_every: int = Field(0, ge=0, description="Also checkpoint every N optimizer steps (0: only at evaluations).")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: no limit).")
+
+
+class Config(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    exp: ExpConfig = Field(default_factory=ExpConfig)
+
+
+GROUPS: dict[str, type[_Strict]] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "embed": EmbedConfig,
+    "exp": ExpConfig,
+}

@@ -1,0 +1,141 @@
+"""From memory-mapped dataset arrays to model inputs: item content, training batches, evaluation batches.
+
+Nothing here builds one Python object per impression: batches are gathered from the CSR arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from oncerec.data.dataset import Dataset, Split
+
+CATEGORICAL = ("category", "subcategory")
+
+
+class ItemContent:
+    """The content of every item as tensors (token ids per text field, lengths, categories), gathered by index.
+
+    Kept outside the nn.Module on purpose: it is data, not state, and must not be broadcast by DDP or saved.
+    """
+
+    def __init__(self, dataset: Dataset, fields: list[str], tokenizer: str):
+        self.fields = fields
+        self.tensors: dict[str, Tensor] = {}
+        for f in fields:
+            if f in CATEGORICAL:
+                self.tensors[f] = torch.from_numpy(np.asarray(dataset.categorical(f), dtype=np.int64))
+            else:
+                ids, lengths = dataset.tokens(tokenizer, f)
+                self.tensors[f] = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+                self.tensors[f"{f}_len"] = torch.from_numpy(np.asarray(lengths, dtype=np.int64))
+        self.num_items = dataset.num_items
+
+    def to(self, device: torch.device | str) -> ItemContent:
+        self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
+        return self
+
+    def gather(self, items: Tensor) -> dict[str, Tensor]:
+        out = {"item": items}
+        for f in self.fields:
+            if f in CATEGORICAL:
+                out[f] = self.tensors[f][items]
+                continue
+            lengths = self.tensors[f"{f}_len"][items]
+            # Trim to the longest text in this batch: most titles are far shorter than max_len.
+            width = max(int(lengths.max()) if len(lengths) else 1, 1)
+            out[f] = self.tensors[f][items, :width]
+            out[f"{f}_mask"] = torch.arange(width, device=items.device) < lengths.unsqueeze(1)
+        return out
+
+
+@dataclass
+class Batch:
+    """`history` [B, H] item indices (0 = padding) with `history_mask`; `user` [B]; `candidates` [B, K] item
+    indices with `candidate_mask` (False = padding); `labels` [B, K] (training: the click is column 0)."""
+
+    history: Tensor
+    history_mask: Tensor
+    user: Tensor
+    candidates: Tensor
+    candidate_mask: Tensor
+    labels: Tensor
+
+    def to(self, device) -> Batch:
+        return Batch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+
+def histories_for(dataset: Dataset, history_rows: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+    """History item indices [B, H] trimmed to the longest history in the batch, mask, user index."""
+    items, lengths, users = dataset.histories
+    lens = np.asarray(lengths[history_rows])
+    width = max(int(lens.max()) if len(lens) else 1, 1)
+    hist = torch.from_numpy(np.asarray(items[history_rows, :width], dtype=np.int64))
+    mask = torch.arange(width) < torch.from_numpy(lens.astype(np.int64)).unsqueeze(1)
+    return hist, mask, torch.from_numpy(np.asarray(users[history_rows], dtype=np.int64))
+
+
+class TrainSampler:
+    """One sample per click in the training split: the clicked candidate and `neg_count` negatives from the
+    same impression (without replacement; topped up with random items when the impression has too few).
+
+    Batch b of epoch e depends only on (seed, e, b), so any batch can be rebuilt exactly after a resume and
+    several processes can each take their share of the batches.
+    """
+
+    def __init__(self, dataset: Dataset, split: Split, batch_size: int, neg_count: int, seed: int):
+        self.dataset, self.split = dataset, split
+        self.batch_size, self.neg_count, self.seed = batch_size, neg_count, seed
+        label = np.asarray(split.label)
+        self.pos_rows = np.flatnonzero(label == 1)
+        self.pos_imp = split.row_impression[self.pos_rows]
+        self.neg_rows = np.flatnonzero(label == 0)
+        # Negatives of impression j are neg_rows[neg_start[j]:neg_start[j+1]] (rows are grouped by impression).
+        self.neg_start = np.searchsorted(self.neg_rows, np.asarray(split.offsets))
+        self.num_items = dataset.num_items
+
+    def __len__(self) -> int:
+        return len(self.pos_rows) // self.batch_size
+
+    def order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.pos_rows))
+
+    def batch(self, epoch: int, index: int, order: np.ndarray | None = None) -> Batch:
+        order = self.order(epoch) if order is None else order
+        samples = order[index * self.batch_size : (index + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, epoch, index, 1])
+        k = self.neg_count
+        cands = np.empty((len(samples), 1 + k), dtype=np.int64)
+        items = np.asarray(self.split.item)
+        for r, s in enumerate(samples):
+            j = self.pos_imp[s]
+            negs = self.neg_rows[self.neg_start[j] : self.neg_start[j + 1]]
+            if len(negs) >= k:
+                chosen = items[rng.choice(negs, k, replace=False)]
+            else:
+                chosen = np.concatenate([items[negs], rng.integers(1, self.num_items, k - len(negs))])
+            cands[r, 0] = items[self.pos_rows[s]]
+            cands[r, 1:] = chosen
+        history_rows = np.asarray(self.split.history)[self.pos_imp[samples]]
+        hist, hmask, user = histories_for(self.dataset, history_rows)
+        labels = torch.zeros(cands.shape, dtype=torch.float32)
+        labels[:, 0] = 1
+        cand = torch.from_numpy(cands)
+        return Batch(hist, hmask, user, cand, torch.ones_like(cand, dtype=torch.bool), labels)
+
+
+def impression_batch(dataset: Dataset, split: Split, impressions: np.ndarray) -> Batch:
+    """Whole impressions, candidates padded to the longest in the batch (the slow evaluation path)."""
+    off = np.asarray(split.offsets)
+    starts, lengths = off[impressions], off[impressions + 1] - off[impressions]
+    width = int(lengths.max())
+    pos = starts[:, None] + np.arange(width)[None, :]
+    valid = np.arange(width)[None, :] < lengths[:, None]
+    pos = np.where(valid, pos, 0)
+    cands = torch.from_numpy(np.where(valid, np.asarray(split.item)[pos], 0).astype(np.int64))
+    labels = torch.from_numpy(np.where(valid, np.asarray(split.label)[pos], -1).astype(np.float32))
+    hist, hmask, user = histories_for(dataset, np.asarray(split.history)[impressions])
+    return Batch(hist, hmask, user, cands, torch.from_numpy(valid), labels)

@@ -1,0 +1,151 @@
+"""A prepared dataset directory, opened with memory maps (see `prepare.py` for the layout), and the cache that
+turns `data=<raw folder | demo preset>` into such a directory on first use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from oncerec.config.schema import DataConfig
+from oncerec.data.prepare import CATEGORICAL, FORMAT_VERSION, prepare_mind, source_hash, tokenizer_dir
+from oncerec.errors import OncerecError
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ONCEREC_CACHE", Path.home() / ".cache" / "oncerec"))
+
+
+@dataclass
+class Split:
+    """Impressions in CSR form; every array is a read-only memory map."""
+
+    name: str
+    imp_id: np.ndarray
+    user: np.ndarray
+    time: np.ndarray
+    history: np.ndarray
+    offsets: np.ndarray
+    item: np.ndarray
+    label: np.ndarray
+
+    @property
+    def num_impressions(self) -> int:
+        return len(self.imp_id)
+
+    @cached_property
+    def labelled(self) -> bool:
+        return bool(len(self.label)) and bool((np.asarray(self.label) >= 0).all())
+
+    @cached_property
+    def row_impression(self) -> np.ndarray:
+        """Impression position of each candidate row."""
+        return np.repeat(np.arange(self.num_impressions), np.diff(self.offsets))
+
+
+class Dataset:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        manifest = self.root / "dataset.json"
+        if not manifest.is_file():
+            raise OncerecError(f"{self.root} is not a prepared dataset (no dataset.json); run `oncerec prepare`")
+        self.manifest = json.loads(manifest.read_text())
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise OncerecError(f"{self.root}: dataset format {self.manifest.get('format_version')}, "
+                               f"this oncerec reads {FORMAT_VERSION}; prepare it again")
+        self.text_fields: list[str] = self.manifest["text_fields"]
+        self.tokenizers: list[str] = self.manifest["tokenizers"]
+        self.history_len: int = self.manifest["history_len"]
+        self.split_names: list[str] = self.manifest["splits"]
+
+    def _load(self, *parts: str) -> np.ndarray:
+        return np.load(self.root.joinpath(*parts), mmap_mode="r")
+
+    @cached_property
+    def stats(self) -> dict:
+        return json.loads((self.root / "stats.json").read_text())
+
+    @cached_property
+    def num_items(self) -> int:
+        """Including the padding item 0."""
+        return len(self._load("items", f"{CATEGORICAL[0]}.npy"))
+
+    @cached_property
+    def num_users(self) -> int:
+        return self.stats["vocab"]["user"]
+
+    def vocab(self, name: str) -> list[str]:
+        return json.loads((self.root / "vocab" / f"{name}.json").read_text())
+
+    def vocab_size(self, name: str) -> int:
+        return self.stats["vocab"][name]
+
+    def tokens(self, tokenizer: str, field: str) -> tuple[np.ndarray, np.ndarray]:
+        """([N, L] token ids, [N] lengths) of one text field."""
+        if tokenizer not in self.tokenizers:
+            raise OncerecError(f"tokenizer `{tokenizer}` was not prepared; prepared: {', '.join(self.tokenizers)} "
+                               f"(add it to data.tokenizers)")
+        if field not in self.text_fields:
+            raise OncerecError(f"text field `{field}` was not prepared; prepared: {', '.join(self.text_fields)}")
+        folder = tokenizer_dir(tokenizer)
+        return self._load("items", folder, f"{field}.npy"), self._load("items", folder, f"{field}.len.npy")
+
+    def categorical(self, field: str) -> np.ndarray:
+        return self._load("items", f"{field}.npy")
+
+    @cached_property
+    def histories(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """([H, history_len] item indices oldest first, [H] lengths, [H] user index)."""
+        return self._load("histories", "items.npy"), self._load("histories", "length.npy"), self._load("histories", "user.npy")
+
+    def split(self, name: str) -> Split:
+        if name not in self.split_names:
+            raise OncerecError(f"split `{name}` not in {self.root}; splits: {', '.join(self.split_names)}")
+        fields = ("imp_id", "user", "time", "history", "offsets", "item", "label")
+        return Split(name, *(self._load(name, f"{k}.npy") for k in fields))
+
+    @cached_property
+    def items_table(self):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.root / "items.parquet")
+
+
+def _config_key(cfg: DataConfig) -> str:
+    relevant = cfg.model_dump(exclude={"name", "source", "strict"})
+    return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def demo_raw_folder(scale: str, seed: int, progress: bool = True) -> Path:
+    from oncerec.data.demo import write_demo_mind
+
+    folder = cache_root() / "raw" / f"demo-{scale}-{seed}"
+    if not (folder / "meta.json").is_file():
+        write_demo_mind(folder, scale=scale, seed=seed, progress=progress)
+    return folder
+
+
+def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
+    """The prepared dataset directory for a data config, preparing it into the cache on first use.
+
+    The cache key covers the raw files' content and every data option that changes the prepared result.
+    """
+    if cfg.format == "demo":
+        source = demo_raw_folder(cfg.demo_scale, cfg.demo_seed, progress)
+    elif not cfg.source:
+        raise OncerecError("data.source is empty: give a MIND folder, a prepared dataset, or use a demo preset")
+    else:
+        source = Path(cfg.source)
+    if (source / "dataset.json").is_file():
+        return source
+    key = f"{source_hash(source)[:16]}-{_config_key(cfg)}"
+    out = cache_root() / "datasets" / f"{cfg.name}-{key}"
+    if not (out / "dataset.json").is_file():
+        log(f"preparing {source} -> {out}")
+        prepare_mind(source, cfg, out, progress=progress, log=log)
+    return out

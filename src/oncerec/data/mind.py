@@ -1,0 +1,161 @@
+"""Streaming reader of the raw MIND format (see MIND_FORMAT.md).
+
+Readers yield one small tuple per line and hold nothing else, so that MIND-large's behaviours file streams in
+constant memory; the caller packs what it needs into arrays. Every problem is a `DataError` naming the file,
+the 1-based line and the field.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from oncerec.errors import DataError
+
+NEWS_COLUMNS = ("news_id", "category", "subcategory", "title", "abstract", "url", "title_entities", "abstract_entities")
+BEHAVIOR_COLUMNS = ("impression_id", "user_id", "time", "history", "impressions")
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True, slots=True)
+class News:
+    news_id: str
+    category: str
+    subcategory: str
+    title: str
+    abstract: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Behavior:
+    line: int
+    impression_id: int
+    user_id: str
+    time: int  # seconds since the epoch, UTC
+    history: list[str]
+    candidates: list[str]
+    labels: list[int] | None  # None in an unlabelled (test) split
+
+
+def iter_lines(path: Path, progress: bool = False, desc: str = "") -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without line end) for each line; CRLF accepted; a byte error names the line."""
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(path, "file is empty")
+    with open(path, "rb") as f, tqdm(
+        total=size, unit="B", unit_scale=True, desc=desc or path.name, disable=not progress, leave=False
+    ) as bar:
+        for n, raw in enumerate(f, 1):
+            bar.update(len(raw))
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, f"not valid UTF-8 (byte {e.start} of the line)", line=n) from None
+            text = text.rstrip("\n").rstrip("\r")
+            if text:
+                yield n, text
+
+
+def read_news(path: Path, progress: bool = False) -> Iterator[News]:
+    seen: set[str] = set()
+    for n, text in iter_lines(path, progress):
+        cols = text.split("\t")
+        if len(cols) != len(NEWS_COLUMNS):
+            raise DataError(
+                path, f"expected {len(NEWS_COLUMNS)} tab-separated columns ({', '.join(NEWS_COLUMNS)}), got {len(cols)}", n
+            )
+        if not cols[0]:
+            raise DataError(path, "empty news id", n, "news_id")
+        if cols[0] in seen:
+            raise DataError(path, f"news id {cols[0]} appears twice in this file", n, "news_id")
+        seen.add(cols[0])
+        yield News(*cols[:6])
+
+
+_MONTH_DAY: dict[str, int] = {}
+
+
+def parse_time(value: str) -> int:
+    """`11/15/2019 10:22:32 AM` -> epoch seconds. Hand-written because strptime dominates on MIND-large."""
+    try:
+        date, clock, half = value.split(" ")
+        day = _MONTH_DAY.get(date)
+        if day is None:
+            m, d, y = (int(x) for x in date.split("/"))
+            if not (1 <= m <= 12 and 1 <= d <= calendar.monthrange(y, m)[1]):
+                raise ValueError
+            day = _MONTH_DAY[date] = calendar.timegm((y, m, d, 0, 0, 0))
+        h, mi, s = (int(x) for x in clock.split(":"))
+        if not (1 <= h <= 12 and 0 <= mi < 60 and 0 <= s < 61) or half not in ("AM", "PM"):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"bad time {value!r}, expected MM/DD/YYYY HH:MM:SS AM|PM") from None
+    return day + (h % 12 + (12 if half == "PM" else 0)) * 3600 + mi * 60 + s
+
+
+def read_behaviors(path: Path, progress: bool = False) -> Iterator[Behavior]:
+    """Labelled or not is decided by the first line and must then hold for every line."""
+    labelled: bool | None = None
+    seen_ids: set[int] = set()
+    for n, text in iter_lines(path, progress, desc=f"{path.parent.name}/{path.name}"):
+        cols = text.split("\t")
+        if len(cols) != len(BEHAVIOR_COLUMNS):
+            raise DataError(
+                path,
+                f"expected {len(BEHAVIOR_COLUMNS)} tab-separated columns ({', '.join(BEHAVIOR_COLUMNS)}), got {len(cols)}",
+                n,
+            )
+        imp_raw, user, time_raw, hist_raw, cand_raw = cols
+        try:
+            imp_id = int(imp_raw)
+        except ValueError:
+            raise DataError(path, f"impression id {imp_raw!r} is not an integer", n, "impression_id") from None
+        if imp_id in seen_ids:
+            raise DataError(path, f"impression id {imp_id} appears twice", n, "impression_id")
+        seen_ids.add(imp_id)
+        if not user:
+            raise DataError(path, "empty user id", n, "user_id")
+        try:
+            t = parse_time(time_raw)
+        except ValueError as e:
+            raise DataError(path, str(e), n, "time") from None
+        tokens = cand_raw.split()
+        if not tokens:
+            raise DataError(path, "no candidates", n, "impressions")
+        if labelled is None:
+            labelled = "-" in tokens[0]
+        if labelled:
+            cands, labels = [], []
+            for tok in tokens:
+                news, sep, lab = tok.rpartition("-")
+                if not sep or not news or lab not in ("0", "1"):
+                    raise DataError(path, f"bad impression token {tok!r}, expected NewsID-0 or NewsID-1", n, "impressions")
+                cands.append(news)
+                labels.append(lab == "1")
+        else:
+            if any(tok.rpartition("-")[2] in ("0", "1") for tok in tokens):
+                raise DataError(path, "labelled candidate in an unlabelled file (the first line had no labels)", n, "impressions")
+            cands, labels = tokens, None
+        yield Behavior(n, imp_id, user, t, hist_raw.split(), cands, labels)
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """MIND's split folders present under `root`; train and dev are required."""
+    if not root.is_dir():
+        raise DataError(root, "MIND folder not found")
+    found = {s: root / s for s in SPLITS if (root / s).is_dir()}
+    for required in ("train", "dev"):
+        if required not in found:
+            raise DataError(root, f"missing split folder `{required}/` (a MIND folder holds train/, dev/ and optionally test/)")
+    for s, folder in found.items():
+        for name in ("news.tsv", "behaviors.tsv"):
+            if not (folder / name).is_file():
+                raise DataError(folder / name, f"missing file in split `{s}`")
+    return found

@@ -1,0 +1,302 @@
+"""Raw MIND folder -> dataset directory (memory-mappable arrays + Parquet + JSON).
+
+Layout of a dataset directory (other tools rely on it):
+
+    dataset.json                 manifest: format version, data config, source hash, fields, splits
+    stats.json                   counts per split, vocabulary sizes, token-length percentiles, missing ids
+    items.parquet                id, category, subcategory, title, abstract, url (row 0 is the padding item)
+    items/<tokenizer>/<field>.npy       int32 [N, max_len] token ids, right-padded with 0, start of text kept
+    items/<tokenizer>/<field>.len.npy   int32 [N] kept lengths (masks come from these, not from pad ids)
+    items/category.npy, items/subcategory.npy   int32 [N] (0 = padding / unknown)
+    vocab/<tokenizer>.json, vocab/category.json, vocab/subcategory.json, vocab/user.json
+    histories/items.npy          int32 [H, history_len] item indices, oldest first, right-padded with 0
+    histories/length.npy, histories/user.npy    int32 [H]
+    <split>/{imp_id,user,time,history,offsets,item,label}.npy   impressions in CSR form: impression j's
+                                 candidates are rows offsets[j]:offsets[j+1]; label is -1 when unknown
+
+Histories are stored once per distinct (user, history): MIND repeats a user's history on each impression.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from array import array
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import psutil
+
+from oncerec.config.schema import DataConfig
+from oncerec.data.mind import read_behaviors, read_news, split_folders
+from oncerec.data.tokenize import make_tokenizer, pack
+from oncerec.errors import DataError, OncerecError
+
+FORMAT_VERSION = 1
+CATEGORICAL = ("category", "subcategory")
+DEFAULT_MAX_LEN = 64
+
+
+class _Index:
+    """String id -> dense int index; index 0 is reserved for padding / unknown."""
+
+    def __init__(self, first: str = "<pad>"):
+        self.ids = [first]
+        self.index = {first: 0}
+
+    def add(self, key: str) -> int:
+        i = self.index.get(key)
+        if i is None:
+            i = self.index[key] = len(self.ids)
+            self.ids.append(key)
+        return i
+
+
+class _SplitArrays:
+    """Growable compact buffers for one split's impressions (no Python object per row is kept)."""
+
+    def __init__(self):
+        self.imp_id, self.time, self.offsets = array("q"), array("q"), array("q", [0])
+        self.user, self.history, self.item = array("i"), array("i"), array("i")
+        self.label = array("b")
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        return {
+            "imp_id": np.frombuffer(self.imp_id, np.int64).copy(),
+            "user": np.frombuffer(self.user, np.int32).copy(),
+            "time": np.frombuffer(self.time, np.int64).copy(),
+            "history": np.frombuffer(self.history, np.int32).copy(),
+            "offsets": np.frombuffer(self.offsets, np.int64).copy(),
+            "item": np.frombuffer(self.item, np.int32).copy(),
+            "label": np.frombuffer(self.label, np.int8).copy(),
+        }
+
+
+def _select(split: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Sub-split with the given impressions (in the given order)."""
+    off = split["offsets"]
+    lengths = off[rows + 1] - off[rows]
+    new_off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    cand = np.repeat(off[rows] - new_off[:-1], lengths) + np.arange(new_off[-1])
+    out = {k: split[k][rows] for k in ("imp_id", "user", "time", "history")}
+    out["offsets"] = new_off
+    out["item"], out["label"] = split["item"][cand], split["label"][cand]
+    return out
+
+
+def once_split(dev: dict[str, np.ndarray], seed: int) -> tuple[dict, dict]:
+    """The ONCE protocol: dev impressions shuffled by a fixed seed and halved into valid and test."""
+    order = np.argsort(dev["imp_id"], kind="stable")
+    np.random.default_rng(seed).shuffle(order)
+    half = len(order) // 2
+    return _select(dev, np.sort(order[:half])), _select(dev, np.sort(order[half:]))
+
+
+def _percentiles(full: np.ndarray, max_len: int) -> dict:
+    if len(full) == 0:
+        return {}
+    p = np.percentile(full, [50, 90, 99])
+    return {"p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]), "max": int(full.max()),
+            "truncated": int((full > max_len).sum()), "max_len": max_len}
+
+
+def source_hash(root: Path) -> str:
+    """Content hash of the raw files that preparation reads (so a changed file invalidates the cache)."""
+    h = hashlib.blake2b(digest_size=16)
+    for split, folder in sorted(split_folders(root).items()):
+        for name in ("news.tsv", "behaviors.tsv"):
+            h.update(f"{split}/{name}\0".encode())
+            with open(folder / name, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def prepare_mind(source: Path, cfg: DataConfig, out: Path, progress: bool = True, log=print) -> dict:
+    """Prepare a MIND folder into `out`; nothing is written there unless everything succeeds."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise OncerecError(f"{out} already exists and is not empty; remove it or choose another --out")
+    folders = split_folders(Path(source))
+    started = time.perf_counter()
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        stats = _build(folders, cfg, tmp, progress, log)
+        seconds = time.perf_counter() - started
+        lines = sum(s["impressions"] for s in stats["splits"].values()) + stats["items"]
+        stats["prepare"] = {"seconds": round(seconds, 2), "lines_per_s": round(lines / max(seconds, 1e-9)),
+                            "peak_rss_mb": round(_peak_rss_mb())}
+        manifest = {"format_version": FORMAT_VERSION, "data_config": cfg.model_dump(), "source": str(source),
+                    "source_hash": source_hash(Path(source)), "text_fields": cfg.text_fields,
+                    "tokenizers": cfg.tokenizers, "categorical": list(CATEGORICAL),
+                    "splits": list(stats["splits"]), "history_len": cfg.history_len}
+        _write_json(tmp / "stats.json", stats)
+        _write_json(tmp / "dataset.json", manifest)
+        if out.exists():
+            out.rmdir()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stats
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except ImportError:  # pragma: no cover - not on Linux
+        return psutil.Process().memory_info().rss / 2**20
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool, log) -> dict:
+    items = _Index()
+    columns: dict[str, list[str]] = {k: [""] for k in ("category", "subcategory", "title", "abstract", "url")}
+    train_items: list[int] = []
+    for split, folder in folders.items():
+        for news in read_news(folder / "news.tsv", progress):
+            known = news.news_id in items.index
+            i = items.add(news.news_id)
+            if split == "train":
+                train_items.append(i)
+            if not known:
+                for k in columns:
+                    columns[k].append(getattr(news, k))
+    for field in cfg.text_fields:
+        if field not in columns:
+            raise OncerecError(f"data.text_fields: unknown field `{field}`; MIND has title, abstract")
+    n_news = len(items.ids)
+    log(f"read {n_news - 1} news from {', '.join(folders)}")
+
+    users = _Index("<unk>")
+    hist_key: dict[tuple[int, int], int] = {}
+    hist_items, hist_len, hist_user = array("i", [0] * cfg.history_len), array("i", [0]), array("i", [0])
+    missing = {"history": {}, "candidates": {}}
+    splits: dict[str, dict[str, np.ndarray]] = {}
+    for split, folder in folders.items():
+        path = folder / "behaviors.tsv"
+        arrays = _SplitArrays()
+        for b in read_behaviors(path, progress):
+            u = users.add(b.user_id)
+            key = (u, hash(tuple(b.history)))
+            h = hist_key.get(key)
+            if h is None:
+                row = []
+                for nid in b.history:
+                    i = items.index.get(nid)
+                    if i is None:
+                        _missing(missing["history"], nid, path, b.line, cfg.strict, "history")
+                    else:
+                        row.append(i)
+                row = row[-cfg.history_len:]
+                h = hist_key[key] = len(hist_len)
+                hist_items.extend(row)
+                hist_items.extend([0] * (cfg.history_len - len(row)))
+                hist_len.append(len(row))
+                hist_user.append(u)
+            for nid in b.candidates:
+                i = items.index.get(nid)
+                if i is None:
+                    _missing(missing["candidates"], nid, path, b.line, cfg.strict, "impressions")
+                    i = 0
+                arrays.item.append(i)
+            arrays.label.extend(b.labels if b.labels is not None else [-1] * len(b.candidates))
+            arrays.offsets.append(len(arrays.item))
+            arrays.imp_id.append(b.impression_id)
+            arrays.user.append(u)
+            arrays.time.append(b.time)
+            arrays.history.append(h)
+        splits[split] = arrays.to_numpy()
+        log(f"read {len(arrays.imp_id)} impressions from {split}/behaviors.tsv")
+
+    if cfg.split == "once":
+        named = {"train": splits["train"]}
+        named["valid"], named["test"] = once_split(splits["dev"], cfg.split_seed)
+    else:
+        named = {"train": splits["train"], "valid": splits["dev"]}
+        if "test" in splits:
+            named["test"] = splits["test"]
+
+    (tmp / "items").mkdir()
+    (tmp / "vocab").mkdir()
+    token_stats = {}
+    vocab_sizes = {}
+    for tok_name in cfg.tokenizers:
+        train_texts = (columns[f][i] for f in cfg.text_fields for i in train_items)
+        tok = make_tokenizer(tok_name, train_texts, cfg.min_word_count, cfg.lowercase)
+        folder = tmp / "items" / tokenizer_dir(tok_name)
+        folder.mkdir()
+        token_stats[tok_name] = {}
+        for field in cfg.text_fields:
+            max_len = cfg.max_lengths.get(field, DEFAULT_MAX_LEN)
+            ids, kept, full = pack(tok.encode(columns[field]), max_len)
+            kept[0] = 0
+            np.save(folder / f"{field}.npy", ids)
+            np.save(folder / f"{field}.len.npy", kept)
+            token_stats[tok_name][field] = _percentiles(full[1:], max_len)
+        if tok_name == "word":
+            _write_json(tmp / "vocab" / "word.json", tok.vocab)
+            vocab_sizes["word"] = len(tok.vocab)
+        else:
+            vocab_sizes[tok_name] = tok.vocab_size
+    for field in CATEGORICAL:
+        index = _Index()
+        np.save(tmp / "items" / f"{field}.npy", np.array([0] + [index.add(c) for c in columns[field][1:]], np.int32))
+        _write_json(tmp / "vocab" / f"{field}.json", index.ids)
+        vocab_sizes[field] = len(index.ids)
+    _write_json(tmp / "vocab" / "user.json", users.ids)
+    vocab_sizes["user"] = len(users.ids)
+
+    pq.write_table(pa.table({"id": items.ids, **columns}), tmp / "items.parquet")
+    (tmp / "histories").mkdir()
+    n_hist = len(hist_len)
+    np.save(tmp / "histories" / "items.npy", np.frombuffer(hist_items, np.int32).reshape(n_hist, cfg.history_len))
+    np.save(tmp / "histories" / "length.npy", np.frombuffer(hist_len, np.int32))
+    np.save(tmp / "histories" / "user.npy", np.frombuffer(hist_user, np.int32))
+
+    split_stats = {}
+    lengths = np.frombuffer(hist_len, np.int32)
+    for name, arrays in named.items():
+        (tmp / name).mkdir()
+        for k, v in arrays.items():
+            np.save(tmp / name / f"{k}.npy", v)
+        labelled = bool(len(arrays["label"])) and bool((arrays["label"] >= 0).all())
+        split_stats[name] = {
+            "impressions": len(arrays["imp_id"]), "rows": len(arrays["item"]),
+            "clicks": int((arrays["label"] == 1).sum()), "labelled": labelled,
+            "users": len(np.unique(arrays["user"])), "histories": len(np.unique(arrays["history"])),
+            "empty_histories": int((lengths[arrays["history"]] == 0).sum()),
+        }
+    miss = {k: {"occurrences": sum(v.values()), "distinct": len(v), "examples": sorted(v)[:10]}
+            for k, v in missing.items()}
+    if any(m["occurrences"] for m in miss.values()):
+        log(f"warning: ids missing from every news file: {miss['history']['distinct']} in histories "
+            f"({miss['history']['occurrences']} clicks dropped), {miss['candidates']['distinct']} among candidates "
+            f"({miss['candidates']['occurrences']} rows kept with empty content); see stats.json, or --strict")
+    return {"items": n_news - 1, "users": len(users.ids) - 1, "histories": n_hist - 1, "splits": split_stats,
+            "vocab": vocab_sizes, "token_lengths": token_stats, "missing": miss}
+
+
+def _missing(counter: dict, nid: str, path: Path, line: int, strict: bool, field: str) -> None:
+    if strict:
+        raise DataError(path, f"news id {nid} is not in any split's news.tsv", line, field)
+    counter[nid] = counter.get(nid, 0) + 1
+
+
+def tokenizer_dir(name: str) -> str:
+    """Folder name for a tokenizer given by name or path."""
+    if name.replace("-", "").replace("_", "").isalnum():
+        return name
+    return f"{Path(name).name}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"

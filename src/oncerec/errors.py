@@ -1,0 +1,30 @@
+"""Errors a user can act on. The CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class OncerecError(Exception):
+    """Base class: a problem with the user's input or environment, not a bug in oncerec."""
+
+
+class ConfigError(OncerecError):
+    pass
+
+
+class DataError(OncerecError):
+    """Bad raw data. Names the file, the 1-based line number and what was expected there."""
+
+    def __init__(self, path: str | Path, message: str, line: int | None = None, field: str | None = None):
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        where = self.path if line is None else f"{self.path}:{line}"
+        if field:
+            where += f" (field {field})"
+        super().__init__(f"{where}: {message}")
+
+
+class CheckpointError(OncerecError):
+    pass

@@ -1,0 +1,68 @@
+"""The item encoder: one text encoder per text field, an embedding per categorical field, and additive
+attention over the field vectors when there are several (NAML's "attentive multi-view" design).
+
+Every text item encoder in the registry is this class with a different per-field text encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from oncerec.config.schema import ModelConfig
+from oncerec.models.item.text import AttentionText, CNNText, FastformerText, PoolText
+from oncerec.models.layers import AdditiveAttention
+
+CATEGORICAL = ("category", "subcategory")
+
+
+class FieldItemEncoder(nn.Module):
+    text_encoder: type[nn.Module]  # set by each registered subclass
+
+    def __init__(self, cfg: ModelConfig, words: nn.Module, spec: dict):
+        super().__init__()
+        self.words = words
+        self.text_fields = [f for f in cfg.item_fields if f not in CATEGORICAL]
+        self.cat_fields = [f for f in cfg.item_fields if f in CATEGORICAL]
+        self.text = nn.ModuleDict({f: self.text_encoder(cfg, words.dim) for f in self.text_fields})
+        self.cats = nn.ModuleDict({
+            f: nn.Sequential(nn.Embedding(spec[f"{f}_vocab"], cfg.category_dim, padding_idx=0),
+                             nn.Linear(cfg.category_dim, cfg.hidden_size), nn.ReLU())
+            for f in self.cat_fields
+        })
+        self.fuse = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden) if len(cfg.item_fields) > 1 else None
+
+    def forward(self, content: dict[str, Tensor]) -> Tensor:
+        views = [self.text[f](self.words(content[f]), content[f"{f}_mask"]) for f in self.text_fields]
+        views += [self.cats[f](content[f]) for f in self.cat_fields]
+        if self.fuse is None:
+            return views[0]
+        stacked = torch.stack(views, dim=1)
+        return self.fuse(stacked, torch.ones(stacked.shape[:2], dtype=torch.bool, device=stacked.device))
+
+
+class CNNItemEncoder(FieldItemEncoder):
+    text_encoder = CNNText
+
+
+class AttentionItemEncoder(FieldItemEncoder):
+    text_encoder = AttentionText
+
+
+class FastformerItemEncoder(FieldItemEncoder):
+    text_encoder = FastformerText
+
+
+class PoolItemEncoder(FieldItemEncoder):
+    text_encoder = PoolText
+
+
+class IdItemEncoder(nn.Module):
+    """An item-id embedding: no content at all (the classic CTR baseline)."""
+
+    def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: dict):
+        super().__init__()
+        self.emb = nn.Embedding(spec["num_items"], cfg.hidden_size, padding_idx=0)
+
+    def forward(self, content: dict[str, Tensor]) -> Tensor:
+        return self.emb(content["item"])

@@ -1,0 +1,72 @@
+"""Per-field text encoders: word vectors of one text field [B, L, E] + mask -> one vector [B, d].
+
+They differ only in how words are contextualised before pooling; each is the text part of a classic model.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from oncerec.config.schema import ModelConfig
+from oncerec.models.layers import AdditiveAttention, FastformerLayer, SelfAttention, masked_mean
+
+
+class CNNText(nn.Module):
+    """NAML / LSTUR: a 1-D convolution over words, then additive attention."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_dim, cfg.hidden_size, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.conv(self.drop(x).transpose(1, 2)).transpose(1, 2)[:, : x.shape[1]].relu()
+        return self.pool(self.drop(h), mask)
+
+
+class AttentionText(nn.Module):
+    """NRMS: multi-head self-attention over words, then additive attention."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, cfg.hidden_size)
+        self.attn = SelfAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.attn(self.proj(self.drop(x)), mask)
+        return self.pool(self.drop(h), mask)
+
+
+class FastformerText(nn.Module):
+    """Fastformer: learned positions, a stack of Fastformer layers, additive-attention pooling."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int, max_len: int = 512):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, cfg.hidden_size)
+        self.pos = nn.Embedding(max_len, cfg.hidden_size)
+        self.layers = nn.ModuleList(
+            FastformerLayer(cfg.hidden_size, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.proj(self.drop(x)) + self.pos.weight[: x.shape[1]]
+        for layer in self.layers:
+            h = layer(h, mask)
+        return self.pool(h, mask)
+
+
+class PoolText(nn.Module):
+    """Masked mean of the word vectors, projected: the simplest text encoder (and a strong CTR input)."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, cfg.hidden_size)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.proj(self.drop(masked_mean(x, mask)))

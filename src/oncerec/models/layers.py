@@ -1,0 +1,92 @@
+"""Building blocks shared by item and user encoders."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def any_valid(mask: Tensor) -> Tensor:
+    """[B, L] bool -> [B, 1] float: 0 for rows with nothing to attend to (padding item, empty history)."""
+    return mask.any(dim=-1, keepdim=True).to(torch.get_default_dtype())
+
+
+def attendable(mask: Tensor) -> Tensor:
+    """A mask with position 0 opened in empty rows, so softmax never sees a row of -inf (their output is
+    zeroed afterwards with `any_valid`)."""
+    empty = ~mask.any(dim=-1)
+    if empty.any():
+        mask = mask.clone()
+        mask[empty, 0] = True
+    return mask
+
+
+class AdditiveAttention(nn.Module):
+    """Pools a sequence into one vector: softmax(q . tanh(W x_i)) weighted sum (Bahdanau-style)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, hidden)
+        self.query = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x [B, L, D], mask [B, L] (True = real) -> [B, D]."""
+        logits = self.query(torch.tanh(self.proj(x))).squeeze(-1)
+        logits = logits.masked_fill(~attendable(mask), float("-inf"))
+        weights = torch.softmax(logits, dim=-1)
+        return torch.einsum("bl,bld->bd", weights, x) * any_valid(mask).to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over a padded sequence (NRMS)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"hidden_size {dim} must be divisible by num_heads {heads}")
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        out, _ = self.attn(x, x, x, key_padding_mask=~attendable(mask), need_weights=False)
+        return out
+
+
+class FastformerLayer(nn.Module):
+    """One Fastformer layer (Wu et al., 2021): additive attention builds a global query and key, which modulate
+    the keys and values element-wise; linear in sequence length. Post-norm residual + feed-forward."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"hidden_size {dim} must be divisible by num_heads {heads}")
+        self.heads, self.head_dim = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_score = nn.Linear(dim, heads)
+        self.k_score = nn.Linear(dim, heads)
+        self.out = nn.Linear(dim, dim)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def _pool(self, x: Tensor, scores: Tensor, mask: Tensor) -> Tensor:
+        """x [B, L, D], scores [B, L, H] -> one vector per head, [B, 1, D]."""
+        scores = scores.masked_fill(~mask.unsqueeze(-1), float("-inf")) / self.head_dim**0.5
+        w = torch.softmax(scores, dim=1)  # [B, L, H]
+        b, n, _ = x.shape
+        pooled = torch.einsum("blh,blhd->bhd", w, x.view(b, n, self.heads, self.head_dim))
+        return pooled.reshape(b, 1, -1)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        mask = attendable(mask)
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        global_q = self._pool(q, self.q_score(q), mask)
+        p = global_q * k
+        global_k = self._pool(p, self.k_score(p), mask)
+        attended = self.out(global_k * v) + q
+        x = self.norm1(x + self.drop(attended))
+        return self.norm2(x + self.drop(self.ff(x)))
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)

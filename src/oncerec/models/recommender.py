@@ -1,0 +1,81 @@
+"""The recommender: item encoder + user encoder + predictor, composed from the registry.
+
+Training (`forward`): every distinct item of the batch (histories and candidates share many) is encoded once,
+then gathered. Evaluation uses `encode_items` / `encode_users` / `score` separately, so that each item and each
+user is encoded once per evaluation (see `train/evaluate.py`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from oncerec.config.schema import EmbedConfig, ModelConfig
+from oncerec.data.batching import Batch, ItemContent
+from oncerec.data.dataset import Dataset
+from oncerec.errors import ConfigError
+from oncerec.models.embedding import build_word_embedding
+from oncerec.models.registry import lookup
+
+
+def model_spec(dataset: Dataset) -> dict:
+    """Sizes a component may need from the data."""
+    return {
+        "num_items": dataset.num_items,
+        "num_users": dataset.num_users,
+        "history_len": dataset.history_len,
+        "category_vocab": dataset.vocab_size("category"),
+        "subcategory_vocab": dataset.vocab_size("subcategory"),
+    }
+
+
+class Recommender(nn.Module):
+    def __init__(self, cfg: ModelConfig, embed: EmbedConfig, dataset: Dataset, seed: int = 0, log=print):
+        super().__init__()
+        self.cfg = cfg
+        spec = model_spec(dataset)
+        for f in cfg.item_fields:
+            if f not in ("category", "subcategory") and f not in dataset.text_fields:
+                raise ConfigError(f"model.item_fields: `{f}` is not a prepared field; "
+                                  f"valid: {', '.join([*dataset.text_fields, 'category', 'subcategory'])}")
+        item_cls = lookup("item", cfg.item)
+        vocab = dataset.vocab("word") if embed.tokenizer == "word" else None
+        self.words = (
+            None if cfg.item == "id"
+            else build_word_embedding(embed, vocab, dataset.vocab_size(embed.tokenizer), seed, log)
+        )
+        self.item_encoder = item_cls(cfg, self.words, spec)
+        self.user_encoder = lookup("user", cfg.user)(cfg, spec)
+        self.predictor = lookup("predictor", cfg.predictor)(cfg, spec)
+        self.content = ItemContent(dataset, cfg.item_fields, embed.tokenizer)
+
+    def encode_items(self, items: Tensor) -> Tensor:
+        """Item indices [N] -> item vectors [N, d]."""
+        return self.item_encoder(self.content.gather(items))
+
+    def encode_users(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
+        return self.user_encoder(clicked, mask, user)
+
+    def score(self, user: Tensor, candidates: Tensor) -> Tensor:
+        return self.predictor(user, candidates)
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Scores [B, K] for the batch's candidates."""
+        every = torch.cat([batch.history.flatten(), batch.candidates.flatten()])
+        unique, inverse = torch.unique(every, return_inverse=True)
+        vectors = self.encode_items(unique)
+        n_hist = batch.history.numel()
+        clicked = vectors[inverse[:n_hist]].view(*batch.history.shape, -1)
+        cands = vectors[inverse[n_hist:]].view(*batch.candidates.shape, -1)
+        user = self.encode_users(clicked, batch.history_mask, batch.user)
+        return self.score(user, cands)
+
+    def param_groups(self, lr: float, item_lr: float, weight_decay: float) -> list[dict]:
+        """Pretrained language-model weights (flagged `pretrained`) learn at item_lr, the rest at lr."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        pre = [p for p in trainable if getattr(p, "pretrained", False)]
+        rest = [p for p in trainable if not getattr(p, "pretrained", False)]
+        groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
+        if pre:
+            groups.append({"params": pre, "lr": item_lr, "weight_decay": weight_decay})
+        return groups

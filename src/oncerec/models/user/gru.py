@@ -1,0 +1,36 @@
+"""LSTUR's user encoder: a GRU over clicked items (short-term interest) and a user-id embedding (long-term),
+either initialising the GRU state (`ini`) or concatenated with its output and projected (`con`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from oncerec.config.schema import ModelConfig
+
+
+class GRUUser(nn.Module):
+    def __init__(self, cfg: ModelConfig, spec: dict):
+        super().__init__()
+        self.mode = cfg.gru_mode
+        self.user_emb = nn.Embedding(spec["num_users"], cfg.hidden_size, padding_idx=0)
+        self.id_dropout = cfg.user_id_dropout
+        self.gru = nn.GRU(cfg.hidden_size, cfg.hidden_size, batch_first=True)
+        self.out = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size) if self.mode == "con" else None
+
+    def forward(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
+        long_term = self.user_emb(user)
+        if self.training and self.id_dropout:
+            # LSTUR masks the whole user embedding at random, so the model also learns to serve unseen users.
+            keep = torch.rand(user.shape[0], 1, device=user.device) >= self.id_dropout
+            long_term = long_term * keep
+        lengths = mask.sum(1)
+        h0 = long_term.unsqueeze(0) if self.mode == "ini" else None
+        packed = nn.utils.rnn.pack_padded_sequence(
+            clicked, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, h = self.gru(packed, h0)
+        short_term = torch.where((lengths > 0).unsqueeze(-1), h[-1], long_term)
+        if self.mode == "ini":
+            return short_term
+        return self.out(torch.cat([short_term, long_term], dim=-1))

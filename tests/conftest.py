@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+NEWS_TRAIN = [
+    "N1\tsports\tbasketball_nba\tLakers win the \u201cbig\u201d game\tA late shot seals it.\thttps://x/N1\t[]\t[]",
+    "N2\tfinance\tmarkets\tStocks rally as rates fall\t\t\t[]\t[]",
+    'N3\tfood\trecipes\tCr\u00e8me br\u00fbl\u00e9e in 10 minutes \U0001f370\tEasy "dessert" tips\thttps://x/N3\t'
+    '[{"Label": "Cr\u00e8me", "Type": "F"}]\t[]',
+    "N4\tsports\tsoccer\tUnited draw at home\tFans unhappy.\thttps://x/N4\t[]\t[]",
+]
+NEWS_DEV = [
+    "N2\tfinance\tmarkets\tStocks rally as rates fall\t\t\t[]\t[]",
+    "N5\ttravel\tdestinations\tTen beaches to visit\tSun and sand.\thttps://x/N5\t[]\t[]",
+    "N4\tsports\tsoccer\tUnited draw at home\tFans unhappy.\thttps://x/N4\t[]\t[]",
+]
+BEHAVIORS_TRAIN = [
+    "1\tU1\t11/11/2019 9:05:12 AM\tN1 N3\tN2-0 N4-1 N5-0",
+    "2\tU2\t11/11/2019 12:00:00 PM\t\tN1-1 N2-0",
+    "3\tU1\t11/12/2019 11:59:59 PM\tN1 N3\tN5-1 N2-0 N3-0",
+]
+BEHAVIORS_DEV = [
+    "10\tU1\t11/15/2019 10:22:32 AM\tN1 N3 N4\tN2-0 N5-1",
+    "11\tU3\t11/15/2019 1:00:00 AM\t\tN4-1 N2-0 N5-0",
+    "12\tU2\t11/15/2019 2:00:00 PM\tN1\tN2-1 N4-0",
+    "13\tU4\t11/15/2019 3:00:00 PM\tN2\tN5-0 N4-1",
+]
+BEHAVIORS_TEST = ["20\tU1\t11/16/2019 8:00:00 AM\tN1 N3 N4\tN2 N5 N4"]
+
+
+def write_mind(root: Path, crlf: bool = False, test: bool = True, **overrides: list[str]) -> Path:
+    files = {
+        "train/news.tsv": NEWS_TRAIN, "train/behaviors.tsv": BEHAVIORS_TRAIN,
+        "dev/news.tsv": NEWS_DEV, "dev/behaviors.tsv": BEHAVIORS_DEV,
+    }
+    if test:
+        files.update({"test/news.tsv": NEWS_DEV, "test/behaviors.tsv": BEHAVIORS_TEST})
+    for name, lines in files.items():
+        lines = overrides.get(name.replace("/", "_").replace(".tsv", ""), lines)
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        end = "\r\n" if crlf else "\n"
+        path.write_bytes("".join(line + end for line in lines).encode("utf-8"))
+    return root
+
+
+@pytest.fixture
+def mind_dir(tmp_path: Path) -> Path:
+    return write_mind(tmp_path / "mind")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own oncerec cache, so tests never see each other's prepared data."""
+    monkeypatch.setenv("ONCEREC_CACHE", str(tmp_path_factory.mktemp("cache")))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
