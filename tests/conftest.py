@@ -52,8 +52,9 @@ def mind_dir(tmp_path: Path) -> Path:
     return write_mind(tmp_path / "mind")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own oncerec cache, so tests never see each other's prepared data."""
-    monkeypatch.setenv("ONCEREC_CACHE", str(tmp_path_factory.mktemp("cache")))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """One oncerec cache for the test session (never the user's): demo data is generated and prepared once."""
+    os.environ["ONCEREC_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"

@@ -55,6 +55,50 @@ def cmd_stats(a: argparse.Namespace) -> None:
     _print_stats(ds.stats, ds.root)
 
 
+def _print_metrics(metrics: dict) -> None:
+    print(f"{'split':<8}{'AUC':>8}{'MRR':>8}{'nDCG@5':>8}{'nDCG@10':>9}{'impr.':>9}")
+    for name, m in metrics.items():
+        print(f"{name:<8}{m['auc']:>8.4f}{m['mrr']:>8.4f}{m['ndcg@5']:>8.4f}{m['ndcg@10']:>9.4f}{m['impressions']:>9,}")
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from oncerec.config.loader import build_config
+    from oncerec.train.trainer import train
+
+    cfg = build_config(a.overrides)
+    run_dir, metrics = train(cfg, progress=not a.quiet)
+    if metrics:
+        _print_metrics(metrics)
+        print(f"run: {run_dir}")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from oncerec.train.session import load_run
+
+    run = load_run(Path(a.run_dir), data=a.data)
+    metrics = {}
+    for split in a.split:
+        m = run.evaluate(split, write_to=Path(a.run_dir) if a.write else None)
+        if m:
+            metrics[split] = m
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_score(a: argparse.Namespace) -> None:
+    from oncerec.train.metrics import score_files
+
+    print(json.dumps(score_files(Path(a.prediction), Path(a.truth)), indent=2))
+
+
+def cmd_recommend(a: argparse.Namespace) -> None:
+    from oncerec.train.session import load_run
+
+    run = load_run(Path(a.run_dir), data=a.data)
+    history = a.history.split(",") if a.history else None
+    for rank, (item_id, title, score) in enumerate(run.recommend(a.user, history, a.top_k), 1):
+        print(f"{rank:>3}. {score:8.4f}  {item_id}  {title}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oncerec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -75,6 +119,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["mind"], default="mind")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo_data)
+
+    s = sub.add_parser("train", help="train and evaluate a recommender",
+                       description="oncerec train data=<preset|file|folder> model=<preset|file> [embed=...] "
+                       "[exp=...] [group.key=value ...]")
+    s.add_argument("overrides", nargs="*", help="e.g. data=demo-small model=nrms exp.epochs=2 exp.lr=1e-4")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="re-evaluate a saved run (its best weights)")
+    s.add_argument("run_dir")
+    s.add_argument("--split", nargs="+", default=["test"])
+    s.add_argument("--data", help="another dataset (preset, file or folder) with the same vocabularies")
+    s.add_argument("--write", action="store_true", help="also rewrite <split>.prediction.txt in the run dir")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("score", help="official MIND metrics of a leaderboard prediction file against truth")
+    s.add_argument("prediction")
+    s.add_argument("truth")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("recommend", help="rank items for a user of the dataset, or for a given history")
+    s.add_argument("run_dir")
+    s.add_argument("--user", default="", help="user id as in the raw data (its latest history is used)")
+    s.add_argument("--history", default="", help="comma-separated item ids, instead of the user's own history")
+    s.add_argument("--top-k", type=int, default=10)
+    s.add_argument("--data", help="dataset override, as for evaluate")
+    s.set_defaults(func=cmd_recommend)
 
     s = sub.add_parser("stats", help="print the statistics of a prepared dataset")
     s.add_argument("dataset")

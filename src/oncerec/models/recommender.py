@@ -40,11 +40,11 @@ class Recommender(nn.Module):
                                   f"valid: {', '.join([*dataset.text_fields, 'category', 'subcategory'])}")
         item_cls = lookup("item", cfg.item)
         vocab = dataset.vocab("word") if embed.tokenizer == "word" else None
-        self.words = (
+        words = (
             None if cfg.item == "id"
             else build_word_embedding(embed, vocab, dataset.vocab_size(embed.tokenizer), seed, log)
         )
-        self.item_encoder = item_cls(cfg, self.words, spec)
+        self.item_encoder = item_cls(cfg, words, spec)
         self.user_encoder = lookup("user", cfg.user)(cfg, spec)
         self.predictor = lookup("predictor", cfg.predictor)(cfg, spec)
         self.content = ItemContent(dataset, cfg.item_fields, embed.tokenizer)

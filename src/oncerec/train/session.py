@@ -1,0 +1,94 @@
+"""A saved run, loaded for evaluation or recommendation (no training state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from oncerec.config.loader import load_group
+from oncerec.config.schema import Config, DataConfig
+from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.errors import OncerecError
+from oncerec.models.recommender import Recommender
+from oncerec.train.checkpoint import load_latest, load_weights
+from oncerec.train.evaluate import encode_all_items, predict_fast, split_metrics, write_split_predictions
+
+
+@dataclass
+class Run:
+    cfg: Config
+    dataset: Dataset
+    model: Recommender
+    device: torch.device
+
+    def evaluate(self, split_name: str, write_to: Path | None = None) -> dict:
+        split = self.dataset.split(split_name)
+        scores = predict_fast(self.model, self.dataset, split, self.cfg.exp.eval_batch_size, self.device)
+        if write_to is not None:
+            write_split_predictions(write_to / f"{split_name}.prediction.txt", split, scores)
+        return split_metrics(split, scores) if split.labelled else {}
+
+    @torch.no_grad()
+    def recommend(self, user: str, history: list[str] | None, top_k: int) -> list[tuple[str, str, float]]:
+        """Top items (id, title, score) for a user's latest history in the dataset, or for given item ids."""
+        table = self.dataset.items_table
+        ids = table.column("id").to_pylist()
+        index = {x: i for i, x in enumerate(ids)}
+        users = self.dataset.vocab("user")
+        u = users.index(user) if user in users else 0
+        if history is not None:
+            missing = [h for h in history if h not in index]
+            if missing:
+                raise OncerecError(f"unknown item ids in --history: {', '.join(missing[:5])}")
+            clicked = [index[h] for h in history][-self.dataset.history_len:]
+        elif u:
+            clicked = self._latest_history(u)
+        else:
+            raise OncerecError(f"user {user!r} is not in the dataset; give --history ITEM1,ITEM2,... instead")
+        self.model.eval()
+        items = encode_all_items(self.model, self.cfg.exp.eval_batch_size, self.device)
+        hist = torch.tensor([clicked or [0]], device=self.device)
+        mask = torch.tensor([[True] * len(clicked) or [False]], device=self.device)
+        rep = self.model.encode_users(items[hist], mask, torch.tensor([u], device=self.device))
+        scores = self.model.score(rep, items[1:].unsqueeze(0))[0]
+        scores[torch.tensor(clicked, dtype=torch.long, device=self.device) - 1] = float("-inf")  # already read
+        top = torch.topk(scores, min(top_k, len(scores) - len(set(clicked))))
+        titles = table.column("title").to_pylist()
+        return [(ids[i + 1], titles[i + 1], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+
+    def _latest_history(self, user: int) -> list[int]:
+        best_time, row = -1, None
+        for name in self.dataset.split_names:
+            split = self.dataset.split(name)
+            mine = np.flatnonzero(np.asarray(split.user) == user)
+            if len(mine) and split.time[mine[-1]] > best_time:
+                best_time, row = split.time[mine[-1]], int(split.history[mine[-1]])
+        items, lengths, _ = self.dataset.histories
+        return [int(x) for x in items[row, : lengths[row]]] if row is not None else []
+
+
+def load_run(run_dir: Path, data: str | None = None) -> Run:
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise OncerecError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = Config.model_validate(yaml.safe_load(config_path.read_text()))
+    if data:
+        cfg.data = DataConfig.model_validate(load_group("data", data))
+    dataset = Dataset(resolve_dataset(cfg.data, log=lambda *_: None))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = Recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None)
+    if (run_dir / "best").is_dir():
+        weights = load_weights(run_dir / "best")
+    else:
+        found = load_latest(run_dir)
+        if found is None:
+            raise OncerecError(f"{run_dir} has no saved weights (best/ or checkpoints/)")
+        weights = found[0]
+    model.load_state_dict(weights)
+    model.to(device)
+    model.content.to(device)
+    return Run(cfg, dataset, model, device)

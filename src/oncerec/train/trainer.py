@@ -1,0 +1,291 @@
+"""Training with negative sampling, periodic validation, early stopping, exact resume, and final test.
+
+Runs as one process on CPU/GPU, or as several under `accelerate launch` (DDP): each process takes every
+world-th batch of the same deterministic epoch order, gradients are averaged by DDP, and the main process
+evaluates, checkpoints and decides when to stop.
+
+Run directory (other tools rely on it): config.yaml, log.jsonl, curves.png, checkpoints/, best/,
+metrics.json ({"valid": {...}, "test": {...}}), valid.prediction.txt, test.prediction.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+from tqdm import tqdm
+
+from oncerec.config.loader import config_diff, dump_config
+from oncerec.config.schema import Config
+from oncerec.data.batching import TrainSampler
+from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.errors import ConfigError, OncerecError
+from oncerec.models.recommender import Recommender
+from oncerec.train.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
+from oncerec.train.evaluate import predict_fast, predict_slow, split_metrics, write_split_predictions
+from oncerec.train.report import plot_curves
+
+# Keys that may change between an interrupted run and its resumption.
+RESUMABLE_EXP_KEYS = {"resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps"}
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step_in_epoch: int = 0  # optimizer steps done in `epoch`
+    global_step: int = 0
+    best: float | None = None
+    best_step: int = -1
+    bad_evals: int = 0
+    stopped: bool = False
+    evals: list = field(default_factory=list)
+
+
+def _better(metric: str, new: float, old: float | None) -> bool:
+    if old is None or math.isnan(old):
+        return not math.isnan(new)
+    return new < old if metric == "logloss" else new > old
+
+
+def run_dir_for(cfg: Config) -> Path:
+    if cfg.exp.out_dir:
+        return Path(cfg.exp.out_dir)
+    return Path("runs") / f"{cfg.data.name}-{cfg.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _check_resume(run_dir: Path, cfg: Config) -> None:
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise OncerecError(f"exp.resume=true but {run_dir} has no config.yaml (nothing to resume)")
+    saved = Config.model_validate(yaml.safe_load(saved_path.read_text()))
+    diffs = config_diff(saved, cfg)
+    a, b = saved.exp.model_dump(), cfg.exp.model_dump()
+    diffs += [f"exp.{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in RESUMABLE_EXP_KEYS and a[k] != b[k]]
+    if diffs:
+        raise ConfigError(f"cannot resume {run_dir}: the config differs from the saved run:\n  " + "\n  ".join(diffs))
+
+
+def _lr_lambda(cfg: Config, total_steps: int):
+    warm = cfg.exp.warmup if cfg.exp.warmup >= 1 else cfg.exp.warmup * total_steps
+
+    def f(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if cfg.exp.decay:
+            return max(0.0, (total_steps - step) / max(1.0, total_steps - warm))
+        return 1.0
+
+    return f
+
+
+class Trainer:
+    def __init__(self, cfg: Config, progress: bool = True, log=print):
+        self.cfg = cfg
+        self.progress = progress
+        self.acc = Accelerator(mixed_precision=cfg.exp.mixed_precision)
+        self.main = self.acc.is_main_process
+        self.log = log if self.main else (lambda *_: None)
+        with self.acc.main_process_first():
+            self.dataset = Dataset(resolve_dataset(cfg.data, progress=progress and self.main, log=self.log))
+        holder = [str(run_dir_for(cfg))]
+        broadcast_object_list(holder)
+        self.run_dir = Path(holder[0])
+        if cfg.exp.resume:
+            _check_resume(self.run_dir, cfg)
+        elif (self.run_dir / "config.yaml").exists():
+            raise OncerecError(f"{self.run_dir} already holds a run; add exp.resume=true to continue it, "
+                               "or choose another exp.out_dir")
+        torch.manual_seed(cfg.exp.seed)
+        self.model = Recommender(cfg.model, cfg.embed, self.dataset, seed=cfg.exp.seed, log=self.log)
+        self.model.content.to(self.acc.device)
+        self.sampler = TrainSampler(self.dataset, self.dataset.split("train"), cfg.exp.batch_size,
+                                    cfg.exp.neg_count, cfg.exp.seed)
+        world, acc = self.acc.num_processes, cfg.exp.acc_batch
+        self.steps_per_epoch = len(self.sampler) // (world * acc)
+        if self.steps_per_epoch == 0:
+            raise OncerecError(f"the training split has {len(self.sampler.pos_rows)} clicks: fewer than one "
+                               f"step of batch_size {cfg.exp.batch_size} x acc_batch {acc} x {world} processes")
+        parts = -cfg.exp.epoch_batch if cfg.exp.epoch_batch < 0 else 1
+        every = max(1, math.ceil(self.steps_per_epoch / parts))
+        self.eval_points = {min(s, self.steps_per_epoch) for s in range(every, self.steps_per_epoch + every, every)}
+        total = self.steps_per_epoch * cfg.exp.epochs
+        self.optimizer = torch.optim.AdamW(self.model.param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.weight_decay))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, total))
+        self.ddp_model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
+        self.state = TrainState()
+
+    # -- persistence -------------------------------------------------------------------------------------
+    def _write_log(self, record: dict) -> None:
+        if self.main:
+            with open(self.run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _save(self) -> None:
+        if not self.main:
+            return
+        train_state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "trainer": asdict(self.state),
+        }
+        save_checkpoint(self.run_dir, self.state.global_step, self.model.state_dict(), train_state)
+
+    def _restore(self) -> None:
+        found = load_latest(self.run_dir, log=self.log)
+        if found is None:
+            self.log(f"no usable checkpoint in {self.run_dir}: starting from the beginning")
+            return
+        weights, train_state, folder = found
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(train_state["optimizer"])
+        self.scheduler.load_state_dict(train_state["scheduler"])
+        torch.set_rng_state(train_state["torch_rng"])
+        if train_state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(train_state["cuda_rng"])
+        self.state = TrainState(**train_state["trainer"])
+        self.log(f"resumed from {folder} (epoch {self.state.epoch}, step {self.state.global_step})")
+        if self.main:
+            self._truncate_log(self.state.global_step)
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines written after the checkpoint by the interrupted process."""
+        path = self.run_dir / "log.jsonl"
+        if path.is_file():
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
+            path.write_text("".join(ln + "\n" for ln in kept))
+
+    # -- evaluation --------------------------------------------------------------------------------------
+    def evaluate(self, split_name: str, write: bool = False) -> dict:
+        split = self.dataset.split(split_name)
+        predict = predict_fast if self.cfg.exp.fast_eval else predict_slow
+        scores = predict(self.model, self.dataset, split, self.cfg.exp.eval_batch_size, self.acc.device,
+                         progress=self.progress and split.num_impressions > 50_000)
+        self.model.train()
+        if write:
+            write_split_predictions(self.run_dir / f"{split_name}.prediction.txt", split, scores)
+        return split_metrics(split, scores) if split.labelled else {}
+
+    def _validate(self) -> None:
+        """Main process evaluates and decides; every process learns the decision."""
+        decision = [None]
+        if self.main:
+            m = self.evaluate("valid")
+            s = self.state
+            value = m[self.cfg.exp.metric]
+            improved = _better(self.cfg.exp.metric, value, s.best)
+            if improved:
+                s.best, s.best_step, s.bad_evals = value, s.global_step, 0
+                save_weights(self.run_dir / "best", self.model.state_dict(),
+                             {"step": s.global_step, "epoch": s.epoch, self.cfg.exp.metric: value})
+            else:
+                s.bad_evals += 1
+            epoch = s.epoch + s.step_in_epoch / self.steps_per_epoch
+            record = {"type": "eval", "split": "valid", "step": s.global_step, "epoch": epoch, **m}
+            s.evals.append({k: record[k] for k in ("step", "epoch", self.cfg.exp.metric)})
+            self._write_log(record)
+            self.log(f"valid @ step {s.global_step}: " + "  ".join(f"{k} {m[k]:.4f}" for k in ("auc", "mrr", "ndcg@5", "ndcg@10"))
+                     + ("  (best)" if improved else f"  (no gain {s.bad_evals}/{self.cfg.exp.patience or 'inf'})"))
+            decision = [asdict(s)]
+        broadcast_object_list(decision)
+        self.state = TrainState(**decision[0])
+
+    # -- training ----------------------------------------------------------------------------------------
+    def _step(self, epoch: int, step: int, order: np.ndarray) -> float:
+        world, rank, acc = self.acc.num_processes, self.acc.process_index, self.cfg.exp.acc_batch
+        total = 0.0
+        for a in range(acc):
+            batch = self.sampler.batch(epoch, (step * acc + a) * world + rank, order).to(self.acc.device)
+            sync = nullcontext() if a == acc - 1 else self.acc.no_sync(self.ddp_model)
+            with sync, self.acc.autocast():
+                scores = self.ddp_model(batch)
+                loss = torch.nn.functional.cross_entropy(scores.float(), torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+            self.acc.backward(loss / acc)
+            total += loss.item() / acc
+        if self.cfg.exp.clip_norm:
+            self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.exp.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def fit(self) -> dict:
+        cfg, s = self.cfg, self.state
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not cfg.exp.resume:
+                (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        if cfg.exp.resume:
+            self._restore()
+            s = self.state
+        self.model.train()
+        samples_per_step = cfg.exp.batch_size * cfg.exp.acc_batch * self.acc.num_processes
+        self.log(f"run dir {self.run_dir}: {self.steps_per_epoch} steps/epoch x {cfg.exp.epochs} epochs, "
+                 f"{samples_per_step} samples/step, {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters")
+        while s.epoch < cfg.exp.epochs and not s.stopped:
+            order = self.sampler.order(s.epoch)
+            bar = tqdm(total=self.steps_per_epoch, initial=s.step_in_epoch, desc=f"epoch {s.epoch + 1}/{cfg.exp.epochs}",
+                       disable=not (self.progress and self.main), leave=False)
+            window, window_loss, t0 = 0, 0.0, time.perf_counter()
+            while s.step_in_epoch < self.steps_per_epoch:
+                loss = self._step(s.epoch, s.step_in_epoch, order)
+                s.step_in_epoch += 1
+                s.global_step += 1
+                window, window_loss = window + 1, window_loss + loss
+                bar.update(1)
+                if window == cfg.exp.log_every or s.step_in_epoch == self.steps_per_epoch:
+                    rate = window * samples_per_step / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{window_loss / window:.4f}", samples_s=f"{rate:.0f}")
+                    self._write_log({"type": "train", "step": s.global_step, "epoch": s.epoch + s.step_in_epoch / self.steps_per_epoch,
+                                     "loss": window_loss / window, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate})
+                    window, window_loss, t0 = 0, 0.0, time.perf_counter()
+                at_limit = bool(cfg.exp.max_steps) and s.global_step >= cfg.exp.max_steps
+                if s.step_in_epoch in self.eval_points or at_limit:
+                    self._validate()
+                    s = self.state
+                    s.stopped = at_limit or (cfg.exp.patience > 0 and s.bad_evals >= cfg.exp.patience)
+                    self._save()
+                    if s.stopped:
+                        break
+                elif cfg.exp.save_every and s.global_step % cfg.exp.save_every == 0:
+                    self._save()
+            bar.close()
+            if not s.stopped:
+                # A checkpoint taken at the epoch's last step resumes here, straight into the next epoch.
+                s.epoch, s.step_in_epoch = s.epoch + 1, 0
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Reload the best weights, evaluate valid and test, write predictions, metrics and curves."""
+        self.acc.wait_for_everyone()
+        if not self.main:
+            return {}
+        best = self.run_dir / "best"
+        if best.is_dir():
+            self.model.load_state_dict(load_weights(best))
+        metrics = {}
+        for name in ("valid", "test"):
+            if name in self.dataset.split_names:
+                m = self.evaluate(name, write=True)
+                if m:
+                    metrics[name] = m
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png", self.cfg.exp.metric)
+        return metrics
+
+
+def train(cfg: Config, progress: bool = True, log=print) -> tuple[Path, dict]:
+    trainer = Trainer(cfg, progress=progress, log=log)
+    metrics = trainer.fit()
+    return trainer.run_dir, metrics
