@@ -33,8 +33,10 @@ BEHAVIORS_TEST = ["20\tU1\t11/16/2019 8:00:00 AM\tN1 N3 N4\tN2 N5 N4"]
 
 def write_mind(root: Path, crlf: bool = False, test: bool = True, **overrides: list[str]) -> Path:
     files = {
-        "train/news.tsv": NEWS_TRAIN, "train/behaviors.tsv": BEHAVIORS_TRAIN,
-        "dev/news.tsv": NEWS_DEV, "dev/behaviors.tsv": BEHAVIORS_DEV,
+        "train/news.tsv": NEWS_TRAIN,
+        "train/behaviors.tsv": BEHAVIORS_TRAIN,
+        "dev/news.tsv": NEWS_DEV,
+        "dev/behaviors.tsv": BEHAVIORS_DEV,
     }
     if test:
         files.update({"test/news.tsv": NEWS_DEV, "test/behaviors.tsv": BEHAVIORS_TEST})

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_mind
+
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.data.mind import parse_time
@@ -23,7 +24,7 @@ def _prepare(raw: Path, out: Path, *overrides: str) -> Dataset:
 def _ids(ds: Dataset, split: str) -> list[list[str]]:
     s = ds.split(split)
     names = ds.items_table.column("id").to_pylist()
-    return [[names[i] for i in s.item[s.offsets[j]:s.offsets[j + 1]]] for j in range(s.num_impressions)]
+    return [[names[i] for i in s.item[s.offsets[j] : s.offsets[j + 1]]] for j in range(s.num_impressions)]
 
 
 def test_reader_hand_written_lines(mind_dir: Path, tmp_path: Path):
@@ -51,7 +52,15 @@ def test_reader_hand_written_lines(mind_dir: Path, tmp_path: Path):
 
     words = ds.vocab("word")
     ids, lens = ds.tokens("word", "title")
-    assert [words[t] for t in ids[1, : lens[1]]] == ["lakers", "win", "the", "\u201c", "big", "\u201d", "game"]
+    assert [words[t] for t in ids[1, : lens[1]]] == [
+        "lakers",
+        "win",
+        "the",
+        "\u201c",
+        "big",
+        "\u201d",
+        "game",
+    ]
     assert lens[0] == 0 and ids.dtype == np.int32
     # "Ten beaches to visit" is dev-only: unknown words map to <unk> (=1), vocabulary is built on train
     assert ids[5, 0] == 1
@@ -62,10 +71,15 @@ def test_reader_hand_written_lines(mind_dir: Path, tmp_path: Path):
 
 
 def test_parse_time_matches_strptime():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    for s in ["11/15/2019 10:22:32 AM", "11/15/2019 12:00:01 AM", "11/15/2019 12:30:00 PM", "1/2/2020 11:59:59 PM"]:
-        expected = datetime.strptime(s, "%m/%d/%Y %I:%M:%S %p").replace(tzinfo=timezone.utc).timestamp()
+    for s in [
+        "11/15/2019 10:22:32 AM",
+        "11/15/2019 12:00:01 AM",
+        "11/15/2019 12:30:00 PM",
+        "1/2/2020 11:59:59 PM",
+    ]:
+        expected = datetime.strptime(s, "%m/%d/%Y %I:%M:%S %p").replace(tzinfo=UTC).timestamp()
         assert parse_time(s) == expected
 
 
@@ -115,7 +129,9 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, split_file, line, lineno, 
 def test_bad_line_in_the_middle_reports_its_number(tmp_path: Path):
     from conftest import BEHAVIORS_TRAIN
 
-    raw = write_mind(tmp_path / "raw", train_behaviors=[*BEHAVIORS_TRAIN, "9\tU9\t11/11/2019 9:05:12 AM\t\tN1-2"])
+    raw = write_mind(
+        tmp_path / "raw", train_behaviors=[*BEHAVIORS_TRAIN, "9\tU9\t11/11/2019 9:05:12 AM\t\tN1-2"]
+    )
     with pytest.raises(DataError, match=r"train/behaviors.tsv:4 \(field impressions\)"):
         _prepare(raw, tmp_path / "ds")
 

@@ -15,17 +15,23 @@ def _print_stats(stats: dict, out: Path) -> None:
     print(f"items {stats['items']:,}  users {stats['users']:,}  distinct histories {stats['histories']:,}")
     print(f"{'split':<8}{'impressions':>12}{'rows':>12}{'clicks':>10}{'users':>10}{'empty hist':>11}")
     for name, s in stats["splits"].items():
-        print(f"{name:<8}{s['impressions']:>12,}{s['rows']:>12,}{s['clicks']:>10,}{s['users']:>10,}"
-              f"{s['empty_histories']:>11,}")
+        print(
+            f"{name:<8}{s['impressions']:>12,}{s['rows']:>12,}{s['clicks']:>10,}{s['users']:>10,}"
+            f"{s['empty_histories']:>11,}"
+        )
     print("vocab: " + ", ".join(f"{k} {v:,}" for k, v in stats["vocab"].items()))
     for tok, fields in stats["token_lengths"].items():
         for field, p in fields.items():
             if p:
-                print(f"tokens[{tok}.{field}]: p50 {p['p50']:.0f}  p90 {p['p90']:.0f}  p99 {p['p99']:.0f}  "
-                      f"max {p['max']}  truncated at {p['max_len']}: {p['truncated']:,}")
+                print(
+                    f"tokens[{tok}.{field}]: p50 {p['p50']:.0f}  p90 {p['p90']:.0f}  p99 {p['p99']:.0f}  "
+                    f"max {p['max']}  truncated at {p['max_len']}: {p['truncated']:,}"
+                )
     if "prepare" in stats:
         p = stats["prepare"]
-        print(f"prepared in {p['seconds']} s ({p['lines_per_s']:,} lines/s), peak memory {p['peak_rss_mb']:,} MiB")
+        print(
+            f"prepared in {p['seconds']} s ({p['lines_per_s']:,} lines/s), peak memory {p['peak_rss_mb']:,} MiB"
+        )
 
 
 def cmd_prepare(a: argparse.Namespace) -> None:
@@ -58,7 +64,9 @@ def cmd_stats(a: argparse.Namespace) -> None:
 def _print_metrics(metrics: dict) -> None:
     print(f"{'split':<8}{'AUC':>8}{'MRR':>8}{'nDCG@5':>8}{'nDCG@10':>9}{'impr.':>9}")
     for name, m in metrics.items():
-        print(f"{name:<8}{m['auc']:>8.4f}{m['mrr']:>8.4f}{m['ndcg@5']:>8.4f}{m['ndcg@10']:>9.4f}{m['impressions']:>9,}")
+        print(
+            f"{name:<8}{m['auc']:>8.4f}{m['mrr']:>8.4f}{m['ndcg@5']:>8.4f}{m['ndcg@10']:>9.4f}{m['impressions']:>9,}"
+        )
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -70,6 +78,37 @@ def cmd_train(a: argparse.Namespace) -> None:
     if metrics:
         _print_metrics(metrics)
         print(f"run: {run_dir}")
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    """The main job: train a model on the built-in data and compare it with popularity and the oracle."""
+    from oncerec.config.loader import build_config
+    from oncerec.data.dataset import Dataset
+    from oncerec.train.baselines import oracle_scores, popularity_scores
+    from oncerec.train.evaluate import split_metrics
+    from oncerec.train.trainer import Trainer
+
+    cfg = build_config([f"data=demo-{a.scale}", f"model={a.model}", "exp=demo", *a.overrides])
+    trainer = Trainer(cfg, progress=not a.quiet)
+    metrics = trainer.fit()
+    ds: Dataset = trainer.dataset
+    test = ds.split("test")
+    rows = {
+        "oracle (true click probability)": oracle_scores(ds, test),
+        "popularity (train clicks)": popularity_scores(ds, test),
+    }
+    table = {cfg.model.name: metrics["test"]}
+    table.update({name: split_metrics(test, s) for name, s in rows.items() if s is not None})
+    print(f"\ntest split of demo-{a.scale}: {test.num_impressions:,} impressions")
+    print(f"| {'model':<32} | {'AUC':>6} | {'MRR':>6} | {'nDCG@5':>6} | {'nDCG@10':>7} |")
+    print(f"|{'-' * 34}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
+    for name, m in table.items():
+        print(f"| {name:<32} | {m['auc']:.4f} | {m['mrr']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} |")
+    oracle = table.get("oracle (true click probability)")
+    if oracle:
+        gap = (metrics["test"]["auc"] - 0.5) / (oracle["auc"] - 0.5)
+        print(f"\n{cfg.model.name} closes {gap:.1%} of the AUC gap between random (0.5) and the oracle.")
+    print(f"run directory: {trainer.run_dir}")
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -106,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prepare", help="raw data folder -> dataset directory")
     s.add_argument("raw", help="raw data folder (MIND: train/, dev/, optional test/)")
     s.add_argument("--format", choices=["mind"], default="mind")
-    s.add_argument("--out", help="dataset directory to create (default: <raw>-prepared beside the raw folder)")
+    s.add_argument(
+        "--out", help="dataset directory to create (default: <raw>-prepared beside the raw folder)"
+    )
     s.add_argument("--strict", action="store_true", help="ids missing from every news file are an error")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("overrides", nargs="*", help="data options, e.g. data.split=once data.history_len=30")
@@ -120,12 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo_data)
 
-    s = sub.add_parser("train", help="train and evaluate a recommender",
-                       description="oncerec train data=<preset|file|folder> model=<preset|file> [embed=...] "
-                       "[exp=...] [group.key=value ...]")
+    s = sub.add_parser(
+        "train",
+        help="train and evaluate a recommender",
+        description="oncerec train data=<preset|file|folder> model=<preset|file> [embed=...] "
+        "[exp=...] [group.key=value ...]",
+    )
     s.add_argument("overrides", nargs="*", help="e.g. data=demo-small model=nrms exp.epochs=2 exp.lr=1e-4")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("demo", help="the main job: train on the built-in demo data, compare with baselines")
+    s.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
+    s.add_argument("--model", default="nrms")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("overrides", nargs="*", help="config overrides, e.g. exp.epochs=1")
+    s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("evaluate", help="re-evaluate a saved run (its best weights)")
     s.add_argument("run_dir")
@@ -142,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("recommend", help="rank items for a user of the dataset, or for a given history")
     s.add_argument("run_dir")
     s.add_argument("--user", default="", help="user id as in the raw data (its latest history is used)")
-    s.add_argument("--history", default="", help="comma-separated item ids, instead of the user's own history")
+    s.add_argument(
+        "--history", default="", help="comma-separated item ids, instead of the user's own history"
+    )
     s.add_argument("--top-k", type=int, default=10)
     s.add_argument("--data", help="dataset override, as for evaluate")
     s.set_defaults(func=cmd_recommend)
@@ -154,7 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `key=value` overrides may come before or after options such as --quiet.
+    if hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         args.func(args)
     except OncerecError as e:

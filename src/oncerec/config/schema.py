@@ -73,8 +73,12 @@ class ModelConfig(_Strict):
     gru_mode: Literal["ini", "con"] = Field(
         "ini", description="LSTUR: user-id embedding initialises the GRU (`ini`) or is concatenated (`con`)."
     )
-    user_id_dropout: float = Field(0.5, ge=0, le=1, description="LSTUR: chance of masking the user-id embedding.")
-    num_interests: int = Field(4, ge=1, description="MINER: number of interest vectors (poly-attention codes).")
+    user_id_dropout: float = Field(
+        0.5, ge=0, le=1, description="LSTUR: chance of masking the user-id embedding."
+    )
+    num_interests: int = Field(
+        4, ge=1, description="MINER: number of interest vectors (poly-attention codes)."
+    )
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on word embeddings and encoder outputs.")
 
 
@@ -107,7 +111,9 @@ class ExpConfig(_Strict):
     warmup: float = Field(0.0, ge=0, description="Warm-up steps (>=1) or fraction of all steps (<1).")
     decay: bool = Field(False, description="Linear decay of the learning rate to 0 after warm-up.")
     clip_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
-    patience: int = Field(2, ge=0, description="Stop after this many evaluations without improvement (0: off).")
+    patience: int = Field(
+        2, ge=0, description="Stop after this many evaluations without improvement (0: off)."
+    )
     metric: Literal["auc", "mrr", "ndcg@5", "ndcg@10", "logloss"] = Field(
         "auc", description="Validation metric that selects the best checkpoint."
     )
@@ -116,7 +122,9 @@ class ExpConfig(_Strict):
     resume: bool = Field(False, description="Continue the run in out_dir from its last checkpoint.")
     fast_eval: bool = Field(True, description="Encode each item and user once per evaluation.")
     log_every: int = Field(50, ge=1, description="Steps per training log line.")
-    save_every: int = Field(0, ge=0, description="Also checkpoint every N optimizer steps (0: only at evaluations).")
+    save_every: int = Field(
+        0, ge=0, description="Also checkpoint every N optimizer steps (0: only at evaluations)."
+    )
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: no limit).")
 
 

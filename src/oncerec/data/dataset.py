@@ -53,11 +53,15 @@ class Dataset:
         self.root = Path(root)
         manifest = self.root / "dataset.json"
         if not manifest.is_file():
-            raise OncerecError(f"{self.root} is not a prepared dataset (no dataset.json); run `oncerec prepare`")
+            raise OncerecError(
+                f"{self.root} is not a prepared dataset (no dataset.json); run `oncerec prepare`"
+            )
         self.manifest = json.loads(manifest.read_text())
         if self.manifest.get("format_version") != FORMAT_VERSION:
-            raise OncerecError(f"{self.root}: dataset format {self.manifest.get('format_version')}, "
-                               f"this oncerec reads {FORMAT_VERSION}; prepare it again")
+            raise OncerecError(
+                f"{self.root}: dataset format {self.manifest.get('format_version')}, "
+                f"this oncerec reads {FORMAT_VERSION}; prepare it again"
+            )
         self.text_fields: list[str] = self.manifest["text_fields"]
         self.tokenizers: list[str] = self.manifest["tokenizers"]
         self.history_len: int = self.manifest["history_len"]
@@ -88,10 +92,14 @@ class Dataset:
     def tokens(self, tokenizer: str, field: str) -> tuple[np.ndarray, np.ndarray]:
         """([N, L] token ids, [N] lengths) of one text field."""
         if tokenizer not in self.tokenizers:
-            raise OncerecError(f"tokenizer `{tokenizer}` was not prepared; prepared: {', '.join(self.tokenizers)} "
-                               f"(add it to data.tokenizers)")
+            raise OncerecError(
+                f"tokenizer `{tokenizer}` was not prepared; prepared: {', '.join(self.tokenizers)} "
+                f"(add it to data.tokenizers)"
+            )
         if field not in self.text_fields:
-            raise OncerecError(f"text field `{field}` was not prepared; prepared: {', '.join(self.text_fields)}")
+            raise OncerecError(
+                f"text field `{field}` was not prepared; prepared: {', '.join(self.text_fields)}"
+            )
         folder = tokenizer_dir(tokenizer)
         return self._load("items", folder, f"{field}.npy"), self._load("items", folder, f"{field}.len.npy")
 
@@ -101,7 +109,11 @@ class Dataset:
     @cached_property
     def histories(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """([H, history_len] item indices oldest first, [H] lengths, [H] user index)."""
-        return self._load("histories", "items.npy"), self._load("histories", "length.npy"), self._load("histories", "user.npy")
+        return (
+            self._load("histories", "items.npy"),
+            self._load("histories", "length.npy"),
+            self._load("histories", "user.npy"),
+        )
 
     def split(self, name: str) -> Split:
         if name not in self.split_names:
@@ -138,7 +150,9 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
     if cfg.format == "demo":
         source = demo_raw_folder(cfg.demo_scale, cfg.demo_seed, progress)
     elif not cfg.source:
-        raise OncerecError("data.source is empty: give a MIND folder, a prepared dataset, or use a demo preset")
+        raise OncerecError(
+            "data.source is empty: give a MIND folder, a prepared dataset, or use a demo preset"
+        )
     else:
         source = Path(cfg.source)
     if (source / "dataset.json").is_file():
@@ -147,5 +161,10 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
     out = cache_root() / "datasets" / f"{cfg.name}-{key}"
     if not (out / "dataset.json").is_file():
         log(f"preparing {source} -> {out}")
-        prepare_mind(source, cfg, out, progress=progress, log=log)
+        try:
+            prepare_mind(source, cfg, out, progress=progress, log=log)
+        except (OncerecError, OSError):
+            # Another process may have prepared the same dataset at the same time: its result is as good.
+            if not (out / "dataset.json").is_file():
+                raise
     return out

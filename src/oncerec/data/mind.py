@@ -16,7 +16,16 @@ from tqdm import tqdm
 
 from oncerec.errors import DataError
 
-NEWS_COLUMNS = ("news_id", "category", "subcategory", "title", "abstract", "url", "title_entities", "abstract_entities")
+NEWS_COLUMNS = (
+    "news_id",
+    "category",
+    "subcategory",
+    "title",
+    "abstract",
+    "url",
+    "title_entities",
+    "abstract_entities",
+)
 BEHAVIOR_COLUMNS = ("impression_id", "user_id", "time", "history", "impressions")
 SPLITS = ("train", "dev", "test")
 
@@ -49,9 +58,12 @@ def iter_lines(path: Path, progress: bool = False, desc: str = "") -> Iterator[t
     size = path.stat().st_size
     if size == 0:
         raise DataError(path, "file is empty")
-    with open(path, "rb") as f, tqdm(
-        total=size, unit="B", unit_scale=True, desc=desc or path.name, disable=not progress, leave=False
-    ) as bar:
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size, unit="B", unit_scale=True, desc=desc or path.name, disable=not progress, leave=False
+        ) as bar,
+    ):
         for n, raw in enumerate(f, 1):
             bar.update(len(raw))
             try:
@@ -69,7 +81,9 @@ def read_news(path: Path, progress: bool = False) -> Iterator[News]:
         cols = text.split("\t")
         if len(cols) != len(NEWS_COLUMNS):
             raise DataError(
-                path, f"expected {len(NEWS_COLUMNS)} tab-separated columns ({', '.join(NEWS_COLUMNS)}), got {len(cols)}", n
+                path,
+                f"expected {len(NEWS_COLUMNS)} tab-separated columns ({', '.join(NEWS_COLUMNS)}), got {len(cols)}",
+                n,
             )
         if not cols[0]:
             raise DataError(path, "empty news id", n, "news_id")
@@ -116,7 +130,9 @@ def read_behaviors(path: Path, progress: bool = False) -> Iterator[Behavior]:
         try:
             imp_id = int(imp_raw)
         except ValueError:
-            raise DataError(path, f"impression id {imp_raw!r} is not an integer", n, "impression_id") from None
+            raise DataError(
+                path, f"impression id {imp_raw!r} is not an integer", n, "impression_id"
+            ) from None
         if imp_id in seen_ids:
             raise DataError(path, f"impression id {imp_id} appears twice", n, "impression_id")
         seen_ids.add(imp_id)
@@ -136,12 +152,19 @@ def read_behaviors(path: Path, progress: bool = False) -> Iterator[Behavior]:
             for tok in tokens:
                 news, sep, lab = tok.rpartition("-")
                 if not sep or not news or lab not in ("0", "1"):
-                    raise DataError(path, f"bad impression token {tok!r}, expected NewsID-0 or NewsID-1", n, "impressions")
+                    raise DataError(
+                        path, f"bad impression token {tok!r}, expected NewsID-0 or NewsID-1", n, "impressions"
+                    )
                 cands.append(news)
                 labels.append(lab == "1")
         else:
             if any(tok.rpartition("-")[2] in ("0", "1") for tok in tokens):
-                raise DataError(path, "labelled candidate in an unlabelled file (the first line had no labels)", n, "impressions")
+                raise DataError(
+                    path,
+                    "labelled candidate in an unlabelled file (the first line had no labels)",
+                    n,
+                    "impressions",
+                )
             cands, labels = tokens, None
         yield Behavior(n, imp_id, user, t, hist_raw.split(), cands, labels)
 
@@ -153,7 +176,10 @@ def split_folders(root: Path) -> dict[str, Path]:
     found = {s: root / s for s in SPLITS if (root / s).is_dir()}
     for required in ("train", "dev"):
         if required not in found:
-            raise DataError(root, f"missing split folder `{required}/` (a MIND folder holds train/, dev/ and optionally test/)")
+            raise DataError(
+                root,
+                f"missing split folder `{required}/` (a MIND folder holds train/, dev/ and optionally test/)",
+            )
     for s, folder in found.items():
         for name in ("news.tsv", "behaviors.tsv"):
             if not (folder / name).is_file():

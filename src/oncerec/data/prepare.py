@@ -28,9 +28,9 @@ from array import array
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-import psutil
 
 from oncerec.config.schema import DataConfig
 from oncerec.data.mind import read_behaviors, read_news, split_folders
@@ -101,8 +101,14 @@ def _percentiles(full: np.ndarray, max_len: int) -> dict:
     if len(full) == 0:
         return {}
     p = np.percentile(full, [50, 90, 99])
-    return {"p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]), "max": int(full.max()),
-            "truncated": int((full > max_len).sum()), "max_len": max_len}
+    return {
+        "p50": float(p[0]),
+        "p90": float(p[1]),
+        "p99": float(p[2]),
+        "max": int(full.max()),
+        "truncated": int((full > max_len).sum()),
+        "max_len": max_len,
+    }
 
 
 def source_hash(root: Path) -> str:
@@ -131,12 +137,22 @@ def prepare_mind(source: Path, cfg: DataConfig, out: Path, progress: bool = True
         stats = _build(folders, cfg, tmp, progress, log)
         seconds = time.perf_counter() - started
         lines = sum(s["impressions"] for s in stats["splits"].values()) + stats["items"]
-        stats["prepare"] = {"seconds": round(seconds, 2), "lines_per_s": round(lines / max(seconds, 1e-9)),
-                            "peak_rss_mb": round(_peak_rss_mb())}
-        manifest = {"format_version": FORMAT_VERSION, "data_config": cfg.model_dump(), "source": str(source),
-                    "source_hash": source_hash(Path(source)), "text_fields": cfg.text_fields,
-                    "tokenizers": cfg.tokenizers, "categorical": list(CATEGORICAL),
-                    "splits": list(stats["splits"]), "history_len": cfg.history_len}
+        stats["prepare"] = {
+            "seconds": round(seconds, 2),
+            "lines_per_s": round(lines / max(seconds, 1e-9)),
+            "peak_rss_mb": round(_peak_rss_mb()),
+        }
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "data_config": cfg.model_dump(),
+            "source": str(source),
+            "source_hash": source_hash(Path(source)),
+            "text_fields": cfg.text_fields,
+            "tokenizers": cfg.tokenizers,
+            "categorical": list(CATEGORICAL),
+            "splits": list(stats["splits"]),
+            "history_len": cfg.history_len,
+        }
         _write_json(tmp / "stats.json", stats)
         _write_json(tmp / "dataset.json", manifest)
         if out.exists():
@@ -200,7 +216,7 @@ def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool,
                         _missing(missing["history"], nid, path, b.line, cfg.strict, "history")
                     else:
                         row.append(i)
-                row = row[-cfg.history_len:]
+                row = row[-cfg.history_len :]
                 h = hist_key[key] = len(hist_len)
                 hist_items.extend(row)
                 hist_items.extend([0] * (cfg.history_len - len(row)))
@@ -253,7 +269,10 @@ def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool,
             vocab_sizes[tok_name] = tok.vocab_size
     for field in CATEGORICAL:
         index = _Index()
-        np.save(tmp / "items" / f"{field}.npy", np.array([0] + [index.add(c) for c in columns[field][1:]], np.int32))
+        np.save(
+            tmp / "items" / f"{field}.npy",
+            np.array([0] + [index.add(c) for c in columns[field][1:]], np.int32),
+        )
         _write_json(tmp / "vocab" / f"{field}.json", index.ids)
         vocab_sizes[field] = len(index.ids)
     _write_json(tmp / "vocab" / "user.json", users.ids)
@@ -262,7 +281,9 @@ def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool,
     pq.write_table(pa.table({"id": items.ids, **columns}), tmp / "items.parquet")
     (tmp / "histories").mkdir()
     n_hist = len(hist_len)
-    np.save(tmp / "histories" / "items.npy", np.frombuffer(hist_items, np.int32).reshape(n_hist, cfg.history_len))
+    np.save(
+        tmp / "histories" / "items.npy", np.frombuffer(hist_items, np.int32).reshape(n_hist, cfg.history_len)
+    )
     np.save(tmp / "histories" / "length.npy", np.frombuffer(hist_len, np.int32))
     np.save(tmp / "histories" / "user.npy", np.frombuffer(hist_user, np.int32))
 
@@ -274,19 +295,33 @@ def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool,
             np.save(tmp / name / f"{k}.npy", v)
         labelled = bool(len(arrays["label"])) and bool((arrays["label"] >= 0).all())
         split_stats[name] = {
-            "impressions": len(arrays["imp_id"]), "rows": len(arrays["item"]),
-            "clicks": int((arrays["label"] == 1).sum()), "labelled": labelled,
-            "users": len(np.unique(arrays["user"])), "histories": len(np.unique(arrays["history"])),
+            "impressions": len(arrays["imp_id"]),
+            "rows": len(arrays["item"]),
+            "clicks": int((arrays["label"] == 1).sum()),
+            "labelled": labelled,
+            "users": len(np.unique(arrays["user"])),
+            "histories": len(np.unique(arrays["history"])),
             "empty_histories": int((lengths[arrays["history"]] == 0).sum()),
         }
-    miss = {k: {"occurrences": sum(v.values()), "distinct": len(v), "examples": sorted(v)[:10]}
-            for k, v in missing.items()}
+    miss = {
+        k: {"occurrences": sum(v.values()), "distinct": len(v), "examples": sorted(v)[:10]}
+        for k, v in missing.items()
+    }
     if any(m["occurrences"] for m in miss.values()):
-        log(f"warning: ids missing from every news file: {miss['history']['distinct']} in histories "
+        log(
+            f"warning: ids missing from every news file: {miss['history']['distinct']} in histories "
             f"({miss['history']['occurrences']} clicks dropped), {miss['candidates']['distinct']} among candidates "
-            f"({miss['candidates']['occurrences']} rows kept with empty content); see stats.json, or --strict")
-    return {"items": n_news - 1, "users": len(users.ids) - 1, "histories": n_hist - 1, "splits": split_stats,
-            "vocab": vocab_sizes, "token_lengths": token_stats, "missing": miss}
+            f"({miss['candidates']['occurrences']} rows kept with empty content); see stats.json, or --strict"
+        )
+    return {
+        "items": n_news - 1,
+        "users": len(users.ids) - 1,
+        "histories": n_hist - 1,
+        "splits": split_stats,
+        "vocab": vocab_sizes,
+        "token_lengths": token_stats,
+        "missing": miss,
+    }
 
 
 def _missing(counter: dict, nid: str, path: Path, line: int, strict: bool, field: str) -> None:

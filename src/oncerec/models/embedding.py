@@ -47,7 +47,9 @@ def read_glove(path: Path, vocab: list[str], rng: np.random.Generator) -> tuple[
                 continue
             values = rest.split(" ")
             if len(values) != table.shape[1]:
-                raise DataError(path, f"expected {table.shape[1]} numbers after the word, got {len(values)}", n)
+                raise DataError(
+                    path, f"expected {table.shape[1]} numbers after the word, got {len(values)}", n
+                )
             table[i] = np.asarray(values, dtype=np.float32)
             found += 1
     if table is None:
@@ -55,7 +57,9 @@ def read_glove(path: Path, vocab: list[str], rng: np.random.Generator) -> tuple[
     return table, found
 
 
-def build_word_embedding(cfg: EmbedConfig, vocab: list[str] | None, vocab_size: int, seed: int, log=print) -> WordEmbedding:
+def build_word_embedding(
+    cfg: EmbedConfig, vocab: list[str] | None, vocab_size: int, seed: int, log=print
+) -> WordEmbedding:
     rng = np.random.default_rng(seed)
     if cfg.type == "random":
         weight = rng.normal(0, 0.1, (vocab_size, cfg.dim)).astype(np.float32)
@@ -76,6 +80,8 @@ def build_word_embedding(cfg: EmbedConfig, vocab: list[str] | None, vocab_size: 
     model = AutoModel.from_pretrained(str(resolve_model_path(cfg.path)), local_files_only=True)
     weight = model.get_input_embeddings().weight.detach().float().clone()
     if weight.shape[0] < vocab_size:
-        raise ConfigError(f"embed.path={cfg.path} has {weight.shape[0]} token embeddings but tokenizer "
-                          f"`{cfg.tokenizer}` has {vocab_size} ids: use the model's own tokenizer")
+        raise ConfigError(
+            f"embed.path={cfg.path} has {weight.shape[0]} token embeddings but tokenizer "
+            f"`{cfg.tokenizer}` has {vocab_size} ids: use the model's own tokenizer"
+        )
     return WordEmbedding(weight, cfg.freeze, cfg.dim, pretrained=True)

@@ -36,12 +36,15 @@ class Recommender(nn.Module):
         spec = model_spec(dataset)
         for f in cfg.item_fields:
             if f not in ("category", "subcategory") and f not in dataset.text_fields:
-                raise ConfigError(f"model.item_fields: `{f}` is not a prepared field; "
-                                  f"valid: {', '.join([*dataset.text_fields, 'category', 'subcategory'])}")
+                raise ConfigError(
+                    f"model.item_fields: `{f}` is not a prepared field; "
+                    f"valid: {', '.join([*dataset.text_fields, 'category', 'subcategory'])}"
+                )
         item_cls = lookup("item", cfg.item)
         vocab = dataset.vocab("word") if embed.tokenizer == "word" else None
         words = (
-            None if cfg.item == "id"
+            None
+            if cfg.item == "id"
             else build_word_embedding(embed, vocab, dataset.vocab_size(embed.tokenizer), seed, log)
         )
         self.item_encoder = item_cls(cfg, words, spec)

@@ -75,7 +75,11 @@ def load_latest(run_dir: Path, log=print) -> tuple[dict, dict, Path] | None:
     for folder in sorted((Path(run_dir) / "checkpoints").glob("step-*"), reverse=True):
         try:
             _verify(folder)
-            return load_file(folder / "model.safetensors"), torch.load(folder / "state.pt", weights_only=True), folder
+            return (
+                load_file(folder / "model.safetensors"),
+                torch.load(folder / "state.pt", weights_only=True),
+                folder,
+            )
         except Exception as e:  # any load failure means this one is unusable; fall back to the previous one
             log(f"warning: skipping checkpoint {folder}: {e}")
     return None

@@ -26,13 +26,23 @@ def _chunks(n: int, size: int):
 @torch.no_grad()
 def encode_all_items(model: Recommender, batch_size: int, device, progress: bool = False) -> torch.Tensor:
     chunks = list(_chunks(model.content.num_items, batch_size))
-    out = [model.encode_items(torch.from_numpy(c).to(device)) for c in tqdm(chunks, "items", disable=not progress, leave=False)]
+    out = [
+        model.encode_items(torch.from_numpy(c).to(device))
+        for c in tqdm(chunks, "items", disable=not progress, leave=False)
+    ]
     return torch.cat(out)
 
 
 @torch.no_grad()
-def encode_histories(model: Recommender, dataset: Dataset, rows: np.ndarray, item_vectors: torch.Tensor,
-                     batch_size: int, device, progress: bool = False) -> torch.Tensor:
+def encode_histories(
+    model: Recommender,
+    dataset: Dataset,
+    rows: np.ndarray,
+    item_vectors: torch.Tensor,
+    batch_size: int,
+    device,
+    progress: bool = False,
+) -> torch.Tensor:
     """User representations for the given history rows, in that order."""
     out = []
     for c in tqdm(list(_chunks(len(rows), batch_size)), "users", disable=not progress, leave=False):
@@ -52,8 +62,9 @@ def _padded_candidates(split: Split, impressions: np.ndarray) -> tuple[np.ndarra
 
 
 @torch.no_grad()
-def predict_fast(model: Recommender, dataset: Dataset, split: Split, batch_size: int, device,
-                 progress: bool = False) -> np.ndarray:
+def predict_fast(
+    model: Recommender, dataset: Dataset, split: Split, batch_size: int, device, progress: bool = False
+) -> np.ndarray:
     """One score per candidate row of the split."""
     model.eval()
     items = encode_all_items(model, batch_size, device, progress)
@@ -62,23 +73,32 @@ def predict_fast(model: Recommender, dataset: Dataset, split: Split, batch_size:
     users = encode_histories(model, dataset, rows, items, batch_size, device, progress)
     user_of = torch.from_numpy(np.searchsorted(rows, history)).to(device)
     scores = np.empty(len(split.item), dtype=np.float32)
-    for c in tqdm(list(_chunks(split.num_impressions, batch_size)), "score", disable=not progress, leave=False):
+    for c in tqdm(
+        list(_chunks(split.num_impressions, batch_size)), "score", disable=not progress, leave=False
+    ):
         cands, valid = _padded_candidates(split, c)
-        s = model.score(users[user_of[torch.from_numpy(c).to(device)]], items[torch.from_numpy(cands).to(device)])
+        s = model.score(
+            users[user_of[torch.from_numpy(c).to(device)]], items[torch.from_numpy(cands).to(device)]
+        )
         scores[split.offsets[c[0]] : split.offsets[c[-1] + 1]] = s.float().cpu().numpy()[valid]
     return scores
 
 
 @torch.no_grad()
-def predict_slow(model: Recommender, dataset: Dataset, split: Split, batch_size: int, device,
-                 progress: bool = False) -> np.ndarray:
+def predict_slow(
+    model: Recommender, dataset: Dataset, split: Split, batch_size: int, device, progress: bool = False
+) -> np.ndarray:
     """The reference path: the full model on every impression batch, nothing shared between impressions."""
     model.eval()
     scores = np.empty(len(split.item), dtype=np.float32)
-    for c in tqdm(list(_chunks(split.num_impressions, batch_size)), "impressions", disable=not progress, leave=False):
+    for c in tqdm(
+        list(_chunks(split.num_impressions, batch_size)), "impressions", disable=not progress, leave=False
+    ):
         batch = impression_batch(dataset, split, c).to(device)
         s = model(batch)
-        scores[split.offsets[c[0]] : split.offsets[c[-1] + 1]] = s.float().cpu().numpy()[batch.candidate_mask.cpu().numpy()]
+        scores[split.offsets[c[0]] : split.offsets[c[-1] + 1]] = (
+            s.float().cpu().numpy()[batch.candidate_mask.cpu().numpy()]
+        )
     return scores
 
 

@@ -12,7 +12,9 @@ def plot_curves(log_path: Path, out: Path, metric: str = "auc") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line] if log_path.is_file() else []
+    records = (
+        [json.loads(line) for line in log_path.read_text().splitlines() if line] if log_path.is_file() else []
+    )
     train = [r for r in records if r["type"] == "train"]
     evals = [r for r in records if r["type"] == "eval"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))

@@ -44,7 +44,7 @@ class Run:
             missing = [h for h in history if h not in index]
             if missing:
                 raise OncerecError(f"unknown item ids in --history: {', '.join(missing[:5])}")
-            clicked = [index[h] for h in history][-self.dataset.history_len:]
+            clicked = [index[h] for h in history][-self.dataset.history_len :]
         elif u:
             clicked = self._latest_history(u)
         else:
@@ -55,10 +55,15 @@ class Run:
         mask = torch.tensor([[True] * len(clicked) or [False]], device=self.device)
         rep = self.model.encode_users(items[hist], mask, torch.tensor([u], device=self.device))
         scores = self.model.score(rep, items[1:].unsqueeze(0))[0]
-        scores[torch.tensor(clicked, dtype=torch.long, device=self.device) - 1] = float("-inf")  # already read
+        scores[torch.tensor(clicked, dtype=torch.long, device=self.device) - 1] = float(
+            "-inf"
+        )  # already read
         top = torch.topk(scores, min(top_k, len(scores) - len(set(clicked))))
         titles = table.column("title").to_pylist()
-        return [(ids[i + 1], titles[i + 1], s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        return [
+            (ids[i + 1], titles[i + 1], s)
+            for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ]
 
     def _latest_history(self, user: int) -> list[int]:
         best_time, row = -1, None

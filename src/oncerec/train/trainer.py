@@ -72,7 +72,9 @@ def _check_resume(run_dir: Path, cfg: Config) -> None:
     a, b = saved.exp.model_dump(), cfg.exp.model_dump()
     diffs += [f"exp.{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in RESUMABLE_EXP_KEYS and a[k] != b[k]]
     if diffs:
-        raise ConfigError(f"cannot resume {run_dir}: the config differs from the saved run:\n  " + "\n  ".join(diffs))
+        raise ConfigError(
+            f"cannot resume {run_dir}: the config differs from the saved run:\n  " + "\n  ".join(diffs)
+        )
 
 
 def _lr_lambda(cfg: Config, total_steps: int):
@@ -92,7 +94,8 @@ class Trainer:
     def __init__(self, cfg: Config, progress: bool = True, log=print):
         self.cfg = cfg
         self.progress = progress
-        self.acc = Accelerator(mixed_precision=cfg.exp.mixed_precision)
+        # Without a GPU, accelerate needs cpu=True to treat several launched processes as one DDP job (gloo).
+        self.acc = Accelerator(mixed_precision=cfg.exp.mixed_precision, cpu=not torch.cuda.is_available())
         self.main = self.acc.is_main_process
         self.log = log if self.main else (lambda *_: None)
         with self.acc.main_process_first():
@@ -103,23 +106,32 @@ class Trainer:
         if cfg.exp.resume:
             _check_resume(self.run_dir, cfg)
         elif (self.run_dir / "config.yaml").exists():
-            raise OncerecError(f"{self.run_dir} already holds a run; add exp.resume=true to continue it, "
-                               "or choose another exp.out_dir")
+            raise OncerecError(
+                f"{self.run_dir} already holds a run; add exp.resume=true to continue it, "
+                "or choose another exp.out_dir"
+            )
         torch.manual_seed(cfg.exp.seed)
         self.model = Recommender(cfg.model, cfg.embed, self.dataset, seed=cfg.exp.seed, log=self.log)
         self.model.content.to(self.acc.device)
-        self.sampler = TrainSampler(self.dataset, self.dataset.split("train"), cfg.exp.batch_size,
-                                    cfg.exp.neg_count, cfg.exp.seed)
+        self.sampler = TrainSampler(
+            self.dataset, self.dataset.split("train"), cfg.exp.batch_size, cfg.exp.neg_count, cfg.exp.seed
+        )
         world, acc = self.acc.num_processes, cfg.exp.acc_batch
         self.steps_per_epoch = len(self.sampler) // (world * acc)
         if self.steps_per_epoch == 0:
-            raise OncerecError(f"the training split has {len(self.sampler.pos_rows)} clicks: fewer than one "
-                               f"step of batch_size {cfg.exp.batch_size} x acc_batch {acc} x {world} processes")
+            raise OncerecError(
+                f"the training split has {len(self.sampler.pos_rows)} clicks: fewer than one "
+                f"step of batch_size {cfg.exp.batch_size} x acc_batch {acc} x {world} processes"
+            )
         parts = -cfg.exp.epoch_batch if cfg.exp.epoch_batch < 0 else 1
         every = max(1, math.ceil(self.steps_per_epoch / parts))
-        self.eval_points = {min(s, self.steps_per_epoch) for s in range(every, self.steps_per_epoch + every, every)}
+        self.eval_points = {
+            min(s, self.steps_per_epoch) for s in range(every, self.steps_per_epoch + every, every)
+        }
         total = self.steps_per_epoch * cfg.exp.epochs
-        self.optimizer = torch.optim.AdamW(self.model.param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.weight_decay))
+        self.optimizer = torch.optim.AdamW(
+            self.model.param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.weight_decay)
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, total))
         self.ddp_model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
         self.state = TrainState()
@@ -163,15 +175,23 @@ class Trainer:
         """Drop log lines written after the checkpoint by the interrupted process."""
         path = self.run_dir / "log.jsonl"
         if path.is_file():
-            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
+            kept = [
+                ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step
+            ]
             path.write_text("".join(ln + "\n" for ln in kept))
 
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, split_name: str, write: bool = False) -> dict:
         split = self.dataset.split(split_name)
         predict = predict_fast if self.cfg.exp.fast_eval else predict_slow
-        scores = predict(self.model, self.dataset, split, self.cfg.exp.eval_batch_size, self.acc.device,
-                         progress=self.progress and split.num_impressions > 50_000)
+        scores = predict(
+            self.model,
+            self.dataset,
+            split,
+            self.cfg.exp.eval_batch_size,
+            self.acc.device,
+            progress=self.progress and split.num_impressions > 50_000,
+        )
         self.model.train()
         if write:
             write_split_predictions(self.run_dir / f"{split_name}.prediction.txt", split, scores)
@@ -187,16 +207,22 @@ class Trainer:
             improved = _better(self.cfg.exp.metric, value, s.best)
             if improved:
                 s.best, s.best_step, s.bad_evals = value, s.global_step, 0
-                save_weights(self.run_dir / "best", self.model.state_dict(),
-                             {"step": s.global_step, "epoch": s.epoch, self.cfg.exp.metric: value})
+                save_weights(
+                    self.run_dir / "best",
+                    self.model.state_dict(),
+                    {"step": s.global_step, "epoch": s.epoch, self.cfg.exp.metric: value},
+                )
             else:
                 s.bad_evals += 1
             epoch = s.epoch + s.step_in_epoch / self.steps_per_epoch
             record = {"type": "eval", "split": "valid", "step": s.global_step, "epoch": epoch, **m}
             s.evals.append({k: record[k] for k in ("step", "epoch", self.cfg.exp.metric)})
             self._write_log(record)
-            self.log(f"valid @ step {s.global_step}: " + "  ".join(f"{k} {m[k]:.4f}" for k in ("auc", "mrr", "ndcg@5", "ndcg@10"))
-                     + ("  (best)" if improved else f"  (no gain {s.bad_evals}/{self.cfg.exp.patience or 'inf'})"))
+            self.log(
+                f"valid @ step {s.global_step}: "
+                + "  ".join(f"{k} {m[k]:.4f}" for k in ("auc", "mrr", "ndcg@5", "ndcg@10"))
+                + ("  (best)" if improved else f"  (no gain {s.bad_evals}/{self.cfg.exp.patience or 'inf'})")
+            )
             decision = [asdict(s)]
         broadcast_object_list(decision)
         self.state = TrainState(**decision[0])
@@ -210,7 +236,9 @@ class Trainer:
             sync = nullcontext() if a == acc - 1 else self.acc.no_sync(self.ddp_model)
             with sync, self.acc.autocast():
                 scores = self.ddp_model(batch)
-                loss = torch.nn.functional.cross_entropy(scores.float(), torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+                loss = torch.nn.functional.cross_entropy(
+                    scores.float(), torch.zeros(len(scores), dtype=torch.long, device=scores.device)
+                )
             self.acc.backward(loss / acc)
             total += loss.item() / acc
         if self.cfg.exp.clip_norm:
@@ -231,12 +259,19 @@ class Trainer:
             s = self.state
         self.model.train()
         samples_per_step = cfg.exp.batch_size * cfg.exp.acc_batch * self.acc.num_processes
-        self.log(f"run dir {self.run_dir}: {self.steps_per_epoch} steps/epoch x {cfg.exp.epochs} epochs, "
-                 f"{samples_per_step} samples/step, {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters")
+        self.log(
+            f"run dir {self.run_dir}: {self.steps_per_epoch} steps/epoch x {cfg.exp.epochs} epochs, "
+            f"{samples_per_step} samples/step on {self.acc.num_processes} processes ({self.acc.device}), {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters"
+        )
         while s.epoch < cfg.exp.epochs and not s.stopped:
             order = self.sampler.order(s.epoch)
-            bar = tqdm(total=self.steps_per_epoch, initial=s.step_in_epoch, desc=f"epoch {s.epoch + 1}/{cfg.exp.epochs}",
-                       disable=not (self.progress and self.main), leave=False)
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                initial=s.step_in_epoch,
+                desc=f"epoch {s.epoch + 1}/{cfg.exp.epochs}",
+                disable=not (self.progress and self.main),
+                leave=False,
+            )
             window, window_loss, t0 = 0, 0.0, time.perf_counter()
             while s.step_in_epoch < self.steps_per_epoch:
                 loss = self._step(s.epoch, s.step_in_epoch, order)
@@ -247,8 +282,16 @@ class Trainer:
                 if window == cfg.exp.log_every or s.step_in_epoch == self.steps_per_epoch:
                     rate = window * samples_per_step / (time.perf_counter() - t0)
                     bar.set_postfix(loss=f"{window_loss / window:.4f}", samples_s=f"{rate:.0f}")
-                    self._write_log({"type": "train", "step": s.global_step, "epoch": s.epoch + s.step_in_epoch / self.steps_per_epoch,
-                                     "loss": window_loss / window, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate})
+                    self._write_log(
+                        {
+                            "type": "train",
+                            "step": s.global_step,
+                            "epoch": s.epoch + s.step_in_epoch / self.steps_per_epoch,
+                            "loss": window_loss / window,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "samples_per_s": rate,
+                        }
+                    )
                     window, window_loss, t0 = 0, 0.0, time.perf_counter()
                 at_limit = bool(cfg.exp.max_steps) and s.global_step >= cfg.exp.max_steps
                 if s.step_in_epoch in self.eval_points or at_limit:

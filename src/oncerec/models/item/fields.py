@@ -25,12 +25,19 @@ class FieldItemEncoder(nn.Module):
         self.text_fields = [f for f in cfg.item_fields if f not in CATEGORICAL]
         self.cat_fields = [f for f in cfg.item_fields if f in CATEGORICAL]
         self.text = nn.ModuleDict({f: self.text_encoder(cfg, words.dim) for f in self.text_fields})
-        self.cats = nn.ModuleDict({
-            f: nn.Sequential(nn.Embedding(spec[f"{f}_vocab"], cfg.category_dim, padding_idx=0),
-                             nn.Linear(cfg.category_dim, cfg.hidden_size), nn.ReLU())
-            for f in self.cat_fields
-        })
-        self.fuse = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden) if len(cfg.item_fields) > 1 else None
+        self.cats = nn.ModuleDict(
+            {
+                f: nn.Sequential(
+                    nn.Embedding(spec[f"{f}_vocab"], cfg.category_dim, padding_idx=0),
+                    nn.Linear(cfg.category_dim, cfg.hidden_size),
+                    nn.ReLU(),
+                )
+                for f in self.cat_fields
+            }
+        )
+        self.fuse = (
+            AdditiveAttention(cfg.hidden_size, cfg.attention_hidden) if len(cfg.item_fields) > 1 else None
+        )
 
     def forward(self, content: dict[str, Tensor]) -> Tensor:
         views = [self.text[f](self.words(content[f]), content[f"{f}_mask"]) for f in self.text_fields]

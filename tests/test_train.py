@@ -1,0 +1,303 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from oncerec.config.loader import build_config
+from oncerec.data.batching import TrainSampler
+from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.errors import CheckpointError, ConfigError, OncerecError
+from oncerec.models.recommender import Recommender
+from oncerec.train.checkpoint import load_latest, load_weights
+from oncerec.train.evaluate import predict_fast, predict_slow
+from oncerec.train.metrics import score_files, write_truth
+from oncerec.train.trainer import train
+
+SMALL = [
+    "model.hidden_size=32",
+    "model.num_heads=4",
+    "model.attention_hidden=16",
+    "model.category_dim=8",
+    "embed.dim=24",
+    "exp.batch_size=16",
+    "exp.eval_batch_size=64",
+]
+PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner"]
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Dataset:
+    return Dataset(
+        resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False, log=lambda *_: None)
+    )
+
+
+def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "oncerec.cli", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_fast_evaluation_equals_slow_path(tiny: Dataset, preset: str):
+    cfg = build_config([f"model={preset}", *SMALL, "model.gru_mode=con"])
+    torch.manual_seed(0)
+    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+    split = tiny.split("valid")
+    fast = predict_fast(model, tiny, split, 37, "cpu")
+    slow = predict_slow(model, tiny, split, 11, "cpu")
+    assert fast.shape == (len(split.item),)
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
+    assert np.std(fast) > 0
+
+
+def test_sampler_is_deterministic_and_uses_the_impression(tiny: Dataset):
+    split = tiny.split("train")
+    a = TrainSampler(tiny, split, 8, 4, seed=3)
+    b1, b2 = a.batch(1, 5), TrainSampler(tiny, split, 8, 4, seed=3).batch(1, 5)
+    assert torch.equal(b1.candidates, b2.candidates) and torch.equal(b1.history, b2.history)
+    assert not torch.equal(b1.candidates, a.batch(2, 5).candidates)
+    # positives are clicked candidates; negatives come from the same impression when it has enough
+    order = a.order(1)
+    for r, s in enumerate(order[5 * 8 : 6 * 8]):
+        j = a.pos_imp[s]
+        rows = slice(split.offsets[j], split.offsets[j + 1])
+        items, labels = np.asarray(split.item[rows]), np.asarray(split.label[rows])
+        assert b1.candidates[r, 0].item() in set(items[labels == 1])
+        negs = set(items[labels == 0])
+        if len(negs) >= 4:
+            assert set(b1.candidates[r, 1:].tolist()) <= negs
+
+
+def test_train_writes_the_run_directory_contract(tiny: Dataset, tmp_path: Path):
+    out = tmp_path / "run"
+    cfg = build_config(
+        ["data=demo-tiny", "model=nrms", "exp=quick", *SMALL, f"exp.out_dir={out}", "exp.epoch_batch=-2"]
+    )
+    run_dir, metrics = train(cfg, progress=False, log=lambda *_: None)
+    assert run_dir == out
+    for name in (
+        "config.yaml",
+        "log.jsonl",
+        "curves.png",
+        "metrics.json",
+        "valid.prediction.txt",
+        "test.prediction.txt",
+        "best/model.safetensors",
+    ):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved) == {"valid", "test"}
+    assert {"auc", "mrr", "ndcg@5", "ndcg@10", "gauc", "logloss", "impressions", "skipped"} <= set(
+        saved["test"]
+    )
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in log].count("eval") == 2  # epoch_batch=-2: twice per epoch
+    # the official scorer on the written predictions reproduces the reported numbers
+    split = tiny.split("test")
+    write_truth(
+        tmp_path / "truth.txt", np.asarray(split.imp_id), np.asarray(split.offsets), np.asarray(split.label)
+    )
+    scored = score_files(out / "test.prediction.txt", tmp_path / "truth.txt")
+    for k in ("auc", "mrr", "ndcg@5", "ndcg@10"):
+        assert scored[k] == pytest.approx(saved["test"][k], abs=1e-12)
+    # `oncerec evaluate` on the saved run gives the same numbers
+    evaluated = json.loads(_cli("evaluate", str(out), "--split", "test").stdout)
+    assert evaluated["test"]["auc"] == pytest.approx(saved["test"]["auc"], abs=1e-9)
+    rec = _cli(
+        "recommend",
+        str(out),
+        "--history",
+        ",".join(tiny.items_table.column("id").to_pylist()[1:4]),
+        "--top-k",
+        "3",
+    )
+    assert rec.returncode == 0 and len(rec.stdout.strip().splitlines()) == 3
+
+
+def test_a_short_training_learns(tiny: Dataset, tmp_path: Path):
+    cfg = build_config(
+        [
+            "data=demo-tiny",
+            "model=naml",
+            *SMALL,
+            "exp.epochs=4",
+            "exp.batch_size=8",
+            f"exp.out_dir={tmp_path / 'r'}",
+        ]
+    )
+    _, metrics = train(cfg, progress=False, log=lambda *_: None)
+    assert metrics["test"]["auc"] > 0.6
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    return sorted((run / "checkpoints").glob("step-*"))
+
+
+def test_resume_after_sigkill_reaches_the_same_metrics(tiny: Dataset, tmp_path: Path):
+    args = [
+        "train",
+        "data=demo-tiny",
+        "model=lstur",
+        *SMALL,
+        "exp.batch_size=4",
+        "exp.epochs=2",
+        "exp.epoch_batch=-2",
+        "exp.save_every=3",
+        "exp.patience=0",
+        "--quiet",
+    ]
+    straight = _cli(*args, f"exp.out_dir={tmp_path / 'a'}")
+    assert straight.returncode == 0, straight.stderr
+
+    killed = tmp_path / "b"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oncerec.cli", *args, f"exp.out_dir={killed}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not _checkpoints(killed) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
+    assert _checkpoints(killed)
+
+    resumed = _cli(*args, f"exp.out_dir={killed}", "exp.resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert a == b
+
+
+def test_resume_refuses_a_different_config(tiny: Dataset, tmp_path: Path):
+    out = tmp_path / "run"
+    base = ["data=demo-tiny", "model=nrms", "exp=quick", *SMALL, f"exp.out_dir={out}", "exp.max_steps=2"]
+    train(build_config(base), progress=False, log=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"model.hidden_size: 32 -> 64(.|\n)*exp.lr"):
+        train(build_config([*base, "model.hidden_size=64", "exp.lr=0.5", "exp.resume=true"]), progress=False)
+    with pytest.raises(OncerecError, match="already holds a run"):
+        train(build_config(base), progress=False)
+
+
+def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tiny: Dataset, tmp_path: Path):
+    out = tmp_path / "run"
+    cfg = build_config(
+        [
+            "data=demo-tiny",
+            "model=nrms",
+            *SMALL,
+            "exp.epochs=1",
+            "exp.save_every=2",
+            "exp.max_steps=6",
+            f"exp.out_dir={out}",
+        ]
+    )
+    train(cfg, progress=False, log=lambda *_: None)
+    newest, previous = _checkpoints(out)[-1], _checkpoints(out)[-2]
+    data = (newest / "model.safetensors").read_bytes()
+    (newest / "model.safetensors").write_bytes(data[: len(data) // 2])
+    messages = []
+    _, state, folder = load_latest(out, log=messages.append)
+    assert folder == previous and "checksum mismatch" in messages[0]
+    with pytest.raises(CheckpointError):
+        (out / "best" / "model.safetensors").write_bytes(b"garbage")
+        load_weights(out / "best")
+
+
+def test_config_errors_name_the_key_and_the_valid_choices():
+    with pytest.raises(ConfigError, match=r"unknown key `exp.learning_rate`; valid keys: seed, epochs, .*lr"):
+        build_config(["exp.learning_rate=1"])
+    with pytest.raises(ConfigError, match=r"`exp.batch_size`: .*integer"):
+        build_config(["exp.batch_size=many"])
+    with pytest.raises(ConfigError, match="Valid presets: .*nrms"):
+        build_config(["model=nrmss"])
+    with pytest.raises(ConfigError, match="unknown config group"):
+        build_config(["optim.lr=1"])
+    cfg = build_config(["model=nrms", "model.item_fields=[title,abstract]", "exp.lr=1e-4"])
+    assert cfg.model.item_fields == ["title", "abstract"] and cfg.exp.lr == 1e-4 and cfg.model.name == "nrms"
+
+
+def test_unknown_component_lists_valid_names(tiny: Dataset):
+    cfg = build_config(["model.user=lstm"])
+    with pytest.raises(ConfigError, match="valid: attention, self_attention, gru, fastformer, pool, poly"):
+        Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+
+
+def test_yaml_config_file_and_cli_override(tmp_path: Path):
+    (tmp_path / "m.yaml").write_text(
+        "item: cnn\nuser: gru\nitem_fields: [title, category]\nhidden_size: 64\n"
+    )
+    cfg = build_config([f"model={tmp_path / 'm.yaml'}", "model.hidden_size=32"])
+    assert (cfg.model.item, cfg.model.user, cfg.model.hidden_size) == ("cnn", "gru", 32)
+    (tmp_path / "bad.yaml").write_text("item: cnn\nwidth: 3\n")
+    with pytest.raises(ConfigError, match="unknown key `model.width`"):
+        build_config([f"model={tmp_path / 'bad.yaml'}"])
+
+
+def test_glove_and_hf_embeddings(tiny: Dataset, tmp_path: Path):
+    vocab = tiny.vocab("word")
+    glove = tmp_path / "glove.txt"
+    glove.write_text(
+        "".join(f"{w} {i}.5 1 2 3 4\n" for i, w in enumerate(vocab[2:12])) + "notaword 9 9 9 9 9\n"
+    )
+    cfg = build_config(["model=nrms", "embed=glove", *SMALL, f"embed.path={glove}", "embed.freeze=true"])
+    messages = []
+    model = Recommender(cfg.model, cfg.embed, tiny, log=messages.append)
+    words = model.item_encoder.words
+    assert "10 of" in messages[0]
+    assert words.table.weight[2, 0].item() == 0.5 and not words.table.weight.requires_grad
+    assert (
+        isinstance(words.proj, torch.nn.Linear) and words.dim == 24
+    )  # 5-wide vectors projected to embed.dim
+
+    pytest.importorskip("transformers")
+    minilm = Dataset(
+        resolve_dataset(
+            build_config(["data=demo-tiny", "data.tokenizers=[word,minilm]"]).data,
+            progress=False,
+            log=lambda *_: None,
+        )
+    )
+    cfg = build_config(["model=nrms", "embed=minilm", *SMALL])
+    model = Recommender(cfg.model, cfg.embed, minilm, log=lambda *_: None)
+    assert model.item_encoder.words.table.weight.shape == (30522, 384)
+    groups = model.param_groups(1e-3, 1e-5, 0.0)
+    assert groups[1]["lr"] == 1e-5 and groups[1]["params"][0] is model.item_encoder.words.table.weight
+    assert predict_fast(model, minilm, minilm.split("valid"), 64, "cpu").shape == (
+        len(minilm.split("valid").item),
+    )
+
+
+def test_two_process_data_parallel_training_on_cpu(tiny: Dataset, tmp_path: Path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        "-m",
+        "oncerec.cli",
+        "train",
+        "data=demo-tiny",
+        "model=nrms",
+        "exp=quick",
+        *SMALL,
+        f"exp.out_dir={out}",
+        "--quiet",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["impressions"] == tiny.split("test").num_impressions
+    assert "2 processes" in done.stdout + done.stderr
