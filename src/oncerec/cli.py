@@ -138,6 +138,13 @@ def cmd_recommend(a: argparse.Namespace) -> None:
         print(f"{rank:>3}. {score:8.4f}  {item_id}  {title}")
 
 
+def cmd_bench(a: argparse.Namespace) -> None:
+    from oncerec.bench.suite import run_bench
+
+    run_bench(quick=a.quick, out_dir=Path(a.out), threads=a.threads)
+    print((Path(a.out) / "bench.md").read_text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oncerec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -199,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=10)
     s.add_argument("--data", help="dataset override, as for evaluate")
     s.set_defaults(func=cmd_recommend)
+
+    s = sub.add_parser("bench", help="measure speed and memory; writes bench.json and bench.md")
+    s.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes on 2 CPU cores")
+    s.add_argument("--out", default="bench-out")
+    s.add_argument("--threads", type=int, help="torch threads (1 keeps ratios stable on a busy machine)")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("stats", help="print the statistics of a prepared dataset")
     s.add_argument("dataset")

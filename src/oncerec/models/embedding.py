@@ -62,7 +62,7 @@ def build_word_embedding(
 ) -> WordEmbedding:
     rng = np.random.default_rng(seed)
     if cfg.type == "random":
-        weight = rng.normal(0, 0.1, (vocab_size, cfg.dim)).astype(np.float32)
+        weight = rng.normal(0, 1.0, (vocab_size, cfg.dim)).astype(np.float32)
         weight[0] = 0
         return WordEmbedding(torch.from_numpy(weight), cfg.freeze, cfg.dim, pretrained=False)
     if cfg.type == "glove":
