@@ -88,7 +88,15 @@ def cmd_demo(a: argparse.Namespace) -> None:
     from oncerec.train.evaluate import split_metrics
     from oncerec.train.trainer import Trainer
 
-    cfg = build_config([f"data=demo-{a.scale}", f"model={a.model}", "exp=demo", *a.overrides])
+    # Compact sizes so that the main job trains in a few minutes on 2 CPU cores.
+    compact = [
+        "model.hidden_size=64",
+        "model.num_heads=4",
+        "model.attention_hidden=64",
+        "model.category_dim=32",
+        "embed.dim=64",
+    ]
+    cfg = build_config([f"data=demo-{a.scale}", f"model={a.model}", "exp=demo", *compact, *a.overrides])
     trainer = Trainer(cfg, progress=not a.quiet)
     metrics = trainer.fit()
     ds: Dataset = trainer.dataset
@@ -180,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job: train on the built-in demo data, compare with baselines")
     s.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
-    s.add_argument("--model", default="nrms")
+    s.add_argument("--model", default="naml", help="model preset (default naml: see README on nrms)")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("overrides", nargs="*", help="config overrides, e.g. exp.epochs=1")
     s.set_defaults(func=cmd_demo)

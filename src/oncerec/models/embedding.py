@@ -1,6 +1,7 @@
 """The word-embedding table shared by the text fields of an item encoder (`embed=` config group).
 
-`random`: N(0, 0.1); `glove`: vectors read from a local GloVe-format text file for the dataset's word
+`random`: N(0, 1), PyTorch's own default (smaller tables kept dot-product models longer on their initial
+plateau); `glove`: vectors read from a local GloVe-format text file for the dataset's word
 vocabulary; `hf`: the token-embedding matrix of a local Hugging Face model (its tokenizer's ids). A table whose
 width differs from `embed.dim` is followed by a linear projection to `embed.dim`.
 """
