@@ -308,3 +308,19 @@ def test_two_process_data_parallel_training_on_cpu(tiny: Dataset, tmp_path: Path
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["impressions"] == tiny.split("test").num_impressions
     assert "2 processes" in done.stdout + done.stderr
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tiny: Dataset, tmp_path: Path):
+    cfg = build_config(
+        [
+            "data=demo-tiny",
+            "model=nrms",
+            "exp=quick",
+            *SMALL,
+            "exp.mixed_precision=bf16",
+            "exp.max_steps=3",
+            f"exp.out_dir={tmp_path / 'bf16'}",
+        ]
+    )
+    _, metrics = train(cfg, progress=False, log=lambda *_: None)
+    assert 0 <= metrics["test"]["auc"] <= 1

@@ -127,15 +127,19 @@ class TrainSampler:
         return Batch(hist, hmask, user, cand, torch.ones_like(cand, dtype=torch.bool), labels)
 
 
-def impression_batch(dataset: Dataset, split: Split, impressions: np.ndarray) -> Batch:
-    """Whole impressions, candidates padded to the longest in the batch (the slow evaluation path)."""
+def padded_candidates(split: Split, impressions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate item indices [B, K] of whole impressions padded to the longest, valid mask, row positions."""
     off = np.asarray(split.offsets)
     starts, lengths = off[impressions], off[impressions + 1] - off[impressions]
     width = int(lengths.max())
-    pos = starts[:, None] + np.arange(width)[None, :]
     valid = np.arange(width)[None, :] < lengths[:, None]
-    pos = np.where(valid, pos, 0)
-    cands = torch.from_numpy(np.where(valid, np.asarray(split.item)[pos], 0).astype(np.int64))
+    pos = np.where(valid, starts[:, None] + np.arange(width)[None, :], 0)
+    return np.where(valid, np.asarray(split.item)[pos], 0), valid, pos
+
+
+def impression_batch(dataset: Dataset, split: Split, impressions: np.ndarray) -> Batch:
+    """Whole impressions, candidates padded to the longest in the batch (the slow evaluation path)."""
+    cands, valid, pos = padded_candidates(split, impressions)
     labels = torch.from_numpy(np.where(valid, np.asarray(split.label)[pos], -1).astype(np.float32))
     hist, hmask, user = histories_for(dataset, np.asarray(split.history)[impressions])
-    return Batch(hist, hmask, user, cands, torch.from_numpy(valid), labels)
+    return Batch(hist, hmask, user, torch.from_numpy(cands.astype(np.int64)), torch.from_numpy(valid), labels)

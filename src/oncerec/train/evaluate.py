@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from oncerec.data.batching import histories_for, impression_batch
+from oncerec.data.batching import histories_for, impression_batch, padded_candidates
 from oncerec.data.dataset import Dataset, Split
 from oncerec.models.recommender import Recommender
 from oncerec.train.metrics import evaluate_groups, group_ranks, write_predictions
@@ -52,15 +52,6 @@ def encode_histories(
     return torch.cat(out)
 
 
-def _padded_candidates(split: Split, impressions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    off = np.asarray(split.offsets)
-    starts, lengths = off[impressions], off[impressions + 1] - off[impressions]
-    width = int(lengths.max())
-    valid = np.arange(width)[None, :] < lengths[:, None]
-    pos = np.where(valid, starts[:, None] + np.arange(width)[None, :], 0)
-    return np.where(valid, np.asarray(split.item)[pos], 0), valid
-
-
 @torch.no_grad()
 def predict_fast(
     model: Recommender, dataset: Dataset, split: Split, batch_size: int, device, progress: bool = False
@@ -76,7 +67,7 @@ def predict_fast(
     for c in tqdm(
         list(_chunks(split.num_impressions, batch_size)), "score", disable=not progress, leave=False
     ):
-        cands, valid = _padded_candidates(split, c)
+        cands, valid, _ = padded_candidates(split, c)
         s = model.score(
             users[user_of[torch.from_numpy(c).to(device)]], items[torch.from_numpy(cands).to(device)]
         )
