@@ -95,7 +95,12 @@ class Trainer:
         self.cfg = cfg
         self.progress = progress
         # Without a GPU, accelerate needs cpu=True to treat several launched processes as one DDP job (gloo).
-        self.acc = Accelerator(mixed_precision=cfg.exp.mixed_precision, cpu=not torch.cuda.is_available())
+        try:
+            self.acc = Accelerator(mixed_precision=cfg.exp.mixed_precision, cpu=not torch.cuda.is_available())
+        except ValueError as e:  # accelerate fixes the precision once per process
+            raise OncerecError(
+                f"exp.mixed_precision={cfg.exp.mixed_precision}: {e} (run it as its own process)"
+            ) from e
         self.main = self.acc.is_main_process
         self.log = log if self.main else (lambda *_: None)
         with self.acc.main_process_first():
