@@ -277,8 +277,12 @@ def test_glove_and_hf_embeddings(tiny: Dataset, tmp_path: Path):
     cfg = build_config(["model=nrms", "embed=minilm", *SMALL])
     model = Recommender(cfg.model, cfg.embed, minilm, log=lambda *_: None)
     assert model.item_encoder.words.table.weight.shape == (30522, 384)
-    groups = model.param_groups(1e-3, 1e-5, 0.0)
-    assert groups[1]["lr"] == 1e-5 and groups[1]["params"][0] is model.item_encoder.words.table.weight
+    groups = model.param_groups(1e-3, 1e-5, 0.0, 0.0)
+    assert groups[0]["lr"] == 1e-5 and groups[0]["params"] == [model.item_encoder.words.table.weight]
+    random = Recommender(cfg.model, build_config(["embed=random"]).embed, tiny, log=lambda *_: None)
+    groups = random.param_groups(1e-3, 1e-5, 5e-2, 0.0)
+    assert [g["lr"] for g in groups] == [5e-2, 1e-3]
+    assert groups[0]["params"] == [random.item_encoder.words.table.weight]
     assert predict_fast(model, minilm, minilm.split("valid"), 64, "cpu").shape == (
         len(minilm.split("valid").item),
     )

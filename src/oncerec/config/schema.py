@@ -101,6 +101,9 @@ class ExpConfig(_Strict):
     eval_batch_size: int = Field(512, ge=1, description="Items / users / impressions per evaluation batch.")
     lr: float = Field(1e-3, gt=0, description="Learning rate of the recommender.")
     item_lr: float = Field(1e-5, gt=0, description="Learning rate of pretrained item-encoder weights.")
+    embed_lr: float = Field(
+        0.0, ge=0, description="Learning rate of a randomly initialised word-embedding table (0: exp.lr)."
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     neg_count: int = Field(4, ge=1, description="Negatives per clicked candidate (softmax over 1 + K).")
     acc_batch: int = Field(1, ge=1, description="Gradient accumulation steps.")

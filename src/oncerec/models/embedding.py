@@ -24,8 +24,8 @@ class WordEmbedding(nn.Module):
         self.table = nn.Embedding.from_pretrained(weight, freeze=freeze, padding_idx=0)
         self.proj = nn.Linear(weight.shape[1], dim) if weight.shape[1] != dim else nn.Identity()
         self.dim = dim
-        # Pretrained language-model weights train with exp.item_lr, everything else with exp.lr.
-        self.table.weight.pretrained = pretrained
+        # Pretrained language-model weights train with exp.item_lr; a word table of our own with exp.embed_lr.
+        self.table.weight.lr_group = "item" if pretrained else "embed"
 
     def forward(self, ids: Tensor) -> Tensor:
         return self.proj(self.table(ids))

@@ -73,12 +73,14 @@ class Recommender(nn.Module):
         user = self.encode_users(clicked, batch.history_mask, batch.user)
         return self.score(user, cands)
 
-    def param_groups(self, lr: float, item_lr: float, weight_decay: float) -> list[dict]:
-        """Pretrained language-model weights (flagged `pretrained`) learn at item_lr, the rest at lr."""
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        pre = [p for p in trainable if getattr(p, "pretrained", False)]
-        rest = [p for p in trainable if not getattr(p, "pretrained", False)]
-        groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
-        if pre:
-            groups.append({"params": pre, "lr": item_lr, "weight_decay": weight_decay})
-        return groups
+    def param_groups(self, lr: float, item_lr: float, embed_lr: float, weight_decay: float) -> list[dict]:
+        """Pretrained language-model weights learn at item_lr, a word-embedding table of our own at embed_lr
+        (0: lr), everything else at lr. Rare words get few updates, so their table often wants a larger rate."""
+        rates = {"item": item_lr, "embed": embed_lr or lr, "rest": lr}
+        groups: dict[str, list] = {k: [] for k in rates}
+        for p in self.parameters():
+            if p.requires_grad:
+                groups[getattr(p, "lr_group", "rest")].append(p)
+        return [
+            {"params": ps, "lr": rates[k], "weight_decay": weight_decay} for k, ps in groups.items() if ps
+        ]

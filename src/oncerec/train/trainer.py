@@ -135,7 +135,7 @@ class Trainer:
         }
         total = self.steps_per_epoch * cfg.exp.epochs
         self.optimizer = torch.optim.AdamW(
-            self.model.param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.weight_decay)
+            self.model.param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.embed_lr, cfg.exp.weight_decay)
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, total))
         self.ddp_model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
