@@ -217,7 +217,7 @@ def bench_train(scale: str, batch_size: int, warmup: int, steps: int, log: Log =
         torch.manual_seed(SEED)
         models[preset] = Recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=_quiet).train()
         optimizers[preset] = torch.optim.AdamW(
-            models[preset].param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.weight_decay)
+            models[preset].param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.embed_lr, cfg.exp.weight_decay)
         )
     step_seconds: dict[str, list[float]] = {p: [] for p in PRESETS}
     # Models take turns, one step each: a burst of load from another process slows all of them alike, so the
