@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 from oncerec.data.dataset import Dataset, Split
-
-CATEGORICAL = ("category", "subcategory")
+from oncerec.data.prepare import CATEGORICAL
 
 
 class ItemContent:

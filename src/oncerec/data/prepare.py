@@ -179,7 +179,7 @@ def _write_json(path: Path, obj) -> None:
 
 def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool, log) -> dict:
     items = _Index()
-    columns: dict[str, list[str]] = {k: [""] for k in ("category", "subcategory", "title", "abstract", "url")}
+    columns: dict[str, list[str]] = {k: [""] for k in (*CATEGORICAL, "title", "abstract", "url")}
     train_items: list[int] = []
     for split, folder in folders.items():
         for news in read_news(folder / "news.tsv", progress):

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from oncerec.config.schema import EmbedConfig, ModelConfig
 from oncerec.data.batching import Batch, ItemContent
 from oncerec.data.dataset import Dataset
+from oncerec.data.prepare import CATEGORICAL
 from oncerec.errors import ConfigError
 from oncerec.models.embedding import build_word_embedding
 from oncerec.models.registry import lookup
@@ -35,10 +36,10 @@ class Recommender(nn.Module):
         self.cfg = cfg
         spec = model_spec(dataset)
         for f in cfg.item_fields:
-            if f not in ("category", "subcategory") and f not in dataset.text_fields:
+            if f not in CATEGORICAL and f not in dataset.text_fields:
                 raise ConfigError(
                     f"model.item_fields: `{f}` is not a prepared field; "
-                    f"valid: {', '.join([*dataset.text_fields, 'category', 'subcategory'])}"
+                    f"valid: {', '.join([*dataset.text_fields, *CATEGORICAL])}"
                 )
         item_cls = lookup("item", cfg.item)
         vocab = dataset.vocab("word") if embed.tokenizer == "word" else None

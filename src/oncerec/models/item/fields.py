@@ -10,10 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
+from oncerec.data.prepare import CATEGORICAL
 from oncerec.models.item.text import AttentionText, CNNText, FastformerText, PoolText
 from oncerec.models.layers import AdditiveAttention
-
-CATEGORICAL = ("category", "subcategory")
 
 
 class FieldItemEncoder(nn.Module):
