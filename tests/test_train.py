@@ -92,8 +92,11 @@ def test_train_writes_the_run_directory_contract(tiny: Dataset, tmp_path: Path):
         "valid.prediction.txt",
         "test.prediction.txt",
         "best/model.safetensors",
+        "report.md",
     ):
         assert (out / name).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "| test |" in report and "Top recommendations for" in report and "curves.png" in report
     saved = json.loads((out / "metrics.json").read_text())
     assert set(saved) == {"valid", "test"}
     assert {"auc", "mrr", "ndcg@5", "ndcg@10", "gauc", "logloss", "impressions", "skipped"} <= set(

@@ -33,7 +33,8 @@ from oncerec.errors import ConfigError, OncerecError
 from oncerec.models.recommender import Recommender
 from oncerec.train.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from oncerec.train.evaluate import predict_fast, predict_slow, split_metrics, write_split_predictions
-from oncerec.train.report import plot_curves
+from oncerec.train.report import plot_curves, write_report
+from oncerec.train.session import Run
 
 # Keys that may change between an interrupted run and its resumption.
 RESUMABLE_EXP_KEYS = {"resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps"}
@@ -330,7 +331,16 @@ class Trainer:
                     metrics[name] = m
         (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png", self.cfg.exp.metric)
+        write_report(self.run_dir, self.cfg, metrics, self._examples())
         return metrics
+
+    def _examples(self, users: int = 3, top_k: int = 5) -> list:
+        """Top recommendations for the first few users of the last split, for the report."""
+        run = Run(self.cfg, self.dataset, self.model, self.acc.device)
+        split = self.dataset.split(self.dataset.split_names[-1])
+        names = self.dataset.vocab("user")
+        chosen = list(dict.fromkeys(int(u) for u in np.asarray(split.user[:200])))[:users]
+        return [(names[u], run.recommend(names[u], None, top_k)) for u in chosen]
 
 
 def train(cfg: Config, progress: bool = True, log=print) -> tuple[Path, dict]:
