@@ -157,12 +157,13 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
         source = Path(cfg.source)
     if (source / "dataset.json").is_file():
         return source
-    key = f"{source_hash(source)[:16]}-{_config_key(cfg)}"
+    digest = source_hash(source)
+    key = f"{digest[:16]}-{_config_key(cfg)}"
     out = cache_root() / "datasets" / f"{cfg.name}-{key}"
     if not (out / "dataset.json").is_file():
         log(f"preparing {source} -> {out}")
         try:
-            prepare_mind(source, cfg, out, progress=progress, log=log)
+            prepare_mind(source, cfg, out, progress=progress, log=log, digest=digest)
         except (OncerecError, OSError):
             # Another process may have prepared the same dataset at the same time: its result is as good.
             if not (out / "dataset.json").is_file():

@@ -123,8 +123,12 @@ def source_hash(root: Path) -> str:
     return h.hexdigest()
 
 
-def prepare_mind(source: Path, cfg: DataConfig, out: Path, progress: bool = True, log=print) -> dict:
-    """Prepare a MIND folder into `out`; nothing is written there unless everything succeeds."""
+def prepare_mind(
+    source: Path, cfg: DataConfig, out: Path, progress: bool = True, log=print, digest: str | None = None
+) -> dict:
+    """Prepare a MIND folder into `out`; nothing is written there unless everything succeeds.
+
+    `digest`: the raw files' `source_hash` when the caller already has it (hashing MIND-large takes seconds)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise OncerecError(f"{out} already exists and is not empty; remove it or choose another --out")
@@ -146,7 +150,7 @@ def prepare_mind(source: Path, cfg: DataConfig, out: Path, progress: bool = True
             "format_version": FORMAT_VERSION,
             "data_config": cfg.model_dump(),
             "source": str(source),
-            "source_hash": source_hash(Path(source)),
+            "source_hash": digest or source_hash(Path(source)),
             "text_fields": cfg.text_fields,
             "tokenizers": cfg.tokenizers,
             "categorical": list(CATEGORICAL),
