@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,8 @@ class Run:
             clicked = self._latest_history(u)
         else:
             raise OncerecError(f"user {user!r} is not in the dataset; give --history ITEM1,ITEM2,... instead")
+        items = self.item_vectors
         self.model.eval()
-        items = encode_all_items(self.model, self.cfg.exp.eval_batch_size, self.device)
         hist = torch.tensor([clicked or [0]], device=self.device)
         mask = torch.tensor([[True] * len(clicked) or [False]], device=self.device)
         rep = self.model.encode_users(items[hist], mask, torch.tensor([u], device=self.device))
@@ -64,6 +65,12 @@ class Run:
             (ids[i + 1], titles[i + 1], s)
             for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
         ]
+
+    @cached_property
+    def item_vectors(self) -> torch.Tensor:
+        """Every item encoded once: the weights of a loaded run do not change, so recommend() reuses them."""
+        self.model.eval()
+        return encode_all_items(self.model, self.cfg.exp.eval_batch_size, self.device)
 
     def _latest_history(self, user: int) -> list[int]:
         best_time, row = -1, None
