@@ -99,3 +99,15 @@ def test_metrics_section_extrapolates_the_loop():
     r = bench_metrics(rows=1_000, groups=100, loop_groups=100, log=lambda *_: None)
     assert not r["loop_extrapolated"] and r["loop_s"] == r["loop_subset_s"]
     assert r["metrics_agree"] and set(r["max_abs_diff"]) == set(RANKING_METRICS)
+
+
+def test_dire_bench_measures_both_sides_of_each_ratio(tmp_path: Path):
+    from oncerec.bench.dire import DireSizes, bench_dire, dire_rows, resolve_models
+
+    sizes = DireSizes("tiny", "minilm", 4, 16, 2, 5, 1)
+    d = bench_dire(sizes, resolve_models(sizes), log=lambda *_: None)
+    assert d["step"]["num_layers"] == 6 and d["step"]["layers_run"] == 2
+    assert _positive(d["step"]["cached_step_s"]) and _positive(d["step"]["whole_step_s"])
+    assert _positive(d["build"]["ratio"]) and d["build"]["bytes_per_item"] > 0
+    assert d["memory"]["cache_mb"] > 0 and d["memory"]["anon_mb_peak"] >= d["memory"]["anon_mb_before"]
+    assert len(dire_rows(d)) == 3

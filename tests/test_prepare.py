@@ -11,13 +11,13 @@ from conftest import write_mind
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.data.mind import parse_time
-from oncerec.data.prepare import prepare_mind
+from oncerec.data.prepare import prepare
 from oncerec.errors import DataError, OncerecError
 
 
 def _prepare(raw: Path, out: Path, *overrides: str) -> Dataset:
     cfg = build_config([f"data.source={raw}", *overrides]).data
-    prepare_mind(raw, cfg, out, progress=False, log=lambda *_: None)
+    prepare(raw, cfg, out, progress=False, log=lambda *_: None)
     return Dataset(out)
 
 

@@ -32,7 +32,7 @@ SMALL = [
     "exp.batch_size=16",
     "exp.eval_batch_size=64",
 ]
-PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner"]
+PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner", "din"]
 
 
 @pytest.fixture(scope="session")

@@ -36,21 +36,39 @@ def _print_stats(stats: dict, out: Path) -> None:
 
 def cmd_prepare(a: argparse.Namespace) -> None:
     from oncerec.config.loader import build_config
-    from oncerec.data.prepare import prepare_mind
+    from oncerec.data.prepare import prepare
 
     raw = Path(a.raw)
-    cfg = build_config([f"data.source={raw.resolve()}", f"data.name={raw.resolve().name}", *a.overrides]).data
+    cfg = build_config(
+        [
+            f"data.source={raw.resolve()}",
+            f"data.name={raw.resolve().name}",
+            f"data.format={a.format}",
+            *a.overrides,
+        ]
+    ).data
     if a.strict:
         cfg.strict = True
     out = Path(a.out) if a.out else raw.resolve().parent / f"{raw.resolve().name}-prepared"
-    stats = prepare_mind(raw, cfg, out, progress=not a.quiet)
+    stats = prepare(raw, cfg, out, progress=not a.quiet)
     _print_stats(stats, out)
 
 
 def cmd_demo_data(a: argparse.Namespace) -> None:
-    from oncerec.data.demo import write_demo_mind
+    import tempfile
 
-    summary = write_demo_mind(Path(a.out), scale=a.scale, seed=a.seed, progress=not a.quiet)
+    from oncerec.data.demo import write_demo_mind
+    from oncerec.data.goodreads import write_demo_goodreads
+
+    out = Path(a.out)
+    if a.format == "mind":
+        summary = write_demo_mind(out, scale=a.scale, seed=a.seed, progress=not a.quiet)
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise OncerecError(f"{out} already exists and is not empty; choose another path or remove it")
+        with tempfile.TemporaryDirectory() as tmp:
+            news = write_demo_mind(Path(tmp) / "mind", scale=a.scale, seed=a.seed, progress=not a.quiet)
+            summary = write_demo_goodreads(out, Path(tmp) / "mind", a.seed) | {"news_world": news["dev"]}
     print(json.dumps(summary, indent=2))
 
 
@@ -137,6 +155,27 @@ def cmd_score(a: argparse.Namespace) -> None:
     print(json.dumps(score_files(Path(a.prediction), Path(a.truth)), indent=2))
 
 
+def cmd_compare(a: argparse.Namespace) -> None:
+    """One Markdown table of the saved metrics of several runs (e.g. a model with and without DIRE)."""
+    import yaml
+
+    print(f"| run | model | item | layer | {a.split} AUC | MRR | nDCG@5 | nDCG@10 | impressions |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for run in map(Path, a.run_dirs):
+        metrics_file, config_file = run / "metrics.json", run / "config.yaml"
+        if not metrics_file.is_file() or not config_file.is_file():
+            raise OncerecError(f"{run}: not a finished run (no metrics.json / config.yaml)")
+        model = yaml.safe_load(config_file.read_text())["model"]
+        m = json.loads(metrics_file.read_text()).get(a.split)
+        if m is None:
+            raise OncerecError(f"{metrics_file}: no `{a.split}` metrics (split without labels?)")
+        item = model["item"] + (f" ({model['item_lm']})" if model.get("item_lm") else "")
+        print(
+            f"| {run.name} | {model['name']} | {item} | {model.get('layer', 0)} | {m['auc']:.4f} | {m['mrr']:.4f} "
+            f"| {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | {m['impressions']:,} |"
+        )
+
+
 def cmd_recommend(a: argparse.Namespace) -> None:
     from oncerec.train.session import load_run
 
@@ -153,13 +192,42 @@ def cmd_bench(a: argparse.Namespace) -> None:
     print((Path(a.out) / "bench.md").read_text())
 
 
+def cmd_dire_cache(a: argparse.Namespace) -> None:
+    """Run a language model's frozen layers once over every item and keep their states (DIRE)."""
+    from oncerec.config.loader import build_config
+    from oncerec.data.dataset import Dataset, resolve_dataset
+    from oncerec.dire.cache import build_cache, cache_dir
+
+    cfg = build_config(a.overrides)
+    if cfg.model.item != "lm":
+        raise OncerecError(
+            f"model.item={cfg.model.item}: `dire cache` needs a language-model item encoder (item=lm)"
+        )
+    dataset = Dataset(resolve_dataset(cfg.data, progress=not a.quiet))
+    cache = build_cache(
+        dataset, cfg.model, batch_size=a.batch_size, progress=not a.quiet, shard_size=a.shard_size
+    )
+    m = cache.manifest
+    n, width, dim = m["shape"]
+    per_item = sum((cache.folder / f"layer-{k}.npy").stat().st_size for k in m["layers"]) / n
+    print(f"cache: {cache_dir(dataset, cfg.model)}")
+    print(
+        f"model {m['model']} ({m['num_layers']} layers), layers cached {m['layers']}, {n - 1:,} items x "
+        f"{width} tokens x {dim} ({m['dtype']}), {per_item / 1024:,.1f} KiB per item"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oncerec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("prepare", help="raw data folder -> dataset directory")
-    s.add_argument("raw", help="raw data folder (MIND: train/, dev/, optional test/)")
-    s.add_argument("--format", choices=["mind"], default="mind")
+    s.add_argument(
+        "raw",
+        help="raw data folder (MIND: train/, dev/, optional test/; Goodreads: the two .json.gz files; "
+        "generic: items + interactions files)",
+    )
+    s.add_argument("--format", choices=["mind", "goodreads", "generic"], default="mind")
     s.add_argument(
         "--out", help="dataset directory to create (default: <raw>-prepared beside the raw folder)"
     )
@@ -172,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     s.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--format", choices=["mind"], default="mind")
+    s.add_argument("--format", choices=["mind", "goodreads"], default="mind")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo_data)
 
@@ -205,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("truth")
     s.set_defaults(func=cmd_score)
 
+    s = sub.add_parser("compare", help="one table of the saved metrics of several runs")
+    s.add_argument("run_dirs", nargs="+")
+    s.add_argument("--split", default="test", choices=["valid", "test"])
+    s.set_defaults(func=cmd_compare)
+
     s = sub.add_parser("recommend", help="rank items for a user of the dataset, or for a given history")
     s.add_argument("run_dir")
     s.add_argument("--user", default="", help="user id as in the raw data (its latest history is used)")
@@ -220,6 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="bench-out")
     s.add_argument("--threads", type=int, help="torch threads (1 keeps ratios stable on a busy machine)")
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("dire", help="DIRE: cache a language model's frozen layers for every item")
+    dire = s.add_subparsers(dest="dire_command", required=True)
+    s = dire.add_parser(
+        "cache",
+        help="run layers 0..k-1 once over every item and store the states entering layer k",
+        description="oncerec dire cache data=... model=<bert-*|llm-*|...> [model.cache_layers=[k1,k2]]",
+    )
+    s.add_argument(
+        "overrides", nargs="*", help="e.g. data=demo-small model=llm-naml model.cache_layers=[26,28]"
+    )
+    s.add_argument("--batch-size", type=int, default=64, help="items per forward pass")
+    s.add_argument(
+        "--shard-size", type=int, default=1024, help="items per shard (a killed build keeps finished shards)"
+    )
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_dire_cache)
 
     s = sub.add_parser("stats", help="print the statistics of a prepared dataset")
     s.add_argument("dataset")

@@ -28,6 +28,7 @@ import numpy as np
 import psutil
 import torch
 
+from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dire_rows, resolve_models
 from oncerec.config.loader import build_config
 from oncerec.data.batching import Batch, TrainSampler
 from oncerec.data.dataset import Dataset, Split, demo_raw_folder, resolve_dataset
@@ -63,13 +64,14 @@ class Sizes:
     metric_rows: int
     metric_groups: int
     loop_groups: int  # the reference loop runs on this many groups and is extrapolated
+    dire: DireSizes | None = None  # the DIRE section (None: skipped)
 
 
 # Quick: about a minute on 2 idle CPU cores. Ten timed steps per model would take several minutes there (a
 # Fastformer step alone takes seconds), so quick times five; full: ~10 minutes. The slow-path subsets are
 # multiples of EVAL_BATCH so that they hold full batches only, like the rest of the split.
-QUICK = Sizes("small", "small", 64, 1, 5, "small", 2048, 200_000, 20_000, 1_000)
-FULL = Sizes("medium", "small", 64, 2, 30, "medium", 5120, 1_000_000, 100_000, 5_000)
+QUICK = Sizes("small", "small", 64, 1, 5, "small", 2048, 200_000, 20_000, 1_000, DIRE_QUICK)
+FULL = Sizes("medium", "small", 64, 2, 30, "medium", 5120, 1_000_000, 100_000, 5_000, DIRE_FULL)
 
 
 def run_bench(
@@ -105,6 +107,7 @@ def run_bench(
 def _run_sections(sizes: Sizes, log: Log) -> dict:
     started = time.perf_counter()
     results: dict = {"machine": machine_info()}
+    model_path = resolve_models(sizes.dire) if sizes.dire else None
     with _private_cache():
         results["prepare"] = _section("prepare", log, lambda: bench_prepare(sizes.prepare_scale, log))
         results["train"] = _section(
@@ -117,6 +120,8 @@ def _run_sections(sizes: Sizes, log: Log) -> dict:
         results["eval"] = _section(
             "eval", log, lambda: bench_eval(sizes.eval_scale, sizes.slow_impressions, log)
         )
+        if sizes.dire:
+            results["dire"] = _section("dire", log, lambda: bench_dire(sizes.dire, model_path, log))
     if importlib.util.find_spec("sklearn") is None:
         log("bench: metrics skipped: the reference loop needs scikit-learn (pip install scikit-learn)")
         results["metrics"] = {"skipped": "scikit-learn is not installed"}
@@ -153,8 +158,9 @@ def machine_info() -> dict:
 _PREPARE_CHILD = """
 import sys, time, json
 from pathlib import Path
+from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dire_rows, resolve_models
 from oncerec.config.loader import build_config
-from oncerec.data.prepare import prepare_mind
+from oncerec.data.prepare import prepare
 def rss_mb(field):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
@@ -162,14 +168,14 @@ source, out, preset = sys.argv[1:]
 cfg = build_config([f"data={preset}"]).data
 imported = rss_mb("VmRSS")
 start = time.perf_counter()
-prepare_mind(Path(source), cfg, Path(out), progress=False, log=lambda *_: None)
+prepare(Path(source), cfg, Path(out), progress=False, log=lambda *_: None)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "import_rss_mb": imported, "peak_rss_mb": rss_mb("VmHWM")}))
 """
 
 
 def bench_prepare(scale: str, log: Log = print) -> dict:
-    """Throughput and peak memory of `prepare_mind` on raw demo data, in a child process."""
+    """Throughput and peak memory of `prepare` on raw demo data, in a child process."""
     log(f"  generating raw demo-{scale} data")
     source = demo_raw_folder(scale, seed=0, progress=False)
     files = [
@@ -452,6 +458,8 @@ def bench_table(results: dict) -> str:
             f"{max(x['max_abs_diff'].values()):.1e} ({'agree' if x['metrics_agree'] else 'DISAGREE'}) "
             f"| {_rss(x)} |"
         )
+    if "dire" in results:
+        lines += dire_rows(results["dire"])
     lines += [
         "",
         "Peak RSS: of this process during the section (+ its growth in the section); the models train in one "

@@ -10,9 +10,13 @@ Every knob is a typed, documented field. Unknown keys and wrong types are errors
 
 from __future__ import annotations
 
+import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# item columns a data.prompt template may name
+PROMPT_FIELDS = ("title", "abstract", "category", "subcategory")
 
 
 class _Strict(BaseModel):
@@ -26,7 +30,15 @@ class DataConfig(_Strict):
         description="Raw data folder (MIND format) or prepared dataset directory. Empty with format=demo: "
         "the demo data is generated into the cache.",
     )
-    format: Literal["mind", "demo"] = Field("mind", description="Raw format of `source`.")
+    format: Literal["mind", "goodreads", "generic", "demo"] = Field(
+        "mind",
+        description="Raw format of `source`: `mind` (train/ dev/ [test/] with news.tsv + behaviors.tsv), "
+        "`goodreads` (the UCSD Book Graph's gzipped JSON lines), `generic` (items + interactions as "
+        "TSV / CSV / Parquet, see README), or `demo` (generated, see demo_format).",
+    )
+    demo_format: Literal["mind", "goodreads"] = Field(
+        "mind", description="Raw format the demo data is generated in (format=demo)."
+    )
     demo_scale: Literal["tiny", "small", "medium", "large"] = Field(
         "small", description="Size of the generated demo data (format=demo)."
     )
@@ -51,7 +63,58 @@ class DataConfig(_Strict):
     )
     lowercase: bool = Field(True, description="Lowercase words before the word tokenizer.")
     min_word_count: int = Field(1, ge=1, description="Words seen fewer times in training items map to <unk>.")
+    prompt: str = Field(
+        "news article: title: {title} abstract: {abstract} category: {category}",
+        description="Text of the `prompt` field (what language-model item encoders read): item fields in "
+        "{braces} (title, abstract, category, subcategory) joined by short natural prompts. Prepared like any "
+        "text field when `prompt` is in text_fields (added automatically for `model.item=lm`).",
+    )
     history_len: int = Field(50, ge=1, description="Most recent clicks kept per history.")
+    # The ONCE protocol for data without impressions (goodreads, generic): see data/protocol.py.
+    rating_positive_above: int = Field(3, description="Goodreads: a rating above this is a positive.")
+    rating_negative_below: int = Field(
+        3,
+        description="Goodreads: a rating from 1 to below this is a negative (0 = unrated, and the rest, drop).",
+    )
+    item_min_interactions: int = Field(
+        5, ge=0, description="Filtering: items need at least this many interactions."
+    )
+    item_max_interactions: int = Field(10_000, ge=1, description="Filtering: items with more are dropped.")
+    user_min_positives: int = Field(
+        10, ge=0, description="Filtering: users need at least this many positives."
+    )
+    cold_user_share: float = Field(0.1, ge=0, le=1, description="Share of users whose history is cut short.")
+    cold_history: tuple[int, int] = Field(
+        (1, 5), description="History length range of cold users (inclusive)."
+    )
+    warm_history: tuple[int, int] = Field((5, 9), description="History length range of the other users.")
+    split_ratios: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1),
+        description="Train / valid / test shares of each user's remaining interactions, by time.",
+    )
+    negatives: int = Field(
+        0,
+        ge=0,
+        description="Random items a user never interacted with added as negatives to each of the user's "
+        "groups (implicit-feedback data without negatives).",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Generic format: oncerec field -> column name, for items (id, title, abstract, category, "
+        "subcategory) and interactions (user, item, label, time, group); unmapped fields use their own name.",
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _known_prompt_fields(cls, template: str) -> str:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        bad = [n for n in names if n not in PROMPT_FIELDS]
+        if bad:
+            raise ValueError(
+                f"unknown field {{{bad[0]}}}; valid: {', '.join('{' + f + '}' for f in PROMPT_FIELDS)}"
+            )
+        return template
+
     strict: bool = Field(False, description="Treat ids missing from every news file as an error.")
 
 
@@ -63,6 +126,44 @@ class ModelConfig(_Strict):
     item_fields: list[str] = Field(
         default_factory=lambda: ["title"],
         description="Item inputs the item encoder reads: text fields and/or `category`, `subcategory`.",
+    )
+    item_lm: str = Field(
+        "",
+        description="Language model of the `lm` item encoder: a local Hugging Face folder (BERT-like or "
+        "LLaMA-like) or a packaged name (`minilm`, `smollm2-135m`).",
+    )
+    layer: int = Field(
+        0,
+        ge=0,
+        description="DIRE split point k: layers 0..k-1 are frozen and read from the DIRE cache (the hidden "
+        "states entering layer k); layers k..L-1 (+ the final norm) run and train. 0: the whole model runs "
+        "from token ids, no cache.",
+    )
+    cache_layers: list[int] = Field(
+        default_factory=list,
+        description="Layers whose entering hidden states `oncerec dire cache` stores (default: [layer]).",
+    )
+    cache_dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        "float16", description="Storage type of the DIRE cache."
+    )
+    dire_cache: str = Field(
+        "", description="DIRE cache folder (default: $ONCEREC_CACHE/dire/<dataset>/<model>)."
+    )
+    lm_pooling: Literal["attention", "mean", "last"] = Field(
+        "attention",
+        description="How the top layer's token states become one item vector: additive attention, masked "
+        "mean, or the last token's state; then a projection to hidden_size.",
+    )
+    lora: bool = Field(
+        False, description="Train LoRA adapters (peft) on the running layers instead of all their weights."
+    )
+    lora_r: int = Field(32, ge=1, description="LoRA rank.")
+    lora_alpha: float = Field(128.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA input.")
+    lora_targets: list[str] = Field(
+        default_factory=list,
+        description="Module names that get adapters (default: the attention query and value projections, "
+        "`q_proj, v_proj` in LLaMA-like models, `query, value` in BERT-like ones).",
     )
     hidden_size: int = Field(256, ge=1, description="Width of item and user vectors.")
     num_heads: int = Field(8, ge=1, description="Attention heads (self-attention / Fastformer encoders).")
@@ -80,6 +181,18 @@ class ModelConfig(_Strict):
         4, ge=1, description="MINER: number of interest vectors (poly-attention codes)."
     )
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on word embeddings and encoder outputs.")
+    mlp_layers: list[int] = Field(
+        default_factory=lambda: [256, 128],
+        description="CTR predictors: hidden widths of their MLPs (DNN, DCN, DCNv2, DeepFM, PNN, DIN head, "
+        "FinalMLP streams, AutoInt+'s parallel MLP).",
+    )
+    cross_layers: int = Field(3, ge=1, description="DCN / DCNv2: cross layers.")
+    interaction_layers: int = Field(2, ge=1, description="AutoInt: self-attention layers over the fields.")
+    interaction_heads: int = Field(
+        2,
+        ge=1,
+        description="AutoInt: attention heads over the fields; FinalMLP: heads of the bilinear fusion.",
+    )
 
 
 class EmbedConfig(_Strict):
@@ -106,6 +219,12 @@ class ExpConfig(_Strict):
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     neg_count: int = Field(4, ge=1, description="Negatives per clicked candidate (softmax over 1 + K).")
+    loss: Literal["auto", "softmax", "bce"] = Field(
+        "auto",
+        description="Training loss over each click and its negatives. `softmax`: cross-entropy of the click "
+        "among the 1 + K candidates (matching models); `bce`: binary cross-entropy of every candidate, "
+        "pointwise (CTR models); `auto`: bce for CTR predictors (dnn, dcn, ...), softmax otherwise.",
+    )
     acc_batch: int = Field(1, ge=1, description="Gradient accumulation steps.")
     epoch_batch: int = Field(
         0,
@@ -136,6 +255,17 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     exp: ExpConfig = Field(default_factory=ExpConfig)
+
+    @model_validator(mode="after")
+    def _language_model_inputs(self) -> Config:
+        """A language-model item encoder reads its own tokenizer's ids: have the data prepared with them."""
+        if self.model.item == "lm" and self.model.item_lm:
+            if self.model.item_lm not in self.data.tokenizers:
+                self.data.tokenizers = [*self.data.tokenizers, self.model.item_lm]
+            field = self.model.item_fields[0]
+            if field not in self.data.text_fields:
+                self.data.text_fields = [*self.data.text_fields, field]
+        return self
 
 
 GROUPS: dict[str, type[_Strict]] = {

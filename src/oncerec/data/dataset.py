@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,12 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from oncerec.config.schema import DataConfig
-from oncerec.data.prepare import CATEGORICAL, FORMAT_VERSION, prepare_mind, source_hash, tokenizer_dir
+from oncerec.data.prepare import CATEGORICAL, FORMAT_VERSION, prepare, tokenizer_dir
+from oncerec.data.sources import files_digest, raw_files
 from oncerec.errors import OncerecError
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ONCEREC_CACHE", Path.home() / ".cache" / "oncerec"))
+from oncerec.paths import cache_root
 
 
 @dataclass
@@ -133,12 +130,19 @@ def _config_key(cfg: DataConfig) -> str:
     return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
-def demo_raw_folder(scale: str, seed: int, progress: bool = True) -> Path:
-    from oncerec.data.demo import write_demo_mind
+def demo_raw_folder(scale: str, seed: int, progress: bool = True, fmt: str = "mind") -> Path:
+    from oncerec.data.demo import GENERATOR_VERSION, write_demo_mind
+    from oncerec.data.goodreads import write_demo_goodreads
 
-    folder = cache_root() / "raw" / f"demo-{scale}-{seed}"
+    # the version in the name: a newer generator must not reuse data an older one cached
+    folder = cache_root() / "raw" / f"demo-v{GENERATOR_VERSION}-{scale}-{seed}"
     if not (folder / "meta.json").is_file():
         write_demo_mind(folder, scale=scale, seed=seed, progress=progress)
+    if fmt == "goodreads":
+        books = folder.with_name(f"{folder.name}-goodreads")
+        if not (books / "meta.json").is_file():
+            write_demo_goodreads(books, folder, seed)
+        return books
     return folder
 
 
@@ -148,7 +152,7 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
     The cache key covers the raw files' content and every data option that changes the prepared result.
     """
     if cfg.format == "demo":
-        source = demo_raw_folder(cfg.demo_scale, cfg.demo_seed, progress)
+        source = demo_raw_folder(cfg.demo_scale, cfg.demo_seed, progress, cfg.demo_format)
     elif not cfg.source:
         raise OncerecError(
             "data.source is empty: give a MIND folder, a prepared dataset, or use a demo preset"
@@ -157,13 +161,13 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
         source = Path(cfg.source)
     if (source / "dataset.json").is_file():
         return source
-    digest = source_hash(source)
+    digest = files_digest(raw_files(source, cfg))
     key = f"{digest[:16]}-{_config_key(cfg)}"
     out = cache_root() / "datasets" / f"{cfg.name}-{key}"
     if not (out / "dataset.json").is_file():
         log(f"preparing {source} -> {out}")
         try:
-            prepare_mind(source, cfg, out, progress=progress, log=log, digest=digest)
+            prepare(source, cfg, out, progress=progress, log=log, digest=digest)
         except (OncerecError, OSError):
             # Another process may have prepared the same dataset at the same time: its result is as good.
             if not (out / "dataset.json").is_file():

@@ -32,8 +32,8 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from oncerec.config.schema import DataConfig
-from oncerec.data.mind import read_behaviors, read_news, split_folders
+from oncerec.config.schema import PROMPT_FIELDS, DataConfig
+from oncerec.data.sources import Source, files_digest, open_source
 from oncerec.data.tokenize import make_tokenizer, pack
 from oncerec.errors import DataError, OncerecError
 
@@ -111,34 +111,22 @@ def _percentiles(full: np.ndarray, max_len: int) -> dict:
     }
 
 
-def source_hash(root: Path) -> str:
-    """Content hash of the raw files that preparation reads (so a changed file invalidates the cache)."""
-    h = hashlib.blake2b(digest_size=16)
-    for split, folder in sorted(split_folders(root).items()):
-        for name in ("news.tsv", "behaviors.tsv"):
-            h.update(f"{split}/{name}\0".encode())
-            with open(folder / name, "rb") as f:
-                while chunk := f.read(1 << 22):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-def prepare_mind(
+def prepare(
     source: Path, cfg: DataConfig, out: Path, progress: bool = True, log=print, digest: str | None = None
 ) -> dict:
-    """Prepare a MIND folder into `out`; nothing is written there unless everything succeeds.
-
-    `digest`: the raw files' `source_hash` when the caller already has it (hashing MIND-large takes seconds)."""
+    """Prepare a raw folder (format `cfg.format`) into `out`; nothing is written there unless everything
+    succeeds. `digest`: the raw files' `files_digest` when the caller already has it (hashing MIND-large
+    takes seconds)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise OncerecError(f"{out} already exists and is not empty; remove it or choose another --out")
-    folders = split_folders(Path(source))
+    raw = open_source(Path(source), cfg, progress)
     started = time.perf_counter()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        stats = _build(folders, cfg, tmp, progress, log)
+        stats = _build(raw, cfg, tmp, progress, log)
         seconds = time.perf_counter() - started
         lines = sum(s["impressions"] for s in stats["splits"].values()) + stats["items"]
         stats["prepare"] = {
@@ -150,7 +138,7 @@ def prepare_mind(
             "format_version": FORMAT_VERSION,
             "data_config": cfg.model_dump(),
             "source": str(source),
-            "source_hash": digest or source_hash(Path(source)),
+            "source_hash": digest or files_digest(raw.files),
             "text_fields": cfg.text_fields,
             "tokenizers": cfg.tokenizers,
             "categorical": list(CATEGORICAL),
@@ -181,12 +169,12 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool, log) -> dict:
+def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> dict:
     items = _Index()
     columns: dict[str, list[str]] = {k: [""] for k in (*CATEGORICAL, "title", "abstract", "url")}
     train_items: list[int] = []
-    for split, folder in folders.items():
-        for news in read_news(folder / "news.tsv", progress):
+    for split in source.splits:
+        for news in source.news(split):
             known = news.news_id in items.index
             i = items.add(news.news_id)
             if split == "train":
@@ -194,21 +182,29 @@ def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool,
             if not known:
                 for k in columns:
                     columns[k].append(getattr(news, k))
+    if "prompt" in cfg.text_fields:
+        columns["prompt"] = [""] + [
+            prompt_text(cfg.prompt, {k: columns[k][i] for k in PROMPT_FIELDS})
+            for i in range(1, len(items.ids))
+        ]
     for field in cfg.text_fields:
         if field not in columns:
-            raise OncerecError(f"data.text_fields: unknown field `{field}`; MIND has title, abstract")
+            raise OncerecError(
+                f"data.text_fields: unknown field `{field}`; MIND has title, abstract (and `prompt`, "
+                "the data.prompt template filled in)"
+            )
     n_news = len(items.ids)
-    log(f"read {n_news - 1} news from {', '.join(folders)}")
+    log(f"read {n_news - 1} items")
 
     users = _Index("<unk>")
     hist_key: dict[tuple[int, int], int] = {}
     hist_items, hist_len, hist_user = array("i", [0] * cfg.history_len), array("i", [0]), array("i", [0])
     missing = {"history": {}, "candidates": {}}
     splits: dict[str, dict[str, np.ndarray]] = {}
-    for split, folder in folders.items():
-        path = folder / "behaviors.tsv"
+    for split in source.splits:
+        path = source.where(split)
         arrays = _SplitArrays()
-        for b in read_behaviors(path, progress):
+        for b in source.behaviors(split):
             u = users.add(b.user_id)
             key = (u, hash(tuple(b.history)))
             h = hist_key.get(key)
@@ -239,9 +235,11 @@ def _build(folders: dict[str, Path], cfg: DataConfig, tmp: Path, progress: bool,
             arrays.time.append(b.time)
             arrays.history.append(h)
         splits[split] = arrays.to_numpy()
-        log(f"read {len(arrays.imp_id)} impressions from {split}/behaviors.tsv")
+        log(f"read {len(arrays.imp_id)} impressions of {split}")
 
-    if cfg.split == "once":
+    if "valid" in splits:  # the protocol of a dataset without impressions made them
+        named = splits
+    elif cfg.split == "once":
         named = {"train": splits["train"]}
         named["valid"], named["test"] = once_split(splits["dev"], cfg.split_seed)
     else:
@@ -332,6 +330,10 @@ def _missing(counter: dict, nid: str, path: Path, line: int, strict: bool, field
     if strict:
         raise DataError(path, f"news id {nid} is not in any split's news.tsv", line, field)
     counter[nid] = counter.get(nid, 0) + 1
+
+
+def prompt_text(template: str, fields: dict[str, str]) -> str:
+    return template.format(**fields).strip()
 
 
 def tokenizer_dir(name: str) -> str:

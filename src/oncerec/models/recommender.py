@@ -42,16 +42,25 @@ class Recommender(nn.Module):
                     f"valid: {', '.join([*dataset.text_fields, *CATEGORICAL])}"
                 )
         item_cls = lookup("item", cfg.item)
+        # an encoder with its own inputs (item ids, language-model tokens or cached states) needs no word table
+        own = getattr(item_cls, "own_inputs", False)
         vocab = dataset.vocab("word") if embed.tokenizer == "word" else None
         words = (
             None
-            if cfg.item == "id"
+            if own
             else build_word_embedding(embed, vocab, dataset.vocab_size(embed.tokenizer), seed, log)
         )
-        self.item_encoder = item_cls(cfg, words, spec)
-        self.user_encoder = lookup("user", cfg.user)(cfg, spec)
-        self.predictor = lookup("predictor", cfg.predictor)(cfg, spec)
-        self.content = ItemContent(dataset, cfg.item_fields, embed.tokenizer)
+        self.item_encoder = item_cls(cfg, words, spec | {"dataset": dataset, "log": log})
+        user_cls, predictor_cls = lookup("user", cfg.user), lookup("predictor", cfg.predictor)
+        if getattr(user_cls, "gives_sequence", False) != getattr(predictor_cls, "takes_sequence", False):
+            raise ConfigError(
+                f"model.user={cfg.user} with model.predictor={cfg.predictor}: the `sequence` user encoder "
+                "hands the clicked items to a target-attention predictor (`din`), which needs it; "
+                "every other predictor needs a pooled user encoder (e.g. `pool`, `attention`)"
+            )
+        self.user_encoder = user_cls(cfg, spec)
+        self.predictor = predictor_cls(cfg, spec)
+        self.content = ItemContent(dataset, [] if own else cfg.item_fields, embed.tokenizer)
 
     def encode_items(self, items: Tensor) -> Tensor:
         """Item indices [N] -> item vectors [N, d]."""
@@ -73,6 +82,32 @@ class Recommender(nn.Module):
         cands = vectors[inverse[n_hist:]].view(*batch.candidates.shape, -1)
         user = self.encode_users(clicked, batch.history_mask, batch.user)
         return self.score(user, cands)
+
+    def _frozen_keys(self) -> set[str]:
+        """State entries a checkpoint leaves out: frozen parameters (reloaded from their source at build time)
+        and the buffers of a language model (derived from its config)."""
+        params = dict(self.named_parameters())
+        return {
+            k
+            for k in self.state_dict()
+            if not (k in params and params[k].requires_grad)
+            and (k in params or k.startswith("item_encoder.lm."))
+        }
+
+    def checkpoint_state(self) -> dict[str, Tensor]:
+        """What a checkpoint saves: the trained weights only (LoRA adapters, top layers, the recommender)."""
+        frozen = self._frozen_keys()
+        return {k: v for k, v in self.state_dict().items() if k not in frozen}
+
+    def load_checkpoint_state(self, state: dict[str, Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = set(missing) - self._frozen_keys()
+        if missing or unexpected:
+            raise ConfigError(
+                "checkpoint does not fit this model: "
+                + (f"missing {', '.join(sorted(missing)[:5])} " if missing else "")
+                + (f"unexpected {', '.join(sorted(unexpected)[:5])}" if unexpected else "")
+            )
 
     def param_groups(self, lr: float, item_lr: float, embed_lr: float, weight_decay: float) -> list[dict]:
         """Pretrained language-model weights learn at item_lr, a word-embedding table of our own at embed_lr

@@ -1,8 +1,13 @@
 """The one registry: config names -> component classes. Every class of a kind has the same constructor.
 
-item encoders:  cls(cfg: ModelConfig, words: WordEmbedding, spec: dict)
+item encoders:  cls(cfg: ModelConfig, words: WordEmbedding | None, spec: dict); a class with
+                `own_inputs = True` gets no word table and gathers its own inputs by item index
 user encoders:  cls(cfg: ModelConfig, spec: dict)
 predictors:     cls(cfg: ModelConfig, spec: dict)
+
+A predictor with `pointwise = True` (the CTR models) is trained with binary cross-entropy under exp.loss=auto.
+A user encoder with `gives_sequence = True` (`sequence`) pairs only with a predictor with
+`takes_sequence = True` (`din`); the Recommender checks this.
 """
 
 from __future__ import annotations
@@ -15,11 +20,23 @@ from oncerec.models.item.fields import (
     IdItemEncoder,
     PoolItemEncoder,
 )
+from oncerec.models.item.lm import LMItemEncoder
+from oncerec.models.predictors.ctr import (
+    AutoIntPredictor,
+    DCNPredictor,
+    DCNv2Predictor,
+    DeepFMPredictor,
+    DINPredictor,
+    DNNPredictor,
+    FinalMLPPredictor,
+    PNNPredictor,
+)
 from oncerec.models.predictors.dot import DotPredictor, TargetAwarePredictor
 from oncerec.models.user.attention import AdditiveUser, PolyUser, SelfAttentionUser
 from oncerec.models.user.fastformer import FastformerUser
 from oncerec.models.user.gru import GRUUser
 from oncerec.models.user.pool import PoolUser
+from oncerec.models.user.sequence import SequenceUser
 
 REGISTRY: dict[str, dict[str, type]] = {
     "item": {
@@ -28,6 +45,7 @@ REGISTRY: dict[str, dict[str, type]] = {
         "fastformer": FastformerItemEncoder,
         "pool": PoolItemEncoder,
         "id": IdItemEncoder,
+        "lm": LMItemEncoder,
     },
     "user": {
         "attention": AdditiveUser,
@@ -36,10 +54,20 @@ REGISTRY: dict[str, dict[str, type]] = {
         "fastformer": FastformerUser,
         "pool": PoolUser,
         "poly": PolyUser,
+        "sequence": SequenceUser,
     },
     "predictor": {
         "dot": DotPredictor,
         "target_aware": TargetAwarePredictor,
+        # CTR models: pointwise logits, binary cross-entropy under exp.loss=auto (see predictors/ctr.py)
+        "dnn": DNNPredictor,
+        "dcn": DCNPredictor,
+        "dcnv2": DCNv2Predictor,
+        "deepfm": DeepFMPredictor,
+        "pnn": PNNPredictor,
+        "din": DINPredictor,
+        "finalmlp": FinalMLPPredictor,
+        "autoint": AutoIntPredictor,
     },
 }
 

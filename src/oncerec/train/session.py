@@ -100,7 +100,7 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
         if found is None:
             raise OncerecError(f"{run_dir} has no saved weights (best/ or checkpoints/)")
         weights = found[0]
-    model.load_state_dict(weights)
+    model.load_checkpoint_state(weights)
     model.to(device)
     model.content.to(device)
     return Run(cfg, dataset, model, device)

@@ -33,6 +33,7 @@ from oncerec.errors import ConfigError, OncerecError
 from oncerec.models.recommender import Recommender
 from oncerec.train.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from oncerec.train.evaluate import predict_fast, predict_slow, split_metrics, write_split_predictions
+from oncerec.train.losses import loss_kind, training_loss
 from oncerec.train.report import plot_curves, write_report
 from oncerec.train.session import Run
 
@@ -158,7 +159,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "trainer": asdict(self.state),
         }
-        save_checkpoint(self.run_dir, self.state.global_step, self.model.state_dict(), train_state)
+        save_checkpoint(self.run_dir, self.state.global_step, self.model.checkpoint_state(), train_state)
 
     def _restore(self) -> None:
         found = load_latest(self.run_dir, log=self.log)
@@ -166,7 +167,7 @@ class Trainer:
             self.log(f"no usable checkpoint in {self.run_dir}: starting from the beginning")
             return
         weights, train_state, folder = found
-        self.model.load_state_dict(weights)
+        self.model.load_checkpoint_state(weights)
         self.optimizer.load_state_dict(train_state["optimizer"])
         self.scheduler.load_state_dict(train_state["scheduler"])
         torch.set_rng_state(train_state["torch_rng"])
@@ -215,7 +216,7 @@ class Trainer:
                 s.best, s.best_step, s.bad_evals = value, s.global_step, 0
                 save_weights(
                     self.run_dir / "best",
-                    self.model.state_dict(),
+                    self.model.checkpoint_state(),
                     {"step": s.global_step, "epoch": s.epoch, self.cfg.exp.metric: value},
                 )
             else:
@@ -242,9 +243,7 @@ class Trainer:
             sync = nullcontext() if a == acc - 1 else self.acc.no_sync(self.ddp_model)
             with sync, self.acc.autocast():
                 scores = self.ddp_model(batch)
-                loss = torch.nn.functional.cross_entropy(
-                    scores.float(), torch.zeros(len(scores), dtype=torch.long, device=scores.device)
-                )
+                loss = training_loss(scores, batch, loss_kind(self.cfg.exp.loss, self.model.predictor))
             self.acc.backward(loss / acc)
             total += loss.item() / acc
         if self.cfg.exp.clip_norm:
@@ -322,7 +321,7 @@ class Trainer:
             return {}
         best = self.run_dir / "best"
         if best.is_dir():
-            self.model.load_state_dict(load_weights(best))
+            self.model.load_checkpoint_state(load_weights(best))
         metrics = {}
         for name in ("valid", "test"):
             if name in self.dataset.split_names:

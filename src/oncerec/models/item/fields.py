@@ -66,6 +66,8 @@ class PoolItemEncoder(FieldItemEncoder):
 class IdItemEncoder(nn.Module):
     """An item-id embedding: no content at all (the classic CTR baseline)."""
 
+    own_inputs = True
+
     def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: dict):
         super().__init__()
         self.emb = nn.Embedding(spec["num_items"], cfg.hidden_size, padding_idx=0)

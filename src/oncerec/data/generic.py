@@ -1,0 +1,137 @@
+"""The generic format: a folder with an items file and an interactions file, each `.tsv`, `.csv` or `.parquet`.
+
+    items.<ext>          one row per item: an id column and any text / categorical columns
+    interactions.<ext>   user, item, optional label (1/0, default 1), optional time (integer or ISO date),
+                         optional group (e.g. an impression id: evaluation then groups by it, not by user)
+
+Column names are mapped onto oncerec's fields with `data.columns` (e.g. `{title: name, abstract: plot,
+category: genre}`); unmapped fields default to their own name and may be absent (empty text).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from oncerec.config.schema import DataConfig
+from oncerec.data.mind import News
+from oncerec.data.protocol import Interactions
+from oncerec.errors import DataError
+
+ITEM_FIELDS = ("id", "title", "abstract", "category", "subcategory")
+INTERACTION_FIELDS = ("user", "item", "label", "time", "group")
+EXTENSIONS = (".tsv", ".csv", ".parquet")
+
+
+def generic_files(root: Path) -> tuple[Path, Path]:
+    found = []
+    for stem in ("items", "interactions"):
+        matches = [root / f"{stem}{ext}" for ext in EXTENSIONS if (root / f"{stem}{ext}").is_file()]
+        if not matches:
+            raise DataError(root, f"missing {stem}.tsv, {stem}.csv or {stem}.parquet (generic format)")
+        found.append(matches[0])
+    return found[0], found[1]
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number — or row number + 1 for Parquet, counting the header — , row as strings)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as e:
+            raise DataError(path, f"cannot read Parquet: {e}") from None
+        columns = {c: table.column(c).to_pylist() for c in table.column_names}
+        for r in range(table.num_rows):
+            yield r + 2, {c: "" if v[r] is None else str(v[r]) for c, v in columns.items()}
+        return
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
+        try:
+            for row in reader:
+                if None in row:
+                    raise DataError(path, "more values than header columns", reader.line_num)
+                yield reader.line_num, {k: v or "" for k, v in row.items()}
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not valid UTF-8: {e.reason}") from None
+        except csv.Error as e:
+            raise DataError(path, f"malformed CSV: {e}", reader.line_num) from None
+
+
+def _column(cfg: DataConfig, field: str) -> str:
+    return cfg.columns.get(field, field)
+
+
+def read_items(path: Path, cfg: DataConfig) -> dict[str, News]:
+    id_col = _column(cfg, "id")
+    items: dict[str, News] = {}
+    for n, row in _rows(path):
+        if id_col not in row:
+            raise DataError(path, f"no column `{id_col}` (set data.columns.id)", n, id_col)
+        item = row[id_col]
+        if not item:
+            raise DataError(path, "empty item id", n, id_col)
+        if item in items:
+            raise DataError(path, f"item id {item} appears twice", n, id_col)
+        get = {f: row.get(_column(cfg, f), "") for f in ITEM_FIELDS[1:]}
+        items[item] = News(item, get["category"], get["subcategory"], get["title"], get["abstract"], "")
+    if not items:
+        raise DataError(path, "no items")
+    return items
+
+
+def _time(value: str, path: Path, n: int, col: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return int(datetime.fromisoformat(value).timestamp())
+    except ValueError:
+        raise DataError(path, f"bad time {value!r}: expected an integer or an ISO date", n, col) from None
+
+
+def read_interactions(path: Path, cfg: DataConfig, known_items: dict[str, News]) -> Interactions:
+    cols = {f: _column(cfg, f) for f in INTERACTION_FIELDS}
+    users: dict[str, int] = {}
+    # every item of the items file, interacted or not: sampled negatives come from all of them
+    items: dict[str, int] = {item: k for k, item in enumerate(known_items)}
+    groups: dict[str, int] = {}
+    u, i, lab, t, g = [], [], [], [], []
+    has: dict[str, bool] = {}
+    for n, row in _rows(path):
+        if not has:
+            has = {f: cols[f] in row for f in INTERACTION_FIELDS}
+            for f in ("user", "item"):
+                if not has[f]:
+                    raise DataError(path, f"no column `{cols[f]}` (set data.columns.{f})", n, cols[f])
+        user, item = row[cols["user"]], row[cols["item"]]
+        if not user:
+            raise DataError(path, "empty user id", n, cols["user"])
+        if item not in known_items:
+            raise DataError(path, f"item {item!r} is not in the items file", n, cols["item"])
+        label = row[cols["label"]] if has["label"] else "1"
+        if label not in ("0", "1"):
+            raise DataError(path, f"label {label!r}: expected 0 or 1", n, cols["label"])
+        u.append(users.setdefault(user, len(users)))
+        i.append(items.setdefault(item, len(items)))
+        lab.append(int(label))
+        t.append(_time(row[cols["time"]], path, n, cols["time"]) if has["time"] else len(t))
+        if has["group"]:
+            g.append(groups.setdefault(row[cols["group"]], len(groups)))
+    if not u:
+        raise DataError(path, "no interactions")
+    return Interactions(
+        np.array(u, np.int64),
+        np.array(i, np.int64),
+        np.array(lab, np.int8),
+        np.array(t, np.int64),
+        np.array(g, np.int64) if has["group"] else None,
+        list(users),
+        list(items),
+    )

@@ -1,0 +1,146 @@
+"""What `prepare` reads: a raw dataset seen as splits of items and impressions, whatever its format.
+
+- `mind` (and the demo data): MIND's own folders train/ dev/ [test/], streamed line by line.
+- `goodreads`, `generic`: interactions without impressions; the ONCE protocol (`data/protocol.py`) turns each
+  user's (or group's) interactions in a split into one impression, so evaluation groups by user (or group).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from oncerec.config.schema import DataConfig
+from oncerec.data import generic, goodreads
+from oncerec.data.mind import Behavior, News, read_behaviors, read_news, split_folders
+from oncerec.data.protocol import Group, Interactions, add_random_negatives, user_groups
+
+
+class Source:
+    splits: list[str]  # in reading order; train first
+    files: list[Path]  # what the content hash covers
+
+    def news(self, split: str) -> Iterator[News]:
+        raise NotImplementedError
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        raise NotImplementedError
+
+    def where(self, split: str) -> Path:
+        """The file named in messages about this split's impressions."""
+        raise NotImplementedError
+
+
+def files_digest(files: list[Path]) -> str:
+    """Content hash of raw files (so a changed file invalidates the cache)."""
+    h = hashlib.blake2b(digest_size=16)
+    for path in files:
+        h.update(f"{path.parent.name}/{path.name}\0".encode())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def raw_format(cfg: DataConfig) -> str:
+    return cfg.demo_format if cfg.format == "demo" else cfg.format
+
+
+def raw_files(root: Path, cfg: DataConfig) -> list[Path]:
+    """The files preparation reads, found (and checked present) without reading them."""
+    fmt = raw_format(cfg)
+    if fmt == "mind":
+        folders = split_folders(Path(root))
+        return [folders[s] / n for s in sorted(folders) for n in ("news.tsv", "behaviors.tsv")]
+    if fmt == "goodreads":
+        return list(goodreads.goodreads_files(Path(root)))
+    return list(generic.generic_files(Path(root)))
+
+
+class MindSource(Source):
+    def __init__(self, root: Path, progress: bool = False):
+        self.folders = split_folders(root)
+        self.splits = list(self.folders)
+        self.files = raw_files(root, DataConfig())
+        self.progress = progress
+
+    def news(self, split: str) -> Iterator[News]:
+        return read_news(self.folders[split] / "news.tsv", self.progress)
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        return read_behaviors(self.folders[split] / "behaviors.tsv", self.progress)
+
+    def where(self, split: str) -> Path:
+        return self.folders[split] / "behaviors.tsv"
+
+
+@dataclass
+class GroupSource(Source):
+    """Items and protocol groups held in memory (the protocol needs every user's interactions at once)."""
+
+    items: dict[str, News]
+    groups: dict[str, list[Group]]
+    item_ids: list[str]
+    user_ids: list[str]
+    interactions_file: Path
+    files: list[Path]
+
+    def __post_init__(self):
+        self.splits = list(self.groups)
+
+    def news(self, split: str) -> Iterator[News]:
+        # items belong to no split here: list them once, with train (the word vocabulary is built on them)
+        return iter(self.items.values()) if split == "train" else iter(())
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        first = 1 + sum(len(self.groups[s]) for s in self.splits[: self.splits.index(split)])
+        for k, g in enumerate(self.groups[split]):
+            yield Behavior(
+                line=0,
+                impression_id=first + k,
+                user_id=self.user_ids[g.user],
+                time=g.time,
+                history=[self.item_ids[i] for i in g.history],
+                candidates=[self.item_ids[i] for i in g.items],
+                labels=g.labels,
+            )
+
+    def where(self, split: str) -> Path:
+        return self.interactions_file
+
+
+def _grouped(
+    x: Interactions, items: dict[str, News], cfg: DataConfig, files: list[Path], where: Path
+) -> GroupSource:
+    groups = user_groups(x, cfg, cfg.split_seed)
+    seen: dict[int, set] = {}
+    for i, u in zip(x.item.tolist(), x.user.tolist(), strict=True):
+        seen.setdefault(u, set()).add(i)
+    for k, split in enumerate(groups):
+        add_random_negatives(groups[split], len(x.item_ids), cfg.negatives, seen, cfg.split_seed + k)
+    # only the items the kept groups use (filtering drops the rest)
+    used = {i for gs in groups.values() for g in gs for i in (*g.history, *g.items)}
+    kept = {x.item_ids[i]: items[x.item_ids[i]] for i in sorted(used)}
+    return GroupSource(kept, groups, x.item_ids, x.user_ids, where, files)
+
+
+def open_source(root: Path, cfg: DataConfig, progress: bool = False) -> Source:
+    fmt = raw_format(cfg)
+    root = Path(root)
+    if fmt == "mind":
+        return MindSource(root, progress)
+    if fmt == "goodreads":
+        books, interactions = goodreads.goodreads_files(root)
+        x = goodreads.read_interactions(interactions, cfg, progress)
+        wanted = {x.item_ids[i] for i in set(x.item.tolist())}
+        items = goodreads.read_books(books, wanted, progress)
+        # interactions with books the books file lacks keep empty content, as MIND's missing ids do
+        for book in wanted - items.keys():
+            items[book] = News(book, "", "", "", "", "")
+        return _grouped(x, items, cfg, [books, interactions], interactions)
+    items_file, interactions_file = generic.generic_files(root)
+    items = generic.read_items(items_file, cfg)
+    x = generic.read_interactions(interactions_file, cfg, items)
+    return _grouped(x, items, cfg, [items_file, interactions_file], interactions_file)

@@ -1,0 +1,241 @@
+"""The DIRE cache: the frozen bottom of a language model run once over every item, its hidden states kept on
+disk and read through memory maps while the top layers train.
+
+Layout of a cache folder:
+
+    manifest.json       written last: what the cache was built from (model, tokenizer, data, max length,
+                        dtype, shape, layers); a folder without it is incomplete
+    lengths.npy         int32 [N] token counts (the attention mask is arange(L) < length)
+    layer-<k>.npy       [N, L, D] hidden states entering layer k (float16 / float32; bfloat16 as uint16 bits)
+    plan.json           the build in progress (same keys as the manifest); a resumed build must match it
+    done/<shard>        finished shards (1,024 items by default), so a killed build resumes where it stopped
+
+Several processes (`accelerate launch`) split the shards between them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from oncerec.config.schema import ModelConfig
+from oncerec.data.dataset import Dataset
+from oncerec.errors import ConfigError, OncerecError
+from oncerec.lm.backbone import blocks, bottom_states, fingerprint, load_lm
+from oncerec.lm.packaged import resolve_model_path
+from oncerec.paths import cache_root
+
+FORMAT = 1
+SHARD = 1024
+_NUMPY = {"float16": np.float16, "float32": np.float32, "bfloat16": np.uint16}
+_TORCH = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def cache_dir(dataset: Dataset, cfg: ModelConfig) -> Path:
+    if cfg.dire_cache:
+        return Path(cfg.dire_cache)
+    model = cfg.item_lm if not Path(cfg.item_lm).is_dir() else Path(cfg.item_lm).resolve().name
+    return cache_root() / "dire" / dataset.root.resolve().name / f"{model}-{cfg.item_fields[0]}"
+
+
+def cached_layers(cfg: ModelConfig) -> list[int]:
+    return sorted(set(cfg.cache_layers or [cfg.layer]))
+
+
+def _tokenizer_hash(name: str) -> str:
+    path = resolve_model_path(name)
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.name.startswith("tokenizer") or f.name in ("vocab.txt", "vocab.json", "merges.txt"):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def expected_manifest(dataset: Dataset, cfg: ModelConfig) -> dict:
+    """What a cache for this dataset and model must have been built from (everything but the layers)."""
+    text_field = cfg.item_fields[0]
+    ids, lengths = dataset.tokens(cfg.item_lm, text_field)
+    tokens = hashlib.sha256(np.ascontiguousarray(ids).tobytes())
+    tokens.update(np.ascontiguousarray(lengths).tobytes())
+    return {
+        "format": FORMAT,
+        "model": cfg.item_lm,
+        "model_fingerprint": fingerprint(cfg.item_lm),
+        "tokenizer": _tokenizer_hash(cfg.item_lm),
+        "dataset": dataset.manifest["source_hash"][:16],
+        "field": text_field,
+        "max_len": int(ids.shape[1]),
+        "items": int(ids.shape[0]),
+        "token_ids": tokens.hexdigest()[:16],
+        "dtype": cfg.cache_dtype,
+    }
+
+
+def _differences(found: dict, wanted: dict) -> list[str]:
+    return [
+        f"{k}: cache has {found.get(k)!r}, config wants {v!r}" for k, v in wanted.items() if found.get(k) != v
+    ]
+
+
+@dataclass
+class DireCache:
+    folder: Path
+    manifest: dict
+    _maps: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def layers(self) -> list[int]:
+        return self.manifest["layers"]
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return np.load(self.folder / "lengths.npy", mmap_mode="r")
+
+    def states(self, k: int) -> np.ndarray:
+        """[N, L, D] memory map of the states entering layer k (uint16 bits when the dtype is bfloat16)."""
+        if k not in self.layers:
+            raise ConfigError(
+                f"model.layer={k} was not cached in {self.folder}; cached layers: "
+                f"{', '.join(map(str, self.layers))} (run `oncerec dire cache ... model.cache_layers=[{k}]`)"
+            )
+        if k not in self._maps:
+            self._maps[k] = np.load(self.folder / f"layer-{k}.npy", mmap_mode="r")
+        return self._maps[k]
+
+    def gather(self, k: int, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states [B, W, D] as float32, mask [B, W]) of some items, W = their longest text."""
+        lengths = torch.from_numpy(np.asarray(self.lengths[items], dtype=np.int64))
+        width = max(int(lengths.max()) if len(lengths) else 1, 1)
+        raw = torch.from_numpy(np.ascontiguousarray(self.states(k)[items, :width]))
+        if self.manifest["dtype"] == "bfloat16":
+            raw = raw.view(torch.bfloat16)
+        return raw.float(), torch.arange(width) < lengths.unsqueeze(1)
+
+
+def open_cache(dataset: Dataset, cfg: ModelConfig) -> DireCache | None:
+    """The finished cache for this dataset and model config, None if there is none; a cache built from
+    anything else is refused with what differs."""
+    folder = cache_dir(dataset, cfg)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    diff = _differences(manifest, expected_manifest(dataset, cfg))
+    if diff:
+        raise OncerecError(
+            f"DIRE cache {folder} was built for something else:\n  " + "\n  ".join(diff) + "\n"
+            "remove it, or set model.dire_cache to another folder"
+        )
+    return DireCache(folder, manifest)
+
+
+def build_cache(
+    dataset: Dataset,
+    cfg: ModelConfig,
+    batch_size: int = 64,
+    progress: bool = True,
+    log=print,
+    shard_size: int = SHARD,
+) -> DireCache:
+    """Run the frozen layers once over every item into the cache (resuming a killed build); returns it.
+
+    Items are written in shards of `shard_size`; a killed build keeps its finished shards."""
+    from accelerate import PartialState
+
+    # cpu=True is what lets several CPU processes (torchrun / accelerate launch --cpu) form a group
+    state = PartialState(cpu=not torch.cuda.is_available())
+    folder = cache_dir(dataset, cfg)
+    layers = cached_layers(cfg)
+    existing = open_cache(dataset, cfg)
+    if existing:
+        if set(layers) <= set(existing.layers):
+            return existing
+        layers = sorted(set(layers) | set(existing.layers))  # one cache holds every layer asked for so far
+    plan = expected_manifest(dataset, cfg) | {"layers": layers, "shard_size": shard_size}
+    model = load_lm(cfg.item_lm).to(state.device)
+    n_layers = len(blocks(model))
+    bad = [k for k in layers if not 0 <= k < n_layers]
+    if bad:
+        raise ConfigError(
+            f"model.cache_layers: layer {bad[0]} out of range; the model has layers 0..{n_layers - 1}"
+        )
+    ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    n, width, dim = ids.shape[0], ids.shape[1], model.config.hidden_size
+    plan["shape"] = [n, width, dim]
+    if state.is_main_process:
+        _start(folder, plan, lengths, layers)
+    state.wait_for_everyone()
+    arrays = {k: np.load(folder / f"layer-{k}.npy", mmap_mode="r+") for k in layers}
+    shards = [s for s in range(-(-n // shard_size)) if not (folder / "done" / f"{s:06d}").exists()]
+    mine = shards[state.process_index :: state.num_processes]
+    todo = sum(min(shard_size, n - s * shard_size) for s in mine)
+    started = time.perf_counter()
+    with tqdm(
+        total=todo, unit="item", desc="DIRE cache", disable=not (progress and state.is_main_process)
+    ) as bar:
+        for s in mine:
+            lo, hi = s * shard_size, min(n, (s + 1) * shard_size)
+            # batches of similar length: padding would otherwise cost more than the texts
+            order = lo + np.argsort(np.asarray(lengths[lo:hi]), kind="stable")
+            for b in range(0, len(order), batch_size):
+                rows = np.sort(order[b : b + batch_size])
+                _encode(model, ids, lengths, rows, layers, arrays, cfg.cache_dtype, state.device)
+                bar.update(len(rows))
+            for a in arrays.values():
+                a.flush()
+            (folder / "done" / f"{s:06d}").touch()
+    seconds = time.perf_counter() - started
+    state.wait_for_everyone()
+    if state.is_main_process:
+        manifest = plan | {
+            "num_layers": n_layers,
+            "build_seconds": round(seconds, 2),
+            "items_per_s": round(todo / max(seconds, 1e-9), 1),
+        }
+        tmp = folder / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, folder / "manifest.json")
+        shutil.rmtree(folder / "done", ignore_errors=True)
+        log(f"DIRE cache: {folder} (layers {layers}, {n:,} items, {todo / max(seconds, 1e-9):,.0f} items/s)")
+    state.wait_for_everyone()
+    return open_cache(dataset, cfg)
+
+
+def _start(folder: Path, plan: dict, lengths: np.ndarray, layers: list[int]) -> None:
+    """Create the cache files, or keep a partial build of the same plan (and its finished shards)."""
+    plan_file = folder / "plan.json"
+    if plan_file.is_file() and json.loads(plan_file.read_text()) == plan:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "done").mkdir(parents=True)
+    np.save(folder / "lengths.npy", np.asarray(lengths, dtype=np.int32))
+    for k in layers:
+        # open_memmap makes a sparse file: no disk is used until shards are written
+        np.lib.format.open_memmap(
+            folder / f"layer-{k}.npy", "w+", _NUMPY[plan["dtype"]], tuple(plan["shape"])
+        )
+    plan_file.write_text(json.dumps(plan, indent=1))
+
+
+@torch.no_grad()
+def _encode(model, ids, lengths, rows, layers, arrays, dtype: str, device) -> None:
+    lens = np.asarray(lengths[rows])
+    width = max(int(lens.max()), 1)
+    x = torch.from_numpy(np.asarray(ids[rows, :width], dtype=np.int64)).to(device)
+    mask = (torch.arange(width) < torch.from_numpy(lens.astype(np.int64)).unsqueeze(1)).to(device)
+    states = bottom_states(model, x, mask, layers)
+    for k in layers:
+        h = (states[k] * mask.unsqueeze(-1)).to(_TORCH[dtype]).cpu()
+        if dtype == "bfloat16":
+            h = h.view(torch.uint16)
+        arrays[k][rows, :width] = h.numpy()

@@ -1,0 +1,145 @@
+"""A pretrained transformer cut at layer k: the bottom (layers 0..k-1, frozen, run once into the DIRE cache)
+and the top (layers k..L-1 and the final norm, run in training).
+
+Two families are supported, told apart by their module layout rather than by class name, so every model of a
+family works (BERT, RoBERTa, MiniLM, ...; LLaMA, Mistral, Qwen2, SmolLM, ...):
+
+- `encoder`: `embeddings` + `encoder.layer` (BERT-like). The embedding module adds position and type
+  embeddings to its input, so the top is run with that module replaced by a pass-through.
+- `decoder`: `embed_tokens` + `layers` + `norm` (LLaMA-like). Positions are rotary, inside attention, so
+  the top is the same model fed `inputs_embeds`.
+
+Both parts go through the model's own public `forward` (its own attention masks and positions); the bottom's
+states are taken by forward pre-hooks on layer k, and the forward stops there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import Tensor, nn
+
+from oncerec.errors import ConfigError
+from oncerec.lm.packaged import resolve_model_path
+
+DEFAULT_LORA_TARGETS = {"encoder": ["query", "value"], "decoder": ["q_proj", "v_proj"]}
+
+
+def load_lm(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The base model (no task head) of a local or packaged Hugging Face model, in eval mode."""
+    from transformers import AutoModel
+
+    path = resolve_model_path(name)
+    model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=dtype)
+    family(model)  # refuse unsupported layouts at load time
+    return model.eval()
+
+
+def family(model: nn.Module) -> str:
+    if hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer"):
+        return "encoder"
+    if all(hasattr(model, a) for a in ("embed_tokens", "layers", "norm")):
+        return "decoder"
+    raise ConfigError(
+        f"unsupported language model {type(model).__name__}: oncerec runs BERT-like models (embeddings + "
+        "encoder.layer) and LLaMA-like models (embed_tokens + layers + norm)"
+    )
+
+
+def blocks(model: nn.Module) -> nn.ModuleList:
+    return model.encoder.layer if family(model) == "encoder" else model.layers
+
+
+def fingerprint(name: str) -> str:
+    """Identifies a model's weights without reading them: its config plus the names and sizes of its files."""
+    path = resolve_model_path(name)
+    h = hashlib.sha256((path / "config.json").read_bytes())
+    for f in sorted(path.iterdir()):
+        if f.suffix in (".safetensors", ".bin"):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+class _Stop(Exception):
+    pass
+
+
+@torch.no_grad()
+def bottom_states(model: nn.Module, ids: Tensor, mask: Tensor, layers: list[int]) -> dict[int, Tensor]:
+    """Hidden states entering each of `layers` ([B, L, D] each); layers above the highest one do not run."""
+    found: dict[int, Tensor] = {}
+    last = max(layers)
+
+    def hook(k: int):
+        def grab(module, args, kwargs):
+            found[k] = args[0] if args else kwargs["hidden_states"]
+            if k == last:
+                raise _Stop
+
+        return grab
+
+    stack = blocks(model)
+    handles = [stack[k].register_forward_pre_hook(hook(k), with_kwargs=True) for k in set(layers)]
+    try:
+        model(input_ids=ids, attention_mask=mask)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+class _PassThrough(nn.Module):
+    """Stands in for a BERT-like embedding module: the top's input is already a hidden state."""
+
+    def forward(self, inputs_embeds: Tensor, **_) -> Tensor:
+        return inputs_embeds
+
+
+def keep_top(model: nn.Module, k: int) -> nn.Module:
+    """Drop layers 0..k-1 (and the input embeddings) in place; the model then takes hidden states entering
+    layer k as `inputs_embeds`. k=0 keeps everything (the model takes token ids)."""
+    if k == 0:
+        return model
+    n = len(blocks(model))
+    if not 0 < k < n:
+        raise ConfigError(f"model.layer={k}: the model has {n} layers; valid: 0..{n - 1}")
+    top = nn.ModuleList(list(blocks(model))[k:])
+    if family(model) == "encoder":
+        model.encoder.layer = top
+        model.embeddings = _PassThrough()
+    else:
+        model.layers = top
+        model.embed_tokens = None
+    return model
+
+
+def run_top(model: nn.Module, x: Tensor, mask: Tensor, from_states: bool) -> Tensor:
+    """Top-layer token states [B, L, D] from token ids (k=0) or from hidden states entering layer k."""
+    kwargs = {"inputs_embeds": x} if from_states else {"input_ids": x}
+    return model(attention_mask=mask.long(), **kwargs).last_hidden_state
+
+
+def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: list[str]) -> None:
+    """LoRA adapters (peft) on `targets` of the model as it is now (after keep_top: the running layers only);
+    every other weight is frozen."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = targets or DEFAULT_LORA_TARGETS[family(model)]
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ConfigError(
+            f"model.lora_targets: no module named {missing[0]} in {type(model).__name__}; "
+            f"linear layers there: {', '.join(sorted(_linear_names(model)))}"
+        )
+    for p in model.parameters():
+        p.requires_grad_(False)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+    inject_adapter_in_model(config, model)
+
+
+def _linear_names(model: nn.Module) -> set[str]:
+    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}

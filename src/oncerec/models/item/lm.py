@@ -1,0 +1,74 @@
+"""DIRE's item encoder: a pretrained language model over the item's prompt text, pooled into one vector.
+
+With `model.layer=k > 0` the frozen layers 0..k-1 never run here: their output for every item is read from
+the DIRE cache (see `oncerec.dire.cache`) and only layers k..L-1 run (LoRA-tuned or fully trained). With k=0
+the whole model runs from token ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from oncerec.config.schema import ModelConfig
+from oncerec.errors import ConfigError
+from oncerec.lm.backbone import add_lora, keep_top, load_lm, run_top
+from oncerec.models.layers import AdditiveAttention, masked_mean
+
+
+class LMItemEncoder(nn.Module):
+    own_inputs = True  # reads token ids or cached states by item index, not the word-level item content
+
+    def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: dict):
+        super().__init__()
+        if not cfg.item_lm:
+            raise ConfigError(
+                "model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>"
+            )
+        from oncerec.dire.cache import build_cache, open_cache
+
+        dataset = spec["dataset"]
+        self.layer = cfg.layer
+        self.lm = load_lm(cfg.item_lm)
+        if self.layer:
+            # Built on first use (resumable). A cache of another model or data is refused, and one without
+            # this layer is an error listing its layers: rebuilding would silently drop them.
+            self.cache = open_cache(dataset, cfg) or build_cache(dataset, cfg, log=spec.get("log", print))
+            self.cache.states(self.layer)
+        else:
+            self.ids, self.lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+        keep_top(self.lm, self.layer)
+        if cfg.lora:
+            add_lora(self.lm, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+        for p in self.lm.parameters():
+            p.lr_group = "item"  # exp.item_lr
+        dim = self.lm.config.hidden_size
+        self.pooling = cfg.lm_pooling
+        self.pool = AdditiveAttention(dim, cfg.attention_hidden) if self.pooling == "attention" else None
+        self.proj = nn.Linear(dim, cfg.hidden_size)
+
+    def _inputs(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        rows = items.cpu().numpy()
+        if self.layer:
+            x, mask = self.cache.gather(self.layer, rows)
+        else:
+            lengths = torch.from_numpy(np.asarray(self.lengths[rows], dtype=np.int64))
+            width = max(int(lengths.max()) if len(lengths) else 1, 1)
+            x = torch.from_numpy(np.asarray(self.ids[rows, :width], dtype=np.int64))
+            mask = torch.arange(width) < lengths.unsqueeze(1)
+        return x.to(items.device), mask.to(items.device)
+
+    def forward(self, content: dict[str, Tensor]) -> Tensor:
+        x, mask = self._inputs(content["item"])
+        # the padding item (index 0) has no tokens: give it one masked-in position so attention is defined
+        mask = mask.clone()
+        mask[:, 0] |= ~mask.any(1)
+        h = run_top(self.lm, x, mask, from_states=self.layer > 0)
+        if self.pooling == "attention":
+            v = self.pool(h, mask)
+        elif self.pooling == "mean":
+            v = masked_mean(h, mask)
+        else:
+            v = h[torch.arange(len(h), device=h.device), mask.sum(1) - 1]
+        return self.proj(v)

@@ -1,0 +1,244 @@
+"""DIRE: language-model item encoders, the frozen-layer cache, LoRA, trainable-only checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+import oncerec.dire.cache as dire
+from oncerec.config.loader import build_config
+from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.errors import ConfigError, OncerecError
+from oncerec.lm.backbone import blocks, bottom_states, keep_top, load_lm, run_top
+from oncerec.lm.packaged import resolve_model_path
+from oncerec.models.recommender import Recommender
+from oncerec.train.evaluate import encode_all_items
+from oncerec.train.trainer import train
+
+TEXTS = ["news article: title: Stocks fall as rates rise", "Everything we know so far about the NBA playoffs"]
+# short prompts keep the language models cheap on CPU
+DATA = ["data=demo-tiny", "data.prompt=title: {title} category: {category}", "data.max_lengths.prompt=24"]
+SMALL = ["model.hidden_size=32", "model.attention_hidden=16", "exp.batch_size=8", "exp.eval_batch_size=64"]
+
+
+@pytest.mark.parametrize("name", ["minilm", "smollm2-135m"])
+def test_top_layers_from_cached_states_equal_the_full_forward(name: str):
+    """For every k: layers k..L-1 run on the states entering layer k give the full model's output."""
+    full = load_lm(name)
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path(name)))
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    ids, mask = enc.input_ids, enc.attention_mask.bool()
+    with torch.no_grad():
+        reference = run_top(full, ids, mask, from_states=False)
+    n = len(blocks(full))
+    states = bottom_states(full, ids, mask, list(range(n)))
+    assert sorted(states) == list(range(n))
+    for k in range(n):
+        top = keep_top(copy.deepcopy(full), k)
+        assert len(blocks(top)) == n - k
+        with torch.no_grad():
+            out = run_top(top, states[k] if k else ids, mask, from_states=k > 0)
+        torch.testing.assert_close(out[mask], reference[mask], atol=1e-5, rtol=1e-5, msg=f"layer {k}")
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A small random LLaMA-architecture model in a local folder, with SmolLM2's tokenizer."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("smollm2-135m")))
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    torch.manual_seed(0)
+    LlamaModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def _dataset(*overrides: str) -> Dataset:
+    cfg = build_config([*DATA, *overrides])
+    return Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None)), cfg
+
+
+@pytest.mark.parametrize("lm", ["minilm", "llama"])
+def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: Path, tmp_path: Path):
+    """The cache file path (float32 here) and the whole model give the same item vectors, for k = 1 and
+    k = L-1; a float16 cache stays within half-precision tolerance."""
+    name = "minilm" if lm == "minilm" else str(tiny_llama)
+    base = ["model.item=lm", f"model.item_lm={name}", "model.item_fields=[prompt]", *SMALL]
+    ds, cfg0 = _dataset(*base, "model.layer=0")
+    torch.manual_seed(0)
+    whole = Recommender(cfg0.model, cfg0.embed, ds, log=lambda *_: None).eval()
+    with torch.no_grad():
+        reference = encode_all_items(whole, 64, "cpu")
+    n = len(blocks(whole.item_encoder.lm))
+    for k, dtype, tol in ((1, "float32", 1e-5), (n - 1, "float32", 1e-5), (n - 1, "float16", 2e-2)):
+        folder = tmp_path / f"cache-{k}-{dtype}"
+        _, cfg = _dataset(
+            *base, f"model.layer={k}", f"model.cache_dtype={dtype}", f"model.dire_cache={folder}"
+        )
+        cached = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+        # same pooling/projection weights; the language model's are the pretrained ones in both
+        own = {k: v for k, v in whole.state_dict().items() if not k.startswith("item_encoder.lm.")}
+        cached.load_state_dict(own, strict=False)
+        with torch.no_grad():
+            vectors = encode_all_items(cached, 64, "cpu")
+        # row 0 is the padding item (no text)
+        torch.testing.assert_close(vectors[1:], reference[1:], atol=tol, rtol=tol, msg=f"layer {k} {dtype}")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["layers"] == [k] and manifest["shape"][0] == ds.num_items
+
+
+def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: Path):
+    folder = tmp_path / "cache"
+    base = [
+        "model=bert-naml",
+        "model.layer=4",
+        f"model.dire_cache={folder}",
+        "model.cache_layers=[2,4]",
+        *SMALL,
+    ]
+    ds, cfg = _dataset(*base)
+    cache = dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+    assert cache.layers == [2, 4]
+    assert cache.gather(2, np.array([3, 1]))[0].shape[:1] == (2,)
+    with pytest.raises(ConfigError, match=r"cached layers: 2, 4"):
+        cache.states(3)
+    _, cfg3 = _dataset(*base, "model.layer=3", "model.cache_layers=[]")
+    with pytest.raises(ConfigError, match=r"model.layer=3 was not cached .* cached layers: 2, 4"):
+        Recommender(cfg3.model, cfg3.embed, ds, log=lambda *_: None)
+    # the same folder with another max length and another prompt: refused, naming what differs
+    other, cfg_other = _dataset(*base, "data.max_lengths.prompt=16")
+    with pytest.raises(OncerecError, match=r"max_len: cache has 24, config wants 16") as e:
+        dire.open_cache(other, cfg_other.model)
+    assert "token_ids" in str(e.value) and "model:" not in str(e.value)
+
+
+def test_a_killed_cache_build_resumes_with_its_finished_shards(tmp_path: Path, monkeypatch):
+    base = ["model=bert-naml", "model.layer=2", *SMALL]
+    ds, cfg = _dataset(*base, f"model.dire_cache={tmp_path / 'a'}")
+    real, calls = dire._encode, []
+
+    def crash_after_three(*args, **kw):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if killed
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(dire, "_encode", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        dire.build_cache(ds, cfg.model, batch_size=32, progress=False, shard_size=64)
+    assert not (tmp_path / "a" / "manifest.json").exists()
+    assert len(list((tmp_path / "a" / "done").iterdir())) == 1  # shard 0 (two batches) finished
+    monkeypatch.setattr(dire, "_encode", lambda *a, **k: (calls.append(1), real(*a, **k)))
+    calls.clear()
+    resumed = dire.build_cache(
+        ds, cfg.model, batch_size=32, progress=False, log=lambda *_: None, shard_size=64
+    )
+    sizes = [min(64, ds.num_items - lo) for lo in range(64, ds.num_items, 64)]
+    assert len(calls) == sum(-(-s // 32) for s in sizes)  # shards 1.. only
+    _, cfg_b = _dataset(*base, f"model.dire_cache={tmp_path / 'b'}")
+    fresh = dire.build_cache(ds, cfg_b.model, batch_size=32, progress=False, log=lambda *_: None)
+    np.testing.assert_array_equal(np.asarray(resumed.states(2)), np.asarray(fresh.states(2)))
+
+
+def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path: Path):
+    """A LLaMA-architecture item encoder with LoRA on its top layer trains from the cache; the checkpoint
+    holds the adapters and the recommender, not the frozen language model; the saved run reloads."""
+    out = tmp_path / "run"
+    cfg = build_config(
+        [
+            *DATA,
+            "model=llm-naml",
+            f"model.item_lm={tiny_llama}",
+            "model.layer=3",
+            "model.lora_r=4",
+            *SMALL,
+            "exp.epochs=1",
+            "exp.max_steps=3",
+            "exp.item_lr=1e-3",
+            f"exp.out_dir={out}",
+        ]
+    )
+    before = LlamaModel.from_pretrained(tiny_llama).layers[3].self_attn.q_proj.weight.detach().clone()
+    run_dir, metrics = train(cfg, progress=False, log=lambda *_: None)
+    assert 0 <= metrics["test"]["auc"] <= 1
+    from safetensors.torch import load_file
+
+    saved = load_file(run_dir / "best" / "model.safetensors")
+    lm_keys = [k for k in saved if k.startswith("item_encoder.lm.")]
+    assert lm_keys and all("lora_" in k for k in lm_keys)
+    assert any("layers.0.self_attn.q_proj.lora_A" in k for k in lm_keys)  # layer 3 is the top's layer 0
+    assert not any("v_proj" not in k and "q_proj" not in k for k in lm_keys)
+    from oncerec.train.session import load_run
+
+    run = load_run(run_dir)
+    assert run.evaluate("test")["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-6)
+    after = run.model.item_encoder.lm.layers[0].self_attn.q_proj.base_layer.weight
+    torch.testing.assert_close(after, before)  # the pretrained weight itself is untouched
+
+
+def test_full_fine_tuning_of_the_top_layers_and_item_lr(tmp_path: Path):
+    ds, cfg = _dataset("model=bert-nrms", "model.lora=false", "model.layer=5", *SMALL)
+    model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+    lm = model.item_encoder.lm
+    assert len(blocks(lm)) == 1 and all(p.requires_grad for p in lm.parameters())
+    groups = model.param_groups(lr=1e-3, item_lr=1e-5, embed_lr=0.0, weight_decay=0.0)
+    item = [g for g in groups if g["lr"] == 1e-5][0]
+    assert sum(p.numel() for p in item["params"]) == sum(p.numel() for p in lm.parameters())
+    state = model.checkpoint_state()
+    assert any(k.startswith("item_encoder.lm.encoder.layer.0.") for k in state)
+
+
+def test_prompt_field_is_prepared_with_the_model_tokenizer():
+    ds, cfg = _dataset("model=bert-naml", *SMALL)
+    assert "minilm" in cfg.data.tokenizers and "prompt" in cfg.data.text_fields
+    table = ds.items_table
+    i = 5
+    title, category = table.column("title")[i].as_py(), table.column("category")[i].as_py()
+    assert table.column("prompt")[i].as_py() == f"title: {title} category: {category}"
+    ids, lengths = ds.tokens("minilm", "prompt")
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("minilm")))
+    expected = tok(f"title: {title} category: {category}")["input_ids"][:24]
+    assert ids[i, : lengths[i]].tolist() == expected
+    assert ds.stats["token_lengths"]["minilm"]["prompt"]["max_len"] == 24
+
+
+def test_missing_language_model_says_how_to_provide_one(tmp_path: Path):
+    with pytest.raises(OncerecError, match="never downloads"):
+        resolve_model_path("meta-llama/Llama-3-8B")
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_two_processes_split_the_cache_build(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    overrides = [*DATA, "model=bert-naml", "model.layer=2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29521"]
+    cmd += ["-m", "oncerec.cli", "dire", "cache", *overrides, f"model.dire_cache={tmp_path / 'two'}"]
+    cmd += ["--quiet", "--shard-size", "64"]  # five shards: both processes get some
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ds, cfg = _dataset(*overrides, f"model.dire_cache={tmp_path / 'one'}")
+    one = dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+    _, cfg_two = _dataset(*overrides, f"model.dire_cache={tmp_path / 'two'}")
+    two = dire.open_cache(ds, cfg_two.model)
+    np.testing.assert_allclose(
+        np.asarray(two.states(2), np.float32), np.asarray(one.states(2), np.float32), atol=1e-3
+    )
