@@ -200,7 +200,7 @@ def test_generic_groups_and_sampled_negatives(tmp_path: Path):
     assert s.num_impressions == 4 and np.diff(np.asarray(s.offsets)).tolist() == [3, 3, 3, 3]
     assert (np.asarray(s.label) == 0).sum() == 8
     valid = _groups(ds, "valid")
-    for user, (history, items, lab) in valid.items():
+    for history, items, lab in valid.values():
         negatives = [i for i, y in zip(items, lab, strict=True) if y == 0]
         assert len(negatives) == 2 and not set(negatives) & set(history)
 

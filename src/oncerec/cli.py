@@ -176,6 +176,14 @@ def cmd_compare(a: argparse.Namespace) -> None:
         )
 
 
+def cmd_experiment(a: argparse.Namespace) -> None:
+    from oncerec.train.experiment import load_spec, run_experiment
+
+    table = run_experiment(load_spec(a.spec), Path(a.out), a.overrides, quiet=not a.verbose)
+    print(table.read_text())
+    print(f"table: {table} (and results.csv beside it)")
+
+
 def cmd_recommend(a: argparse.Namespace) -> None:
     from oncerec.train.session import load_run
 
@@ -186,6 +194,11 @@ def cmd_recommend(a: argparse.Namespace) -> None:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
+    if a.scale:
+        from oncerec.bench.scale import run_scale
+
+        print(run_scale(Path(a.out), a.scale.split(","), a.steps, a.eval_impressions))
+        return
     from oncerec.bench.suite import run_bench
 
     run_bench(quick=a.quick, out_dir=Path(a.out), threads=a.threads)
@@ -215,6 +228,41 @@ def cmd_dire_cache(a: argparse.Namespace) -> None:
         f"model {m['model']} ({m['num_layers']} layers), layers cached {m['layers']}, {n - 1:,} items x "
         f"{width} tokens x {dim} ({m['dtype']}), {per_item / 1024:,.1f} KiB per item"
     )
+
+
+def cmd_genre_run(a: argparse.Namespace) -> None:
+    """GENRE: ask an LLM for summaries, user profiles or items; every answer goes into the response store."""
+    from oncerec.genre.options import RunOptions
+    from oncerec.genre.runner import run_task
+
+    opts = RunOptions.from_args(a)
+    for summary in run_task(a.task, a.data, opts, progress=not a.quiet):
+        print("\n".join(summary.lines(opts.price_in, opts.price_out)))
+
+
+def cmd_genre_merge(a: argparse.Namespace) -> None:
+    from oncerec.genre.merge import merge
+
+    tasks = tuple(t.strip() for t in a.tasks.split(",") if t.strip())
+    report = merge(a.data, a.store or None, a.out, model=a.model or None, tasks=tasks)
+    print(json.dumps(report, indent=2))
+
+
+def cmd_genre_export(a: argparse.Namespace) -> None:
+    from oncerec.genre.store import Store
+
+    store = Store(a.store, readonly=True)
+    try:
+        print(f"wrote {store.export_jsonl(a.out):,} records to {a.out}")
+    finally:
+        store.close()
+
+
+def cmd_genre_evaluate(a: argparse.Namespace) -> None:
+    from oncerec.genre.evaluate import metrics_by_generated, write_and_format
+
+    metrics = metrics_by_generated(Path(a.run_dir), a.split, a.data)
+    print(write_and_format(Path(a.run_dir), a.split, metrics))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("truth")
     s.set_defaults(func=cmd_score)
 
+    s = sub.add_parser("experiment", help="run a grid of trainings (a spec) and write one results table")
+    s.add_argument("spec", help="a packaged spec name (e.g. once-demo) or a YAML file")
+    s.add_argument("--out", default="runs/experiments")
+    s.add_argument("--verbose", action="store_true", help="show each run's output")
+    s.add_argument("overrides", nargs="*", help="appended to every run, e.g. exp.epochs=1")
+    s.set_defaults(func=cmd_experiment)
+
     s = sub.add_parser("compare", help="one table of the saved metrics of several runs")
     s.add_argument("run_dirs", nargs="+")
     s.add_argument("--split", default="test", choices=["valid", "test"])
@@ -292,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes on 2 CPU cores")
     s.add_argument("--out", default="bench-out")
     s.add_argument("--threads", type=int, help="torch threads (1 keeps ratios stable on a busy machine)")
+    s.add_argument(
+        "--scale",
+        help="instead: cost growth over demo scales, e.g. small,medium,large (writes scale.json/.md)",
+    )
+    s.add_argument("--steps", type=int, default=100, help="--scale: NRMS training steps per scale")
+    s.add_argument(
+        "--eval-impressions", type=int, default=50_000, help="--scale: valid impressions evaluated"
+    )
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("dire", help="DIRE: cache a language model's frozen layers for every item")
@@ -310,6 +373,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_dire_cache)
+
+    s = sub.add_parser("genre", help="GENRE: LLM-generated summaries, user profiles and items")
+    genre = s.add_subparsers(dest="genre_command", required=True)
+    from oncerec.genre.options import add_run_arguments  # argparse and dataclasses only: cheap
+
+    s = genre.add_parser(
+        "run",
+        help="ask an OpenAI-compatible endpoint or a local model; answers go into the response store",
+        description="oncerec genre run <summarize|profile|generate> --data DIR [--backend openai|local] "
+        "[--base-url URL] [--model NAME] [--concurrency N] [--timeout S] [--max-retries N] [--store FILE] "
+        "[--limit N] [--dry-run]; the API key is read from $OPENAI_API_KEY (or --api-key-env)",
+    )
+    add_run_arguments(s)
+    s.set_defaults(func=cmd_genre_run)
+    s = genre.add_parser("merge", help="a new dataset directory with the store's generated data")
+    s.add_argument("--data", required=True, help="the source dataset (never modified)")
+    s.add_argument("--store", default="", help="response store (default: <dataset>/genre.sqlite)")
+    s.add_argument("--out", required=True, help="the new dataset directory")
+    s.add_argument("--model", default="", help="only answers of this model (default: the latest of any)")
+    s.add_argument("--tasks", default="summarize,profile,generate", help="which answers to merge")
+    s.set_defaults(func=cmd_genre_merge)
+    s = genre.add_parser("export", help="every stored record as JSON lines")
+    s.add_argument("--store", required=True)
+    s.add_argument("--out", required=True, help="FILE.jsonl")
+    s.set_defaults(func=cmd_genre_export)
+    s = genre.add_parser("evaluate", help="a run's metrics for users with and without generated content")
+    s.add_argument("run_dir")
+    s.add_argument("--split", default="test")
+    s.add_argument("--data", help="dataset override, as for evaluate")
+    s.set_defaults(func=cmd_genre_evaluate)
 
     s = sub.add_parser("stats", help="print the statistics of a prepared dataset")
     s.add_argument("dataset")

@@ -40,7 +40,7 @@ class DireSizes:
     steps: int  # timed steps per side, after one untimed
 
 
-DIRE_QUICK = DireSizes("tiny", "smollm2-135m", 28, 32, 4, 10, 2)
+DIRE_QUICK = DireSizes("tiny", "smollm2-135m", 28, 16, 2, 5, 2)
 DIRE_FULL = DireSizes("small", "smollm2-135m", 28, 32, 8, 20, 5)
 
 

@@ -193,6 +193,12 @@ class ModelConfig(_Strict):
         ge=1,
         description="AutoInt: attention heads over the fields; FinalMLP: heads of the bilinear fusion.",
     )
+    user_attributes: bool = Field(
+        False,
+        description="GENRE: embed each user's LLM-generated profile (the dataset's user attributes, e.g. "
+        "topics and regions, from `oncerec genre merge`) and fuse it into the user vector by additive "
+        "attention (models/user/attributes.py); users without a profile keep the clicks' vector.",
+    )
 
 
 class EmbedConfig(_Strict):

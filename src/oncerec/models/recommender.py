@@ -17,6 +17,7 @@ from oncerec.data.prepare import CATEGORICAL
 from oncerec.errors import ConfigError
 from oncerec.models.embedding import build_word_embedding
 from oncerec.models.registry import lookup
+from oncerec.models.user.attributes import UserAttributes
 
 
 def model_spec(dataset: Dataset) -> dict:
@@ -60,6 +61,12 @@ class Recommender(nn.Module):
             )
         self.user_encoder = user_cls(cfg, spec)
         self.predictor = predictor_cls(cfg, spec)
+        # GENRE user profiles (model.user_attributes): fused into the user vector, see models/user/attributes.py
+        self.user_attributes = (
+            UserAttributes(cfg, dataset, getattr(user_cls, "gives_sequence", False))
+            if cfg.user_attributes
+            else None
+        )
         self.content = ItemContent(dataset, [] if own else cfg.item_fields, embed.tokenizer)
 
     def encode_items(self, items: Tensor) -> Tensor:
@@ -67,7 +74,8 @@ class Recommender(nn.Module):
         return self.item_encoder(self.content.gather(items))
 
     def encode_users(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
-        return self.user_encoder(clicked, mask, user)
+        vectors = self.user_encoder(clicked, mask, user)
+        return vectors if self.user_attributes is None else self.user_attributes(vectors, user)
 
     def score(self, user: Tensor, candidates: Tensor) -> Tensor:
         return self.predictor(user, candidates)

@@ -1,0 +1,159 @@
+"""`oncerec experiment SPEC`: a grid of training runs and one results table.
+
+A spec (YAML; packaged ones live in config/presets/experiment/) names config overrides along axes; every
+combination of one value per axis, for every seed, is one run of `oncerec train`:
+
+    name: once-demo
+    seeds: [2023, 2024]
+    common: [data=demo-small, exp=demo]             # overrides of every run
+    axes:
+      model: {naml: [model=naml], nrms: [model=nrms]}
+      item: {word: [], dire: [model.item=lm, model.item_lm=smollm2-135m, ...]}
+    baseline: naml/word                              # the row the others are compared with
+
+Runs go to `<out>/<name>/<row>/seed-<s>/` and run in a subprocess each (so one crash or one process-wide
+setting cannot leak into the next); a run with a metrics.json is finished and skipped, an interrupted one
+resumes from its checkpoint. The table (`results.md`, `results.csv`) has the mean and standard deviation over
+seeds of each test metric and the relative AUC change over the baseline row.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from oncerec.errors import ConfigError, OncerecError
+
+PRESETS = Path(__file__).resolve().parent.parent / "config" / "presets" / "experiment"
+METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
+
+
+@dataclass
+class Spec:
+    name: str
+    seeds: list[int]
+    common: list[str]
+    axes: dict[str, dict[str, list[str]]]
+    baseline: str = ""
+    split: str = "test"
+    rows: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    def __post_init__(self):
+        for combo in itertools.product(*(axis.items() for axis in self.axes.values())):
+            label = "/".join(k for k, _ in combo)
+            self.rows.append((label, [o for _, overrides in combo for o in overrides]))
+        labels = [r for r, _ in self.rows]
+        if self.baseline and self.baseline not in labels:
+            raise ConfigError(
+                f"experiment baseline `{self.baseline}` is not a row; rows: {', '.join(labels)}"
+            )
+
+
+def load_spec(name_or_path: str) -> Spec:
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = PRESETS / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+        raise ConfigError(f"experiment `{name_or_path}`: not a file and not a packaged spec ({known})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    allowed = {"name", "seeds", "common", "axes", "baseline", "split"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(allowed))}"
+        )
+    axes = raw.get("axes") or {}
+    if not isinstance(axes, dict) or not all(isinstance(v, dict) and v for v in axes.values()):
+        raise ConfigError(f"{path}: `axes` maps each axis name to {{value name: [overrides]}}")
+    return Spec(
+        name=str(raw.get("name", path.stem)),
+        seeds=[int(s) for s in raw.get("seeds", [2023])],
+        common=[str(o) for o in raw.get("common", [])],
+        axes={a: {k: [str(o) for o in (v or [])] for k, v in values.items()} for a, values in axes.items()},
+        baseline=str(raw.get("baseline", "")),
+        split=str(raw.get("split", "test")),
+    )
+
+
+def run_dir(out: Path, spec: Spec, row: str, seed: int) -> Path:
+    return out / spec.name / row.replace("/", "__") / f"seed-{seed}"
+
+
+def run_experiment(spec: Spec, out: Path, extra: list[str], quiet: bool = True, log=print) -> Path:
+    """Run every unfinished run of the grid, then write the table; returns the results.md path."""
+    todo = [(row, overrides, seed) for row, overrides in spec.rows for seed in spec.seeds]
+    for k, (row, overrides, seed) in enumerate(todo, 1):
+        folder = run_dir(out, spec, row, seed)
+        if (folder / "metrics.json").is_file():
+            log(f"[{k}/{len(todo)}] {row} seed {seed}: finished, skipped")
+            continue
+        log(f"[{k}/{len(todo)}] {row} seed {seed} -> {folder}")
+        args = [*spec.common, *overrides, *extra, f"exp.seed={seed}", f"exp.out_dir={folder}"]
+        if folder.is_dir():
+            args.append("exp.resume=true")
+        cmd = [sys.executable, "-m", "oncerec.cli", "train", *args] + (["--quiet"] if quiet else [])
+        done = subprocess.run(cmd, capture_output=quiet, text=True)
+        if done.returncode != 0:
+            raise OncerecError(
+                f"run {row} seed {seed} failed (exit {done.returncode}); its command:\n  {' '.join(cmd)}\n"
+                + ((done.stderr or "")[-2000:] if quiet else "")
+            )
+    return write_table(spec, out)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def write_table(spec: Spec, out: Path) -> Path:
+    rows = []
+    for row, _ in spec.rows:
+        found = [run_dir(out, spec, row, s) / "metrics.json" for s in spec.seeds]
+        metrics = [json.loads(f.read_text())[spec.split] for f in found if f.is_file()]
+        if metrics:
+            rows.append((row, len(metrics), {m: _mean_std([x[m] for x in metrics]) for m in METRICS}))
+    base = next((r[2]["auc"][0] for r in rows if r[0] == spec.baseline), None)
+    folder = out / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# {spec.name}: {spec.split} metrics, mean ± std over seeds {spec.seeds}",
+        "",
+        "| "
+        + " | ".join(["run", "seeds", *METRICS.values()])
+        + (f" | AUC vs {spec.baseline}" if base else "")
+        + " |",
+        "|---|---:|" + "---:|" * len(METRICS) + ("---:|" if base else ""),
+    ]
+    with open(folder / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["run", "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), "auc_rel_change"]
+        )
+        for row, n, m in rows:
+            rel = (m["auc"][0] - base) / base if base else None
+            cells = [f"{m[k][0]:.4f} ± {m[k][1]:.4f}" for k in METRICS]
+            lines.append(
+                f"| {row} | {n} | " + " | ".join(cells) + (f" | {rel:+.2%}" if rel is not None else "") + " |"
+            )
+            w.writerow(
+                [
+                    row,
+                    n,
+                    *(f"{m[k][i]:.6f}" for k in METRICS for i in (0, 1)),
+                    "" if rel is None else f"{rel:.6f}",
+                ]
+            )
+    (folder / "results.md").write_text("\n".join(lines) + "\n")
+    return folder / "results.md"

@@ -1,0 +1,53 @@
+"""The experiment runner: a grid of runs, skipping finished ones, and the results table."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from oncerec.errors import ConfigError
+from oncerec.train.experiment import load_spec, run_experiment
+
+SPEC = """
+name: grid
+seeds: [1, 2]
+common: [data=demo-tiny, exp=quick, model.hidden_size=16, model.attention_hidden=8, model.category_dim=8,
+         embed.dim=16, exp.batch_size=32, exp.max_steps=2, exp.eval_batch_size=64]
+axes:
+  model: {pool: [model.item=pool, model.user=pool, "model.item_fields=[title,category]"]}
+  loss: {softmax: [exp.loss=softmax], bce: [exp.loss=bce]}
+baseline: pool/softmax
+"""
+
+
+def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Path):
+    spec_file = tmp_path / "grid.yaml"
+    spec_file.write_text(SPEC)
+    spec = load_spec(str(spec_file))
+    assert [r for r, _ in spec.rows] == ["pool/softmax", "pool/bce"]
+    lines: list[str] = []
+    table = run_experiment(load_spec(str(spec_file)), tmp_path / "out", [], log=lines.append)
+    assert sum("->" in line for line in lines) == 4  # 2 rows x 2 seeds
+    text = table.read_text()
+    assert "| pool/softmax | 2 |" in text and "+0.00%" in text and "AUC vs pool/softmax" in text
+    with open(table.parent / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == ["pool/softmax", "pool/bce"]
+    assert 0 <= float(rows[1]["auc_mean"]) <= 1 and float(rows[0]["auc_std"]) >= 0
+    lines.clear()
+    run_experiment(load_spec(str(spec_file)), tmp_path / "out", [], log=lines.append)
+    assert sum("skipped" in line for line in lines) == 4
+
+
+def test_bad_specs_are_refused(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not a packaged spec"):
+        load_spec("no-such-spec")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\naxes: {a: {b: []}}\nbaselin: a\n")
+    with pytest.raises(ConfigError, match="unknown key.*baselin"):
+        load_spec(str(bad))
+    bad.write_text("name: x\naxes: {a: {b: []}}\nbaseline: c\n")
+    with pytest.raises(ConfigError, match="baseline `c` is not a row; rows: b"):
+        load_spec(str(bad))
