@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/oncerec demo
+	$(VENV)/bin/oncerec demo --model nrms "model.item_fields=[title,category,subcategory]"
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests

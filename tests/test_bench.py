@@ -104,10 +104,10 @@ def test_metrics_section_extrapolates_the_loop():
 def test_dire_bench_measures_both_sides_of_each_ratio(tmp_path: Path):
     from oncerec.bench.dire import DireSizes, bench_dire, dire_rows, resolve_models
 
-    sizes = DireSizes("tiny", "minilm", 4, 16, 2, 5, 1)
+    sizes = DireSizes("tiny", "minilm", 4, 16, 2, 5, 1, memory_gb=1.0, memory_batches=3)
     d = bench_dire(sizes, resolve_models(sizes), log=lambda *_: None)
     assert d["step"]["num_layers"] == 6 and d["step"]["layers_run"] == 2
     assert _positive(d["step"]["cached_step_s"]) and _positive(d["step"]["whole_step_s"])
     assert _positive(d["build"]["ratio"]) and d["build"]["bytes_per_item"] > 0
-    assert d["memory"]["cache_mb"] > 0 and d["memory"]["anon_mb_peak"] >= d["memory"]["anon_mb_before"]
+    assert d["memory"]["cache_gb"] > 0 and d["memory"]["anon_mb_peak"] >= d["memory"]["anon_mb_before"]
     assert len(dire_rows(d)) == 3

@@ -247,3 +247,18 @@ def _dataset_of(cfg) -> Path:
     from oncerec.data.dataset import resolve_dataset
 
     return resolve_dataset(cfg.data, progress=False, log=lambda *_: None)
+
+
+def test_goodreads_demo_data_is_deterministic(tmp_path: Path):
+    from oncerec.cli import main
+
+    for name in ("a", "b"):
+        assert (
+            main(["demo-data", str(tmp_path / name), "--format", "goodreads", "--scale", "tiny", "--quiet"])
+            == 0
+        )
+    for f in (BOOKS, INTERACTIONS):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    with gzip.open(tmp_path / "a" / INTERACTIONS, "rt") as f:
+        ratings = {json.loads(line)["rating"] for line in f}
+    assert ratings == {0, 1, 2, 3, 4, 5}  # positives, negatives and the dropped 0 / 3

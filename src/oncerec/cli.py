@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job: train on the built-in demo data, compare with baselines")
     s.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
-    s.add_argument("--model", default="naml", help="model preset (default naml: see README on nrms)")
+    s.add_argument("--model", default="nrms", help="model preset (default nrms)")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("overrides", nargs="*", help="config overrides, e.g. exp.epochs=1")
     s.set_defaults(func=cmd_demo)

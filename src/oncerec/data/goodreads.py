@@ -10,6 +10,7 @@ first author as `category` and the most popular descriptive shelf as `subcategor
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -174,7 +175,7 @@ def write_demo_goodreads(out: Path, mind_folder: Path, seed: int = 0) -> dict:
         for folder in folders.values():
             for news in read_news(folder / "news.tsv"):
                 books.setdefault(news.news_id, news)
-        with gzip.open(tmp / BOOKS, "wt", encoding="utf-8") as f:
+        with _gz_writer(tmp / BOOKS) as f:
             for news in books.values():
                 author = f"{zlib.crc32(news.subcategory.encode()) % 100_000}{int(rng.integers(3))}"
                 shelves = [
@@ -199,7 +200,7 @@ def write_demo_goodreads(out: Path, mind_folder: Path, seed: int = 0) -> dict:
                 )
         seen: set[tuple[str, str]] = set()
         rows = 0
-        with gzip.open(tmp / INTERACTIONS, "wt", encoding="utf-8") as f:
+        with _gz_writer(tmp / INTERACTIONS) as f:
             for folder in folders.values():
                 for b in read_behaviors(folder / "behaviors.tsv"):
                     events = [
@@ -245,3 +246,8 @@ def write_demo_goodreads(out: Path, mind_folder: Path, seed: int = 0) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return summary
+
+
+def _gz_writer(path: Path) -> io.TextIOWrapper:
+    # mtime=0: the same (scale, seed) gives byte-identical files
+    return io.TextIOWrapper(gzip.GzipFile(path, "wb", mtime=0), encoding="utf-8")

@@ -200,7 +200,7 @@ def build_cache(
         manifest = plan | {
             "num_layers": n_layers,
             "build_seconds": round(seconds, 2),
-            "items_per_s": round(todo / max(seconds, 1e-9), 1),
+            "items_per_s": todo / max(seconds, 1e-9),
         }
         tmp = folder / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=1))
