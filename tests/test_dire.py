@@ -75,7 +75,7 @@ def _dataset(*overrides: str) -> Dataset:
 @pytest.mark.parametrize("lm", ["minilm", "llama"])
 def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: Path, tmp_path: Path):
     """The cache file path (float32 here) and the whole model give the same item vectors, for k = 1 and
-    k = L-1; a float16 cache stays within half-precision tolerance."""
+    k = L-1; float16 and bfloat16 caches stay within half-precision tolerance."""
     name = "minilm" if lm == "minilm" else str(tiny_llama)
     base = ["model.item=lm", f"model.item_lm={name}", "model.item_fields=[prompt]", *SMALL]
     ds, cfg0 = _dataset(*base, "model.layer=0")
@@ -84,7 +84,13 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
     with torch.no_grad():
         reference = encode_all_items(whole, 64, "cpu")
     n = len(blocks(whole.item_encoder.lm))
-    for k, dtype, tol in ((1, "float32", 1e-5), (n - 1, "float32", 1e-5), (n - 1, "float16", 2e-2)):
+    cases = [
+        (1, "float32", 1e-5),
+        (n - 1, "float32", 1e-5),
+        (n - 1, "float16", 2e-2),
+        (n - 1, "bfloat16", 1e-1),
+    ]
+    for k, dtype, tol in cases:
         folder = tmp_path / f"cache-{k}-{dtype}"
         _, cfg = _dataset(
             *base, f"model.layer={k}", f"model.cache_dtype={dtype}", f"model.dire_cache={folder}"
@@ -242,3 +248,13 @@ def test_two_processes_split_the_cache_build(tmp_path: Path):
     np.testing.assert_allclose(
         np.asarray(two.states(2), np.float32), np.asarray(one.states(2), np.float32), atol=1e-3
     )
+
+
+@pytest.mark.parametrize("pooling", ["attention", "mean", "last"])
+def test_pooling_choices_give_one_vector_per_item(pooling: str):
+    ds, cfg = _dataset("model=bert-naml", f"model.lm_pooling={pooling}", *SMALL)
+    model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+    with torch.no_grad():
+        v = model.encode_items(torch.tensor([1, 2, 3]))
+    assert v.shape == (3, 32) and torch.isfinite(v).all()
+    assert (model.item_encoder.pool is not None) == (pooling == "attention")
