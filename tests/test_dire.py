@@ -197,7 +197,9 @@ def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path
 
 
 def test_full_fine_tuning_of_the_top_layers_and_item_lr(tmp_path: Path):
-    ds, cfg = _dataset("model=bert-nrms", "model.lora=false", "model.layer=5", *SMALL)
+    ds, cfg = _dataset(
+        "model=bert-nrms", "model.lora=false", "model.layer=5", f"model.dire_cache={tmp_path}", *SMALL
+    )
     model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
     lm = model.item_encoder.lm
     assert len(blocks(lm)) == 1 and all(p.requires_grad for p in lm.parameters())
@@ -251,8 +253,10 @@ def test_two_processes_split_the_cache_build(tmp_path: Path):
 
 
 @pytest.mark.parametrize("pooling", ["attention", "mean", "last"])
-def test_pooling_choices_give_one_vector_per_item(pooling: str):
-    ds, cfg = _dataset("model=bert-naml", f"model.lm_pooling={pooling}", *SMALL)
+def test_pooling_choices_give_one_vector_per_item(pooling: str, tmp_path: Path):
+    ds, cfg = _dataset(
+        "model=bert-naml", f"model.lm_pooling={pooling}", f"model.dire_cache={tmp_path}", *SMALL
+    )
     model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
     with torch.no_grad():
         v = model.encode_items(torch.tensor([1, 2, 3]))

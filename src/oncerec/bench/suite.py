@@ -29,6 +29,7 @@ import psutil
 import torch
 
 from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dire_rows, resolve_models
+from oncerec.bench.genre import bench_genre, genre_rows
 from oncerec.config.loader import build_config
 from oncerec.data.batching import Batch, TrainSampler
 from oncerec.data.dataset import Dataset, Split, demo_raw_folder, resolve_dataset
@@ -65,13 +66,14 @@ class Sizes:
     metric_groups: int
     loop_groups: int  # the reference loop runs on this many groups and is extrapolated
     dire: DireSizes | None = None  # the DIRE section (None: skipped)
+    genre: bool = False  # the GENRE client section
 
 
 # Quick: about a minute on 2 idle CPU cores. Ten timed steps per model would take several minutes there (a
 # Fastformer step alone takes seconds), so quick times five; full: ~10 minutes. The slow-path subsets are
 # multiples of EVAL_BATCH so that they hold full batches only, like the rest of the split.
-QUICK = Sizes("small", "small", 64, 1, 5, "small", 2048, 200_000, 20_000, 1_000, DIRE_QUICK)
-FULL = Sizes("medium", "small", 64, 2, 30, "medium", 5120, 1_000_000, 100_000, 5_000, DIRE_FULL)
+QUICK = Sizes("small", "small", 64, 1, 5, "small", 2048, 200_000, 20_000, 1_000, DIRE_QUICK, True)
+FULL = Sizes("medium", "small", 64, 2, 30, "medium", 5120, 1_000_000, 100_000, 5_000, DIRE_FULL, True)
 
 
 def run_bench(
@@ -107,7 +109,8 @@ def run_bench(
 def _run_sections(sizes: Sizes, log: Log) -> dict:
     started = time.perf_counter()
     results: dict = {"machine": machine_info()}
-    model_path = resolve_models(sizes.dire) if sizes.dire else None
+    # resolved before the private cache, so that a packaged GGUF model is converted once, not per run
+    model_path = resolve_models(sizes.dire or DIRE_QUICK) if sizes.dire or sizes.genre else None
     with _private_cache():
         results["prepare"] = _section("prepare", log, lambda: bench_prepare(sizes.prepare_scale, log))
         results["train"] = _section(
@@ -122,6 +125,9 @@ def _run_sections(sizes: Sizes, log: Log) -> dict:
         )
         if sizes.dire:
             results["dire"] = _section("dire", log, lambda: bench_dire(sizes.dire, model_path, log))
+        if sizes.genre:
+            quick = sizes is QUICK
+            results["genre"] = _section("genre", log, lambda: bench_genre(quick, log, model_path=model_path))
     if importlib.util.find_spec("sklearn") is None:
         log("bench: metrics skipped: the reference loop needs scikit-learn (pip install scikit-learn)")
         results["metrics"] = {"skipped": "scikit-learn is not installed"}
@@ -159,6 +165,7 @@ _PREPARE_CHILD = """
 import sys, time, json
 from pathlib import Path
 from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dire_rows, resolve_models
+from oncerec.bench.genre import bench_genre, genre_rows
 from oncerec.config.loader import build_config
 from oncerec.data.prepare import prepare
 def rss_mb(field):
@@ -460,6 +467,8 @@ def bench_table(results: dict) -> str:
         )
     if "dire" in results:
         lines += dire_rows(results["dire"])
+    if "genre" in results:
+        lines += genre_rows(results["genre"])
     lines += [
         "",
         "Peak RSS: of this process during the section (+ its growth in the section); the models train in one "
