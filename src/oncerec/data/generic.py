@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from oncerec.config.schema import DataConfig
 from oncerec.data.mind import News
 from oncerec.data.protocol import Interactions
@@ -126,12 +124,4 @@ def read_interactions(path: Path, cfg: DataConfig, known_items: dict[str, News])
             g.append(groups.setdefault(row[cols["group"]], len(groups)))
     if not u:
         raise DataError(path, "no interactions")
-    return Interactions(
-        np.array(u, np.int64),
-        np.array(i, np.int64),
-        np.array(lab, np.int8),
-        np.array(t, np.int64),
-        np.array(g, np.int64) if has["group"] else None,
-        list(users),
-        list(items),
-    )
+    return Interactions.from_lists(u, i, lab, t, g if has["group"] else None, users, items)

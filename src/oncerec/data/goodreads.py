@@ -103,15 +103,7 @@ def read_interactions(path: Path, cfg: DataConfig, progress: bool = False) -> In
         t.append(when)
     if not u:
         raise DataError(path, "no usable interaction (every rating was dropped by the thresholds)")
-    return Interactions(
-        np.array(u, np.int64),
-        np.array(i, np.int64),
-        np.array(lab, np.int8),
-        np.array(t, np.int64),
-        None,
-        list(users),
-        list(items),
-    )
+    return Interactions.from_lists(u, i, lab, t, None, users, items)
 
 
 def read_books(path: Path, wanted: set[str], progress: bool = False) -> dict[str, News]:

@@ -37,6 +37,19 @@ class Interactions:
     user_ids: list[str]
     item_ids: list[str]
 
+    @classmethod
+    def from_lists(cls, user, item, label, time, group, user_ids, item_ids) -> Interactions:
+        """From the Python lists a reader grows (group None: no group ids) and its id -> index dicts."""
+        return cls(
+            np.array(user, np.int64),
+            np.array(item, np.int64),
+            np.array(label, np.int8),
+            np.array(time, np.int64),
+            None if group is None else np.array(group, np.int64),
+            list(user_ids),
+            list(item_ids),
+        )
+
 
 @dataclass
 class Group:
