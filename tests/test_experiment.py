@@ -19,6 +19,9 @@ axes:
   model: {pool: [model.item=pool, model.user=pool, "model.item_fields=[title,category]"]}
   loss: {softmax: [exp.loss=softmax], bce: [exp.loss=bce]}
 baseline: pool/softmax
+setup:
+  - creates: raw/meta.json
+    commands: [[demo-data, "{dir}/raw", --scale, tiny, --quiet]]
 """
 
 
@@ -30,6 +33,8 @@ def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Pat
     lines: list[str] = []
     table = run_experiment(load_spec(str(spec_file)), tmp_path / "out", [], log=lines.append)
     assert sum("->" in line for line in lines) == 4  # 2 rows x 2 seeds
+    assert sum(line.startswith("setup:") for line in lines) == 1
+    assert (tmp_path / "out" / "grid" / "raw" / "meta.json").is_file()  # {dir} is the experiment folder
     text = table.read_text()
     assert "| pool/softmax | 2 |" in text and "+0.00%" in text and "AUC vs pool/softmax" in text
     with open(table.parent / "results.csv") as f:
@@ -39,6 +44,7 @@ def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Pat
     lines.clear()
     run_experiment(load_spec(str(spec_file)), tmp_path / "out", [], log=lines.append)
     assert sum("skipped" in line for line in lines) == 4
+    assert not any(line.startswith("setup:") for line in lines)  # its output exists: not run again
 
 
 def test_bad_specs_are_refused(tmp_path: Path):

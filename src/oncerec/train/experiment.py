@@ -1,7 +1,8 @@
 """`oncerec experiment SPEC`: a grid of training runs and one results table.
 
 A spec (YAML; packaged ones live in config/presets/experiment/) names config overrides along axes; every
-combination of one value per axis, for every seed, is one run of `oncerec train`:
+combination of one value per axis, for every seed, is one run of `oncerec train`. Optional `setup` steps
+(oncerec commands, e.g. GENRE generation and merging) run first, once, unless what they create exists:
 
     name: once-demo
     seeds: [2023, 2024]
@@ -44,6 +45,7 @@ class Spec:
     axes: dict[str, dict[str, list[str]]]
     baseline: str = ""
     split: str = "test"
+    setup: list[dict] = field(default_factory=list)  # {creates: path, commands: [[oncerec args...]]}
     rows: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def __post_init__(self):
@@ -68,7 +70,7 @@ def load_spec(name_or_path: str) -> Spec:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    allowed = {"name", "seeds", "common", "axes", "baseline", "split"}
+    allowed = {"name", "seeds", "common", "axes", "baseline", "split", "setup"}
     unknown = set(raw) - allowed
     if unknown:
         raise ConfigError(
@@ -84,7 +86,17 @@ def load_spec(name_or_path: str) -> Spec:
         axes={a: {k: [str(o) for o in (v or [])] for k, v in values.items()} for a, values in axes.items()},
         baseline=str(raw.get("baseline", "")),
         split=str(raw.get("split", "test")),
+        setup=_setup(raw.get("setup") or [], path),
     )
+
+
+def _setup(steps: list, path: Path) -> list[dict]:
+    for step in steps:
+        if not (isinstance(step, dict) and set(step) == {"creates", "commands"}):
+            raise ConfigError(
+                f"{path}: each `setup` step is {{creates: PATH, commands: [[oncerec args...]]}}"
+            )
+    return steps
 
 
 def run_dir(out: Path, spec: Spec, row: str, seed: int) -> Path:
@@ -92,8 +104,28 @@ def run_dir(out: Path, spec: Spec, row: str, seed: int) -> Path:
 
 
 def run_experiment(spec: Spec, out: Path, extra: list[str], quiet: bool = True, log=print) -> Path:
-    """Run every unfinished run of the grid, then write the table; returns the results.md path."""
-    todo = [(row, overrides, seed) for row, overrides in spec.rows for seed in spec.seeds]
+    """Run the setup steps whose output is missing and every unfinished run of the grid, then write the
+    table; returns the results.md path. `{dir}` in a setup command or an override is the experiment folder."""
+    home = out / spec.name
+    for step in spec.setup:
+        if (home / step["creates"]).exists():
+            continue
+        for command in step["commands"]:
+            args = [str(a).replace("{dir}", str(home)) for a in command]
+            log(f"setup: oncerec {' '.join(args)}")
+            done = subprocess.run(
+                [sys.executable, "-m", "oncerec.cli", *args], capture_output=quiet, text=True
+            )
+            if done.returncode != 0:
+                raise OncerecError(
+                    f"setup step `oncerec {' '.join(args)}` failed (exit {done.returncode})\n"
+                    + ((done.stderr or "")[-2000:] if quiet else "")
+                )
+    todo = [
+        (row, [o.replace("{dir}", str(home)) for o in overrides], seed)
+        for row, overrides in spec.rows
+        for seed in spec.seeds
+    ]
     for k, (row, overrides, seed) in enumerate(todo, 1):
         folder = run_dir(out, spec, row, seed)
         if (folder / "metrics.json").is_file():
