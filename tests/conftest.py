@@ -5,6 +5,17 @@ from pathlib import Path
 
 import pytest
 
+# compact model sizes for short test trainings (tests/test_train.py, tests/test_genre.py)
+SMALL = [
+    "model.hidden_size=32",
+    "model.num_heads=4",
+    "model.attention_hidden=16",
+    "model.category_dim=8",
+    "embed.dim=24",
+    "exp.batch_size=16",
+    "exp.eval_batch_size=64",
+]
+
 NEWS_TRAIN = [
     "N1\tsports\tbasketball_nba\tLakers win the \u201cbig\u201d game\tA late shot seals it.\thttps://x/N1\t[]\t[]",
     "N2\tfinance\tmarkets\tStocks rally as rates fall\t\t\t[]\t[]",

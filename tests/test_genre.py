@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 
 from oncerec.cli import main
 from oncerec.config.loader import build_config
@@ -48,16 +49,6 @@ from oncerec.genre.templates import load_list, load_template
 from oncerec.models.recommender import Recommender
 from oncerec.train.evaluate import predict_fast, predict_slow
 from oncerec.train.trainer import train
-
-SMALL = [
-    "model.hidden_size=32",
-    "model.num_heads=4",
-    "model.attention_hidden=16",
-    "model.category_dim=8",
-    "embed.dim=24",
-    "exp.batch_size=16",
-    "exp.eval_batch_size=64",
-]
 
 
 def quiet(*_):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 
 from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
@@ -23,15 +24,6 @@ from oncerec.train.evaluate import predict_fast, predict_slow, split_metrics
 from oncerec.train.metrics import score_files, write_truth
 from oncerec.train.trainer import train
 
-SMALL = [
-    "model.hidden_size=32",
-    "model.num_heads=4",
-    "model.attention_hidden=16",
-    "model.category_dim=8",
-    "embed.dim=24",
-    "exp.batch_size=16",
-    "exp.eval_batch_size=64",
-]
 PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner", "din"]
 
 

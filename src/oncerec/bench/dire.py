@@ -18,7 +18,7 @@ import psutil
 import torch
 
 from oncerec.config.loader import build_config
-from oncerec.data.batching import TrainSampler
+from oncerec.data.batching import TrainSampler, trimmed_rows
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.dire.cache import DireCache, build_cache
 from oncerec.lm.backbone import blocks, bottom_states, load_lm
@@ -83,11 +83,8 @@ def _build_vs_bare(dataset: Dataset, cfg, log) -> dict:
     def bare() -> float:
         start = time.perf_counter()
         for b in range(0, len(order), 64):
-            rows = np.sort(order[b : b + 64])
-            width = max(int(lengths[rows].max()), 1)
-            x = torch.from_numpy(np.asarray(ids[rows, :width], dtype=np.int64))
-            n = torch.from_numpy(np.asarray(lengths[rows], dtype=np.int64))
-            bottom_states(model, x, torch.arange(width) < n.unsqueeze(1), [k])
+            x, mask = trimmed_rows(ids, lengths, np.sort(order[b : b + 64]))
+            bottom_states(model, x.long(), mask, [k])
         return len(order) / (time.perf_counter() - start)
 
     log(f"  dire: bare forward of layers 0..{k - 1} over {len(order):,} items")

@@ -51,6 +51,14 @@ class ItemContent:
         return out
 
 
+def trimmed_rows(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Some rows of a right-padded [N, L, ...] array, cut to the longest of them (at least 1 wide), and their
+    mask [B, W]: padding beyond a batch's longest text costs compute and nothing else."""
+    n = torch.from_numpy(np.asarray(lengths[rows], dtype=np.int64))
+    width = max(int(n.max()) if len(n) else 1, 1)
+    return torch.from_numpy(np.ascontiguousarray(array[rows, :width])), torch.arange(width) < n.unsqueeze(1)
+
+
 @dataclass
 class Batch:
     """`history` [B, H] item indices (0 = padding) with `history_mask`; `user` [B]; `candidates` [B, K] item

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from oncerec.config.schema import ModelConfig
+from oncerec.data.batching import trimmed_rows
 from oncerec.data.dataset import Dataset
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.lm.backbone import blocks, bottom_states, fingerprint, load_lm
@@ -114,23 +115,21 @@ class DireCache:
 
     def gather(self, k: int, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(states [B, W, D] as float32, mask [B, W]) of some items, W = their longest text."""
-        lengths = torch.from_numpy(np.asarray(self.lengths[items], dtype=np.int64))
-        width = max(int(lengths.max()) if len(lengths) else 1, 1)
-        raw = torch.from_numpy(np.ascontiguousarray(self.states(k)[items, :width]))
+        raw, mask = trimmed_rows(self.states(k), self.lengths, items)
         if self.manifest["dtype"] == "bfloat16":
             raw = raw.view(torch.bfloat16)
-        return raw.float(), torch.arange(width) < lengths.unsqueeze(1)
+        return raw.float(), mask
 
 
-def open_cache(dataset: Dataset, cfg: ModelConfig) -> DireCache | None:
+def open_cache(dataset: Dataset, cfg: ModelConfig, expected: dict | None = None) -> DireCache | None:
     """The finished cache for this dataset and model config, None if there is none; a cache built from
-    anything else is refused with what differs."""
+    anything else is refused with what differs. `expected`: `expected_manifest` when the caller has it."""
     folder = cache_dir(dataset, cfg)
     path = folder / "manifest.json"
     if not path.is_file():
         return None
     manifest = json.loads(path.read_text())
-    diff = _differences(manifest, expected_manifest(dataset, cfg))
+    diff = _differences(manifest, expected or expected_manifest(dataset, cfg))
     if diff:
         raise OncerecError(
             f"DIRE cache {folder} was built for something else:\n  " + "\n  ".join(diff) + "\n"
@@ -156,12 +155,13 @@ def build_cache(
     state = PartialState(cpu=not torch.cuda.is_available())
     folder = cache_dir(dataset, cfg)
     layers = cached_layers(cfg)
-    existing = open_cache(dataset, cfg)
+    expected = expected_manifest(dataset, cfg)
+    existing = open_cache(dataset, cfg, expected)
     if existing:
         if set(layers) <= set(existing.layers):
             return existing
         layers = sorted(set(layers) | set(existing.layers))  # one cache holds every layer asked for so far
-    plan = expected_manifest(dataset, cfg) | {"layers": layers, "shard_size": shard_size}
+    plan = expected | {"layers": layers, "shard_size": shard_size}
     model = load_lm(cfg.item_lm).to(state.device)
     n_layers = len(blocks(model))
     bad = [k for k in layers if not 0 <= k < n_layers]
@@ -208,7 +208,7 @@ def build_cache(
         shutil.rmtree(folder / "done", ignore_errors=True)
         log(f"DIRE cache: {folder} (layers {layers}, {n:,} items, {todo / max(seconds, 1e-9):,.0f} items/s)")
     state.wait_for_everyone()
-    return open_cache(dataset, cfg)
+    return open_cache(dataset, cfg, expected)
 
 
 def _start(folder: Path, plan: dict, lengths: np.ndarray, layers: list[int]) -> None:
@@ -229,10 +229,9 @@ def _start(folder: Path, plan: dict, lengths: np.ndarray, layers: list[int]) -> 
 
 @torch.no_grad()
 def _encode(model, ids, lengths, rows, layers, arrays, dtype: str, device) -> None:
-    lens = np.asarray(lengths[rows])
-    width = max(int(lens.max()), 1)
-    x = torch.from_numpy(np.asarray(ids[rows, :width], dtype=np.int64)).to(device)
-    mask = (torch.arange(width) < torch.from_numpy(lens.astype(np.int64)).unsqueeze(1)).to(device)
+    x, mask = trimmed_rows(ids, lengths, rows)
+    x, mask = x.long().to(device), mask.to(device)
+    width = x.shape[1]
     states = bottom_states(model, x, mask, layers)
     for k in layers:
         h = (states[k] * mask.unsqueeze(-1)).to(_TORCH[dtype]).cpu()

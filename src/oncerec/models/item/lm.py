@@ -7,11 +7,11 @@ the whole model runs from token ids.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
+from oncerec.data.batching import trimmed_rows
 from oncerec.errors import ConfigError
 from oncerec.lm.backbone import add_lora, keep_top, load_lm, run_top
 from oncerec.models.layers import AdditiveAttention, masked_mean
@@ -53,10 +53,8 @@ class LMItemEncoder(nn.Module):
         if self.layer:
             x, mask = self.cache.gather(self.layer, rows)
         else:
-            lengths = torch.from_numpy(np.asarray(self.lengths[rows], dtype=np.int64))
-            width = max(int(lengths.max()) if len(lengths) else 1, 1)
-            x = torch.from_numpy(np.asarray(self.ids[rows, :width], dtype=np.int64))
-            mask = torch.arange(width) < lengths.unsqueeze(1)
+            x, mask = trimmed_rows(self.ids, self.lengths, rows)
+            x = x.long()
         return x.to(items.device), mask.to(items.device)
 
     def forward(self, content: dict[str, Tensor]) -> Tensor:
