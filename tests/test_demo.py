@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
+from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
 
+from oncerec.data.dataset import demo_raw_folder
 from oncerec.data.demo import SCALES, write_demo_mind
 from oncerec.data.mind import read_behaviors, read_news, split_folders
 from oncerec.errors import OncerecError
+from oncerec.paths import publish_dir
 
 TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 
@@ -134,3 +138,29 @@ def test_unknown_scale(tmp_path):
     with pytest.raises(OncerecError, match="tiny, small, medium, large"):
         write_demo_mind(tmp_path / "out", "huge")
     assert not (tmp_path / "out").exists()
+
+
+def test_concurrent_first_runs_both_succeed(tiny, tmp_path, monkeypatch):
+    """Two processes asking for the same demo data at once (two first runs): both get the whole folder."""
+    out, _ = tiny
+    monkeypatch.setenv("ONCEREC_CACHE", str(tmp_path))
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        folders = [pool.submit(demo_raw_folder, "tiny", 0, False) for _ in range(2)]
+        folders = [f.result() for f in folders]
+    assert folders[0] == folders[1] and _digests(folders[0]) == _digests(out)
+    assert [p.name for p in folders[0].parent.iterdir()] == [folders[0].name]  # no temporary folder left
+
+
+def test_publish_dir_keeps_a_finished_folder(tmp_path):
+    done, mine = tmp_path / "out", tmp_path / "mine"
+    done.mkdir()
+    (done / "meta.json").write_text("theirs")
+    mine.mkdir()
+    (mine / "meta.json").write_text("mine")
+    publish_dir(mine, done, "meta.json")
+    assert (done / "meta.json").read_text() == "theirs" and not mine.exists()
+    (done / "meta.json").unlink()
+    (done / "half.txt").write_text("")
+    mine.mkdir()
+    with pytest.raises(OSError):
+        publish_dir(mine, done, "meta.json")  # an unfinished folder is not taken for a finished one

@@ -136,14 +136,26 @@ def demo_raw_folder(scale: str, seed: int, progress: bool = True, fmt: str = "mi
 
     # the version in the name: a newer generator must not reuse data an older one cached
     folder = cache_root() / "raw" / f"demo-v{GENERATOR_VERSION}-{scale}-{seed}"
-    if not (folder / "meta.json").is_file():
-        write_demo_mind(folder, scale=scale, seed=seed, progress=progress)
+    _build_once(
+        folder, "meta.json", lambda: write_demo_mind(folder, scale=scale, seed=seed, progress=progress)
+    )
     if fmt == "goodreads":
         books = folder.with_name(f"{folder.name}-goodreads")
-        if not (books / "meta.json").is_file():
-            write_demo_goodreads(books, folder, seed)
+        _build_once(books, "meta.json", lambda: write_demo_goodreads(books, folder, seed))
         return books
     return folder
+
+
+def _build_once(folder: Path, marker: str, build) -> None:
+    """Build a cache folder unless it is there (`marker` written last). Another process may build the same
+    folder at the same time (two first runs): whichever finishes first, its result is as good."""
+    if (folder / marker).is_file():
+        return
+    try:
+        build()
+    except (OncerecError, OSError):
+        if not (folder / marker).is_file():
+            raise
 
 
 def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
@@ -166,10 +178,7 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
     out = cache_root() / "datasets" / f"{cfg.name}-{key}"
     if not (out / "dataset.json").is_file():
         log(f"preparing {source} -> {out}")
-        try:
-            prepare(source, cfg, out, progress=progress, log=log, digest=digest)
-        except (OncerecError, OSError):
-            # Another process may have prepared the same dataset at the same time: its result is as good.
-            if not (out / "dataset.json").is_file():
-                raise
+        _build_once(
+            out, "dataset.json", lambda: prepare(source, cfg, out, progress=progress, log=log, digest=digest)
+        )
     return out

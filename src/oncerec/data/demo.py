@@ -49,6 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from oncerec.errors import OncerecError
+from oncerec.paths import publish_dir
 
 GENERATOR_VERSION = 2
 
@@ -522,9 +523,7 @@ def write_demo_mind(out: str | Path, scale: str = "small", seed: int = 0, progre
     tmp.mkdir()
     try:
         summary = _generate(tmp, scale, sizes, seed, progress)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
+        publish_dir(tmp, out, "meta.json")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -23,6 +23,7 @@ from oncerec.config.schema import DataConfig
 from oncerec.data.mind import News
 from oncerec.data.protocol import Interactions
 from oncerec.errors import DataError
+from oncerec.paths import publish_dir
 
 BOOKS = "goodreads_books.json.gz"
 INTERACTIONS = "goodreads_interactions_dedup.json.gz"
@@ -231,9 +232,7 @@ def write_demo_goodreads(out: Path, mind_folder: Path, seed: int = 0) -> dict:
             "seed": seed,
         }
         (tmp / "meta.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        publish_dir(tmp, out, "meta.json")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -36,6 +36,7 @@ from oncerec.config.schema import PROMPT_FIELDS, DataConfig
 from oncerec.data.sources import Source, files_digest, open_source
 from oncerec.data.tokenize import make_tokenizer, pack
 from oncerec.errors import DataError, OncerecError
+from oncerec.paths import publish_dir
 
 FORMAT_VERSION = 1
 CATEGORICAL = ("category", "subcategory")
@@ -147,10 +148,8 @@ def prepare(
         }
         _write_json(tmp / "stats.json", stats)
         _write_json(tmp / "dataset.json", manifest)
-        if out.exists():
-            out.rmdir()
         out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+        publish_dir(tmp, out, "dataset.json")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return stats

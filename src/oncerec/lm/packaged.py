@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oncerec.errors import OncerecError
-from oncerec.paths import cache_root
+from oncerec.paths import cache_root, publish_dir
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,5 @@ def _converted(name: str, gguf_file: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (out / "config.json").is_file():
-            raise
+    publish_dir(tmp, out, "config.json")
     return out
