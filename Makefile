@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/oncerec demo --model nrms "model.item_fields=[title,category,subcategory]"
+	$(VENV)/bin/oncerec demo --model nrms "model.item_fields=[title,category,subcategory]" model.attention_residual=true
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -17,6 +17,7 @@ from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import CheckpointError, ConfigError, OncerecError
+from oncerec.models.layers import SelfAttention
 from oncerec.models.recommender import Recommender
 from oncerec.train.baselines import popularity_scores
 from oncerec.train.checkpoint import load_latest, load_weights
@@ -49,6 +50,26 @@ def test_fast_evaluation_equals_slow_path(tiny: Dataset, preset: str):
     assert fast.shape == (len(split.item),)
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
     assert np.std(fast) > 0
+
+
+def test_attention_residual_adds_the_layer_input(tiny: Dataset):
+    torch.manual_seed(0)
+    plain, residual = SelfAttention(8, 2, 0.0), SelfAttention(8, 2, 0.0, residual=True)
+    residual.load_state_dict(plain.state_dict())
+    x, mask = torch.randn(3, 5, 8), torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
+    torch.testing.assert_close(residual(x, mask), x + plain(x, mask))
+    # NRMS with it: every self-attention layer has it, and fast evaluation still equals the slow path
+    cfg = build_config(["model=nrms", *SMALL, "model.attention_residual=true"])
+    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+    layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    assert len(layers) == 2 and all(m.residual for m in layers)
+    split = tiny.split("valid")
+    np.testing.assert_allclose(
+        predict_fast(model, tiny, split, 37, "cpu"),
+        predict_slow(model, tiny, split, 11, "cpu"),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_sampler_is_deterministic_and_uses_the_impression(tiny: Dataset):

@@ -167,6 +167,11 @@ class ModelConfig(_Strict):
     )
     hidden_size: int = Field(256, ge=1, description="Width of item and user vectors.")
     num_heads: int = Field(8, ge=1, description="Attention heads (self-attention / Fastformer encoders).")
+    attention_residual: bool = Field(
+        False,
+        description="Self-attention encoders (NRMS) add each layer's input to its output, a Transformer "
+        "residual connection that the published NRMS does not have.",
+    )
     attention_hidden: int = Field(200, ge=1, description="Hidden width of additive attention.")
     kernel_size: int = Field(3, ge=1, description="CNN window (NAML, LSTUR).")
     category_dim: int = Field(100, ge=1, description="Width of category / subcategory embeddings.")

@@ -28,12 +28,24 @@ DEFAULT_LORA_TARGETS = {"encoder": ["query", "value"], "decoder": ["q_proj", "v_
 
 def load_lm(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The base model (no task head) of a local or packaged Hugging Face model, in eval mode."""
-    from transformers import AutoModel
-
-    path = resolve_model_path(name)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=dtype)
+    model = load_base_model(name, dtype)
     family(model)  # refuse unsupported layouts at load time
     return model.eval()
+
+
+def load_base_model(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """`AutoModel.from_pretrained` from local files only, without transformers' per-tensor progress bar (a
+    local load takes a fraction of a second, and the bar would break `--quiet` output)."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(str(resolve_model_path(name)), local_files_only=True, dtype=dtype)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def family(model: nn.Module) -> str:

@@ -74,11 +74,9 @@ def build_word_embedding(
         weight, found = read_glove(Path(cfg.path), vocab, rng)
         log(f"glove: {found:,} of {len(vocab) - 2:,} words found in {cfg.path}")
         return WordEmbedding(torch.from_numpy(weight), cfg.freeze, cfg.dim, pretrained=False)
-    from transformers import AutoModel
+    from oncerec.lm.backbone import load_base_model
 
-    from oncerec.lm.packaged import resolve_model_path
-
-    model = AutoModel.from_pretrained(str(resolve_model_path(cfg.path)), local_files_only=True)
+    model = load_base_model(cfg.path)
     weight = model.get_input_embeddings().weight.detach().float().clone()
     if weight.shape[0] < vocab_size:
         raise ConfigError(

@@ -38,17 +38,18 @@ class AdditiveAttention(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over a padded sequence (NRMS)."""
+    """Multi-head self-attention over a padded sequence (NRMS); `residual` adds the input to the output."""
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    def __init__(self, dim: int, heads: int, dropout: float, residual: bool = False):
         super().__init__()
         if dim % heads:
             raise ValueError(f"hidden_size {dim} must be divisible by num_heads {heads}")
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.residual = residual
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         out, _ = self.attn(x, x, x, key_padding_mask=~attendable(mask), need_weights=False)
-        return out
+        return x + out if self.residual else out
 
 
 class FastformerLayer(nn.Module):

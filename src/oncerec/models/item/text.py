@@ -31,7 +31,7 @@ class AttentionText(nn.Module):
     def __init__(self, cfg: ModelConfig, in_dim: int):
         super().__init__()
         self.proj = nn.Linear(in_dim, cfg.hidden_size)
-        self.attn = SelfAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout)
+        self.attn = SelfAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout, cfg.attention_residual)
         self.drop = nn.Dropout(cfg.dropout)
         self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
 

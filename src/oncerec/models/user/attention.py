@@ -25,7 +25,7 @@ class SelfAttentionUser(nn.Module):
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
-        self.attn = SelfAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout)
+        self.attn = SelfAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout, cfg.attention_residual)
         self.drop = nn.Dropout(cfg.dropout)
         self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
 
