@@ -537,3 +537,24 @@ def test_local_backend_with_the_packaged_model(tiny_root: Path, tmp_path: Path):
     assert len(records) == 3 and all(r.raw.startswith('{"title": "') for r in records)
     [again] = run_task("summarize", str(tiny_root), opts, log=quiet, progress=False)
     assert (again.cached, again.done, again.tokens_in) == (3, 0, 0)
+
+
+def test_http_client_prefers_the_aiohttp_transport(monkeypatch):
+    """The aiohttp transport (the `openai[aiohttp]` extra) halves the client's CPU per request; without the
+    extra, the client's default transport is used, with the same connection limits."""
+    import openai
+
+    from oncerec.genre.backends import _http_client
+
+    fast = _http_client(7, 5.0)
+    assert isinstance(fast, openai.DefaultAioHttpClient)
+
+    def missing(**_):
+        raise RuntimeError(
+            "To use the aiohttp client you must have installed the package with the `aiohttp` extra"
+        )
+
+    monkeypatch.setattr(openai, "DefaultAioHttpClient", missing)
+    plain = _http_client(7, 5.0)
+    assert not isinstance(plain, type(fast))
+    assert plain._transport._pool._max_connections == 7

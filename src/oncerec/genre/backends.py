@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import importlib.util
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -154,33 +153,29 @@ class OpenAIBackend(Backend):
 
 def _http_client(connections: int, timeout: float):
     """The client's own HTTP client with a keep-alive connection for every worker (the default keeps 100,
-    and reconnecting costs more than a request to a local server), on the aiohttp transport where the
+    and reconnecting costs more than a request to a local server), on the aiohttp transport when the
     `openai[aiohttp]` extra is installed: it spends about half the CPU per request of the default one, which
     is what caps requests/s at high concurrency. None (the default client) if this `openai` version has no
-    such helper."""
+    such helpers."""
     import openai
 
-    helpers = (
-        ("DefaultAioHttpClient", "httpx2", "aiohttp"),
-        ("DefaultAioHttpClient", "httpx", "aiohttp"),
-        ("DefaultAsyncHttpx2Client", "httpx2", None),
-        ("DefaultAsyncHttpxClient", "httpx", None),
+    # openai 3 builds on httpx2, earlier versions on httpx
+    module, default = (
+        ("httpx2", "DefaultAsyncHttpx2Client")
+        if hasattr(openai, "DefaultAsyncHttpx2Client")
+        else ("httpx", "DefaultAsyncHttpxClient")
     )
-    for helper, module, transport in helpers:
-        if (
-            not hasattr(openai, helper)
-            or not _importable(module)
-            or (transport and not _importable(transport))
-        ):
-            continue
-        http = importlib.import_module(module)
-        limits = http.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return getattr(openai, helper)(limits=limits, timeout=timeout)
-    return None
-
-
-def _importable(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    if not hasattr(openai, default):
+        return None
+    http = importlib.import_module(module)
+    kwargs = {
+        "limits": http.Limits(max_connections=connections, max_keepalive_connections=connections),
+        "timeout": timeout,
+    }
+    if hasattr(openai, "DefaultAioHttpClient"):
+        with contextlib.suppress(RuntimeError):  # raised when the aiohttp extra is not installed
+            return openai.DefaultAioHttpClient(**kwargs)
+    return getattr(openai, default)(**kwargs)
 
 
 def _error_message(e) -> str:
