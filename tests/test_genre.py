@@ -123,10 +123,18 @@ def test_answers_are_parsed_strictly(tiny_root: Path):
 
 
 def test_prompt_templates_are_versioned_editable_files(tmp_path: Path):
-    for name in ("summarize-news", "summarize-books", "profile-news", "profile-books", "generate-news"):
+    for name in (
+        "summarize-news",
+        "summarize-books",
+        "profile-news",
+        "profile-books",
+        "generate-news",
+        "generate-books",
+    ):
         t = load_template(name)
         assert t.version.startswith(name) and t.system and t.user and t.prefix.startswith("{")
-    assert load_template("generate-chain-news").version.startswith("generate-chain-news")
+    for name in ("generate-chain-news", "generate-chain-books"):
+        assert load_template(name).version.startswith(name)
     assert len(load_list("topics.txt")) == 19
     (tmp_path / "summarize-news.txt").write_text(
         "version: mine-v2\n# note\n[system]\nBe brief.\n[user]\nT: $title\n"
@@ -558,3 +566,45 @@ def test_http_client_prefers_the_aiohttp_transport(monkeypatch):
     plain = _http_client(7, 5.0)
     assert not isinstance(plain, type(fast))
     assert plain._transport._pool._max_connections == 7
+
+
+def test_books_summaries_profiles_and_generated_books_merge(tmp_path: Path):
+    """The books domain end to end: descriptions, one-word interests, chain-generated books with a shelf from
+    the data's shelves, merged into a new Goodreads dataset."""
+    from oncerec.data.dataset import resolve_dataset
+
+    cfg = build_config(["data=demo-goodreads", "data.demo_scale=tiny", "data.user_min_positives=5"]).data
+    root = resolve_dataset(cfg, progress=False, log=quiet)
+    view = DatasetView(Dataset(root))
+    shelf = view.subcategories[0]
+    generate = make_task("generate", view, TaskOptions())
+    assert generate.domain == "books"
+    answer = {"title": "The Long Road", "description": "A quiet novel.", "shelf": shelf.upper()}
+    assert generate.parse(json.dumps(answer)) == {
+        "title": "The Long Road",
+        "abstract": "A quiet novel.",
+        "subcategory": shelf,
+    }
+    with pytest.raises(InvalidAnswer, match="shelf `astrology`"):
+        generate.parse(json.dumps({**answer, "shelf": "astrology"}))
+    store = tmp_path / "store.sqlite"
+    with FakeChatServer() as server:
+        opts = RunOptions(base_url=server.url, model="m", store=str(store), concurrency=16, chain=True)
+        (summaries,) = run_task("summarize", str(root), opts, log=quiet, progress=False)
+        profile, books = run_task("generate", str(root), opts, log=quiet, progress=False)
+    assert summaries.done == summaries.requests > 0
+    assert profile.done == profile.requests > 0 and books.done == books.requests > 0
+    shown = [m for m in server.last_messages.values() if '"shelf"' in m[0]["content"]]
+    assert shown and all(f"- {shelf}" in m[0]["content"] for m in shown)  # the shelves are listed
+    assert all(m[1]["content"].startswith("Interests of the user: fiction, history") for m in shown)
+    report = merge(root, store, tmp_path / "merged", log=quiet)
+    assert report["generate"]["items"] == books.done
+    ds = Dataset(tmp_path / "merged")
+    first = report["generate"]["first_item"]
+    table = ds.items_table
+    assert table.column("synthetic").to_pylist()[first:] == [True] * books.done
+    assert set(table.column("subcategory").to_pylist()[first:]) == {shelf}
+    sub = np.load(tmp_path / "merged" / "items" / "subcategory.npy")[first:]
+    cat = np.load(tmp_path / "merged" / "items" / "category.npy")[first:]
+    assert (sub == ds.vocab("subcategory").index(shelf)).all() and (cat == 0).all()  # no author
+    assert table.column("abstract").to_pylist()[first].startswith("A sequel to ")

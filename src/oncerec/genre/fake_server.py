@@ -30,8 +30,8 @@ Faults = Callable[[str, int], str | None]
 
 
 def default_reply(messages: list[dict]) -> str:
-    """A valid answer to any of the GENRE news prompts (told apart by the JSON form their system prompt asks
-    for), derived from the request so that answers differ between items and users."""
+    """A valid answer to any of the GENRE prompts, news or books (told apart by the JSON form their system
+    prompt asks for), derived from the request so that answers differ between items and users."""
     system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
     user = next((m["content"] for m in messages if m["role"] == "user"), "")
     options = re.findall(r"^- (.+)$", system, flags=re.M)
@@ -39,6 +39,16 @@ def default_reply(messages: list[dict]) -> str:
         return json.dumps({"topics": options[:2], "regions": ["New York"]})
     if '"interests"' in system:
         return json.dumps({"interests": ["fiction", "history"]})
+    if '"shelf"' in system:
+        read = re.findall(r"^\(\d+\) (.*)$", user, flags=re.M)
+        like = read[-1] if read else "a good book"
+        return json.dumps(
+            {
+                "title": f"The Return of {like}",
+                "description": f"A sequel to {like}.",
+                "shelf": options[0] if options else "fiction",
+            }
+        )
     if '"description"' in system:
         return json.dumps({"description": f"A book called {user.split(':', 1)[-1].strip()}."})
     if '"abstract"' in system:

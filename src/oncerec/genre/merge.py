@@ -15,7 +15,8 @@ What goes in (each part only when the store holds answers of that task):
   dataset.json `user_attributes` (news: `topic`, `region`; books: `interest`). Fallback for a user without
   a profile: no attributes (the plugin then leaves the user vector as the clicks make it).
 - generated items -> new item rows after the existing ones (id `<user>#<k>`, `synthetic` true in
-  items.parquet and items/synthetic.npy, subcategory empty), placed before the real clicks (as older ones)
+  items.parquet and items/synthetic.npy; news: the generated category, subcategory empty; books: the shelf as
+  subcategory, no author as category), placed before the real clicks (as older ones)
   in every history row of their user, so that the real most recent clicks are kept when the history is
   full. Fallback for a user without one: nothing added. Duplicate titles of a user are kept once.
 """
@@ -178,23 +179,20 @@ class _Merge:
             names = self.table.column_names
         new = {name: [] for name in names}
         for target, out in rows:
-            values = {
-                "id": target,
-                "category": out["category"],
+            fields = {
                 "title": out["title"],
                 "abstract": out.get("abstract", ""),
+                "category": out.get("category", ""),  # news; a generated book has no author
+                "subcategory": out.get("subcategory", ""),  # books: the shelf
+            }
+            values = {
+                "id": target,
+                **fields,
                 "synthetic": True,
                 SUMMARY_FIELD: out["title"],  # a generated title is already what a summary would be
             }
             if "prompt" in names:
-                fields = {
-                    "title": out["title"],
-                    "abstract": out.get("abstract", ""),
-                    "category": out["category"],
-                }
-                values["prompt"] = prompt_text(
-                    self.config.get("prompt", "{title}"), {"subcategory": "", **fields}
-                )
+                values["prompt"] = prompt_text(self.config.get("prompt", "{title}"), fields)
             for name in names:
                 # columns this merge knows nothing about: empty text, or null for other types
                 empty = "" if pa.types.is_string(self.table.schema.field(name).type) else None
@@ -205,12 +203,11 @@ class _Merge:
     def _extend_item_arrays(self, rows: list[tuple[str, dict]], first: int) -> None:
         """Every per-item array grows by the new rows: categories, token ids of every text field."""
         handled = set()
-        vocab = self.source.vocab("category")
-        index = {c: i for i, c in enumerate(vocab)}
         for field in CATEGORICAL:
+            index = {c: i for i, c in enumerate(self.source.vocab(field))}
             path = self.root / "items" / f"{field}.npy"
             old = np.load(path)
-            added = [index.get(out["category"], 0) if field == "category" else 0 for _, out in rows]
+            added = [index.get(out.get(field, ""), 0) for _, out in rows]
             _save(path, np.concatenate([old, np.asarray(added, old.dtype)]))
             handled.add(path)
         synthetic = np.zeros(first + len(rows), np.int8)

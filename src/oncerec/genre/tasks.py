@@ -7,7 +7,9 @@
 | `generate`  | cold user (1..cold_max clicks) x k      | {"title", "abstract", "category" of data}   | no synthetic item          |
 
 Books (`domain: books` in dataset.json): `summarize` answers {"description": ...} from the title, `profile`
-{"interests": up to five one-word interests}; `generate` is news-only for now.
+{"interests": up to five one-word interests}, `generate` {"title", "description", "shelf" of the data's top
+shelves} (stored as the item fields title, abstract and subcategory; the author, Goodreads' category, stays
+unknown).
 
 All tasks are in the one registry `TASKS`.
 """
@@ -106,6 +108,11 @@ class DatasetView:
     @cached_property
     def categories(self) -> list[str]:
         return [c for c in self.dataset.vocab("category")[1:] if c]
+
+    @cached_property
+    def subcategories(self) -> list[str]:
+        """Subcategories; a Goodreads book's top shelf."""
+        return [c for c in self.dataset.vocab("subcategory")[1:] if c]
 
 
 def dataset_domain(dataset: Dataset, opts: TaskOptions) -> str:
@@ -240,11 +247,6 @@ class Generate(Task):
     name = "generate"
     max_tokens = 96
 
-    def __init__(self, view: DatasetView, opts: TaskOptions, domain: str):
-        if domain != "news":
-            raise OncerecError(f"generate: the {domain} domain is not supported yet (news only)")
-        super().__init__(view, opts, domain)
-
     @property
     def template_name(self) -> str:
         return f"generate-chain-{self.domain}" if self.opts.chain else f"generate-{self.domain}"
@@ -269,13 +271,14 @@ class Generate(Task):
     def plan(self, limit: int = 0, profiles: dict[str, dict | None] | None = None) -> Plan:
         """`profiles` (chain): user id -> the profiler's answer (None when it has none)."""
         users, skipped = self.cold_users(limit)
-        categories = "\n".join(f"- {c}" for c in self.view.categories)
+        news = self.domain == "news"
+        options = "\n".join(f"- {c}" for c in (self.view.categories if news else self.view.subcategories))
         requests = []
         for u in users:
             user = self.view.users[u]
             values = {
-                "history": self.view.history_lines(self.view.history_of[u], self.opts.history_titles),
-                "categories": categories,
+                "history": self.view.history_lines(self.view.history_of[u], self.opts.history_titles, news),
+                "categories" if news else "shelves": options,
             }
             upstream = ""
             if self.opts.chain:
@@ -288,14 +291,20 @@ class Generate(Task):
         return Plan(requests, {k: v for k, v in skipped.items() if v})
 
     def validate(self, obj: dict) -> dict:
-        exact_keys(obj, ("title", "abstract", "category"))
-        if not isinstance(obj["category"], str):
-            raise InvalidAnswer('"category" must be a string')
-        options = {normalize(c): c for c in self.view.categories}
+        """The answer in the dataset's item fields (a book's description is its abstract, its shelf its
+        subcategory)."""
+        text, label, field, choices = (
+            ("abstract", "category", "category", self.view.categories)
+            if self.domain == "news"
+            else ("description", "shelf", "subcategory", self.view.subcategories)
+        )
+        exact_keys(obj, ("title", text, label))
+        if not isinstance(obj[label], str):
+            raise InvalidAnswer(f'"{label}" must be a string')
         return {
             "title": text_value(obj, "title", 1, 30),
-            "abstract": text_value(obj, "abstract", 0, 120),
-            "category": choose(obj["category"], options, "category"),
+            "abstract": text_value(obj, text, 0, 120),
+            field: choose(obj[label], {normalize(c): c for c in choices}, label),
         }
 
 
