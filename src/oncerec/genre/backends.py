@@ -220,8 +220,9 @@ class LocalBackend(Backend):
     def __init__(self, model: str = DEFAULT_LOCAL_MODEL, batch_size: int = 8, threads: int = 0, log=print):
         super().__init__(model)
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
+        from oncerec.lm.backbone import load_base_model
         from oncerec.lm.packaged import resolve_model_path
 
         path = resolve_model_path(model)
@@ -233,9 +234,7 @@ class LocalBackend(Backend):
             raise OncerecError(
                 f"local model `{model}`: its tokenizer has no chat template (use an instruct model)"
             )
-        self.lm = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, dtype=torch.float32
-        ).eval()
+        self.lm = load_base_model(model, torch.float32, auto="AutoModelForCausalLM").eval()
         self.batch_size = batch_size
         self.threads = threads
         self.pending: list[_Pending] = []

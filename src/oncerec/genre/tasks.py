@@ -245,7 +245,10 @@ class Generate(Task):
     """Synthetic items in a cold user's taste; with `chain`, the user's profile is given to the generator."""
 
     name = "generate"
-    max_tokens = 96
+
+    @property
+    def max_tokens(self) -> int:
+        return 96 if self.domain == "news" else 160  # a book's description runs to 60 words
 
     @property
     def template_name(self) -> str:

@@ -33,16 +33,19 @@ def load_lm(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
     return model.eval()
 
 
-def load_base_model(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """`AutoModel.from_pretrained` from local files only, without transformers' per-tensor progress bar (a
-    local load takes a fraction of a second, and the bar would break `--quiet` output)."""
-    from transformers import AutoModel
+def load_base_model(name: str, dtype: torch.dtype = torch.float32, auto: str = "AutoModel") -> nn.Module:
+    """`<auto>.from_pretrained` (a transformers auto class: the base model by default) from local files only,
+    without transformers' per-tensor progress bar (a local load takes a fraction of a second, and the bar
+    would break `--quiet` output)."""
+    import transformers
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        return AutoModel.from_pretrained(str(resolve_model_path(name)), local_files_only=True, dtype=dtype)
+        return getattr(transformers, auto).from_pretrained(
+            str(resolve_model_path(name)), local_files_only=True, dtype=dtype
+        )
     finally:
         if shown:
             hf_logging.enable_progress_bar()
