@@ -110,6 +110,8 @@ def _throughput(url: str, concurrency: int, n: int) -> tuple[float, float]:
     when every worker sends at the same instant and the answers queue behind one another in the client, and
     the drain) are left out, as they are a negligible part of a real run of thousands of requests. CPU near
     1000 ms/s means the client, not the server, sets the pace."""
+    if n <= 2 * concurrency:
+        raise ValueError(f"{n} requests leave no steady state at concurrency {concurrency}")
     task = Summarize(None, TaskOptions(), "news")
     opts = RunOptions(base_url=url, model="bench", concurrency=concurrency, timeout=30)
     params = GenParams(max_tokens=task.max_tokens)
@@ -145,10 +147,8 @@ def _throughput(url: str, concurrency: int, n: int) -> tuple[float, float]:
         store.close()
     if summary.done != n + concurrency:
         raise RuntimeError(f"benchmark: {summary.failed} of {n + concurrency} requests failed")
-    skip = concurrency if n >= 4 * concurrency else 0
-    window = answered[n - 1 - skip] - answered[skip - 1] if skip else answered[-1] - answered[0]
-    counted = n - 2 * skip if skip else n - 1
-    return counted / window, 1000 * cpu / n
+    c = concurrency
+    return (n - 2 * c) / (answered[n - 1 - c] - answered[c - 1]), 1000 * cpu / n
 
 
 def bench_local(prompts: int, log: Callable = print, batch_size: int = 8, model: str = LOCAL_MODEL) -> dict:

@@ -164,8 +164,6 @@ def machine_info() -> dict:
 _PREPARE_CHILD = """
 import sys, time, json
 from pathlib import Path
-from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dire_rows, resolve_models
-from oncerec.bench.genre import bench_genre, genre_rows
 from oncerec.config.loader import build_config
 from oncerec.data.prepare import prepare
 def rss_mb(field):

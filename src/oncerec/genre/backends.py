@@ -234,7 +234,7 @@ class LocalBackend(Backend):
             raise OncerecError(
                 f"local model `{model}`: its tokenizer has no chat template (use an instruct model)"
             )
-        self.lm = load_base_model(model, torch.float32, auto="AutoModelForCausalLM").eval()
+        self.lm = load_base_model(str(path), torch.float32, auto="AutoModelForCausalLM").eval()
         self.batch_size = batch_size
         self.threads = threads
         self.pending: list[_Pending] = []
