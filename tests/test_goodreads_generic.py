@@ -18,6 +18,7 @@ from oncerec.data.dataset import Dataset
 from oncerec.data.goodreads import BOOKS, INTERACTIONS
 from oncerec.data.prepare import prepare
 from oncerec.errors import DataError
+from oncerec.train.metrics import evaluate_groups
 from oncerec.train.trainer import train
 
 # protocol knobs small enough for hand-written data
@@ -75,7 +76,8 @@ def _prepare(raw: Path, out: Path, fmt: str, *overrides: str) -> Dataset:
 
 
 def _groups(ds: Dataset, split: str) -> dict[str, tuple[list[str], list[str], list[int]]]:
-    """user -> (history ids, candidate ids, labels) of a split (one impression per user)."""
+    """user -> (history ids, candidate ids, labels) of a split (one impression per user); candidates sorted by
+    id (prepare shuffles them, see test_candidates_are_shuffled_within_groups)."""
     ids = ds.items_table.column("id").to_pylist()
     users = ds.vocab("user")
     s = ds.split(split)
@@ -84,10 +86,11 @@ def _groups(ds: Dataset, split: str) -> dict[str, tuple[list[str], list[str], li
     for j in range(s.num_impressions):
         rows = slice(s.offsets[j], s.offsets[j + 1])
         h = s.history[j]
+        pairs = sorted((ids[i], int(y)) for i, y in zip(s.item[rows], s.label[rows], strict=True))
         out[users[s.user[j]]] = (
             [ids[i] for i in hist[h, : lengths[h]]],
-            [ids[i] for i in s.item[rows]],
-            s.label[rows].tolist(),
+            [i for i, _ in pairs],
+            [y for _, y in pairs],
         )
     return out
 
@@ -102,7 +105,7 @@ def test_goodreads_protocol_on_hand_written_lines(tmp_path: Path):
     # history: the first 2 positives by time; the rest split 50/25/25 by time, per user
     assert train["u1"] == (["a", "b"], ["c", "d"], [1, 1])
     assert valid["u1"] == (["a", "b"], ["e"], [1]) and test["u1"] == (["a", "b"], ["f"], [0])
-    assert train["u2"] == (["b", "a"], ["d", "c"], [1, 1])
+    assert train["u2"] == (["b", "a"], ["c", "d"], [1, 1])
     assert valid["u2"] == (["b", "a"], ["f"], [0]) and test["u2"] == (["b", "a"], ["e"], [1])
     items = ds.items_table.to_pylist()
     book = next(r for r in items if r["id"] == "a")
@@ -203,6 +206,27 @@ def test_generic_groups_and_sampled_negatives(tmp_path: Path):
     for history, items, lab in valid.values():
         negatives = [i for i, y in zip(items, lab, strict=True) if y == 0]
         assert len(negatives) == 2 and not set(negatives) & set(history)
+    # Sampled negatives are appended after the positive; prepare shuffles each group (seeded), so a constant
+    # score, whose ties break by position, no longer puts every positive first (it gave AUC = MRR = 1.0).
+    positions = []
+    for split in ("train", "valid", "test"):
+        s = ds.split(split)
+        label, offsets = np.asarray(s.label), np.asarray(s.offsets)
+        positions += [
+            int(np.flatnonzero(label[a:b] == 1)[0]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)
+        ]
+        constant = evaluate_groups(label, np.zeros(len(label)), s.row_impression)
+        assert constant["mrr"] < 1.0
+    assert len(set(positions)) > 1
+    again = _prepare(
+        _write_generic(tmp_path / "g2", "tsv", rows),
+        tmp_path / "ds2",
+        "generic",
+        "data.columns={id: movie_id, title: name}",
+        "data.negatives=2",
+        "data.item_min_interactions=1",
+    )
+    assert np.array_equal(np.asarray(again.split("test").item), np.asarray(ds.split("test").item))  # seeded
 
 
 def test_generic_bad_input_names_file_line_and_field(tmp_path: Path):

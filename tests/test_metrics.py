@@ -244,7 +244,10 @@ def test_crlf_lines_are_read(tmp_path):
         ("5 [1,2,3]\n7 [2,1]\n", "prediction", 2, "impression 7"),
         ("5 [1,2,3]\n", "prediction", None, "impression 9"),
         ("5 [1,2,3]\n5 [1,2,3]\n", "prediction", 2, "impression 5"),
-        ("5 [1,0,3]\n9 [2,1]\n", "prediction", 1, "rank 0"),
+        ("5 [1,0,3]\n9 [2,1]\n", "prediction", 1, "ranks [1, 0, 3] are not a permutation of 1..3"),
+        # tied ranks would let the scorer's order break the ties: only a permutation of 1..n is a ranking
+        ("5 [1,1,1]\n9 [2,1]\n", "prediction", 1, "ranks [1, 1, 1] are not a permutation of 1..3"),
+        ("5 [1,2,3]\n9 [1,3]\n", "prediction", 2, "ranks [1, 3] are not a permutation of 1..2"),
     ],
 )
 def test_mismatched_predictions_raise(tmp_path, prediction, where, line, names):

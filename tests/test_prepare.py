@@ -112,7 +112,11 @@ def test_once_split_halves_dev(tmp_path: Path):
         ("dev_behaviors", "10\tU1\t11/15/2019 10:22:32 AM\tN1", 1, "expected 5 tab-separated columns"),
         ("dev_behaviors", "10\tU1\t11/15/2019 10:22:32 AM\t\tN1-x N2-1", 1, "bad impression token 'N1-x'"),
         ("dev_behaviors", "10\tU1\t2019-11-15 10:22\t\tN1-0 N2-1", 1, "bad time"),
-        ("dev_behaviors", "ten\tU1\t11/15/2019 10:22:32 AM\t\tN1-0 N2-1", 1, "not an integer"),
+        ("dev_behaviors", "ten\tU1\t11/15/2019 10:22:32 AM\t\tN1-0 N2-1", 1, "not a non-negative integer"),
+        # the rule of `oncerec score`: a negative id or one of 19+ digits is refused at prepare time
+        ("dev_behaviors", "-5\tU1\t11/15/2019 10:22:32 AM\t\tN1-0 N2-1", 1, "at most 18 digits"),
+        ("dev_behaviors", "1" * 19 + "\tU1\t11/15/2019 10:22:32 AM\t\tN1-0 N2-1", 1, "at most 18 digits"),
+        ("dev_behaviors", "1" * 23 + "\tU1\t11/15/2019 10:22:32 AM\t\tN1-0 N2-1", 1, "at most 18 digits"),
         ("train_news", "N1\tsports\tbasketball\tonly four", 1, "expected 8 tab-separated columns"),
     ],
 )

@@ -59,13 +59,13 @@ def cmd_demo_data(a: argparse.Namespace) -> None:
 
     from oncerec.data.demo import write_demo_mind
     from oncerec.data.goodreads import write_demo_goodreads
+    from oncerec.paths import check_new_dir
 
     out = Path(a.out)
     if a.format == "mind":
         summary = write_demo_mind(out, scale=a.scale, seed=a.seed, progress=not a.quiet)
     else:
-        if out.exists() and any(out.iterdir()):
-            raise OncerecError(f"{out} already exists and is not empty; choose another path or remove it")
+        check_new_dir(out, "OUT")
         with tempfile.TemporaryDirectory() as tmp:
             news = write_demo_mind(Path(tmp) / "mind", scale=a.scale, seed=a.seed, progress=not a.quiet)
             summary = write_demo_goodreads(out, Path(tmp) / "mind", a.seed) | {"news_world": news["dev"]}
@@ -138,6 +138,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
+    from oncerec.train.metrics import metrics_json
     from oncerec.train.session import load_run
 
     run = load_run(Path(a.run_dir), data=a.data)
@@ -146,34 +147,40 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         m = run.evaluate(split, write_to=Path(a.run_dir) if a.write else None)
         if m:
             metrics[split] = m
-    print(json.dumps(metrics, indent=2))
+    print(metrics_json(metrics))
 
 
 def cmd_score(a: argparse.Namespace) -> None:
-    from oncerec.train.metrics import score_files
+    from oncerec.train.metrics import metrics_json, score_files
 
-    print(json.dumps(score_files(Path(a.prediction), Path(a.truth)), indent=2))
+    print(metrics_json(score_files(Path(a.prediction), Path(a.truth))))
 
 
 def cmd_compare(a: argparse.Namespace) -> None:
     """One Markdown table of the saved metrics of several runs (e.g. a model with and without DIRE)."""
-    import yaml
+    from oncerec.config.loader import load_saved_config
+    from oncerec.train.metrics import read_metrics
 
-    print(f"| run | model | item | layer | {a.split} AUC | MRR | nDCG@5 | nDCG@10 | impressions |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    def cell(value) -> str:
+        return "—" if value is None else f"{value:.4f}"  # null: no impression had both labels
+
+    rows = []
     for run in map(Path, a.run_dirs):
         metrics_file, config_file = run / "metrics.json", run / "config.yaml"
         if not metrics_file.is_file() or not config_file.is_file():
             raise OncerecError(f"{run}: not a finished run (no metrics.json / config.yaml)")
-        model = yaml.safe_load(config_file.read_text())["model"]
-        m = json.loads(metrics_file.read_text()).get(a.split)
+        model = load_saved_config(config_file).model
+        m = read_metrics(metrics_file).get(a.split)
         if m is None:
             raise OncerecError(f"{metrics_file}: no `{a.split}` metrics (split without labels?)")
-        item = model["item"] + (f" ({model['item_lm']})" if model.get("item_lm") else "")
-        print(
-            f"| {run.name} | {model['name']} | {item} | {model.get('layer', 0)} | {m['auc']:.4f} | {m['mrr']:.4f} "
-            f"| {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} | {m['impressions']:,} |"
+        item = model.item + (f" ({model.item_lm})" if model.item_lm else "")
+        rows.append(
+            f"| {run.name} | {model.name} | {item} | {model.layer} | {cell(m.get('auc'))} | {cell(m.get('mrr'))} "
+            f"| {cell(m.get('ndcg@5'))} | {cell(m.get('ndcg@10'))} | {m.get('impressions', 0):,} |"
         )
+    print(f"| run | model | item | layer | {a.split} AUC | MRR | nDCG@5 | nDCG@10 | impressions |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
 
 
 def cmd_experiment(a: argparse.Namespace) -> None:
@@ -188,7 +195,7 @@ def cmd_recommend(a: argparse.Namespace) -> None:
     from oncerec.train.session import load_run
 
     run = load_run(Path(a.run_dir), data=a.data)
-    history = a.history.split(",") if a.history else None
+    history = [h.strip() for h in a.history.split(",")] if a.history else None
     for rank, (item_id, title, score) in enumerate(run.recommend(a.user, history, a.top_k), 1):
         print(f"{rank:>3}. {score:8.4f}  {item_id}  {title}")
 

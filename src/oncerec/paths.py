@@ -7,9 +7,22 @@ import os
 import shutil
 from pathlib import Path
 
+from oncerec.errors import OncerecError
+
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ONCEREC_CACHE", Path.home() / ".cache" / "oncerec"))
+    root = Path(os.environ.get("ONCEREC_CACHE", Path.home() / ".cache" / "oncerec"))
+    if root.exists() and not root.is_dir():
+        raise OncerecError(f"ONCEREC_CACHE={root} is a file; point it at a folder (created if missing)")
+    return root
+
+
+def check_new_dir(out: Path, option: str) -> None:
+    """`out` is where a command will create a folder: refuse a file or a non-empty folder (never overwrite)."""
+    if out.exists() and not out.is_dir():
+        raise OncerecError(f"{option} {out} is a file; give a new folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise OncerecError(f"{option} {out} already exists and is not empty; remove it or choose another")
 
 
 def publish_dir(tmp: Path, out: Path, marker: str) -> None:
@@ -26,3 +39,13 @@ def publish_dir(tmp: Path, out: Path, marker: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         if not (out / marker).is_file():
             raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write beside the target and rename: a reader (or a kill) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -83,21 +83,29 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
 
 
 def build_config(args: list[str], base: dict | None = None) -> Config:
-    """Build a config from CLI-style arguments, applied in order on top of `base` (e.g. a saved run's config).
+    """Build a config from CLI-style arguments on top of `base` (e.g. a saved run's config).
 
     `data=demo-small`, `model=nrms.yaml`, `data=/path/to/MIND`: replace a whole group;
     `exp.lr=1e-4`, `model.item_fields=[title,abstract]`: set one key (the value is parsed as YAML).
+    Every group preset applies first (a later one of the same group wins), then every key in order, whatever
+    their order in `args`: `model.hidden_size=64 model=naml` is NAML with hidden size 64, so that an
+    experiment's common keys reach rows that choose their own presets.
     """
     tree: dict = {g: dict(v) for g, v in (base or {}).items()}
+    pairs = []
     for arg in args:
         key, sep, raw = arg.partition("=")
         if not sep:
             raise ConfigError(f"`{arg}`: expected key=value (e.g. model=nrms or exp.lr=1e-4)")
+        if key not in GROUPS and key.split(".")[0] not in GROUPS:
+            raise ConfigError(f"`{key}`: unknown config group; valid groups: {', '.join(GROUPS)}")
+        pairs.append((key, raw))
+    for key, raw in pairs:
         if key in GROUPS:
             tree[key] = load_group(key, raw)
+    for key, raw in pairs:
+        if key in GROUPS:
             continue
-        if key.split(".")[0] not in GROUPS:
-            raise ConfigError(f"`{key}`: unknown config group; valid groups: {', '.join(GROUPS)}")
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
@@ -109,11 +117,24 @@ def build_config(args: list[str], base: dict | None = None) -> Config:
         raise ConfigError(_explain(e)) from None
 
 
+def load_saved_config(path: Path) -> Config:
+    """A run's `config.yaml`, validated as strictly as the command line (errors name the file)."""
+    tree = _read_yaml(path, str(path)) if path.is_file() else None
+    if tree is None:
+        raise ConfigError(f"{path}: no such file (not a run directory?)")
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {_explain(e)}") from None
+
+
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(), sort_keys=False)
 
 
-def config_diff(a: Config, b: Config, groups: tuple[str, ...] = ("data", "model", "embed")) -> list[str]:
+def config_diff(
+    a: Config, b: Config, groups: tuple[str, ...] = ("data", "model", "embed", "exp")
+) -> list[str]:
     """Keys whose values differ between two configs, as `group.key: old -> new`."""
     out = []
     for g in groups:

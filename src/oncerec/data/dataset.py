@@ -53,7 +53,10 @@ class Dataset:
             raise OncerecError(
                 f"{self.root} is not a prepared dataset (no dataset.json); run `oncerec prepare`"
             )
-        self.manifest = json.loads(manifest.read_text())
+        try:
+            self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise OncerecError(f"{manifest}: not valid JSON ({e}); prepare the dataset again") from None
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise OncerecError(
                 f"{self.root}: dataset format {self.manifest.get('format_version')}, "
@@ -65,7 +68,13 @@ class Dataset:
         self.split_names: list[str] = self.manifest["splits"]
 
     def _load(self, *parts: str) -> np.ndarray:
-        return np.load(self.root.joinpath(*parts), mmap_mode="r")
+        path = self.root.joinpath(*parts)
+        try:
+            return np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise OncerecError(f"{path}: missing from the dataset; prepare it again") from None
+        except (ValueError, OSError) as e:  # a truncated or overwritten array
+            raise OncerecError(f"{path}: not a readable array ({e}); prepare the dataset again") from None
 
     @cached_property
     def stats(self) -> dict:
@@ -82,6 +91,14 @@ class Dataset:
 
     def vocab(self, name: str) -> list[str]:
         return json.loads((self.root / "vocab" / f"{name}.json").read_text())
+
+    def vocab_digests(self) -> dict[str, str]:
+        """A hash of each vocabulary file: two datasets with equal ones give ids (words, categories, users,
+        attributes) the same meaning, so a model trained on one can be evaluated on the other."""
+        return {
+            p.stem: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+            for p in sorted((self.root / "vocab").glob("*.json"))
+        }
 
     def vocab_size(self, name: str) -> int:
         return self.stats["vocab"][name]
@@ -126,7 +143,8 @@ class Dataset:
 
 
 def _config_key(cfg: DataConfig) -> str:
-    relevant = cfg.model_dump(exclude={"name", "source", "strict"})
+    # the format version too: a dataset cached by an older `prepare` is prepared again, not refused
+    relevant = cfg.model_dump(exclude={"name", "source", "strict"}) | {"format_version": FORMAT_VERSION}
     return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 

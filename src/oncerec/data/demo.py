@@ -49,7 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from oncerec.errors import OncerecError
-from oncerec.paths import publish_dir
+from oncerec.paths import check_new_dir, publish_dir
 
 GENERATOR_VERSION = 2
 
@@ -511,10 +511,7 @@ def write_demo_mind(out: str | Path, scale: str = "small", seed: int = 0, progre
     if seed < 0:
         raise OncerecError(f"demo seed must be a non-negative integer, got {seed}")
     out = Path(out)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        raise OncerecError(
-            f"{out} already exists and is not an empty directory; choose another path or remove it"
-        )
+    check_new_dir(out, "OUT")
     sizes = SCALES[scale]
     out.parent.mkdir(parents=True, exist_ok=True)
     # not tempfile.mkdtemp: its private mode would stick to `out` after the rename

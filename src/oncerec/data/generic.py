@@ -48,7 +48,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         for r in range(table.num_rows):
             yield r + 2, {c: "" if v[r] is None else str(v[r]) for c, v in columns.items()}
         return
-    with open(path, encoding="utf-8", newline="") as f:
+    # utf-8-sig: a byte-order mark (a CSV saved by Excel) would otherwise stick to the first column's name
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
         try:
             for row in reader:

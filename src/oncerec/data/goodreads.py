@@ -43,7 +43,7 @@ def goodreads_files(root: Path) -> tuple[Path, Path]:
 
 def _json_lines(path: Path, progress: bool) -> Iterator[tuple[int, dict]]:
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
+        with gzip.open(path, "rt", encoding="utf-8-sig") as f:  # -sig: a leading byte-order mark is dropped
             for n, line in enumerate(
                 tqdm(f, desc=path.name, unit=" lines", disable=not progress, leave=False), 1
             ):

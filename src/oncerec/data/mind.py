@@ -8,6 +8,7 @@ the 1-based line and the field.
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,11 @@ NEWS_COLUMNS = (
 )
 BEHAVIOR_COLUMNS = ("impression_id", "user_id", "time", "history", "impressions")
 SPLITS = ("train", "dev", "test")
+# Impression ids key MIND's leaderboard files: non-negative integers of at most 18 digits, so that every one
+# fits int64. `prepare` and `oncerec score` (train/metrics.py) apply this one rule.
+ID_DIGITS = 18
+IMPRESSION_ID = re.compile(rf"\d{{1,{ID_DIGITS}}}")
+BOM = "\ufeff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,9 @@ def iter_lines(path: Path, progress: bool = False, desc: str = "") -> Iterator[t
             except UnicodeDecodeError as e:
                 raise DataError(path, f"not valid UTF-8 (byte {e.start} of the line)", line=n) from None
             text = text.rstrip("\n").rstrip("\r")
+            if n == 1:
+                # a byte-order mark (Excel, Notepad) would otherwise stick to the first id
+                text = text.removeprefix(BOM)
             if text:
                 yield n, text
 
@@ -127,12 +136,14 @@ def read_behaviors(path: Path, progress: bool = False) -> Iterator[Behavior]:
                 n,
             )
         imp_raw, user, time_raw, hist_raw, cand_raw = cols
-        try:
-            imp_id = int(imp_raw)
-        except ValueError:
+        if not IMPRESSION_ID.fullmatch(imp_raw):
             raise DataError(
-                path, f"impression id {imp_raw!r} is not an integer", n, "impression_id"
-            ) from None
+                path,
+                f"impression id {imp_raw!r} is not a non-negative integer of at most {ID_DIGITS} digits",
+                n,
+                "impression_id",
+            )
+        imp_id = int(imp_raw)
         if imp_id in seen_ids:
             raise DataError(path, f"impression id {imp_id} appears twice", n, "impression_id")
         seen_ids.add(imp_id)

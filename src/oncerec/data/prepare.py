@@ -36,9 +36,10 @@ from oncerec.config.schema import PROMPT_FIELDS, DataConfig
 from oncerec.data.sources import Source, files_digest, open_source
 from oncerec.data.tokenize import make_tokenizer, pack
 from oncerec.errors import DataError, OncerecError
-from oncerec.paths import publish_dir
+from oncerec.paths import check_new_dir, publish_dir
 
-FORMAT_VERSION = 1
+# 2: categories unseen in the training split map to 0 (unknown)
+FORMAT_VERSION = 2
 CATEGORICAL = ("category", "subcategory")
 DEFAULT_MAX_LEN = 64
 
@@ -119,8 +120,7 @@ def prepare(
     succeeds. `digest`: the raw files' `files_digest` when the caller already has it (hashing MIND-large
     takes seconds)."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise OncerecError(f"{out} already exists and is not empty; remove it or choose another --out")
+    check_new_dir(out, "--out")
     raw = open_source(Path(source), cfg, progress)
     started = time.perf_counter()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -268,12 +268,15 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
             vocab_sizes["word"] = len(tok.vocab)
         else:
             vocab_sizes[tok_name] = tok.vocab_size
+    seen = _items_in_training(named["train"], np.frombuffer(hist_items, np.int32), cfg.history_len, n_news)
     for field in CATEGORICAL:
+        # A category no training item has would get an embedding that never trains (a random vector at
+        # evaluation): it maps to 0, the unknown id, as the reference implementations do.
         index = _Index()
-        np.save(
-            tmp / "items" / f"{field}.npy",
-            np.array([0] + [index.add(c) for c in columns[field][1:]], np.int32),
-        )
+        for i in np.flatnonzero(seen):
+            index.add(columns[field][i])
+        codes = [0] + [index.index.get(c, 0) for c in columns[field][1:]]
+        np.save(tmp / "items" / f"{field}.npy", np.array(codes, np.int32))
         _write_json(tmp / "vocab" / f"{field}.json", index.ids)
         vocab_sizes[field] = len(index.ids)
     _write_json(tmp / "vocab" / "user.json", users.ids)
@@ -323,6 +326,17 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         "token_lengths": token_stats,
         "missing": miss,
     }
+
+
+def _items_in_training(
+    train: dict[str, np.ndarray], hist_items: np.ndarray, width: int, n: int
+) -> np.ndarray:
+    """[n] bool: the item is a candidate or a click of the training split (never the padding item)."""
+    seen = np.zeros(n, bool)
+    seen[train["item"]] = True
+    seen[hist_items.reshape(-1, width)[np.unique(train["history"])].ravel()] = True
+    seen[0] = False
+    return seen
 
 
 def _missing(counter: dict, nid: str, path: Path, line: int, strict: bool, field: str) -> None:

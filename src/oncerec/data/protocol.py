@@ -145,3 +145,15 @@ def add_random_negatives(
                 chosen.add(i)
                 g.items.append(i)
                 g.labels.append(0)
+
+
+def shuffle_candidates(groups: list[Group], seed: int) -> None:
+    """Put each group's candidates in a seeded random order. The protocol lists them positives-first in
+    places (time order, then sampled negatives appended), and ranking metrics break score ties by position:
+    unshuffled, every tie (an empty history, a missing item, a constant score) would rank the positives first
+    and inflate AUC and MRR. MIND's impressions come shuffled already and keep their order."""
+    rng = np.random.default_rng([seed, 7])
+    for g in groups:
+        order = rng.permutation(len(g.items))
+        g.items = [g.items[i] for i in order]
+        g.labels = [g.labels[i] for i in order]

@@ -15,7 +15,7 @@ from pathlib import Path
 from oncerec.config.schema import DataConfig
 from oncerec.data import generic, goodreads
 from oncerec.data.mind import Behavior, News, read_behaviors, read_news, split_folders
-from oncerec.data.protocol import Group, Interactions, add_random_negatives, user_groups
+from oncerec.data.protocol import Group, Interactions, add_random_negatives, shuffle_candidates, user_groups
 
 
 class Source:
@@ -120,6 +120,7 @@ def _grouped(
         seen.setdefault(u, set()).add(i)
     for k, split in enumerate(groups):
         add_random_negatives(groups[split], len(x.item_ids), cfg.negatives, seen, cfg.split_seed + k)
+        shuffle_candidates(groups[split], cfg.split_seed + k)
     # only the items the kept groups use (filtering drops the rest)
     used = {i for gs in groups.values() for g in gs for i in (*g.history, *g.items)}
     kept = {x.item_ids[i]: items[x.item_ids[i]] for i in sorted(used)}

@@ -6,7 +6,6 @@ A user "has generated content" in an impression when the history the impression 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,9 @@ def metrics_by_generated(run_dir: Path, split_name: str = "test", data: str | No
 
 
 def write_and_format(run_dir: Path, split_name: str, metrics: dict) -> str:
-    (Path(run_dir) / "genre_metrics.json").write_text(json.dumps({split_name: metrics}, indent=2) + "\n")
+    from oncerec.train.metrics import metrics_json
+
+    (Path(run_dir) / "genre_metrics.json").write_text(metrics_json({split_name: metrics}) + "\n")
     lines = [
         f"| {split_name} users | impressions | AUC | MRR | nDCG@5 | nDCG@10 |",
         "|---|---:|---:|---:|---:|---:|",

@@ -39,6 +39,7 @@ from oncerec.errors import OncerecError
 from oncerec.genre.options import STORE_NAME
 from oncerec.genre.parsing import normalize
 from oncerec.genre.store import Store
+from oncerec.paths import check_new_dir
 
 SUMMARY_FIELD = "summary"
 ATTRIBUTES = {"topics": "topic", "regions": "region", "interests": "interest"}  # answer key -> attribute
@@ -60,8 +61,7 @@ def merge(
     out = Path(out).resolve()
     if out == source.root.resolve():
         raise OncerecError("--out must be a new directory: the source dataset is never modified")
-    if out.exists() and any(out.iterdir()):
-        raise OncerecError(f"{out} already exists and is not empty; remove it or choose another --out")
+    check_new_dir(out, "--out")
     store = Store(store_path or source.root / STORE_NAME, readonly=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -36,26 +36,42 @@ def read_glove(path: Path, vocab: list[str], rng: np.random.Generator) -> tuple[
     index = {w: i for i, w in enumerate(vocab)}
     table: np.ndarray | None = None
     found = 0
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for n, line in enumerate(f, 1):
-            word, _, rest = line.rstrip("\n").partition(" ")
-            if table is None:
-                dim = len(rest.split(" "))
-                table = rng.normal(0, 0.1, (len(vocab), dim)).astype(np.float32)
-                table[0] = 0
-            i = index.get(word)
-            if i is None:
-                continue
-            values = rest.split(" ")
-            if len(values) != table.shape[1]:
-                raise DataError(
-                    path, f"expected {table.shape[1]} numbers after the word, got {len(values)}", n
-                )
-            table[i] = np.asarray(values, dtype=np.float32)
-            found += 1
+    n = 0
+    try:
+        with open(path, encoding="utf-8-sig", errors="strict") as f:  # -sig: drop a byte-order mark
+            for n, line in enumerate(f, 1):
+                word, _, rest = line.rstrip("\n").rstrip("\r").partition(" ")
+                if table is None:
+                    dim = len(rest.split(" "))
+                    table = rng.normal(0, 0.1, (len(vocab), dim)).astype(np.float32)
+                    table[0] = 0
+                i = index.get(word)
+                if i is None:
+                    continue
+                values = rest.split(" ")
+                if len(values) != table.shape[1]:
+                    raise DataError(
+                        path, f"expected {table.shape[1]} numbers after the word, got {len(values)}", n
+                    )
+                try:
+                    table[i] = np.asarray(values, dtype=np.float32)
+                except ValueError:
+                    bad = next(v for v in values if not _is_number(v))
+                    raise DataError(path, f"{bad!r} is not a number (word {word!r})", n) from None
+                found += 1
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not valid UTF-8 (byte {e.start} of the line)", n + 1) from None
     if table is None:
         raise DataError(path, "file is empty")
     return table, found
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_word_embedding(

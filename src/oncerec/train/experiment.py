@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
+import math
 import statistics
 import subprocess
 import sys
@@ -31,10 +31,14 @@ from pathlib import Path
 
 import yaml
 
+from oncerec.config.loader import build_config, config_diff, load_saved_config
 from oncerec.errors import ConfigError, OncerecError
+from oncerec.train.metrics import read_metrics
+from oncerec.train.trainer import resume_diff
 
 PRESETS = Path(__file__).resolve().parent.parent / "config" / "presets" / "experiment"
 METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
+SPLITS = ("valid", "test")  # the splits a finished run has metrics for
 
 
 @dataclass
@@ -76,16 +80,24 @@ def load_spec(name_or_path: str) -> Spec:
         raise ConfigError(
             f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(allowed))}"
         )
-    axes = raw.get("axes") or {}
-    if not isinstance(axes, dict) or not all(isinstance(v, dict) and v for v in axes.values()):
-        raise ConfigError(f"{path}: `axes` maps each axis name to {{value name: [overrides]}}")
+    axes = raw.get("axes")
+    if not (isinstance(axes, dict) and axes and all(isinstance(v, dict) and v for v in axes.values())):
+        raise ConfigError(
+            f"{path}: `axes` maps each axis name to {{value name: [overrides]}} (at least one axis, one value)"
+        )
+    seeds = raw.get("seeds", [2023])
+    if not (isinstance(seeds, list) and seeds and all(type(x) is int for x in seeds)):
+        raise ConfigError(f"{path}: `seeds` is a non-empty list of integers, got {seeds!r}")
+    split = str(raw.get("split", "test"))
+    if split not in SPLITS:
+        raise ConfigError(f"{path}: split `{split}`: valid: {', '.join(SPLITS)}")
     return Spec(
         name=str(raw.get("name", path.stem)),
-        seeds=[int(s) for s in raw.get("seeds", [2023])],
+        seeds=seeds,
         common=[str(o) for o in raw.get("common", [])],
         axes={a: {k: [str(o) for o in (v or [])] for k, v in values.items()} for a, values in axes.items()},
         baseline=str(raw.get("baseline", "")),
-        split=str(raw.get("split", "test")),
+        split=split,
         setup=_setup(raw.get("setup") or [], path),
     )
 
@@ -121,20 +133,21 @@ def run_experiment(spec: Spec, out: Path, extra: list[str], quiet: bool = True, 
                     f"setup step `oncerec {' '.join(args)}` failed (exit {done.returncode})\n"
                     + ((done.stderr or "")[-2000:] if quiet else "")
                 )
-    todo = [
-        (row, [o.replace("{dir}", str(home)) for o in overrides], seed)
-        for row, overrides in spec.rows
-        for seed in spec.seeds
-    ]
-    for k, (row, overrides, seed) in enumerate(todo, 1):
-        folder = run_dir(out, spec, row, seed)
+    todo = []
+    for row, overrides in spec.rows:
+        for seed in spec.seeds:
+            folder = run_dir(out, spec, row, seed)
+            args = [*spec.common, *overrides, *extra, f"exp.seed={seed}", f"exp.out_dir={folder}"]
+            todo.append((row, seed, folder, [a.replace("{dir}", str(home)) for a in args]))
+    # Every run's config is resolved, and every saved one compared, before the first run trains.
+    started = {folder: _check_saved(folder, args) for _, _, folder, args in todo}
+    for k, (row, seed, folder, args) in enumerate(todo, 1):
         if (folder / "metrics.json").is_file():
             log(f"[{k}/{len(todo)}] {row} seed {seed}: finished, skipped")
             continue
         log(f"[{k}/{len(todo)}] {row} seed {seed} -> {folder}")
-        args = [*spec.common, *overrides, *extra, f"exp.seed={seed}", f"exp.out_dir={folder}"]
-        if folder.is_dir():
-            args.append("exp.resume=true")
+        if started[folder]:
+            args = [*args, "exp.resume=true"]
         cmd = [sys.executable, "-m", "oncerec.cli", "train", *args] + (["--quiet"] if quiet else [])
         done = subprocess.run(cmd, capture_output=quiet, text=True)
         if done.returncode != 0:
@@ -145,7 +158,33 @@ def run_experiment(spec: Spec, out: Path, extra: list[str], quiet: bool = True, 
     return write_table(spec, out)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _check_saved(folder: Path, args: list[str]) -> bool:
+    """Resolve a run's config (a bad override fails here, before anything trains); True if the folder holds
+    a run of that same config (finished, or to resume). A saved run of another config is an error naming
+    the keys that differ: its results would otherwise stand in the table for the config asked for."""
+    cfg = build_config(args)
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        return False
+    before = load_saved_config(saved)
+    if (folder / "metrics.json").is_file():  # finished: even epochs or patience would change its numbers
+        diffs = [d for d in config_diff(before, cfg) if d.split(":")[0] not in ("exp.out_dir", "exp.resume")]
+    else:
+        diffs = resume_diff(before, cfg)
+    if diffs:
+        raise ConfigError(
+            f"{folder} holds a run of another config than this experiment asks for:\n  "
+            + "\n  ".join(diffs)
+            + "\nremove that folder to run it again, or give another --out"
+        )
+    return True
+
+
+def _mean_std(values: list[float | None]) -> tuple[float, float]:
+    """Over the seeds where the metric is defined (null in metrics.json: no group to average)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return math.nan, math.nan
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
@@ -153,9 +192,9 @@ def write_table(spec: Spec, out: Path) -> Path:
     rows = []
     for row, _ in spec.rows:
         found = [run_dir(out, spec, row, s) / "metrics.json" for s in spec.seeds]
-        metrics = [json.loads(f.read_text())[spec.split] for f in found if f.is_file()]
+        metrics = [read_metrics(f).get(spec.split, {}) for f in found if f.is_file()]
         if metrics:
-            rows.append((row, len(metrics), {m: _mean_std([x[m] for x in metrics]) for m in METRICS}))
+            rows.append((row, len(metrics), {m: _mean_std([x.get(m) for x in metrics]) for m in METRICS}))
     base = next((r[2]["auc"][0] for r in rows if r[0] == spec.baseline), None)
     folder = out / spec.name
     folder.mkdir(parents=True, exist_ok=True)

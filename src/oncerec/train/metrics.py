@@ -11,6 +11,8 @@ impressions, so 1M+ rows evaluate in a fraction of a second.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import tempfile
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oncerec.data.mind import BOM, IMPRESSION_ID
 from oncerec.errors import DataError
 
 NDCG_CUTOFFS = (5, 10)
@@ -148,6 +151,36 @@ def _logloss(labels: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(softplus - labels * logits))
 
 
+def json_safe(obj):
+    """`obj` with every NaN or infinite float replaced by None: metrics of zero groups are NaN, which JSON
+    cannot hold (`json.dumps` would write a bare `NaN` that strict readers refuse); `skipped` says why."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def metrics_json(obj, indent: int | None = 2) -> str:
+    """Metrics as strict JSON (null where a metric is undefined)."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
+def read_metrics(path: Path) -> dict:
+    """A run's metrics.json ({split: {metric: value or null}}); a damaged file is an error naming it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "file not found (the run has not finished)") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(path, f"not valid JSON ({e}): re-run `oncerec evaluate RUN_DIR --write`") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise DataError(path, "expected {split: {metric: value}}")
+    return data
+
+
 def evaluate_groups(labels, scores, groups) -> dict[str, float | int]:
     """MIND metrics of `scores` (logits) against 0/1 `labels`, one group per impression id in `groups`.
 
@@ -170,8 +203,9 @@ def evaluate_groups(labels, scores, groups) -> dict[str, float | int]:
 
 # --- leaderboard files: one line per impression, `ImpressionID [v1,v2,...]` ---------------------------
 
-# At most 18 digits so every value fits int64 and the conversion below cannot overflow.
-_LINE = re.compile(r"(\d{1,18}) \[(\d{1,18}(?:,\d{1,18})*)\]")
+# Ids and values as `prepare` accepts impression ids (at most 18 digits: every value fits int64).
+_NUM = IMPRESSION_ID.pattern
+_LINE = re.compile(rf"({_NUM}) \[({_NUM}(?:,{_NUM})*)\]")
 
 
 def _check_csr(impression_ids: np.ndarray, offsets: np.ndarray, values: np.ndarray) -> None:
@@ -233,8 +267,10 @@ def read_leaderboard(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Line j+1 of the file is impression j. Malformed lines raise DataError with the 1-based line number.
     """
     path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "is a folder, not a file" if path.is_dir() else "file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix(BOM)
     except UnicodeDecodeError as e:
         raise DataError(path, f"not UTF-8 text ({e})") from None
     lines = text.split("\n")
@@ -277,6 +313,24 @@ def _line_of_row(offsets: np.ndarray, row: int) -> int:
     return int(np.searchsorted(offsets, row, side="right"))
 
 
+def _check_permutations(path: Path, offsets: np.ndarray, ranks: np.ndarray) -> None:
+    """Each line's ranks must be 1..n in some order: tied ranks (`[1,1,1]`) would let the scorer's own order
+    break the ties, which is not the model's ranking."""
+    counts = np.diff(offsets)
+    line = np.repeat(np.arange(len(counts)), counts)
+    order = np.lexsort((ranks, line))
+    position = np.arange(len(ranks)) - offsets[:-1][line]
+    bad = np.flatnonzero(ranks[order] != position + 1)
+    if bad.size:
+        j = int(line[order[bad[0]]])
+        shown = ranks[offsets[j] : offsets[j + 1]][:10].tolist()
+        raise DataError(
+            path,
+            f"ranks {shown}{'...' if counts[j] > 10 else ''} are not a permutation of 1..{counts[j]}",
+            line=j + 1,
+        )
+
+
 def score_files(prediction_path, truth_path) -> dict[str, float | int]:
     """Score a MIND `prediction.txt` against `truth.txt` the way the official evaluate.py does.
 
@@ -293,12 +347,7 @@ def score_files(prediction_path, truth_path) -> dict[str, float | int]:
     _check_unique(prediction_path, pred_ids)
     _check_unique(truth_path, truth_ids)
 
-    bad = np.flatnonzero(ranks < 1)
-    if bad.size:
-        row = int(bad[0])
-        raise DataError(
-            prediction_path, f"rank {ranks[row]} is not >= 1", line=_line_of_row(pred_offsets, row)
-        )
+    _check_permutations(prediction_path, pred_offsets, ranks)
     # The parser admits no negative numbers, so only labels above 1 can be wrong.
     bad = np.flatnonzero(labels > 1)
     if bad.size:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from oncerec.config.loader import load_group
+from oncerec.config.loader import load_group, load_saved_config
 from oncerec.config.schema import Config, DataConfig
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError
 from oncerec.models.recommender import Recommender
 from oncerec.train.checkpoint import load_latest, load_weights
 from oncerec.train.evaluate import encode_all_items, predict_fast, split_metrics, write_split_predictions
+
+# Beside a run's config.yaml: the hashes of its training data's vocabularies (`Dataset.vocab_digests`).
+VOCAB_FILE = "vocab.json"
 
 
 @dataclass
@@ -36,9 +39,13 @@ class Run:
     @torch.no_grad()
     def recommend(self, user: str, history: list[str] | None, top_k: int) -> list[tuple[str, str, float]]:
         """Top items (id, title, score) for a user's latest history in the dataset, or for given item ids."""
+        if top_k < 1:
+            raise OncerecError(f"--top-k {top_k}: give at least 1")
+        if not user and history is None:
+            raise OncerecError("give --user USER_ID (their latest history) or --history ITEM1,ITEM2,...")
         table = self.dataset.items_table
         ids = table.column("id").to_pylist()
-        index = {x: i for i, x in enumerate(ids)}
+        index = {x: i for i, x in enumerate(ids) if i}  # row 0 is the padding item, not an item
         users = self.dataset.vocab("user")
         u = users.index(user) if user in users else 0
         if history is not None:
@@ -87,10 +94,21 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise OncerecError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = Config.model_validate(yaml.safe_load(config_path.read_text()))
+    cfg = load_saved_config(config_path)
+    trained_on = None
     if data:
+        trained_on = _trained_vocabularies(run_dir, cfg)
         cfg.data = DataConfig.model_validate(load_group("data", data))
     dataset = Dataset(resolve_dataset(cfg.data, log=lambda *_: None))
+    if trained_on is not None:
+        found = dataset.vocab_digests()
+        differ = [name for name, digest in trained_on.items() if found.get(name) != digest]
+        if differ:
+            raise OncerecError(
+                f"--data {data}: its {', '.join(differ)} vocabulary differs from the one {run_dir} was trained "
+                "on (ids would mean other words, categories or users); evaluate on a dataset prepared from the "
+                "same training data, e.g. one made by `oncerec genre merge`"
+            )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = Recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None)
     if (run_dir / "best").is_dir():
@@ -104,3 +122,11 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
     model.to(device)
     model.content.to(device)
     return Run(cfg, dataset, model, device)
+
+
+def _trained_vocabularies(run_dir: Path, cfg: Config) -> dict[str, str]:
+    saved = run_dir / VOCAB_FILE
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    # a run from before the file was written: its own dataset says
+    return Dataset(resolve_dataset(cfg.data, log=lambda *_: None)).vocab_digests()

@@ -20,25 +20,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from tqdm import tqdm
 
-from oncerec.config.loader import config_diff, dump_config
+from oncerec.config.loader import config_diff, dump_config, load_saved_config
 from oncerec.config.schema import Config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.models.recommender import Recommender
+from oncerec.paths import write_text_atomic
 from oncerec.train.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from oncerec.train.evaluate import predict_fast, predict_slow, split_metrics, write_split_predictions
 from oncerec.train.losses import loss_kind, training_loss
+from oncerec.train.metrics import metrics_json
 from oncerec.train.report import plot_curves, write_report
-from oncerec.train.session import Run
+from oncerec.train.session import VOCAB_FILE, Run
 
 # Keys that may change between an interrupted run and its resumption.
-RESUMABLE_EXP_KEYS = {"resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps"}
+RESUMABLE_KEYS = {
+    f"exp.{k}"
+    for k in ("resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps")
+}
 
 
 @dataclass
@@ -65,18 +69,34 @@ def run_dir_for(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.data.name}-{cfg.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def _check_resume(run_dir: Path, cfg: Config) -> None:
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        raise OncerecError(f"exp.resume=true but {run_dir} has no config.yaml (nothing to resume)")
-    saved = Config.model_validate(yaml.safe_load(saved_path.read_text()))
-    diffs = config_diff(saved, cfg)
-    a, b = saved.exp.model_dump(), cfg.exp.model_dump()
-    diffs += [f"exp.{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in RESUMABLE_EXP_KEYS and a[k] != b[k]]
-    if diffs:
-        raise ConfigError(
-            f"cannot resume {run_dir}: the config differs from the saved run:\n  " + "\n  ".join(diffs)
+def check_run_dir(run_dir: Path, cfg: Config) -> None:
+    """Before anything is written: a new run needs an empty or new folder, a resumed one a run of the same
+    config. A folder of the user's own files is never written into (its report.md or metrics.json would be
+    overwritten)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OncerecError(f"exp.out_dir={run_dir} is a file; give a folder (new or empty)")
+    if cfg.exp.resume:
+        saved_path = run_dir / "config.yaml"
+        if not saved_path.is_file():
+            raise OncerecError(f"exp.resume=true but {run_dir} has no config.yaml (nothing to resume)")
+        diffs = resume_diff(load_saved_config(saved_path), cfg)
+        if diffs:
+            raise ConfigError(
+                f"cannot resume {run_dir}: the config differs from the saved run:\n  " + "\n  ".join(diffs)
+            )
+    elif (run_dir / "config.yaml").exists():
+        raise OncerecError(
+            f"{run_dir} already holds a run; add exp.resume=true to continue it, or choose another exp.out_dir"
         )
+    elif run_dir.is_dir() and any(run_dir.iterdir()):
+        raise OncerecError(
+            f"exp.out_dir={run_dir} is not empty and is not an oncerec run; choose a new or empty folder"
+        )
+
+
+def resume_diff(saved: Config, cfg: Config) -> list[str]:
+    """What differs between a saved run's config and `cfg`, but for the keys a resumed run may change."""
+    return [d for d in config_diff(saved, cfg) if d.split(":")[0] not in RESUMABLE_KEYS]
 
 
 def _lr_lambda(cfg: Config, total_steps: int):
@@ -110,13 +130,7 @@ class Trainer:
         holder = [str(run_dir_for(cfg))]
         broadcast_object_list(holder)
         self.run_dir = Path(holder[0])
-        if cfg.exp.resume:
-            _check_resume(self.run_dir, cfg)
-        elif (self.run_dir / "config.yaml").exists():
-            raise OncerecError(
-                f"{self.run_dir} already holds a run; add exp.resume=true to continue it, "
-                "or choose another exp.out_dir"
-            )
+        check_run_dir(self.run_dir, cfg)
         torch.manual_seed(cfg.exp.seed)
         self.model = Recommender(cfg.model, cfg.embed, self.dataset, seed=cfg.exp.seed, log=self.log)
         self.model.content.to(self.acc.device)
@@ -147,7 +161,7 @@ class Trainer:
     def _write_log(self, record: dict) -> None:
         if self.main:
             with open(self.run_dir / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(metrics_json(record, indent=None) + "\n")
 
     def _save(self) -> None:
         if not self.main:
@@ -258,7 +272,10 @@ class Trainer:
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not cfg.exp.resume:
-                (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+                write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
+                write_text_atomic(
+                    self.run_dir / VOCAB_FILE, json.dumps(self.dataset.vocab_digests(), indent=1)
+                )
         if cfg.exp.resume:
             self._restore()
             s = self.state
@@ -328,7 +345,7 @@ class Trainer:
                 m = self.evaluate(name, write=True)
                 if m:
                     metrics[name] = m
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text_atomic(self.run_dir / "metrics.json", metrics_json(metrics) + "\n")
         plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png", self.cfg.exp.metric)
         write_report(self.run_dir, self.cfg, metrics, self._examples())
         return metrics
