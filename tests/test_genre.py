@@ -28,7 +28,6 @@ from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset
 from oncerec.data.tokenize import WordTokenizer, pack
 from oncerec.errors import ConfigError, OncerecError
-from oncerec.genre.evaluate import subset
 from oncerec.genre.fake_server import FakeChatServer, default_reply
 from oncerec.genre.limits import (
     FatalError,
@@ -284,6 +283,50 @@ def test_api_key_is_sent_but_never_stored_or_printed(tiny_root: Path, tmp_path: 
         assert secret.encode() not in data and wrong.encode() not in data
 
 
+def test_no_message_of_a_run_carries_the_key_or_the_url_password(
+    tiny_root: Path, tmp_path: Path, capsys, monkeypatch
+):
+    """A 2xx answer that is not JSON is quoted in the stored error (here a proxy page that echoes the headers);
+    a --base-url with user:password@ is refused without printing the password."""
+    secret, password = "sk-test-SECRET-0123456789abcdef", "hunter2-pw"
+    store = tmp_path / "store.sqlite"
+    monkeypatch.setenv("MY_LLM_KEY", secret)
+    with FakeChatServer(api_key=secret, faults=lambda key, n: "echo_auth") as server:
+        args = [
+            *("genre", "run", "summarize", "--data", str(tiny_root), "--model", "m", "--store", str(store)),
+            *("--limit", "2", "--api-key-env", "MY_LLM_KEY", "--max-retries", "0", "--abort-after", "2"),
+            "--quiet",
+        ]
+        assert main([*args, "--base-url", server.url]) == 2  # every request failed: the run stops, says so
+        run = capsys.readouterr()
+        assert main(["genre", "export", "--store", str(store), "--out", str(tmp_path / "all.jsonl")]) == 0
+        with_password = server.url.replace("http://", f"http://admin:{password}@")
+        assert main([*args, "--base-url", with_password]) == 2
+        refused = capsys.readouterr()
+    assert f"Bearer {secret}" in server.authorization  # the key was sent
+    exported = (tmp_path / "all.jsonl").read_text()
+    assert "malformed response" in exported and "proxy: Bearer ***" in exported
+    assert "without user:password@" in refused.err and server.url.removesuffix("/v1") in refused.err
+    for text in (run.out, run.err, exported, refused.out, refused.err):
+        assert secret not in text and password not in text and "0123456" not in text
+    for path in tmp_path.iterdir():
+        assert secret.encode() not in path.read_bytes()
+
+
+def test_a_refused_connection_is_reported_as_refused(tiny_root: Path, tmp_path: Path, capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [
+        *("genre", "run", "summarize", "--data", str(tiny_root), "--base-url", f"http://127.0.0.1:{port}/v1"),
+        *("--model", "m", "--store", str(tmp_path / "s.sqlite"), "--limit", "2", "--max-retries", "0"),
+        *("--abort-after", "2", "--quiet"),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "connection refused" in err and "timed out" not in err
+
+
 def test_a_killed_run_resumes_without_repeating_completed_requests(tiny_root: Path, tmp_path: Path):
     store = tmp_path / "store.sqlite"
     message = _first_user_messages(tiny_root, "summarize", 80)
@@ -506,7 +549,7 @@ def test_fast_evaluation_equals_slow_path_with_user_attributes(merged: SimpleNam
     torch.manual_seed(0)
     model = Recommender(cfg.model, cfg.embed, ds, log=quiet)
     valid = ds.split("valid")
-    split = subset(valid, np.arange(valid.num_impressions) < 60)  # the first 60 impressions keep it quick
+    split = valid.select(np.arange(60))  # the first 60 impressions keep it quick
     fast = predict_fast(model, ds, split, 37, "cpu")
     slow = predict_slow(model, ds, split, 11, "cpu")
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)

@@ -304,30 +304,44 @@ def test_glove_and_hf_embeddings(tiny: Dataset, tmp_path: Path):
     )
 
 
-def test_two_process_data_parallel_training_on_cpu(tiny: Dataset, tmp_path: Path):
-    out = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29517",
-        "-m",
-        "oncerec.cli",
-        "train",
-        "data=demo-tiny",
-        "model=nrms",
-        "exp=quick",
-        *SMALL,
-        f"exp.out_dir={out}",
-        "--quiet",
-    ]
+def _ddp_train(out: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    cmd += ["-m", "oncerec.cli", "train", "data=demo-tiny", "model=nrms", "exp=quick", *SMALL]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [*cmd, f"exp.out_dir={out}", *args, "--quiet"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test"]["impressions"] == tiny.split("test").num_impressions
+    return done
+
+
+def _eval_at(run: Path, step: int) -> dict:
+    return next(
+        r
+        for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+        if r["type"] == "eval" and r["step"] == step
+    )
+
+
+def test_two_process_data_parallel_training_on_cpu(tiny: Dataset, tmp_path: Path):
+    straight = tmp_path / "straight"
+    done = _ddp_train(straight, "exp.max_steps=6")
     assert "2 processes" in done.stdout + done.stderr
+    metrics = json.loads((straight / "metrics.json").read_text())
+    assert metrics["test"]["impressions"] == tiny.split("test").num_impressions
+    # each process scored half of the impressions; gathered, they are the single-process evaluation
+    alone = json.loads(_cli("evaluate", str(straight), "--split", "valid", "test").stdout)
+    for split in ("valid", "test"):
+        for k in ("auc", "mrr", "ndcg@10"):
+            assert alone[split][k] == pytest.approx(metrics[split][k], abs=1e-6), (split, k)
+    # stopped at step 3 and resumed to step 6: each process gets its own generators back (dropout differs
+    # between them), so step 6 is where the uninterrupted run was
+    part = tmp_path / "part"
+    _ddp_train(part, "exp.max_steps=3")
+    _ddp_train(part, "exp.max_steps=6", "exp.resume=true")
+    resumed, reference = _eval_at(part, 6), _eval_at(straight, 6)
+    for k in ("auc", "mrr", "ndcg@5", "ndcg@10"):
+        assert resumed[k] == pytest.approx(reference[k], abs=1e-6), k
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tiny: Dataset, tmp_path: Path):

@@ -20,7 +20,6 @@ from oncerec.errors import OncerecError
 _TRAIN_CHILD = """
 import json, sys, time
 import numpy as np, torch
-from oncerec.bench.suite import first_impressions
 from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
@@ -44,7 +43,7 @@ for i in range(steps):
     loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
 train_s = time.perf_counter() - start
 valid = ds.split("valid")
-part = first_impressions(valid, min(n_eval, valid.num_impressions))
+part = valid.select(np.arange(min(n_eval, valid.num_impressions)))
 model.eval()
 start = time.perf_counter()
 scores = predict_fast(model, ds, part, 512, "cpu")

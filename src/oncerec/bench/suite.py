@@ -32,7 +32,7 @@ from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dir
 from oncerec.bench.genre import bench_genre, genre_rows
 from oncerec.config.loader import build_config
 from oncerec.data.batching import Batch, TrainSampler
-from oncerec.data.dataset import Dataset, Split, demo_raw_folder, resolve_dataset
+from oncerec.data.dataset import Dataset, demo_raw_folder, resolve_dataset
 from oncerec.data.mind import split_folders
 from oncerec.errors import OncerecError
 from oncerec.models.recommender import Recommender
@@ -290,7 +290,7 @@ def bench_eval(scale: str, slow_impressions: int, log: Log = print) -> dict:
     log(f"  fast path: {split.num_impressions} impressions in {fast_s:.1f} s")
 
     n = min(slow_impressions, split.num_impressions)
-    subset = first_impressions(split, n)
+    subset = split.select(np.arange(n))
     start = time.perf_counter()
     slow = predict_slow(model, dataset, subset, EVAL_BATCH, "cpu")
     slow_subset_s = time.perf_counter() - start
@@ -316,21 +316,6 @@ def bench_eval(scale: str, slow_impressions: int, log: Log = print) -> dict:
         # The tolerance of the test that the two paths agree (tests/test_train.py).
         "scores_agree": bool(np.allclose(fast[:rows], slow, rtol=1e-4, atol=1e-5)),
     }
-
-
-def first_impressions(split: Split, n: int) -> Split:
-    """The split's first n impressions (their candidate rows are the first offsets[n] rows)."""
-    end = int(split.offsets[n])
-    return Split(
-        split.name,
-        split.imp_id[:n],
-        split.user[:n],
-        split.time[:n],
-        split.history[:n],
-        split.offsets[: n + 1],
-        split.item[:end],
-        split.label[:end],
-    )
 
 
 def bench_metrics(rows: int, groups: int, loop_groups: int, log: Log = print) -> dict:

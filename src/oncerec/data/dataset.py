@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from oncerec.config.schema import DataConfig
-from oncerec.data.prepare import CATEGORICAL, FORMAT_VERSION, prepare, tokenizer_dir
+from oncerec.data.prepare import (
+    CATEGORICAL,
+    FORMAT_VERSION,
+    SPLIT_ARRAYS,
+    prepare,
+    select_impressions,
+    tokenizer_dir,
+)
 from oncerec.data.sources import files_digest, raw_files
 from oncerec.errors import OncerecError
 from oncerec.paths import cache_root
@@ -38,6 +45,11 @@ class Split:
     @cached_property
     def labelled(self) -> bool:
         return bool(len(self.label)) and bool((np.asarray(self.label) >= 0).all())
+
+    def select(self, rows: np.ndarray) -> Split:
+        """The impressions `rows` (positions, in that order) as a split of their own."""
+        arrays = select_impressions({k: getattr(self, k) for k in SPLIT_ARRAYS}, np.asarray(rows))
+        return Split(self.name, **arrays)
 
     @cached_property
     def row_impression(self) -> np.ndarray:
@@ -132,8 +144,7 @@ class Dataset:
     def split(self, name: str) -> Split:
         if name not in self.split_names:
             raise OncerecError(f"split `{name}` not in {self.root}; splits: {', '.join(self.split_names)}")
-        fields = ("imp_id", "user", "time", "history", "offsets", "item", "label")
-        return Split(name, *(self._load(name, f"{k}.npy") for k in fields))
+        return Split(name, *(self._load(name, f"{k}.npy") for k in SPLIT_ARRAYS))
 
     @cached_property
     def items_table(self):

@@ -79,15 +79,18 @@ class _SplitArrays:
         }
 
 
-def _select(split: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Sub-split with the given impressions (in the given order)."""
-    off = split["offsets"]
+SPLIT_ARRAYS = ("imp_id", "user", "time", "history", "offsets", "item", "label")
+
+
+def select_impressions(split: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The arrays of a split (`SPLIT_ARRAYS`) cut to the given impressions, in the given order."""
+    off = np.asarray(split["offsets"])
     lengths = off[rows + 1] - off[rows]
     new_off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     cand = np.repeat(off[rows] - new_off[:-1], lengths) + np.arange(new_off[-1])
-    out = {k: split[k][rows] for k in ("imp_id", "user", "time", "history")}
+    out = {k: np.asarray(split[k])[rows] for k in ("imp_id", "user", "time", "history")}
     out["offsets"] = new_off
-    out["item"], out["label"] = split["item"][cand], split["label"][cand]
+    out["item"], out["label"] = np.asarray(split["item"])[cand], np.asarray(split["label"])[cand]
     return out
 
 
@@ -96,7 +99,7 @@ def once_split(dev: dict[str, np.ndarray], seed: int) -> tuple[dict, dict]:
     order = np.argsort(dev["imp_id"], kind="stable")
     np.random.default_rng(seed).shuffle(order)
     half = len(order) // 2
-    return _select(dev, np.sort(order[:half])), _select(dev, np.sort(order[half:]))
+    return select_impressions(dev, np.sort(order[:half])), select_impressions(dev, np.sort(order[half:]))
 
 
 def _percentiles(full: np.ndarray, max_len: int) -> dict:

@@ -51,6 +51,10 @@ class Backend:
     def __init__(self, model: str):
         self.model = model
 
+    def scrub(self, text: str) -> str:
+        """`text` safe to store or print: without credentials (backends that hold some override this)."""
+        return text
+
     @property
     def identity(self) -> str:
         """The model as named in the store's keys."""
@@ -80,6 +84,13 @@ class OpenAIBackend(Backend):
                 "no API key: set OPENAI_API_KEY (or the variable named by --api-key-env), or give --base-url "
                 "for a server that needs none"
             )
+        if urlparse(base_url or "").password or urlparse(base_url or "").username:
+            # The key travels as a Bearer token, which cannot go with URL credentials (basic auth); and a
+            # password in a URL ends up in shell history and logs.
+            raise FatalError(
+                f"--base-url {display_url(base_url)}: give it without user:password@ (the key goes in "
+                "the variable --api-key-env names)"
+            )
         self._secret = api_key or ""
         # Servers such as vLLM or llama.cpp need no key, but the client insists on one.
         key = api_key or "no-key"
@@ -92,7 +103,8 @@ class OpenAIBackend(Backend):
         )
 
     def scrub(self, text: str) -> str:
-        """Server messages may quote the key (OpenAI's 401 shows part of it): never let it through."""
+        """Server messages may quote the key (OpenAI's 401 shows part of it), a proxy's page may echo the
+        request's headers: never let it through."""
         if self._secret:
             text = text.replace(self._secret, "***")
             for n in (8, 6, 4):  # masked forms such as `sk-abc***wxyz` quote the ends
@@ -118,9 +130,14 @@ class OpenAIBackend(Backend):
             content = await self.client.post("/chat/completions", body=body, cast_to=bytes)
         except openai.APIStatusError as e:
             raise self._status_error(e) from None
-        except openai.APITimeoutError:
-            raise TransientError("timed out") from None
-        except openai.APIConnectionError as e:
+        except openai.APIConnectionError as e:  # APITimeoutError is one too
+            # the aiohttp transport reports a refused connection as a connect timeout: say what happened
+            if _refused(e):
+                raise TransientError(
+                    f"connection refused by {display_url(str(self.client.base_url))}"
+                ) from None
+            if isinstance(e, openai.APITimeoutError):
+                raise TransientError("timed out") from None
             raise TransientError(f"connection error: {self.scrub(str(e.__cause__ or e))}") from None
         try:
             data = json.loads(content)
@@ -185,6 +202,22 @@ def _error_message(e) -> str:
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])[:300]
     return str(getattr(e, "message", e))[:300]
+
+
+def _refused(e: BaseException) -> bool:
+    while e is not None:
+        if isinstance(e, ConnectionRefusedError):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def display_url(url: str) -> str:
+    """`url` without the user name and password it may carry, for messages."""
+    parts = urlparse(url)
+    if not (parts.username or parts.password):
+        return url
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 def _is_openai(base_url: str | None) -> bool:

@@ -16,26 +16,6 @@ from oncerec.errors import OncerecError
 GROUPS = ("all", "with generated content", "without generated content")
 
 
-def subset(split: Split, keep: np.ndarray) -> Split:
-    """The impressions where `keep` is true, in order, as a split of their own."""
-    rows = np.flatnonzero(keep)
-    off = np.asarray(split.offsets)
-    lengths = off[rows + 1] - off[rows]
-    new_off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    cand = np.repeat(off[rows] - new_off[:-1], lengths) + np.arange(new_off[-1])
-    pick = {k: np.asarray(getattr(split, k))[rows] for k in ("imp_id", "user", "time", "history")}
-    return Split(
-        split.name,
-        pick["imp_id"],
-        pick["user"],
-        pick["time"],
-        pick["history"],
-        new_off,
-        np.asarray(split.item)[cand],
-        np.asarray(split.label)[cand],
-    )
-
-
 def with_generated(dataset: Dataset, split: Split) -> np.ndarray:
     """[impressions] bool: the impression's history holds a synthetic item."""
     flags = dataset.root / "items" / "synthetic.npy"
@@ -64,7 +44,7 @@ def metrics_by_generated(run_dir: Path, split_name: str = "test", data: str | No
         if not keep.any():
             out[group] = {"impressions": 0}
             continue
-        sub = subset(split, keep)
+        sub = split.select(np.flatnonzero(keep))
         rows = np.repeat(keep, np.diff(np.asarray(split.offsets)))
         out[group] = split_metrics(sub, scores[rows])
     return out

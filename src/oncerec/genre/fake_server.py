@@ -163,6 +163,8 @@ def _handler(server: FakeChatServer):
                 return None
             if fault == "bad_body":
                 return self._send_raw(200, b'{"id": "x", "choices": [', "application/json")
+            if fault == "echo_auth":  # a misbehaving proxy: a 200 page that quotes the request's headers
+                return self._send_raw(200, f"<html>proxy: {auth}</html>".encode(), "text/html")
             text = "Sure! Here is the answer: title=???" if fault == "bad_content" else server.reply(messages)
             if fault is None:
                 with server.lock:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
+from pathlib import Path
+
+from oncerec.errors import OncerecError
 
 STORE_NAME = "genre.sqlite"  # default store: inside the dataset directory
 
@@ -21,6 +24,26 @@ class TaskOptions:
     items_per_user: int = 1  # generate: synthetic items per cold user (one request each)
     history_titles: int = 20  # profile / generate: most recent clicks shown to the model
     chain: bool = False  # generate: profile the user first and give the profile to the generator
+
+
+# the smallest value each numeric option takes (0 means "no limit" / "the default" where it is allowed)
+_LOWEST = {
+    "concurrency": 1,
+    "rpm": 0,
+    "tpm": 0,
+    "max_retries": 0,
+    "parse_retries": 0,
+    "max_tokens": 0,
+    "limit": 0,
+    "price_in": 0,
+    "price_out": 0,
+    "batch_size": 1,
+    "threads": 0,
+    "abort_after": 1,
+    "cold_max": 1,
+    "items_per_user": 1,
+    "history_titles": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,16 @@ class RunOptions:
     items_per_user: int = 1
     history_titles: int = 20
     chain: bool = False
+
+    def __post_init__(self):
+        for name, low in _LOWEST.items():
+            if getattr(self, name) < low:
+                flag = "--" + name.replace("_", "-")
+                raise OncerecError(f"{flag} {getattr(self, name)}: must be at least {low}")
+        if self.timeout <= 0:
+            raise OncerecError(f"--timeout {self.timeout}: must be more than 0 seconds")
+        if self.prompts and not Path(self.prompts).is_dir():
+            raise OncerecError(f"--prompts {self.prompts}: no such folder (it holds edited prompt templates)")
 
     @property
     def kind(self) -> str:

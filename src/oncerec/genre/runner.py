@@ -29,6 +29,7 @@ from oncerec.genre.backends import (
     LocalBackend,
     OpenAIBackend,
     api_key_from,
+    display_url,
     estimate_tokens,
 )
 from oncerec.genre.limits import (
@@ -335,7 +336,7 @@ async def execute(
             if summary.done + summary.invalid == 0 and failures_in_a_row >= opts.abort_after:
                 raise FatalError(
                     f"the first {failures_in_a_row} requests all failed ({record.error}): is the endpoint "
-                    f"{opts.base_url or '(default)'} up? Nothing was lost; run again to continue"
+                    f"{display_url(opts.base_url) or '(default)'} up? Nothing was lost; run again to continue"
                 )
 
     # A local model generates a batch at a time: enough workers to fill one.
@@ -411,4 +412,7 @@ async def answer(
                     request.template.retry_message(str(e)),
                 ]
     record.seconds = time.perf_counter() - started
+    # Stored, exported and printed from here on: the one place every message and answer passes through.
+    record.error = None if record.error is None else backend.scrub(record.error)
+    record.raw = None if record.raw is None else backend.scrub(record.raw)
     return record

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object
 from tqdm import tqdm
 
 from oncerec.config.loader import config_diff, dump_config, load_saved_config
@@ -164,13 +164,15 @@ class Trainer:
                 f.write(metrics_json(record, indent=None) + "\n")
 
     def _save(self) -> None:
+        # Each process draws its own dropout masks: every process's generators are kept, in rank order.
+        rng = [torch.get_rng_state(), *(torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])]
+        ranks = gather_object([rng]) if self.acc.num_processes > 1 else [rng]
         if not self.main:
             return
         train_state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng": ranks,  # per rank: [CPU generator, CUDA generators...]
             "trainer": asdict(self.state),
         }
         save_checkpoint(self.run_dir, self.state.global_step, self.model.checkpoint_state(), train_state)
@@ -184,13 +186,27 @@ class Trainer:
         self.model.load_checkpoint_state(weights)
         self.optimizer.load_state_dict(train_state["optimizer"])
         self.scheduler.load_state_dict(train_state["scheduler"])
-        torch.set_rng_state(train_state["torch_rng"])
-        if train_state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(train_state["cuda_rng"])
+        mine = self._saved_rng(train_state)
+        torch.set_rng_state(mine[0])
+        if mine[1:] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(mine[1:])
         self.state = TrainState(**train_state["trainer"])
+        # a stop by max_steps or patience is decided again: a resumed run may allow more of either
+        self.state.stopped = self._at_step_limit() or self._out_of_patience()
         self.log(f"resumed from {folder} (epoch {self.state.epoch}, step {self.state.global_step})")
         if self.main:
             self._truncate_log(self.state.global_step)
+
+    def _saved_rng(self, train_state: dict) -> list[torch.Tensor]:
+        if "rng" not in train_state:  # a checkpoint from before per-rank generators: one for all
+            return [train_state["torch_rng"], *train_state["cuda_rng"]]
+        ranks = train_state["rng"]
+        if len(ranks) != self.acc.num_processes:
+            raise OncerecError(
+                f"the checkpoint was written by {len(ranks)} processes; resume with the same number "
+                f"(now {self.acc.num_processes}) for the same result"
+            )
+        return ranks[self.acc.process_index]
 
     def _truncate_log(self, step: int) -> None:
         """Drop log lines written after the checkpoint by the interrupted process."""
@@ -203,26 +219,40 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, split_name: str, write: bool = False) -> dict:
+        """Every process scores its share of the impressions (a contiguous block) and the main process gets
+        them all, in order: at MIND-large scale one process alone would keep the others waiting past the
+        collectives' timeout. Metrics (and the prediction file) on the main process; {} elsewhere."""
         split = self.dataset.split(split_name)
+        world, rank = self.acc.num_processes, self.acc.process_index
+        bounds = np.linspace(0, split.num_impressions, world + 1).astype(int)
+        part = split.select(np.arange(bounds[rank], bounds[rank + 1])) if world > 1 else split
         predict = predict_fast if self.cfg.exp.fast_eval else predict_slow
-        scores = predict(
-            self.model,
-            self.dataset,
-            split,
-            self.cfg.exp.eval_batch_size,
-            self.acc.device,
-            progress=self.progress and split.num_impressions > 50_000,
+        scores = (
+            predict(
+                self.model,
+                self.dataset,
+                part,
+                self.cfg.exp.eval_batch_size,
+                self.acc.device,
+                progress=self.progress and self.main and split.num_impressions > 50_000,
+            )
+            if part.num_impressions
+            else np.zeros(0, np.float32)  # more processes than impressions
         )
         self.model.train()
+        if world > 1:
+            scores = np.concatenate(gather_object([scores]))  # rank order = impression order
+        if not self.main:
+            return {}
         if write:
             write_split_predictions(self.run_dir / f"{split_name}.prediction.txt", split, scores)
         return split_metrics(split, scores) if split.labelled else {}
 
     def _validate(self) -> None:
-        """Main process evaluates and decides; every process learns the decision."""
+        """Every process evaluates its share; the main process decides; every process learns the decision."""
         decision = [None]
+        m = self.evaluate("valid")
         if self.main:
-            m = self.evaluate("valid")
             s = self.state
             value = m[self.cfg.exp.metric]
             improved = _better(self.cfg.exp.metric, value, s.best)
@@ -266,6 +296,12 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    def _at_step_limit(self) -> bool:
+        return bool(self.cfg.exp.max_steps) and self.state.global_step >= self.cfg.exp.max_steps
+
+    def _out_of_patience(self) -> bool:
+        return self.cfg.exp.patience > 0 and self.state.bad_evals >= self.cfg.exp.patience
 
     def fit(self) -> dict:
         cfg, s = self.cfg, self.state
@@ -315,11 +351,11 @@ class Trainer:
                         }
                     )
                     window, window_loss, t0 = 0, 0.0, time.perf_counter()
-                at_limit = bool(cfg.exp.max_steps) and s.global_step >= cfg.exp.max_steps
+                at_limit = self._at_step_limit()
                 if s.step_in_epoch in self.eval_points or at_limit:
                     self._validate()
                     s = self.state
-                    s.stopped = at_limit or (cfg.exp.patience > 0 and s.bad_evals >= cfg.exp.patience)
+                    s.stopped = at_limit or self._out_of_patience()
                     self._save()
                     if s.stopped:
                         break
@@ -333,9 +369,7 @@ class Trainer:
 
     def finish(self) -> dict:
         """Reload the best weights, evaluate valid and test, write predictions, metrics and curves."""
-        self.acc.wait_for_everyone()
-        if not self.main:
-            return {}
+        self.acc.wait_for_everyone()  # best/ is written by the main process
         best = self.run_dir / "best"
         if best.is_dir():
             self.model.load_checkpoint_state(load_weights(best))
@@ -345,6 +379,8 @@ class Trainer:
                 m = self.evaluate(name, write=True)
                 if m:
                     metrics[name] = m
+        if not self.main:
+            return {}
         write_text_atomic(self.run_dir / "metrics.json", metrics_json(metrics) + "\n")
         plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png", self.cfg.exp.metric)
         write_report(self.run_dir, self.cfg, metrics, self._examples())

@@ -1,0 +1,151 @@
+"""Defects that silently changed results or touched a user's files, each held here (issue "Results you can
+trust"). Every test fails on the code before its fix."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import NEWS_DEV, SMALL, write_mind
+
+from oncerec.config.loader import build_config
+from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.data.prepare import prepare
+from oncerec.errors import ConfigError, OncerecError
+from oncerec.train.experiment import Spec, load_spec, run_experiment
+from oncerec.train.metrics import evaluate_groups, metrics_json
+from oncerec.train.session import load_run
+from oncerec.train.trainer import train
+
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+def _prepare(raw: Path, out: Path, *overrides: str) -> Dataset:
+    cfg = build_config([f"data.source={raw}", "data.name=t", *overrides]).data
+    prepare(raw, cfg, out, **QUIET)
+    return Dataset(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A trained run on demo-tiny (two steps): enough weights for evaluate / recommend."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = build_config(
+        ["data=demo-tiny", "model=naml", "exp=quick", *SMALL, "exp.max_steps=2", f"exp.out_dir={out}"]
+    )
+    train(cfg, **QUIET)
+    return out
+
+
+# --- silently wrong results ------------------------------------------------------------------------------
+
+
+def test_key_overrides_apply_after_group_presets_whatever_their_order():
+    before = build_config(["data=demo-tiny", "model.hidden_size=64", "model=naml", "exp.lr=0.01", "exp=demo"])
+    after = build_config(["data=demo-tiny", "model=naml", "exp=demo", "model.hidden_size=64", "exp.lr=0.01"])
+    assert before.model.hidden_size == after.model.hidden_size == 64
+    assert before.model.item == "cnn" and before.exp.lr == 0.01
+    assert before.model_dump() == after.model_dump()
+    # the packaged once-demo spec: every row picks its own `model=` preset; its common sizes reach the runs
+    spec = load_spec("once-demo")
+    common = build_config(spec.common)
+    for row, overrides in spec.rows:
+        resolved = build_config(
+            [*spec.common, *(o.replace("{dir}", "/x") for o in overrides if "{dir}" not in o)]
+        )
+        assert resolved.model.hidden_size == common.model.hidden_size, row
+
+
+def test_experiment_reuses_a_finished_run_only_with_the_same_config(tmp_path: Path):
+    spec = Spec(
+        name="reuse",
+        seeds=[1],
+        common=["data=demo-tiny", "exp=quick", *SMALL, "exp.max_steps=1"],
+        axes={"model": {"pool": ["model.item=pool", "model.user=pool"]}},
+    )
+    lines: list[str] = []
+    run_experiment(spec, tmp_path, [], log=lines.append)
+    run_experiment(spec, tmp_path, [], log=lines.append)
+    assert "finished, skipped" in lines[-1]
+    with pytest.raises(ConfigError, match=r"exp\.lr: 0\.001 -> 0\.05") as err:
+        run_experiment(spec, tmp_path, ["exp.lr=0.05"], log=lines.append)
+    assert "remove that folder" in str(err.value)
+    # a bad override is found before anything trains
+    with pytest.raises(ConfigError, match="exp.nope"):
+        run_experiment(spec, tmp_path / "other", ["exp.nope=1"], log=lines.append)
+    assert not (tmp_path / "other" / "reuse" / "pool").exists()
+
+
+def test_categories_unseen_in_training_map_to_the_unknown_id(tmp_path: Path):
+    # N6 (category weather) is only in dev: its category embedding would never train
+    raw = write_mind(
+        tmp_path / "raw",
+        dev_news=[*NEWS_DEV, "N6\tweather\tstorms\tRain all week\t\t\t[]\t[]"],
+        dev_behaviors=["10\tU1\t11/15/2019 10:22:32 AM\tN1 N3\tN6-1 N2-0"],
+    )
+    ds = _prepare(raw, tmp_path / "ds")
+    ids = ds.items_table.column("id").to_pylist()
+    category, vocab = np.asarray(ds.categorical("category")), ds.vocab("category")
+    assert (
+        category[ids.index("N6")] == 0 and "weather" not in vocab and "storms" not in ds.vocab("subcategory")
+    )
+    assert vocab[category[ids.index("N1")]] == "sports"  # seen in train: its own id
+    assert ds.items_table.column("category").to_pylist()[ids.index("N6")] == "weather"  # text kept
+
+
+def test_metrics_json_is_strict_json_with_null_for_undefined_metrics():
+    m = evaluate_groups(np.array([1, 1, 1]), np.array([0.1, 0.2, 0.3]), np.array([0, 0, 0]))
+    assert math.isnan(m["auc"]) and m["skipped"] == 1
+    text = metrics_json({"test": m})
+    parsed = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert parsed["test"]["auc"] is None and parsed["test"]["skipped"] == 1
+
+
+# --- data lost or leaked ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stray", ["notes.txt", "log.jsonl"])
+def test_a_folder_that_is_not_a_run_is_never_written_into(tmp_path: Path, stray: str):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / stray).write_text("the user's own file\n")
+    cfg = build_config(["data=demo-tiny", "model=naml", "exp=quick", *SMALL, f"exp.out_dir={folder}"])
+    with pytest.raises(OncerecError, match="is not empty and is not an oncerec run"):
+        train(cfg, **QUIET)
+    assert sorted(p.name for p in folder.iterdir()) == [stray]
+    assert (folder / stray).read_text() == "the user's own file\n"
+
+
+def test_a_byte_order_mark_is_stripped_from_mind_and_csv_files(tmp_path: Path):
+    raw = write_mind(tmp_path / "raw")
+    news = raw / "train" / "news.tsv"
+    news.write_bytes(b"\xef\xbb\xbf" + news.read_bytes())
+    ds = _prepare(raw, tmp_path / "ds")
+    ids = ds.items_table.column("id").to_pylist()
+    assert "N1" in ids and not any(i.startswith("\ufeff") for i in ids)
+    assert ds.num_items == _prepare(write_mind(tmp_path / "plain"), tmp_path / "ds2").num_items
+
+    generic = tmp_path / "g"
+    generic.mkdir()
+    (generic / "items.csv").write_bytes("\ufeffid,title\na,A\nb,B\nc,C\n".encode())
+    rows = "".join(f"u{u},{i},{t}\n" for u in range(3) for t, i in enumerate("abc"))
+    (generic / "interactions.csv").write_bytes(("\ufeffuser,item,time\n" + rows).encode())
+    loose = ["data.user_min_positives=1", "data.item_min_interactions=1", "data.warm_history=[1,1]"]
+    ds = _prepare(generic, tmp_path / "gds", "data.format=generic", *loose)
+    assert sorted(ds.items_table.column("id").to_pylist()[1:]) == ["a", "b", "c"]
+
+
+def test_evaluate_on_other_data_refuses_another_vocabulary_of_the_same_size(tiny_run: Path, tmp_path: Path):
+    tiny = resolve_dataset(build_config(["data=demo-tiny"]).data, **QUIET)
+    other = tmp_path / "renamed"
+    shutil.copytree(tiny, other)
+    words = json.loads((other / "vocab" / "word.json").read_text())
+    words[5] = "zzzz"  # same size, another word behind id 5
+    (other / "vocab" / "word.json").write_text(json.dumps(words))
+    with pytest.raises(OncerecError, match="its word vocabulary differs"):
+        load_run(tiny_run, data=str(other))
+    assert load_run(tiny_run, data=str(tiny)).dataset.root == tiny  # the same vocabularies are fine
