@@ -52,6 +52,45 @@ def test_fast_evaluation_equals_slow_path(tiny: Dataset, preset: str):
     assert np.std(fast) > 0
 
 
+@pytest.fixture(scope="session")
+def tiny_minilm() -> Dataset:
+    pytest.importorskip("transformers")
+    cfg = build_config(["data=demo-tiny", "data.tokenizers=[word,minilm]"])
+    return Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
+
+
+@pytest.mark.parametrize("preset", ["naml", "nrms", "fastformer", "dnn"])
+def test_fast_evaluation_equals_slow_path_with_minilm_embeddings(tiny_minilm: Dataset, preset: str):
+    """MiniLM's padding row is not zero and its 384-wide vectors are projected, so padded positions carry
+    non-zero vectors; the text width is trimmed per batch, so an encoder that read them would score an item
+    differently in the two paths (cnn: naml, attention: nrms, fastformer, pool: dnn)."""
+    cfg = build_config([f"model={preset}", "embed=minilm", *SMALL])
+    torch.manual_seed(0)
+    model = Recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None)
+    split = tiny_minilm.split("valid")
+    fast = predict_fast(model, tiny_minilm, split, 37, "cpu")
+    slow = predict_slow(model, tiny_minilm, split, 11, "cpu")
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("item", ["cnn", "attention", "fastformer", "pool"])
+def test_an_item_vector_does_not_depend_on_its_batch(tiny_minilm: Dataset, item: str):
+    """An item encoded alone (its text trimmed to its own length) or beside a longer one (padded)."""
+    cfg = build_config(
+        ["model=naml", f"model.item={item}", "model.item_fields=[title]", "embed=minilm", *SMALL]
+    )
+    torch.manual_seed(0)
+    model = Recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None).eval()
+    lengths = model.content.tensors["title_len"]
+    short = int(torch.where(lengths > 0, lengths, lengths.max() + 1).argmin())
+    long = int(lengths.argmax())
+    assert 0 < lengths[short] < lengths[long]
+    with torch.no_grad():
+        alone = model.encode_items(torch.tensor([short]))
+        beside = model.encode_items(torch.tensor([short, long]))
+    torch.testing.assert_close(alone[0], beside[0])
+
+
 def test_attention_residual_adds_the_layer_input(tiny: Dataset):
     torch.manual_seed(0)
     plain, residual = SelfAttention(8, 2, 0.0), SelfAttention(8, 2, 0.0, residual=True)
