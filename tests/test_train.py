@@ -91,6 +91,33 @@ def test_an_item_vector_does_not_depend_on_its_batch(tiny_minilm: Dataset, item:
     torch.testing.assert_close(alone[0], beside[0])
 
 
+@pytest.mark.parametrize("mode", ["ini", "con"])
+def test_lstur_users_unseen_in_training_are_the_unknown_user(tiny: Dataset, mode: str):
+    """The user index spans every split, so a user without a training impression has an embedding that never
+    trained: LSTUR treats such a user as the unknown user 0 (zero embedding), in both evaluation paths."""
+    seen = tiny.train_users
+    assert seen[np.asarray(tiny.split("train").user)].all() and not seen[0]
+    unseen, known = int(np.flatnonzero(~seen[1:])[0]) + 1, int(np.flatnonzero(seen)[0])
+    cfg = build_config(["model=lstur", *SMALL, f"model.gru_mode={mode}"])
+    torch.manual_seed(0)
+    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    clicked = torch.randn(1, 4, cfg.model.hidden_size).expand(3, -1, -1)  # the same clicks for three users
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    with torch.no_grad():
+        out = model.encode_users(clicked, mask, torch.tensor([0, unseen, known]))
+    assert torch.equal(out[1], out[0]) and not torch.equal(out[2], out[0])
+    # every impression scores as it would with its user replaced by 0 wherever that user is unseen
+    anonymous = Dataset(tiny.root)
+    items, lengths, users = tiny.histories
+    anonymous.__dict__["histories"] = (items, lengths, np.where(seen[users], users, 0))
+    split = tiny.split("valid")
+    assert not seen[np.asarray(split.user)].all()
+    for predict in (predict_fast, predict_slow):
+        np.testing.assert_array_equal(
+            predict(model, tiny, split, 37, "cpu"), predict(model, anonymous, split, 37, "cpu")
+        )
+
+
 def test_attention_residual_adds_the_layer_input(tiny: Dataset):
     torch.manual_seed(0)
     plain, residual = SelfAttention(8, 2, 0.0), SelfAttention(8, 2, 0.0, residual=True)

@@ -21,10 +21,11 @@ from oncerec.models.user.attributes import UserAttributes
 
 
 def model_spec(dataset: Dataset) -> dict:
-    """Sizes a component may need from the data."""
+    """What a component may need from the data: sizes, and which users the training split has."""
     return {
         "num_items": dataset.num_items,
         "num_users": dataset.num_users,
+        "train_users": dataset.train_users,
         "history_len": dataset.history_len,
         "category_vocab": dataset.vocab_size("category"),
         "subcategory_vocab": dataset.vocab_size("subcategory"),
