@@ -22,8 +22,9 @@ from oncerec.models.recommender import Recommender
 from oncerec.train.baselines import popularity_scores
 from oncerec.train.checkpoint import load_latest, load_weights
 from oncerec.train.evaluate import predict_fast, predict_slow, split_metrics
+from oncerec.train.losses import disagreement, training_loss
 from oncerec.train.metrics import score_files, write_truth
-from oncerec.train.trainer import train
+from oncerec.train.trainer import Trainer, train
 
 PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner", "din"]
 
@@ -50,6 +51,127 @@ def test_fast_evaluation_equals_slow_path(tiny: Dataset, preset: str):
     assert fast.shape == (len(split.item),)
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
     assert np.std(fast) > 0
+
+
+def test_miner_category_bias_follows_the_candidates_category(tiny: Dataset):
+    """MINER's category-aware attention weighting: for candidate x, code i attends over click j with
+    softmax_j(c_i . tanh(W n_j) + cos(e_j, e_x)) (e: category embeddings); the interest scores v_i . x are
+    averaged with softmax_i(x . GELU(W' v_i)). (Fast evaluation is exact: test_fast_evaluation_equals_slow_path.)"""
+    cfg = build_config(["model=miner", *SMALL])
+    assert cfg.model.miner_category_bias and cfg.model.num_interests == 32
+    torch.manual_seed(0)
+    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    category = model.content.lookup("category", torch.arange(tiny.num_items))
+    first = [int(torch.nonzero(category == c)[0]) for c in (1, 2)]
+    hist = torch.tensor([[first[0], first[1], int(torch.nonzero(category == 1)[1])]])
+    with torch.no_grad():
+        # sharp attention: distinct interest vectors, so that their weighting matters
+        model.user_encoder.codes.mul_(20)
+        items = model.encode_items(torch.arange(tiny.num_items))
+        user = model.encode_users(
+            items[hist], torch.ones_like(hist, dtype=torch.bool), torch.tensor([0]), hist
+        )
+        x = items[first[1]]
+        as_1, as_2 = (model.predictor(user, x.view(1, 1, -1), torch.tensor([[c]])) for c in (1, 2))
+        # the same candidate vector scores differently with another category
+        assert not torch.allclose(as_1, as_2)
+        n, poly, pred = items[hist[0]], model.user_encoder, model.predictor
+        e = torch.nn.functional.normalize(pred.category.weight, dim=-1)
+        logits = poly.codes @ torch.tanh(poly.proj(n)).T + e[category[hist[0]]] @ e[1]  # [C, H]
+        v = torch.softmax(logits, dim=-1) @ n  # [C, d]
+
+        def by_hand(act):
+            return (torch.softmax(act(pred.proj(v)) @ x, dim=0) * (v @ x)).sum()
+
+        torch.testing.assert_close(as_1[0, 0], by_hand(torch.nn.functional.gelu))
+        assert not torch.allclose(as_1[0, 0], by_hand(torch.tanh))  # GELU, not tanh
+    bad = build_config(["model=miner", *SMALL, "model.predictor=dot"])
+    with pytest.raises(ConfigError, match="needs model.user=poly with model.predictor=target_aware"):
+        Recommender(bad.model, bad.embed, tiny, log=lambda *_: None)
+
+
+def test_miner_disagreement_regularisation_reaches_the_training_loss(tiny: Dataset, tmp_path: Path):
+    # cosines: (v1, v2) = (v2, v3) = 1 / sqrt 2, (v1, v3) = 0; the mean over all 3 x 3 pairs, i = j included
+    v = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]])
+    assert disagreement(v).item() == pytest.approx((3 + 4 / 2**0.5) / 9)
+    args = ["data=demo-tiny", "model=miner", *SMALL, "model.dropout=0", "model.disagreement_weight=0.5"]
+    trainer = Trainer(build_config([*args, f"exp.out_dir={tmp_path}"]), progress=False, log=lambda *_: None)
+    order = trainer.sampler.order(0)
+    batch = trainer.sampler.batch(0, 0, order)
+    model = trainer.model.train()
+    with torch.no_grad():
+        ranking = training_loss(model(batch), batch, "softmax").item()
+        interests = model.predictor.interests  # per candidate: the category bias makes them candidate-aware
+    assert interests.shape == (16, 5, 32, 32)  # samples, candidates, interests, hidden
+    term = disagreement(interests).item()
+    assert 0 < term < 1
+    assert trainer._step(0, 0, order) == pytest.approx(ranking + 0.5 * term, rel=1e-5)
+
+
+@pytest.fixture(scope="session")
+def tiny_minilm() -> Dataset:
+    pytest.importorskip("transformers")
+    cfg = build_config(["data=demo-tiny", "data.tokenizers=[word,minilm]"])
+    return Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
+
+
+@pytest.mark.parametrize("preset", ["naml", "nrms", "fastformer", "dnn"])
+def test_fast_evaluation_equals_slow_path_with_minilm_embeddings(tiny_minilm: Dataset, preset: str):
+    """MiniLM's padding row is not zero and its 384-wide vectors are projected, so padded positions carry
+    non-zero vectors; the text width is trimmed per batch, so an encoder that read them would score an item
+    differently in the two paths (cnn: naml, attention: nrms, fastformer, pool: dnn)."""
+    cfg = build_config([f"model={preset}", "embed=minilm", *SMALL])
+    torch.manual_seed(0)
+    model = Recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None)
+    split = tiny_minilm.split("valid")
+    fast = predict_fast(model, tiny_minilm, split, 37, "cpu")
+    slow = predict_slow(model, tiny_minilm, split, 11, "cpu")
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("item", ["cnn", "attention", "fastformer", "pool"])
+def test_an_item_vector_does_not_depend_on_its_batch(tiny_minilm: Dataset, item: str):
+    """An item encoded alone (its text trimmed to its own length) or beside a longer one (padded)."""
+    cfg = build_config(
+        ["model=naml", f"model.item={item}", "model.item_fields=[title]", "embed=minilm", *SMALL]
+    )
+    torch.manual_seed(0)
+    model = Recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None).eval()
+    lengths = model.content.tensors["title_len"]
+    short = int(torch.where(lengths > 0, lengths, lengths.max() + 1).argmin())
+    long = int(lengths.argmax())
+    assert 0 < lengths[short] < lengths[long]
+    with torch.no_grad():
+        alone = model.encode_items(torch.tensor([short]))
+        beside = model.encode_items(torch.tensor([short, long]))
+    torch.testing.assert_close(alone[0], beside[0])
+
+
+@pytest.mark.parametrize("mode", ["ini", "con"])
+def test_lstur_users_unseen_in_training_are_the_unknown_user(tiny: Dataset, mode: str):
+    """The user index spans every split, so a user without a training impression has an embedding that never
+    trained: LSTUR treats such a user as the unknown user 0 (zero embedding), in both evaluation paths."""
+    seen = tiny.train_users
+    assert seen[np.asarray(tiny.split("train").user)].all() and not seen[0]
+    unseen, known = int(np.flatnonzero(~seen[1:])[0]) + 1, int(np.flatnonzero(seen)[0])
+    cfg = build_config(["model=lstur", *SMALL, f"model.gru_mode={mode}"])
+    torch.manual_seed(0)
+    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    clicked = torch.randn(1, 4, cfg.model.hidden_size).expand(3, -1, -1)  # the same clicks for three users
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    with torch.no_grad():
+        out = model.encode_users(clicked, mask, torch.tensor([0, unseen, known]))
+    assert torch.equal(out[1], out[0]) and not torch.equal(out[2], out[0])
+    # every impression scores as it would with its user replaced by 0 wherever that user is unseen
+    anonymous = Dataset(tiny.root)
+    items, lengths, users = tiny.histories
+    anonymous.__dict__["histories"] = (items, lengths, np.where(seen[users], users, 0))
+    split = tiny.split("valid")
+    assert not seen[np.asarray(split.user)].all()
+    for predict in (predict_fast, predict_slow):
+        np.testing.assert_array_equal(
+            predict(model, tiny, split, 37, "cpu"), predict(model, anonymous, split, 37, "cpu")
+        )
 
 
 def test_attention_residual_adds_the_layer_input(tiny: Dataset):

@@ -185,6 +185,18 @@ class ModelConfig(_Strict):
     num_interests: int = Field(
         4, ge=1, description="MINER: number of interest vectors (poly-attention codes)."
     )
+    miner_category_bias: bool = Field(
+        False,
+        description="MINER (user=poly with predictor=target_aware): category-aware attention weighting. Each "
+        "context code's attention logit of a clicked item gets the cosine similarity of that item's and the "
+        "candidate's category embeddings, so the interest vectors are pooled per candidate (in the predictor).",
+    )
+    disagreement_weight: float = Field(
+        0.8,
+        ge=0,
+        description="MINER (predictor=target_aware): weight beta of the disagreement regularisation added to "
+        "the training loss, the mean cosine similarity of every pair of a user's interest vectors (0: off).",
+    )
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on word embeddings and encoder outputs.")
     mlp_layers: list[int] = Field(
         default_factory=lambda: [256, 128],

@@ -21,10 +21,12 @@ class ItemContent:
     Kept outside the nn.Module on purpose: it is data, not state, and must not be broadcast by DDP or saved.
     """
 
-    def __init__(self, dataset: Dataset, fields: list[str], tokenizer: str):
+    def __init__(self, dataset: Dataset, fields: list[str], tokenizer: str, lookups: tuple[str, ...] = ()):
+        """`fields` are gathered for the item encoder; `lookups`, categorical fields read by other components
+        (MINER's category bias), are only kept for `lookup`."""
         self.fields = fields
         self.tensors: dict[str, Tensor] = {}
-        for f in fields:
+        for f in dict.fromkeys([*fields, *lookups]):
             if f in CATEGORICAL:
                 self.tensors[f] = torch.from_numpy(np.asarray(dataset.categorical(f), dtype=np.int64))
             else:
@@ -36,6 +38,10 @@ class ItemContent:
     def to(self, device: torch.device | str) -> ItemContent:
         self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
         return self
+
+    def lookup(self, field: str, items: Tensor) -> Tensor:
+        """One categorical field of the given items, any shape of indices."""
+        return self.tensors[field][items]
 
     def gather(self, items: Tensor) -> dict[str, Tensor]:
         out = {"item": items}

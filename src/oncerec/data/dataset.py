@@ -101,6 +101,16 @@ class Dataset:
     def num_users(self) -> int:
         return self.stats["vocab"]["user"]
 
+    @cached_property
+    def train_users(self) -> np.ndarray:
+        """[num_users] bool: the users with an impression in the training split. The user index spans every
+        split, so a model's per-user parameters (LSTUR's user embedding) have trained for these users only."""
+        seen = np.zeros(self.num_users, dtype=bool)
+        if "train" in self.split_names:
+            seen[np.asarray(self.split("train").user)] = True
+        seen[0] = False  # the unknown user
+        return seen
+
     def vocab(self, name: str) -> list[str]:
         return json.loads((self.root / "vocab" / f"{name}.json").read_text())
 

@@ -2,7 +2,8 @@
 
 Training (`forward`): every distinct item of the batch (histories and candidates share many) is encoded once,
 then gathered. Evaluation uses `encode_items` / `encode_users` / `score` separately, so that each item and each
-user is encoded once per evaluation (see `train/evaluate.py`).
+user is encoded once per evaluation (see `train/evaluate.py`). A component with `reads_categories` (MINER's
+category bias) also gets the categories of the clicked items or candidates, looked up by their indices.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from oncerec.errors import ConfigError
 from oncerec.models.embedding import build_word_embedding
 from oncerec.models.registry import lookup
 from oncerec.models.user.attributes import UserAttributes
+from oncerec.train.losses import disagreement
 
 
 def model_spec(dataset: Dataset) -> dict:
-    """Sizes a component may need from the data."""
+    """What a component may need from the data: sizes, and which users the training split has."""
     return {
         "num_items": dataset.num_items,
         "num_users": dataset.num_users,
+        "train_users": dataset.train_users,
         "history_len": dataset.history_len,
         "category_vocab": dataset.vocab_size("category"),
         "subcategory_vocab": dataset.vocab_size("subcategory"),
@@ -59,6 +62,11 @@ class Recommender(nn.Module):
                 "hands the clicked items to a target-attention predictor (`din`), which needs it; "
                 "every other predictor needs a pooled user encoder (e.g. `pool`, `attention`)"
             )
+        if cfg.miner_category_bias and (cfg.user, cfg.predictor) != ("poly", "target_aware"):
+            raise ConfigError(
+                "model.miner_category_bias=true: MINER's category-aware attention needs model.user=poly with "
+                f"model.predictor=target_aware (got {cfg.user}, {cfg.predictor})"
+            )
         self.user_encoder = user_cls(cfg, spec)
         self.predictor = predictor_cls(cfg, spec)
         # GENRE user profiles (model.user_attributes): fused into the user vector, see models/user/attributes.py
@@ -67,18 +75,40 @@ class Recommender(nn.Module):
             if cfg.user_attributes
             else None
         )
-        self.content = ItemContent(dataset, [] if own else cfg.item_fields, embed.tokenizer)
+        lookups = ("category",) if cfg.miner_category_bias else ()
+        self.content = ItemContent(dataset, [] if own else cfg.item_fields, embed.tokenizer, lookups)
 
     def encode_items(self, items: Tensor) -> Tensor:
         """Item indices [N] -> item vectors [N, d]."""
         return self.item_encoder(self.content.gather(items))
 
-    def encode_users(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
-        vectors = self.user_encoder(clicked, mask, user)
+    def encode_users(
+        self, clicked: Tensor, mask: Tensor, user: Tensor, history: Tensor | None = None
+    ) -> Tensor:
+        """Clicked-item vectors [B, H, d] with their mask, user indices [B] and, for a user encoder that reads
+        the clicks' categories, their item indices [B, H] -> user representations."""
+        vectors = self.user_encoder(clicked, mask, user, **self._categories(self.user_encoder, history))
         return vectors if self.user_attributes is None else self.user_attributes(vectors, user)
 
-    def score(self, user: Tensor, candidates: Tensor) -> Tensor:
-        return self.predictor(user, candidates)
+    def score(self, user: Tensor, candidates: Tensor, items: Tensor | None = None) -> Tensor:
+        """User representations, candidate vectors [B, K, d] and, for a predictor that reads the candidates'
+        categories, their item indices [B, K] -> scores [B, K]."""
+        return self.predictor(user, candidates, **self._categories(self.predictor, items))
+
+    def _categories(self, component: nn.Module, items: Tensor | None) -> dict[str, Tensor]:
+        if not getattr(component, "reads_categories", False):
+            return {}
+        if items is None:
+            raise ValueError(f"{type(component).__name__} reads item categories: pass the item indices")
+        return {"categories": self.content.lookup("category", items)}
+
+    def regularization(self) -> Tensor:
+        """The weighted regularisation term of the last training forward, to add to the training loss: MINER's
+        disagreement of the interest vectors the predictor scored with (0 for other models)."""
+        interests = getattr(self.predictor, "interests", None)
+        if interests is None or not self.cfg.disagreement_weight:
+            return torch.zeros(())
+        return self.cfg.disagreement_weight * disagreement(interests)
 
     def forward(self, batch: Batch) -> Tensor:
         """Scores [B, K] for the batch's candidates."""
@@ -88,8 +118,8 @@ class Recommender(nn.Module):
         n_hist = batch.history.numel()
         clicked = vectors[inverse[:n_hist]].view(*batch.history.shape, -1)
         cands = vectors[inverse[n_hist:]].view(*batch.candidates.shape, -1)
-        user = self.encode_users(clicked, batch.history_mask, batch.user)
-        return self.score(user, cands)
+        user = self.encode_users(clicked, batch.history_mask, batch.user, batch.history)
+        return self.score(user, cands, batch.candidates)
 
     def _frozen_keys(self) -> set[str]:
         """State entries a checkpoint leaves out: frozen parameters (reloaded from their source at build time)

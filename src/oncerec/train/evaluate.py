@@ -48,7 +48,7 @@ def encode_histories(
     for c in tqdm(list(_chunks(len(rows), batch_size)), "users", disable=not progress, leave=False):
         hist, mask, user = histories_for(dataset, rows[c])
         hist, mask, user = hist.to(device), mask.to(device), user.to(device)
-        out.append(model.encode_users(item_vectors[hist], mask, user))
+        out.append(model.encode_users(item_vectors[hist], mask, user, hist))
     return torch.cat(out)
 
 
@@ -68,9 +68,8 @@ def predict_fast(
         list(_chunks(split.num_impressions, batch_size)), "score", disable=not progress, leave=False
     ):
         cands, valid, _ = padded_candidates(split, c)
-        s = model.score(
-            users[user_of[torch.from_numpy(c).to(device)]], items[torch.from_numpy(cands).to(device)]
-        )
+        cands = torch.from_numpy(cands).to(device)
+        s = model.score(users[user_of[torch.from_numpy(c).to(device)]], items[cands], cands)
         scores[split.offsets[c[0]] : split.offsets[c[-1] + 1]] = s.float().cpu().numpy()[valid]
     return scores
 

@@ -61,8 +61,9 @@ class Run:
         self.model.eval()
         hist = torch.tensor([clicked or [0]], device=self.device)
         mask = torch.tensor([[True] * len(clicked) or [False]], device=self.device)
-        rep = self.model.encode_users(items[hist], mask, torch.tensor([u], device=self.device))
-        scores = self.model.score(rep, items[1:].unsqueeze(0))[0]
+        rep = self.model.encode_users(items[hist], mask, torch.tensor([u], device=self.device), hist)
+        every = torch.arange(1, len(items), device=self.device).unsqueeze(0)
+        scores = self.model.score(rep, items[every], every)[0]
         scores[torch.tensor(clicked, dtype=torch.long, device=self.device) - 1] = float(
             "-inf"
         )  # already read

@@ -288,6 +288,7 @@ class Trainer:
             with sync, self.acc.autocast():
                 scores = self.ddp_model(batch)
                 loss = training_loss(scores, batch, loss_kind(self.cfg.exp.loss, self.model.predictor))
+                loss = loss + self.model.regularization().to(loss.device)
             self.acc.backward(loss / acc)
             total += loss.item() / acc
         if self.cfg.exp.clip_norm:

@@ -1,6 +1,8 @@
 """Per-field text encoders: word vectors of one text field [B, L, E] + mask -> one vector [B, d].
 
 They differ only in how words are contextualised before pooling; each is the text part of a classic model.
+None reads the padded positions (masked out, or zeroed before the CNN's windows), so an item's vector does not
+depend on the batch it is encoded in (texts are trimmed to the batch's longest).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ class CNNText(nn.Module):
         self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        h = self.conv(self.drop(x).transpose(1, 2)).transpose(1, 2)[:, : x.shape[1]].relu()
+        # Zero the padded positions: a padding row need not be zero (Hugging Face tables, a width projection)
+        # and the batch's width varies, so a window reaching past the text would make the vector batch-dependent.
+        x = self.drop(x).masked_fill(~mask.unsqueeze(-1), 0)
+        h = self.conv(x.transpose(1, 2)).transpose(1, 2)[:, : x.shape[1]].relu()
         return self.pool(self.drop(h), mask)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.user.attention import pool_interests
+from oncerec.models.user.sequence import unpack_sequence
 
 
 class DotPredictor(nn.Module):
@@ -19,16 +22,51 @@ class DotPredictor(nn.Module):
 
 
 class TargetAwarePredictor(nn.Module):
-    """MINER: each interest vector scores the candidate; the scores are averaged with weights that depend on
-    how well each interest matches that candidate (target-aware attention)."""
+    """MINER's click predictor (Li et al., 2022): each interest vector v_i scores the candidate x (v_i . x), and
+    the C scores are averaged with the target-aware attention softmax_i(x . GELU(W v_i)).
+
+    With `model.miner_category_bias` (category-aware attention weighting) the interest vectors are pooled here,
+    per candidate: the poly-attention logit of every code over click j gets the bias cos(e_j, e_x), the cosine
+    similarity of the click's and the candidate's category embeddings (the user representation is the packed
+    clicks of `PolyUser`; the Recommender passes the candidates' categories).
+
+    The interest vectors of the last training forward stay in `interests`, for the disagreement regularisation
+    (`train/losses.py`)."""
+
+    chunk = 32  # candidates pooled at a time: bounds the [B, K, C, d] interest vectors of a long impression
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
-        self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.reads_categories = cfg.miner_category_bias
+        self.channels = [cfg.hidden_size, cfg.num_interests, 1]  # of a packed click: vector, logits, category
+        self.category = (
+            nn.Embedding(spec["category_vocab"], cfg.category_dim, padding_idx=0)
+            if self.reads_categories
+            else None
+        )
+        self.interests: Tensor | None = None
 
-    def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
-        if user.dim() == 2:
-            user = user.unsqueeze(1)
-        scores = torch.einsum("bcd,bkd->bkc", user, candidates)
-        match = torch.einsum("bcd,bkd->bkc", torch.tanh(self.proj(user)), candidates)
-        return (torch.softmax(match, dim=-1) * scores).sum(-1)
+    def forward(self, user: Tensor, candidates: Tensor, categories: Tensor | None = None) -> Tensor:
+        if self.category is None:
+            # [B, C, d]: the same interest vectors for every candidate
+            interests = user.unsqueeze(1) if user.dim() == 2 else user
+            self.interests = interests if self.training else None
+            return self._aggregate("bcd,bkd->bkc", interests, candidates)
+        packed, mask = unpack_sequence(user)
+        clicked, logits, clicked_category = packed.split(self.channels, dim=-1)
+        clicked_category = F.normalize(self.category(clicked_category.squeeze(-1).long()), dim=-1)
+        scores, kept = [], []
+        for cands, cats in zip(candidates.split(self.chunk, 1), categories.split(self.chunk, 1), strict=True):
+            bias = torch.einsum("bke,bhe->bkh", F.normalize(self.category(cats), dim=-1), clicked_category)
+            attention = logits.transpose(1, 2).unsqueeze(1) + bias.unsqueeze(2)  # [B, K, C, H]
+            interests = pool_interests(attention, clicked, mask)  # [B, K, C, d]
+            scores.append(self._aggregate("bkcd,bkd->bkc", interests, cands))
+            kept.append(interests)
+        self.interests = torch.cat(kept, 1) if self.training else None
+        return torch.cat(scores, 1)
+
+    def _aggregate(self, spec: str, interests: Tensor, candidates: Tensor) -> Tensor:
+        scores = torch.einsum(spec, interests, candidates)
+        weights = torch.softmax(torch.einsum(spec, F.gelu(self.proj(interests)), candidates), dim=-1)
+        return (weights * scores).sum(-1)

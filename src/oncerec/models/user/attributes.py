@@ -30,6 +30,12 @@ class UserAttributes(nn.Module):
                 "model.user_attributes=true: the dataset has no user attributes; give a dataset made by "
                 "`oncerec genre merge` from a store with `profile` answers"
             )
+        if cfg.miner_category_bias:
+            raise ConfigError(
+                "model.user_attributes=true with model.miner_category_bias=true: the interest vectors then "
+                "depend on the candidate and are pooled in the predictor, so there is no user vector to fuse "
+                "a profile into; set model.miner_category_bias=false"
+            )
         if gives_sequence:
             raise ConfigError(
                 f"model.user_attributes=true with model.user={cfg.user}: the plugin fuses a profile into a "
