@@ -380,11 +380,14 @@ class Trainer:
                 m = self.evaluate(name, write=True)
                 if m:
                     metrics[name] = m
-        if not self.main:
-            return {}
-        write_text_atomic(self.run_dir / "metrics.json", metrics_json(metrics) + "\n")
-        plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png", self.cfg.exp.metric)
-        write_report(self.run_dir, self.cfg, metrics, self._examples())
+        if self.main:
+            write_text_atomic(self.run_dir / "metrics.json", metrics_json(metrics) + "\n")
+            plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png", self.cfg.exp.metric)
+            write_report(self.run_dir, self.cfg, metrics, self._examples())
+        # Every process leaves together and closes the process group: one that exits while the others still
+        # use it can abort in the collectives' threads ("terminate called without an active exception").
+        self.acc.wait_for_everyone()
+        self.acc.end_training()
         return metrics
 
     def _examples(self, users: int = 3, top_k: int = 5) -> list:
