@@ -67,6 +67,56 @@ def tiny_llama(tmp_path_factory) -> Path:
     return folder
 
 
+def _tiny_llama_folder(folder: Path, seed: int) -> Path:
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
+    torch.manual_seed(seed)
+    LlamaModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_fingerprint_hashes_weight_content_and_keys_the_cache_folder(tmp_path: Path, monkeypatch):
+    """Two model folders of the same name and file sizes but other weights: other fingerprints and other
+    cache folders. The content hash is memoised across processes by path, size and mtime."""
+    import os
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    import oncerec.lm.backbone as backbone
+    from oncerec.config.schema import ModelConfig
+
+    a, b = (_tiny_llama_folder(tmp_path / side / "model", seed) for side, seed in (("a", 0), ("b", 1)))
+    weights = [f / "model.safetensors" for f in (a, b)]
+    assert weights[0].stat().st_size == weights[1].stat().st_size
+    # first hashed in another process: its memo (under $ONCEREC_CACHE) serves this one
+    code = "import sys; from oncerec.lm.backbone import fingerprint; print(fingerprint(sys.argv[1]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(a)], capture_output=True, text=True, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    reads = []
+    real = backbone._read_sha256
+    monkeypatch.setattr(backbone, "_read_sha256", lambda p: (reads.append(p), real(p))[1])
+    fa, fb = backbone.fingerprint(str(a)), backbone.fingerprint(str(b))
+    assert fa == done.stdout.strip() and fa != fb
+    assert reads == [weights[1].resolve()]  # a: a memo hit; b: hashed once
+    assert backbone.fingerprint(str(b)) == fb and len(reads) == 1  # unchanged: not read again
+    dataset = SimpleNamespace(root=tmp_path / "demo-tiny")
+    dirs = [
+        dire.cache_dir(dataset, ModelConfig(item="lm", item_lm=str(f), item_fields=["prompt"]))
+        for f in (a, b)
+    ]
+    assert dirs[0] != dirs[1] and dirs[0].name.startswith("model-") and dirs[0].name.endswith("-prompt")
+    # rewritten in place (same size, new mtime): hashed again
+    data = bytearray(weights[1].read_bytes())
+    data[-1] ^= 1
+    weights[1].write_bytes(bytes(data))
+    os.utime(weights[1], ns=(weights[1].stat().st_atime_ns, weights[1].stat().st_mtime_ns + 10**9))
+    assert backbone.fingerprint(str(b)) != fb and len(reads) == 2
+
+
 def _dataset(*overrides: str) -> Dataset:
     cfg = build_config([*DATA, *overrides])
     return Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None)), cfg

@@ -147,7 +147,9 @@ class ModelConfig(_Strict):
         "float16", description="Storage type of the DIRE cache."
     )
     dire_cache: str = Field(
-        "", description="DIRE cache folder (default: $ONCEREC_CACHE/dire/<dataset>/<model>)."
+        "",
+        description="DIRE cache folder (default: $ONCEREC_CACHE/dire/<dataset>/<model>-<fingerprint>-<field>, "
+        "the fingerprint hashing the weight files' content).",
     )
     lm_pooling: Literal["attention", "mean", "last"] = Field(
         "attention",

@@ -46,7 +46,9 @@ def cache_dir(dataset: Dataset, cfg: ModelConfig) -> Path:
     if cfg.dire_cache:
         return Path(cfg.dire_cache)
     model = cfg.item_lm if not Path(cfg.item_lm).is_dir() else Path(cfg.item_lm).resolve().name
-    return cache_root() / "dire" / dataset.root.resolve().name / f"{model}-{cfg.item_fields[0]}"
+    # keyed by the weights' content, not only the folder's name: two models named alike never share a cache
+    folder = f"{model}-{fingerprint(cfg.item_lm)}-{cfg.item_fields[0]}"
+    return cache_root() / "dire" / dataset.root.resolve().name / folder
 
 
 def cached_layers(cfg: ModelConfig) -> list[int]:

@@ -16,12 +16,16 @@ states are taken by forward pre-hooks on layer k, and the forward stops there.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from oncerec.errors import ConfigError
 from oncerec.lm.packaged import resolve_model_path
+from oncerec.paths import cache_root
 
 DEFAULT_LORA_TARGETS = {"encoder": ["query", "value"], "decoder": ["q_proj", "v_proj"]}
 
@@ -67,13 +71,50 @@ def blocks(model: nn.Module) -> nn.ModuleList:
 
 
 def fingerprint(name: str) -> str:
-    """Identifies a model's weights without reading them: its config plus the names and sizes of its files."""
+    """Identifies a model's weights by their content: its config plus the name and sha256 of each weight
+    file (two folders of the same name and file sizes but other weights differ)."""
     path = resolve_model_path(name)
     h = hashlib.sha256((path / "config.json").read_bytes())
     for f in sorted(path.iterdir()):
         if f.suffix in (".safetensors", ".bin"):
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
+            h.update(f"{f.name}:{file_sha256(f)}".encode())
     return h.hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised by its resolved path, size and mtime in `$ONCEREC_CACHE/file-hashes.json`:
+    a 7B model's 14+ GB are read once, not on every run, and a rewritten file is hashed again."""
+    path = path.resolve()
+    st = path.stat()
+    key, stamp = str(path), [st.st_size, st.st_mtime_ns]
+    memo_file = cache_root() / "file-hashes.json"
+    found = _load_memo(memo_file).get(key, {})
+    if found.get("stamp") == stamp:
+        return found["sha256"]
+    digest = _read_sha256(path)
+    memo = _load_memo(memo_file)  # again: another process may have added entries while this one hashed
+    memo[key] = {"stamp": stamp, "sha256": digest}
+    # atomic replace: a concurrent writer may drop our entry (a re-hash later), never corrupt the file
+    memo_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo_file.with_name(f".{memo_file.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(memo, indent=1))
+    os.replace(tmp, memo_file)
+    return digest
+
+
+def _load_memo(memo_file: Path) -> dict:
+    try:
+        return json.loads(memo_file.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: start over (it is only a memo)
+        return {}
+
+
+def _read_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class _Stop(Exception):
