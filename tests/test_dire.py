@@ -48,6 +48,81 @@ def test_top_layers_from_cached_states_equal_the_full_forward(name: str):
         torch.testing.assert_close(out[mask], reference[mask], atol=1e-5, rtol=1e-5, msg=f"layer {k}")
 
 
+TINY = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4)
+
+
+def _tiny_model(kind: str) -> torch.nn.Module:
+    """Random tiny models of several architectures the loader accepts (no download)."""
+    import transformers as tf
+
+    configs = {
+        "llama": tf.LlamaConfig(**TINY),
+        "bert": tf.BertConfig(**TINY),
+        # transformers scales Gemma's embeddings inside its embedding module: the top gets the scaled states
+        "gemma": tf.GemmaConfig(**TINY, num_key_value_heads=2, head_dim=8),
+        "granite": tf.GraniteConfig(**TINY, embedding_multiplier=12.0),  # multiplies every inputs_embeds
+        "electra": tf.ElectraConfig(**TINY, embedding_size=16),  # projects the embeddings 16 -> 32
+    }
+    torch.manual_seed(0)
+    return tf.AutoModel.from_config(configs[kind]).eval()
+
+
+@pytest.mark.parametrize(
+    "kind, refused",
+    [
+        ("llama", None),
+        ("bert", None),
+        ("gemma", None),
+        ("granite", "GraniteModel"),
+        ("electra", "ElectraModel"),
+    ],
+)
+def test_parity_check_refuses_a_top_that_differs_from_the_full_forward(kind: str, refused: str | None):
+    from oncerec.lm.backbone import check_parity, family
+
+    model = _tiny_model(kind)
+    family(model)  # every one of them has an accepted module layout
+    ids = torch.randint(1, 100, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    states = bottom_states(model, ids, mask, [1, 2])
+    for k in (1, 2):
+        if refused:
+            with pytest.raises(ConfigError, match=refused):
+                check_parity(model, ids, mask, k, states[k], tol=1e-4)
+        else:
+            check_parity(model, ids, mask, k, states[k], tol=1e-4)
+    assert len(blocks(model)) == 3 and model.get_input_embeddings() is not None  # the model is left whole
+
+
+def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp_path: Path, monkeypatch):
+    """Granite (embedding_multiplier) is refused before its cache is built, and a cache of it that exists
+    anyway (say, built by an older oncerec) is refused before training reads it."""
+    from transformers import GraniteConfig, GraniteModel
+
+    folder = tmp_path / "granite"
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("smollm2-135m")))
+    config = GraniteConfig(**{**TINY, "vocab_size": len(tok)}, embedding_multiplier=12.0)
+    torch.manual_seed(0)
+    GraniteModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    base = [
+        "model=llm-naml",
+        f"model.item_lm={folder}",
+        "model.layer=2",
+        f"model.dire_cache={tmp_path / 'c'}",
+    ]
+    ds, cfg = _dataset(*base, "model.cache_dtype=float32", *SMALL)
+    with pytest.raises(ConfigError, match=r"GraniteModel: its layers 2\.\. run on the cached states"):
+        dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+    assert not (tmp_path / "c" / "manifest.json").exists()
+    with monkeypatch.context() as m:
+        m.setattr(dire, "check_parity", lambda *a, **k: None)
+        dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+    with pytest.raises(ConfigError, match="GraniteModel"):
+        Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+
+
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> Path:
     """A small random LLaMA-architecture model in a local folder, with SmolLM2's tokenizer."""

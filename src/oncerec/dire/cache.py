@@ -32,7 +32,7 @@ from oncerec.config.schema import ModelConfig
 from oncerec.data.batching import trimmed_rows
 from oncerec.data.dataset import Dataset
 from oncerec.errors import ConfigError, OncerecError
-from oncerec.lm.backbone import blocks, bottom_states, fingerprint, load_lm
+from oncerec.lm.backbone import blocks, bottom_states, check_parity, fingerprint, load_lm, parity_tol
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.paths import cache_root
 
@@ -172,6 +172,18 @@ def build_cache(
             f"model.cache_layers: layer {bad[0]} out of range; the model has layers 0..{n_layers - 1}"
         )
     ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    # before hours of work: the top must reproduce the full forward from states rounded as the cache will be
+    x, mask = (t.to(state.device) for t in trimmed_rows(ids, lengths, _probe_rows(lengths)))
+    bottom = bottom_states(model, x.long(), mask, layers)
+    for k in layers:
+        check_parity(
+            model,
+            x.long(),
+            mask,
+            k,
+            bottom[k].to(_TORCH[cfg.cache_dtype]),
+            parity_tol(model, cfg.cache_dtype),
+        )
     n, width, dim = ids.shape[0], ids.shape[1], model.config.hidden_size
     plan["shape"] = [n, width, dim]
     if state.is_main_process:
@@ -211,6 +223,28 @@ def build_cache(
         log(f"DIRE cache: {folder} (layers {layers}, {n:,} items, {todo / max(seconds, 1e-9):,.0f} items/s)")
     state.wait_for_everyone()
     return open_cache(dataset, cfg, expected)
+
+
+def check_cache(model: torch.nn.Module, cache: DireCache, dataset: Dataset, cfg: ModelConfig) -> None:
+    """Before training reads a cache: the whole `model` over a few items' token ids must equal its top layers
+    run on their cached states (refused naming the model class otherwise; see `check_parity`)."""
+    ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    rows = _probe_rows(lengths)
+    x, mask = trimmed_rows(ids, lengths, rows)
+    states, _ = cache.gather(cfg.layer, rows)
+    check_parity(
+        model,
+        x.long().to(model.device),
+        mask.to(model.device),
+        cfg.layer,
+        states,
+        parity_tol(model, cfg.cache_dtype),
+    )
+
+
+def _probe_rows(lengths: np.ndarray, n: int = 4) -> np.ndarray:
+    """The items the parity check runs on: the first few with text (item 0 is the padding item)."""
+    return np.flatnonzero(np.asarray(lengths) > 0)[:n]
 
 
 def _start(folder: Path, plan: dict, lengths: np.ndarray, layers: list[int]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -170,6 +171,57 @@ def keep_top(model: nn.Module, k: int) -> nn.Module:
         model.layers = top
         model.embed_tokens = None
     return model
+
+
+@contextmanager
+def top_only(model: nn.Module, k: int):
+    """`keep_top(model, k)`, undone on exit: the parity check runs the top of a model that keeps its bottom."""
+    if family(model) == "encoder":
+        points = [(model.encoder, "layer"), (model, "embeddings")]
+    else:
+        points = [(model, "layers"), (model, "embed_tokens")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in points]
+    keep_top(model, k)
+    try:
+        yield model
+    finally:
+        for owner, name, module in saved:
+            setattr(owner, name, module)
+
+
+# Relative difference allowed between the top run on cached states and the full forward pass, by the coarser
+# of the model's and the cache's types: rounding the states to float16 / bfloat16 costs about 2e-4 / 2e-3
+# (MiniLM, SmolLM2-135M); a model that transforms its inputs_embeds (Granite's embedding_multiplier: 3e-2 on a
+# random tiny model whose final norm hides most of it) is caught in float32 with room to spare.
+PARITY_TOL = {"float32": 1e-4, "float16": 5e-3, "bfloat16": 2e-2}
+
+
+def parity_tol(model: nn.Module, cache_dtype: str) -> float:
+    return max(PARITY_TOL[str(model.dtype).removeprefix("torch.")], PARITY_TOL[cache_dtype])
+
+
+@torch.no_grad()
+def check_parity(model: nn.Module, ids: Tensor, mask: Tensor, k: int, states: Tensor, tol: float) -> None:
+    """Refuse a model whose layers k..L-1, fed the hidden states entering layer k (`states`), do not give its
+    full forward pass over the token ids. The module layout alone does not prove it: a model's forward may
+    transform `inputs_embeds` on the way in (Granite multiplies them by `embedding_multiplier`, ELECTRA
+    projects them), and DIRE would silently train on something else than the model."""
+    mask = mask.bool()
+    name = type(model).__name__
+    full = run_top(model, ids, mask, from_states=False).float()[mask]
+    try:
+        with top_only(model, k):
+            top = run_top(model, states.to(model.device, model.dtype), mask, from_states=True).float()[mask]
+    except Exception as e:  # e.g. ELECTRA's projection meets states of the wrong width
+        raise ConfigError(f"{name} cannot run its layers {k}.. on cached states (DIRE): {e}") from e
+    diff = ((top - full).norm() / full.norm().clamp_min(1e-12)).item()
+    if not diff <= tol:  # also refuses NaN
+        raise ConfigError(
+            f"{name}: its layers {k}.. run on the cached states entering layer {k} do not give its full forward "
+            f"pass (relative difference {diff:.2g}, allowed {tol:g}): its forward transforms its input "
+            "embeddings (a multiplier, a projection), so DIRE cannot train it from a cache; use model.layer=0 "
+            "or another model"
+        )
 
 
 def run_top(model: nn.Module, x: Tensor, mask: Tensor, from_states: bool) -> Tensor:

@@ -26,7 +26,7 @@ class LMItemEncoder(nn.Module):
             raise ConfigError(
                 "model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>"
             )
-        from oncerec.dire.cache import build_cache, open_cache
+        from oncerec.dire.cache import build_cache, check_cache, open_cache
 
         dataset = spec["dataset"]
         self.layer = cfg.layer
@@ -36,6 +36,8 @@ class LMItemEncoder(nn.Module):
             # this layer is an error listing its layers: rebuilding would silently drop them.
             self.cache = open_cache(dataset, cfg) or build_cache(dataset, cfg, log=spec.get("log", print))
             self.cache.states(self.layer)
+            # the model (bottom still loaded) over a few items must match its top from their cached states
+            check_cache(self.lm, self.cache, dataset, cfg)
         else:
             self.ids, self.lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
         keep_top(self.lm, self.layer)
