@@ -387,3 +387,84 @@ def test_pooling_choices_give_one_vector_per_item(pooling: str, tmp_path: Path):
         v = model.encode_items(torch.tensor([1, 2, 3]))
     assert v.shape == (3, 32) and torch.isfinite(v).all()
     assert (model.item_encoder.pool is not None) == (pooling == "attention")
+
+
+def test_a_first_training_run_loads_the_language_model_once(tiny_llama: Path, tmp_path: Path, monkeypatch):
+    """The cache build reuses the encoder's model before its bottom is dropped: one load, not two."""
+    import transformers
+
+    real, loads = transformers.AutoModel.from_pretrained, []
+    monkeypatch.setattr(
+        transformers.AutoModel, "from_pretrained", lambda *a, **k: (loads.append(a), real(*a, **k))[1]
+    )
+    cfg = build_config(
+        [
+            *DATA,
+            "model=llm-naml",
+            f"model.item_lm={tiny_llama}",
+            "model.layer=2",
+            f"model.dire_cache={tmp_path / 'cache'}",
+            *SMALL,
+            "exp.epochs=1",
+            "exp.max_steps=1",
+            f"exp.out_dir={tmp_path / 'run'}",
+        ]
+    )
+    train(cfg, progress=False, log=lambda *_: None)
+    assert (tmp_path / "cache" / "manifest.json").is_file()  # this run built the cache
+    assert len(loads) == 1
+
+
+def test_lm_dtype_loads_the_model_in_that_type_and_auto_follows_the_device(
+    tiny_llama: Path, tmp_path: Path, monkeypatch
+):
+    from oncerec.lm.backbone import lm_dtype
+
+    assert lm_dtype("auto") == torch.float32  # no GPU here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert lm_dtype("auto") == torch.bfloat16 and lm_dtype("float16") == torch.float16
+    monkeypatch.undo()
+    ds, cfg = _dataset(
+        "model=llm-naml",
+        f"model.item_lm={tiny_llama}",
+        "model.layer=3",
+        "model.lm_dtype=bfloat16",
+        f"model.dire_cache={tmp_path}",
+        *SMALL,
+    )
+    model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+    lm = model.item_encoder.lm
+    assert {p.dtype for n, p in lm.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+    assert {p.dtype for n, p in lm.named_parameters() if "lora_" in n} == {
+        torch.float32
+    }  # trained in float32
+
+
+def test_the_top_runs_without_a_kv_cache(tiny_llama: Path):
+    seen = {}
+    model = load_lm(str(tiny_llama))
+    model.register_forward_pre_hook(lambda m, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    ids = torch.tensor([[5, 6, 7]])
+    run_top(model, ids, torch.ones(1, 3, dtype=torch.bool), from_states=False)
+    assert seen["use_cache"] is False
+
+
+@pytest.mark.parametrize("layer", [0, 3])
+def test_the_padding_item_is_finite_in_every_type_and_pooling(layer: int, tiny_llama: Path, tmp_path: Path):
+    """Item 0 has no tokens; its vector must be finite (never NaN) however the model runs and pools."""
+    for dtype in ("float32", "bfloat16", "float16"):
+        for pooling in ("attention", "mean", "last"):
+            ds, cfg = _dataset(
+                "model=llm-naml",
+                f"model.item_lm={tiny_llama}",
+                f"model.layer={layer}",
+                f"model.lm_dtype={dtype}",
+                f"model.lm_pooling={pooling}",
+                f"model.dire_cache={tmp_path}",
+                *SMALL,
+            )
+            torch.manual_seed(0)
+            model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+            with torch.no_grad():
+                v = model.encode_items(torch.tensor([0, 1, 0, 2]))
+            assert v.dtype == torch.float32 and torch.isfinite(v).all(), (dtype, pooling)

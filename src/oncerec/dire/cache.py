@@ -32,7 +32,15 @@ from oncerec.config.schema import ModelConfig
 from oncerec.data.batching import trimmed_rows
 from oncerec.data.dataset import Dataset
 from oncerec.errors import ConfigError, OncerecError
-from oncerec.lm.backbone import blocks, bottom_states, check_parity, fingerprint, load_lm, parity_tol
+from oncerec.lm.backbone import (
+    blocks,
+    bottom_states,
+    check_parity,
+    fingerprint,
+    lm_dtype,
+    load_lm,
+    parity_tol,
+)
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.paths import cache_root
 
@@ -147,10 +155,12 @@ def build_cache(
     progress: bool = True,
     log=print,
     shard_size: int = SHARD,
+    model: torch.nn.Module | None = None,
 ) -> DireCache:
     """Run the frozen layers once over every item into the cache (resuming a killed build); returns it.
 
-    Items are written in shards of `shard_size`; a killed build keeps its finished shards."""
+    Items are written in shards of `shard_size`; a killed build keeps its finished shards. `model`: the
+    language model already loaded (whole, in `model.lm_dtype`), so that a 7B model is not loaded twice."""
     from accelerate import PartialState
 
     # cpu=True is what lets several CPU processes (torchrun / accelerate launch --cpu) form a group
@@ -163,8 +173,14 @@ def build_cache(
         if set(layers) <= set(existing.layers):
             return existing
         layers = sorted(set(layers) | set(existing.layers))  # one cache holds every layer asked for so far
-    plan = expected | {"layers": layers, "shard_size": shard_size}
-    model = load_lm(cfg.item_lm).to(state.device)
+    dtype = lm_dtype(cfg.lm_dtype)
+    # the type the states were computed in: a resumed build must not mix shards of two types
+    plan = expected | {
+        "layers": layers,
+        "shard_size": shard_size,
+        "lm_dtype": str(dtype).removeprefix("torch."),
+    }
+    model = (model if model is not None else load_lm(cfg.item_lm, dtype)).to(state.device, dtype)
     n_layers = len(blocks(model))
     bad = [k for k in layers if not 0 <= k < n_layers]
     if bad:

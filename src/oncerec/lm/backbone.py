@@ -31,6 +31,14 @@ from oncerec.paths import cache_root
 DEFAULT_LORA_TARGETS = {"encoder": ["query", "value"], "decoder": ["q_proj", "v_proj"]}
 
 
+def lm_dtype(name: str) -> torch.dtype:
+    """`model.lm_dtype` as a torch type; `auto`: bfloat16 on a GPU (half the memory of float32, and the type
+    large models are trained in), float32 on CPU (where bfloat16 matmuls are slow on most processors)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
+
+
 def load_lm(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The base model (no task head) of a local or packaged Hugging Face model, in eval mode."""
     model = load_base_model(name, dtype)
@@ -175,7 +183,8 @@ def keep_top(model: nn.Module, k: int) -> nn.Module:
 
 @contextmanager
 def top_only(model: nn.Module, k: int):
-    """`keep_top(model, k)`, undone on exit: the parity check runs the top of a model that keeps its bottom."""
+    """`keep_top(model, k)`, undone on exit: the parity check runs the top of a model that keeps its
+    bottom."""
     if family(model) == "encoder":
         points = [(model.encoder, "layer"), (model, "embeddings")]
     else:
@@ -217,16 +226,18 @@ def check_parity(model: nn.Module, ids: Tensor, mask: Tensor, k: int, states: Te
     diff = ((top - full).norm() / full.norm().clamp_min(1e-12)).item()
     if not diff <= tol:  # also refuses NaN
         raise ConfigError(
-            f"{name}: its layers {k}.. run on the cached states entering layer {k} do not give its full forward "
-            f"pass (relative difference {diff:.2g}, allowed {tol:g}): its forward transforms its input "
-            "embeddings (a multiplier, a projection), so DIRE cannot train it from a cache; use model.layer=0 "
-            "or another model"
+            f"{name}: its layers {k}.. run on the cached states entering layer {k} do not give its full "
+            f"forward pass (relative difference {diff:.2g}, allowed {tol:g}): its forward transforms its "
+            "input embeddings (a multiplier, a projection), so DIRE cannot train it from a cache; use "
+            "model.layer=0 or another model"
         )
 
 
 def run_top(model: nn.Module, x: Tensor, mask: Tensor, from_states: bool) -> Tensor:
     """Top-layer token states [B, L, D] from token ids (k=0) or from hidden states entering layer k."""
-    kwargs = {"inputs_embeds": x} if from_states else {"input_ids": x}
+    kwargs = {"inputs_embeds": x.to(model.dtype)} if from_states else {"input_ids": x}
+    if family(model) == "decoder":
+        kwargs["use_cache"] = False  # decoders default to building a KV cache: memory for nothing here
     return model(attention_mask=mask.long(), **kwargs).last_hidden_state
 
 
@@ -247,6 +258,11 @@ def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: li
         p.requires_grad_(False)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
     inject_adapter_in_model(config, model)
+    # peft makes the adapters in the base weights' type; bfloat16 adapters would lose AdamW's small updates
+    # (peft casts its inputs to the adapter's type and the result back)
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.float()
 
 
 def _linear_names(model: nn.Module) -> set[str]:
