@@ -110,4 +110,9 @@ def test_dire_bench_measures_both_sides_of_each_ratio(tmp_path: Path):
     assert _positive(d["step"]["cached_step_s"]) and _positive(d["step"]["whole_step_s"])
     assert _positive(d["build"]["ratio"]) and d["build"]["bytes_per_item"] > 0
     assert d["memory"]["cache_gb"] > 0 and d["memory"]["anon_mb_peak"] >= d["memory"]["anon_mb_before"]
-    assert len(dire_rows(d)) == 3
+    load = d["load"]  # loading + caching in float32 vs bfloat16, each in its own child process
+    for dtype in ("float32", "bfloat16"):
+        assert load[dtype]["peak_rss_mb"] >= load[dtype]["held_rss_mb"] > load[dtype]["import_rss_mb"] > 0
+    assert _positive(load["ratio"]) and _positive(load["peak_ratio"])
+    rows = dire_rows(d)
+    assert len(rows) == 4 and "bfloat16 vs float32" in rows[3]

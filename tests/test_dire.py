@@ -48,6 +48,81 @@ def test_top_layers_from_cached_states_equal_the_full_forward(name: str):
         torch.testing.assert_close(out[mask], reference[mask], atol=1e-5, rtol=1e-5, msg=f"layer {k}")
 
 
+TINY = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4)
+
+
+def _tiny_model(kind: str) -> torch.nn.Module:
+    """Random tiny models of several architectures the loader accepts (no download)."""
+    import transformers as tf
+
+    configs = {
+        "llama": tf.LlamaConfig(**TINY),
+        "bert": tf.BertConfig(**TINY),
+        # transformers scales Gemma's embeddings inside its embedding module: the top gets the scaled states
+        "gemma": tf.GemmaConfig(**TINY, num_key_value_heads=2, head_dim=8),
+        "granite": tf.GraniteConfig(**TINY, embedding_multiplier=12.0),  # multiplies every inputs_embeds
+        "electra": tf.ElectraConfig(**TINY, embedding_size=16),  # projects the embeddings 16 -> 32
+    }
+    torch.manual_seed(0)
+    return tf.AutoModel.from_config(configs[kind]).eval()
+
+
+@pytest.mark.parametrize(
+    "kind, refused",
+    [
+        ("llama", None),
+        ("bert", None),
+        ("gemma", None),
+        ("granite", "GraniteModel"),
+        ("electra", "ElectraModel"),
+    ],
+)
+def test_parity_check_refuses_a_top_that_differs_from_the_full_forward(kind: str, refused: str | None):
+    from oncerec.lm.backbone import check_parity, family
+
+    model = _tiny_model(kind)
+    family(model)  # every one of them has an accepted module layout
+    ids = torch.randint(1, 100, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    states = bottom_states(model, ids, mask, [1, 2])
+    for k in (1, 2):
+        if refused:
+            with pytest.raises(ConfigError, match=refused):
+                check_parity(model, ids, mask, k, states[k], tol=1e-4)
+        else:
+            check_parity(model, ids, mask, k, states[k], tol=1e-4)
+    assert len(blocks(model)) == 3 and model.get_input_embeddings() is not None  # the model is left whole
+
+
+def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp_path: Path, monkeypatch):
+    """Granite (embedding_multiplier) is refused before its cache is built, and a cache of it that exists
+    anyway (say, built by an older oncerec) is refused before training reads it."""
+    from transformers import GraniteConfig, GraniteModel
+
+    folder = tmp_path / "granite"
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("smollm2-135m")))
+    config = GraniteConfig(**{**TINY, "vocab_size": len(tok)}, embedding_multiplier=12.0)
+    torch.manual_seed(0)
+    GraniteModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    base = [
+        "model=llm-naml",
+        f"model.item_lm={folder}",
+        "model.layer=2",
+        f"model.dire_cache={tmp_path / 'c'}",
+    ]
+    ds, cfg = _dataset(*base, "model.cache_dtype=float32", *SMALL)
+    with pytest.raises(ConfigError, match=r"GraniteModel: its layers 2\.\. run on the cached states"):
+        dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+    assert not (tmp_path / "c" / "manifest.json").exists()
+    with monkeypatch.context() as m:
+        m.setattr(dire, "check_parity", lambda *a, **k: None)
+        dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+    with pytest.raises(ConfigError, match="GraniteModel"):
+        Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+
+
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> Path:
     """A small random LLaMA-architecture model in a local folder, with SmolLM2's tokenizer."""
@@ -65,6 +140,56 @@ def tiny_llama(tmp_path_factory) -> Path:
     LlamaModel(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def _tiny_llama_folder(folder: Path, seed: int) -> Path:
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
+    torch.manual_seed(seed)
+    LlamaModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_fingerprint_hashes_weight_content_and_keys_the_cache_folder(tmp_path: Path, monkeypatch):
+    """Two model folders of the same name and file sizes but other weights: other fingerprints and other
+    cache folders. The content hash is memoised across processes by path, size and mtime."""
+    import os
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    import oncerec.lm.backbone as backbone
+    from oncerec.config.schema import ModelConfig
+
+    a, b = (_tiny_llama_folder(tmp_path / side / "model", seed) for side, seed in (("a", 0), ("b", 1)))
+    weights = [f / "model.safetensors" for f in (a, b)]
+    assert weights[0].stat().st_size == weights[1].stat().st_size
+    # first hashed in another process: its memo (under $ONCEREC_CACHE) serves this one
+    code = "import sys; from oncerec.lm.backbone import fingerprint; print(fingerprint(sys.argv[1]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(a)], capture_output=True, text=True, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    reads = []
+    real = backbone._read_sha256
+    monkeypatch.setattr(backbone, "_read_sha256", lambda p: (reads.append(p), real(p))[1])
+    fa, fb = backbone.fingerprint(str(a)), backbone.fingerprint(str(b))
+    assert fa == done.stdout.strip() and fa != fb
+    assert reads == [weights[1].resolve()]  # a: a memo hit; b: hashed once
+    assert backbone.fingerprint(str(b)) == fb and len(reads) == 1  # unchanged: not read again
+    dataset = SimpleNamespace(root=tmp_path / "demo-tiny")
+    dirs = [
+        dire.cache_dir(dataset, ModelConfig(item="lm", item_lm=str(f), item_fields=["prompt"]))
+        for f in (a, b)
+    ]
+    assert dirs[0] != dirs[1] and dirs[0].name.startswith("model-") and dirs[0].name.endswith("-prompt")
+    # rewritten in place (same size, new mtime): hashed again
+    data = bytearray(weights[1].read_bytes())
+    data[-1] ^= 1
+    weights[1].write_bytes(bytes(data))
+    os.utime(weights[1], ns=(weights[1].stat().st_atime_ns, weights[1].stat().st_mtime_ns + 10**9))
+    assert backbone.fingerprint(str(b)) != fb and len(reads) == 2
 
 
 def _dataset(*overrides: str) -> Dataset:
@@ -262,3 +387,84 @@ def test_pooling_choices_give_one_vector_per_item(pooling: str, tmp_path: Path):
         v = model.encode_items(torch.tensor([1, 2, 3]))
     assert v.shape == (3, 32) and torch.isfinite(v).all()
     assert (model.item_encoder.pool is not None) == (pooling == "attention")
+
+
+def test_a_first_training_run_loads_the_language_model_once(tiny_llama: Path, tmp_path: Path, monkeypatch):
+    """The cache build reuses the encoder's model before its bottom is dropped: one load, not two."""
+    import transformers
+
+    real, loads = transformers.AutoModel.from_pretrained, []
+    monkeypatch.setattr(
+        transformers.AutoModel, "from_pretrained", lambda *a, **k: (loads.append(a), real(*a, **k))[1]
+    )
+    cfg = build_config(
+        [
+            *DATA,
+            "model=llm-naml",
+            f"model.item_lm={tiny_llama}",
+            "model.layer=2",
+            f"model.dire_cache={tmp_path / 'cache'}",
+            *SMALL,
+            "exp.epochs=1",
+            "exp.max_steps=1",
+            f"exp.out_dir={tmp_path / 'run'}",
+        ]
+    )
+    train(cfg, progress=False, log=lambda *_: None)
+    assert (tmp_path / "cache" / "manifest.json").is_file()  # this run built the cache
+    assert len(loads) == 1
+
+
+def test_lm_dtype_loads_the_model_in_that_type_and_auto_follows_the_device(
+    tiny_llama: Path, tmp_path: Path, monkeypatch
+):
+    from oncerec.lm.backbone import lm_dtype
+
+    assert lm_dtype("auto") == torch.float32  # no GPU here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert lm_dtype("auto") == torch.bfloat16 and lm_dtype("float16") == torch.float16
+    monkeypatch.undo()
+    ds, cfg = _dataset(
+        "model=llm-naml",
+        f"model.item_lm={tiny_llama}",
+        "model.layer=3",
+        "model.lm_dtype=bfloat16",
+        f"model.dire_cache={tmp_path}",
+        *SMALL,
+    )
+    model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+    lm = model.item_encoder.lm
+    assert {p.dtype for n, p in lm.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+    assert {p.dtype for n, p in lm.named_parameters() if "lora_" in n} == {
+        torch.float32
+    }  # trained in float32
+
+
+def test_the_top_runs_without_a_kv_cache(tiny_llama: Path):
+    seen = {}
+    model = load_lm(str(tiny_llama))
+    model.register_forward_pre_hook(lambda m, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    ids = torch.tensor([[5, 6, 7]])
+    run_top(model, ids, torch.ones(1, 3, dtype=torch.bool), from_states=False)
+    assert seen["use_cache"] is False
+
+
+@pytest.mark.parametrize("layer", [0, 3])
+def test_the_padding_item_is_finite_in_every_type_and_pooling(layer: int, tiny_llama: Path, tmp_path: Path):
+    """Item 0 has no tokens; its vector must be finite (never NaN) however the model runs and pools."""
+    for dtype in ("float32", "bfloat16", "float16"):
+        for pooling in ("attention", "mean", "last"):
+            ds, cfg = _dataset(
+                "model=llm-naml",
+                f"model.item_lm={tiny_llama}",
+                f"model.layer={layer}",
+                f"model.lm_dtype={dtype}",
+                f"model.lm_pooling={pooling}",
+                f"model.dire_cache={tmp_path}",
+                *SMALL,
+            )
+            torch.manual_seed(0)
+            model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+            with torch.no_grad():
+                v = model.encode_items(torch.tensor([0, 1, 0, 2]))
+            assert v.dtype == torch.float32 and torch.isfinite(v).all(), (dtype, pooling)

@@ -1,12 +1,17 @@
 """DIRE measured: training from the cache vs running the whole language model, building the cache vs a bare
-forward pass of the same layers, disk per item, and memory while training from a memory-mapped cache.
+forward pass of the same layers, disk per item, memory while training from a memory-mapped cache, and the
+peak memory of loading the model and building its cache in float32 vs bfloat16.
 
-Both sides of each ratio run in this process on the same batches, taking turns step by step.
+Both sides of the speed ratios run in this process on the same batches, taking turns step by step; the two
+memory peaks are measured in fresh child processes, one per type.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +26,8 @@ from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler, trimmed_rows
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.dire.cache import DireCache, build_cache
-from oncerec.lm.backbone import blocks, bottom_states, load_lm
+from oncerec.errors import OncerecError
+from oncerec.lm.backbone import blocks, bottom_states, lm_dtype, load_lm
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.models.recommender import Recommender
 
@@ -68,6 +74,7 @@ def bench_dire(sizes: DireSizes, model_path: str, log: Callable = print) -> dict
         result = {"sizes": asdict(sizes), "items": dataset.num_items - 1}
         result["build"] = _build_vs_bare(dataset, cfg, log)
         result["step"] = _cached_vs_whole(dataset, overrides, sizes, log)
+        result["load"] = _load_memory(overrides, Path(tmp), log)
     result["memory"] = _memory(sizes, log)
     return result
 
@@ -76,7 +83,7 @@ def _build_vs_bare(dataset: Dataset, cfg, log) -> dict:
     """Items/s of `build_cache` (forward + writing the states) vs the same forward passes writing nothing. The
     bare pass runs before and after the build and its faster run counts (warm-up and load favour neither)."""
     k = cfg.model.layer
-    model = load_lm(cfg.model.item_lm)
+    model = load_lm(cfg.model.item_lm, lm_dtype(cfg.model.lm_dtype))
     ids, lengths = dataset.tokens(cfg.model.item_lm, "prompt")
     order = np.argsort(np.asarray(lengths), kind="stable")
 
@@ -90,7 +97,7 @@ def _build_vs_bare(dataset: Dataset, cfg, log) -> dict:
     log(f"  dire: bare forward of layers 0..{k - 1} over {len(order):,} items")
     first = bare()
     log("  dire: building the cache")
-    cache = build_cache(dataset, cfg.model, progress=False, log=_quiet)
+    cache = build_cache(dataset, cfg.model, progress=False, log=_quiet, model=model)
     # the build's own loop rate (forward + writing): loading the model and creating the files are a fixed
     # cost that a real dataset's size amortises, and that would dominate on the few items of a quick run
     built = cache.manifest["items_per_s"]
@@ -148,6 +155,58 @@ def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes, l
     }
 
 
+# A fresh interpreter per type, so that each peak is its own. VmHWM is the new program's high-water mark
+# (ru_maxrss would start at the parent's RSS, which Linux carries over from fork through exec). The build runs
+# as training's first use does: one load of the model (held to the end), its parity check (a full forward:
+# every weight is touched) and its bottom over every item, up to layer 1: the memory is the weights', the
+# states take MBs.
+_LOAD_CHILD = """
+import json, sys, time
+from oncerec.config.loader import build_config
+from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.dire.cache import build_cache
+from oncerec.lm.backbone import lm_dtype, load_lm
+def rss_mb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+cfg = build_config(json.loads(sys.argv[1]))
+dataset = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
+imported = rss_mb("VmRSS")
+start = time.perf_counter()
+model = load_lm(cfg.model.item_lm, lm_dtype(cfg.model.lm_dtype))
+build_cache(dataset, cfg.model, progress=False, log=lambda *_: None, model=model)
+seconds = time.perf_counter() - start
+weights = sum(t.numel() * t.element_size() for t in model.parameters()) / 2**20
+print(json.dumps({"seconds": seconds, "import_rss_mb": imported, "peak_rss_mb": rss_mb("VmHWM"),
+                  "held_rss_mb": rss_mb("VmRSS"), "weights_mb": weights}))
+"""
+
+
+def _load_memory(overrides: list[str], tmp: Path, log) -> dict:
+    """Memory of loading the model and building a cache with `model.lm_dtype` float32 vs bfloat16, each in a
+    fresh child process: the peak (VmHWM) and what is held after the build (VmRSS, the model still loaded),
+    both over the child's RSS after its imports (so both include the loader's own ~0.1 GB: transformers'
+    modelling code), and the weights' own size."""
+    result = {}
+    for dtype in ("float32", "bfloat16"):
+        log(f"  dire: loading + caching in {dtype} (child process)")
+        args = [*overrides, "model.layer=1", f"model.lm_dtype={dtype}", f"model.dire_cache={tmp / dtype}"]
+        done = subprocess.run(
+            [sys.executable, "-c", _LOAD_CHILD, json.dumps(args)], capture_output=True, text=True
+        )
+        if done.returncode:
+            raise OncerecError(f"bench: DIRE load + cache in {dtype} failed:\n{done.stderr.strip()[-3000:]}")
+        child = json.loads(done.stdout.strip().splitlines()[-1])
+        result[dtype] = child | {
+            "peak_added_mb": child["peak_rss_mb"] - child["import_rss_mb"],
+            "held_added_mb": child["held_rss_mb"] - child["import_rss_mb"],
+        }
+    f32, b16 = result["float32"], result["bfloat16"]
+    result["ratio"] = b16["held_added_mb"] / f32["held_added_mb"]
+    result["peak_ratio"] = b16["peak_added_mb"] / f32["peak_added_mb"]
+    return result
+
+
 def _memory(sizes: DireSizes, log) -> dict:
     """Peak anonymous memory (what the process owns; a memory map's pages are the kernel's page cache) while
     gathering training batches from a cache larger than this machine's RAM: a sparse file of `memory_gb`
@@ -183,7 +242,8 @@ def _anon_mb() -> float:
 
 
 def dire_rows(d: dict) -> list[str]:
-    s, b, m = d["step"], d["build"], d["memory"]
+    s, b, m, load = d["step"], d["build"], d["memory"], d["load"]
+    f32, b16 = load["float32"], load["bfloat16"]
     z = d["sizes"]
     return [
         f"| DIRE train step, layer={z['layer']} from cache vs whole model ({z['model']}, demo-{z['scale']}, "
@@ -199,6 +259,13 @@ def dire_rows(d: dict) -> list[str]:
         f"({m['ram_gb']:.0f} GiB RAM) | {(m['anon_mb_peak'] - m['anon_mb_before']) / (m['cache_gb'] * 1024):.4f}x "
         f"| peak anonymous memory growth ÷ cache size | {m['anon_mb_before']:.0f} → {m['anon_mb_peak']:.0f} MB "
         f"anonymous | |",
+        f"| DIRE load + cache build, model.lm_dtype bfloat16 vs float32 ({z['model']}, demo-{z['scale']}) "
+        f"| {load['ratio']:.2f}x | bfloat16 ÷ float32 memory held after loading and caching (RSS over the "
+        f"imports); peak {load['peak_ratio']:.2f}x | float32 {f32['seconds']:.1f} s, bfloat16 "
+        f"{b16['seconds']:.1f} s | float32 {f32['peak_rss_mb']:.0f} MB peak, {f32['held_rss_mb']:.0f} held "
+        f"(+{f32['held_added_mb']:.0f}); bfloat16 {b16['peak_rss_mb']:.0f} MB peak, {b16['held_rss_mb']:.0f} "
+        f"held (+{b16['held_added_mb']:.0f}); weights {f32['weights_mb']:.0f} vs {b16['weights_mb']:.0f} MB; "
+        "children |",
     ]
 
 

@@ -132,6 +132,12 @@ class ModelConfig(_Strict):
         description="Language model of the `lm` item encoder: a local Hugging Face folder (BERT-like or "
         "LLaMA-like) or a packaged name (`minilm`, `smollm2-135m`).",
     )
+    lm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Type the language model is loaded and run in, for the DIRE cache build and training "
+        "(`auto`: bfloat16 when a GPU is present, float32 otherwise, resolved at load time). Pooling and "
+        "projection run in float32, LoRA adapters are kept in float32.",
+    )
     layer: int = Field(
         0,
         ge=0,
@@ -147,7 +153,10 @@ class ModelConfig(_Strict):
         "float16", description="Storage type of the DIRE cache."
     )
     dire_cache: str = Field(
-        "", description="DIRE cache folder (default: $ONCEREC_CACHE/dire/<dataset>/<model>)."
+        "",
+        description="DIRE cache folder (default: "
+        "$ONCEREC_CACHE/dire/<dataset>/<model>-<fingerprint>-<field>, the fingerprint hashing the weight "
+        "files' content).",
     )
     lm_pooling: Literal["attention", "mean", "last"] = Field(
         "attention",

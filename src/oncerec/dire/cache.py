@@ -32,7 +32,15 @@ from oncerec.config.schema import ModelConfig
 from oncerec.data.batching import trimmed_rows
 from oncerec.data.dataset import Dataset
 from oncerec.errors import ConfigError, OncerecError
-from oncerec.lm.backbone import blocks, bottom_states, fingerprint, load_lm
+from oncerec.lm.backbone import (
+    blocks,
+    bottom_states,
+    check_parity,
+    fingerprint,
+    lm_dtype,
+    load_lm,
+    parity_tol,
+)
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.paths import cache_root
 
@@ -46,7 +54,9 @@ def cache_dir(dataset: Dataset, cfg: ModelConfig) -> Path:
     if cfg.dire_cache:
         return Path(cfg.dire_cache)
     model = cfg.item_lm if not Path(cfg.item_lm).is_dir() else Path(cfg.item_lm).resolve().name
-    return cache_root() / "dire" / dataset.root.resolve().name / f"{model}-{cfg.item_fields[0]}"
+    # keyed by the weights' content, not only the folder's name: two models named alike never share a cache
+    folder = f"{model}-{fingerprint(cfg.item_lm)}-{cfg.item_fields[0]}"
+    return cache_root() / "dire" / dataset.root.resolve().name / folder
 
 
 def cached_layers(cfg: ModelConfig) -> list[int]:
@@ -145,10 +155,12 @@ def build_cache(
     progress: bool = True,
     log=print,
     shard_size: int = SHARD,
+    model: torch.nn.Module | None = None,
 ) -> DireCache:
     """Run the frozen layers once over every item into the cache (resuming a killed build); returns it.
 
-    Items are written in shards of `shard_size`; a killed build keeps its finished shards."""
+    Items are written in shards of `shard_size`; a killed build keeps its finished shards. `model`: the
+    language model already loaded (whole, in `model.lm_dtype`), so that a 7B model is not loaded twice."""
     from accelerate import PartialState
 
     # cpu=True is what lets several CPU processes (torchrun / accelerate launch --cpu) form a group
@@ -161,8 +173,14 @@ def build_cache(
         if set(layers) <= set(existing.layers):
             return existing
         layers = sorted(set(layers) | set(existing.layers))  # one cache holds every layer asked for so far
-    plan = expected | {"layers": layers, "shard_size": shard_size}
-    model = load_lm(cfg.item_lm).to(state.device)
+    dtype = lm_dtype(cfg.lm_dtype)
+    # the type the states were computed in: a resumed build must not mix shards of two types
+    plan = expected | {
+        "layers": layers,
+        "shard_size": shard_size,
+        "lm_dtype": str(dtype).removeprefix("torch."),
+    }
+    model = (model if model is not None else load_lm(cfg.item_lm, dtype)).to(state.device, dtype)
     n_layers = len(blocks(model))
     bad = [k for k in layers if not 0 <= k < n_layers]
     if bad:
@@ -170,6 +188,18 @@ def build_cache(
             f"model.cache_layers: layer {bad[0]} out of range; the model has layers 0..{n_layers - 1}"
         )
     ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    # before hours of work: the top must reproduce the full forward from states rounded as the cache will be
+    x, mask = (t.to(state.device) for t in trimmed_rows(ids, lengths, _probe_rows(lengths)))
+    bottom = bottom_states(model, x.long(), mask, layers)
+    for k in layers:
+        check_parity(
+            model,
+            x.long(),
+            mask,
+            k,
+            bottom[k].to(_TORCH[cfg.cache_dtype]),
+            parity_tol(model, cfg.cache_dtype),
+        )
     n, width, dim = ids.shape[0], ids.shape[1], model.config.hidden_size
     plan["shape"] = [n, width, dim]
     if state.is_main_process:
@@ -209,6 +239,28 @@ def build_cache(
         log(f"DIRE cache: {folder} (layers {layers}, {n:,} items, {todo / max(seconds, 1e-9):,.0f} items/s)")
     state.wait_for_everyone()
     return open_cache(dataset, cfg, expected)
+
+
+def check_cache(model: torch.nn.Module, cache: DireCache, dataset: Dataset, cfg: ModelConfig) -> None:
+    """Before training reads a cache: the whole `model` over a few items' token ids must equal its top layers
+    run on their cached states (refused naming the model class otherwise; see `check_parity`)."""
+    ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    rows = _probe_rows(lengths)
+    x, mask = trimmed_rows(ids, lengths, rows)
+    states, _ = cache.gather(cfg.layer, rows)
+    check_parity(
+        model,
+        x.long().to(model.device),
+        mask.to(model.device),
+        cfg.layer,
+        states,
+        parity_tol(model, cfg.cache_dtype),
+    )
+
+
+def _probe_rows(lengths: np.ndarray, n: int = 4) -> np.ndarray:
+    """The items the parity check runs on: the first few with text (item 0 is the padding item)."""
+    return np.flatnonzero(np.asarray(lengths) > 0)[:n]
 
 
 def _start(folder: Path, plan: dict, lengths: np.ndarray, layers: list[int]) -> None:

@@ -16,14 +16,27 @@ states are taken by forward pre-hooks on layer k, and the forward stops there.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from oncerec.errors import ConfigError
 from oncerec.lm.packaged import resolve_model_path
+from oncerec.paths import cache_root
 
 DEFAULT_LORA_TARGETS = {"encoder": ["query", "value"], "decoder": ["q_proj", "v_proj"]}
+
+
+def lm_dtype(name: str) -> torch.dtype:
+    """`model.lm_dtype` as a torch type; `auto`: bfloat16 on a GPU (half the memory of float32, and the type
+    large models are trained in), float32 on CPU (where bfloat16 matmuls are slow on most processors)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
 
 
 def load_lm(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -67,13 +80,50 @@ def blocks(model: nn.Module) -> nn.ModuleList:
 
 
 def fingerprint(name: str) -> str:
-    """Identifies a model's weights without reading them: its config plus the names and sizes of its files."""
+    """Identifies a model's weights by their content: its config plus the name and sha256 of each weight
+    file (two folders of the same name and file sizes but other weights differ)."""
     path = resolve_model_path(name)
     h = hashlib.sha256((path / "config.json").read_bytes())
     for f in sorted(path.iterdir()):
         if f.suffix in (".safetensors", ".bin"):
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
+            h.update(f"{f.name}:{file_sha256(f)}".encode())
     return h.hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised by its resolved path, size and mtime in `$ONCEREC_CACHE/file-hashes.json`:
+    a 7B model's 14+ GB are read once, not on every run, and a rewritten file is hashed again."""
+    path = path.resolve()
+    st = path.stat()
+    key, stamp = str(path), [st.st_size, st.st_mtime_ns]
+    memo_file = cache_root() / "file-hashes.json"
+    found = _load_memo(memo_file).get(key, {})
+    if found.get("stamp") == stamp:
+        return found["sha256"]
+    digest = _read_sha256(path)
+    memo = _load_memo(memo_file)  # again: another process may have added entries while this one hashed
+    memo[key] = {"stamp": stamp, "sha256": digest}
+    # atomic replace: a concurrent writer may drop our entry (a re-hash later), never corrupt the file
+    memo_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo_file.with_name(f".{memo_file.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(memo, indent=1))
+    os.replace(tmp, memo_file)
+    return digest
+
+
+def _load_memo(memo_file: Path) -> dict:
+    try:
+        return json.loads(memo_file.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: start over (it is only a memo)
+        return {}
+
+
+def _read_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class _Stop(Exception):
@@ -131,9 +181,63 @@ def keep_top(model: nn.Module, k: int) -> nn.Module:
     return model
 
 
+@contextmanager
+def top_only(model: nn.Module, k: int):
+    """`keep_top(model, k)`, undone on exit: the parity check runs the top of a model that keeps its
+    bottom."""
+    if family(model) == "encoder":
+        points = [(model.encoder, "layer"), (model, "embeddings")]
+    else:
+        points = [(model, "layers"), (model, "embed_tokens")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in points]
+    keep_top(model, k)
+    try:
+        yield model
+    finally:
+        for owner, name, module in saved:
+            setattr(owner, name, module)
+
+
+# Relative difference allowed between the top run on cached states and the full forward pass, by the coarser
+# of the model's and the cache's types: rounding the states to float16 / bfloat16 costs about 2e-4 / 2e-3
+# (MiniLM, SmolLM2-135M); a model that transforms its inputs_embeds (Granite's embedding_multiplier: 3e-2 on a
+# random tiny model whose final norm hides most of it) is caught in float32 with room to spare.
+PARITY_TOL = {"float32": 1e-4, "float16": 5e-3, "bfloat16": 2e-2}
+
+
+def parity_tol(model: nn.Module, cache_dtype: str) -> float:
+    return max(PARITY_TOL[str(model.dtype).removeprefix("torch.")], PARITY_TOL[cache_dtype])
+
+
+@torch.no_grad()
+def check_parity(model: nn.Module, ids: Tensor, mask: Tensor, k: int, states: Tensor, tol: float) -> None:
+    """Refuse a model whose layers k..L-1, fed the hidden states entering layer k (`states`), do not give its
+    full forward pass over the token ids. The module layout alone does not prove it: a model's forward may
+    transform `inputs_embeds` on the way in (Granite multiplies them by `embedding_multiplier`, ELECTRA
+    projects them), and DIRE would silently train on something else than the model."""
+    mask = mask.bool()
+    name = type(model).__name__
+    full = run_top(model, ids, mask, from_states=False).float()[mask]
+    try:
+        with top_only(model, k):
+            top = run_top(model, states.to(model.device, model.dtype), mask, from_states=True).float()[mask]
+    except Exception as e:  # e.g. ELECTRA's projection meets states of the wrong width
+        raise ConfigError(f"{name} cannot run its layers {k}.. on cached states (DIRE): {e}") from e
+    diff = ((top - full).norm() / full.norm().clamp_min(1e-12)).item()
+    if not diff <= tol:  # also refuses NaN
+        raise ConfigError(
+            f"{name}: its layers {k}.. run on the cached states entering layer {k} do not give its full "
+            f"forward pass (relative difference {diff:.2g}, allowed {tol:g}): its forward transforms its "
+            "input embeddings (a multiplier, a projection), so DIRE cannot train it from a cache; use "
+            "model.layer=0 or another model"
+        )
+
+
 def run_top(model: nn.Module, x: Tensor, mask: Tensor, from_states: bool) -> Tensor:
     """Top-layer token states [B, L, D] from token ids (k=0) or from hidden states entering layer k."""
-    kwargs = {"inputs_embeds": x} if from_states else {"input_ids": x}
+    kwargs = {"inputs_embeds": x.to(model.dtype)} if from_states else {"input_ids": x}
+    if family(model) == "decoder":
+        kwargs["use_cache"] = False  # decoders default to building a KV cache: memory for nothing here
     return model(attention_mask=mask.long(), **kwargs).last_hidden_state
 
 
@@ -154,6 +258,11 @@ def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: li
         p.requires_grad_(False)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
     inject_adapter_in_model(config, model)
+    # peft makes the adapters in the base weights' type; bfloat16 adapters would lose AdamW's small updates
+    # (peft casts its inputs to the adapter's type and the result back)
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.float()
 
 
 def _linear_names(model: nn.Module) -> set[str]:

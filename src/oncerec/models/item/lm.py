@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from oncerec.config.schema import ModelConfig
 from oncerec.data.batching import trimmed_rows
 from oncerec.errors import ConfigError
-from oncerec.lm.backbone import add_lora, keep_top, load_lm, run_top
+from oncerec.lm.backbone import add_lora, keep_top, lm_dtype, load_lm, run_top
 from oncerec.models.layers import AdditiveAttention, masked_mean
 
 
@@ -26,16 +26,21 @@ class LMItemEncoder(nn.Module):
             raise ConfigError(
                 "model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>"
             )
-        from oncerec.dire.cache import build_cache, open_cache
+        from oncerec.dire.cache import build_cache, check_cache, open_cache
 
         dataset = spec["dataset"]
         self.layer = cfg.layer
-        self.lm = load_lm(cfg.item_lm)
+        self.lm = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
         if self.layer:
-            # Built on first use (resumable). A cache of another model or data is refused, and one without
-            # this layer is an error listing its layers: rebuilding would silently drop them.
-            self.cache = open_cache(dataset, cfg) or build_cache(dataset, cfg, log=spec.get("log", print))
+            # Built on first use (resumable), from this model before its bottom is dropped: loaded once. A
+            # cache of another model or data is refused, and one without this layer is an error listing its
+            # layers: rebuilding would silently drop them.
+            self.cache = open_cache(dataset, cfg) or build_cache(
+                dataset, cfg, log=spec.get("log", print), model=self.lm
+            )
             self.cache.states(self.layer)
+            # the model (bottom still loaded) over a few items must match its top from their cached states
+            check_cache(self.lm, self.cache, dataset, cfg)
         else:
             self.ids, self.lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
         keep_top(self.lm, self.layer)
@@ -62,7 +67,8 @@ class LMItemEncoder(nn.Module):
         # the padding item (index 0) has no tokens: give it one masked-in position so attention is defined
         mask = mask.clone()
         mask[:, 0] |= ~mask.any(1)
-        h = run_top(self.lm, x, mask, from_states=self.layer > 0)
+        # pooled in float32 whatever the model's type: a half-precision softmax or mean loses range
+        h = run_top(self.lm, x, mask, from_states=self.layer > 0).float()
         if self.pooling == "attention":
             v = self.pool(h, mask)
         elif self.pooling == "mean":
