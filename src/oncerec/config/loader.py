@@ -68,6 +68,8 @@ def _explain(error: ValidationError) -> str:
             lines.append(f"unknown key `{loc}`; valid keys: {valid}")
         else:
             lines.append(f"`{loc}`: {e['msg']} (got {e.get('input')!r})")
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
