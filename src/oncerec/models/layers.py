@@ -91,3 +91,11 @@ class FastformerLayer(nn.Module):
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     m = mask.unsqueeze(-1).to(x.dtype)
     return (x * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def disagreement(interests: Tensor) -> Tensor:
+    """MINER's disagreement regularisation (Li et al., 2022): the mean cosine similarity of every pair (i, j) of
+    a user's C interest vectors [..., C, d], 1/C^2 sum_i sum_j cos(v_i, v_j) (i = j included, as in the paper),
+    averaged over the users (and candidates). Minimising it spreads the interests apart."""
+    v = nn.functional.normalize(interests.float(), dim=-1)
+    return (v @ v.transpose(-1, -2)).mean()

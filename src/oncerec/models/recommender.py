@@ -17,9 +17,9 @@ from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import CATEGORICAL
 from oncerec.errors import ConfigError
 from oncerec.models.embedding import build_word_embedding
+from oncerec.models.layers import disagreement
 from oncerec.models.registry import lookup
 from oncerec.models.user.attributes import UserAttributes
-from oncerec.train.losses import disagreement
 
 
 def model_spec(dataset: Dataset) -> dict:

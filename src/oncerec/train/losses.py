@@ -1,5 +1,5 @@
-"""Training losses over a batch of clicks, each with its negatives (the click is column 0 of the candidates), and
-the regularisation terms a model adds to them (`Recommender.regularization`)."""
+"""Training losses over a batch of clicks, each with its negatives (the click is column 0 of the candidates); a
+model's own regularisation terms (`Recommender.regularization`) are added to them by the trainer."""
 
 from __future__ import annotations
 
@@ -31,10 +31,3 @@ def training_loss(scores: Tensor, batch: Batch, kind: str) -> Tensor:
     losses = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
     return (losses * valid).sum() / valid.sum().clamp(min=1)
 
-
-def disagreement(interests: Tensor) -> Tensor:
-    """MINER's disagreement regularisation (Li et al., 2022): the mean cosine similarity of every pair (i, j) of
-    a user's C interest vectors [..., C, d], 1/C^2 sum_i sum_j cos(v_i, v_j) (i = j included, as in the paper),
-    averaged over the users (and candidates). Minimising it spreads the interests apart."""
-    v = F.normalize(interests.float(), dim=-1)
-    return (v @ v.transpose(-1, -2)).mean()
