@@ -74,7 +74,7 @@ def load_template(name: str, folder: str | Path | None = None) -> Template:
     path = Path(folder) / f"{name}.txt" if folder else None
     source = path if path is not None and path.is_file() else packaged_dir() / f"{name}.txt"
     try:
-        text = source.read_text(encoding="utf-8")
+        text = source.read_text(encoding="utf-8-sig")  # -sig: an editor's byte-order mark is dropped
     except FileNotFoundError:
         raise OncerecError(f"no prompt template `{name}.txt` (packaged or in {folder})") from None
     return parse_template(name, text)
@@ -115,5 +115,5 @@ def load_list(name: str, folder: str | Path | None = None) -> list[str]:
     """A list file (one entry a line, `#` comments), e.g. `topics.txt`: packaged, or from `folder`."""
     path = Path(folder) / name if folder else None
     source = path if path is not None and path.is_file() else packaged_dir() / name
-    entries = [ln.strip() for ln in source.read_text(encoding="utf-8").splitlines()]
+    entries = [ln.strip() for ln in source.read_text(encoding="utf-8-sig").splitlines()]
     return [e for e in entries if e and not e.startswith("#")]

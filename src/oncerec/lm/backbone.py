@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from torch import Tensor, nn
 
 from oncerec.errors import ConfigError
 from oncerec.lm.packaged import resolve_model_path
-from oncerec.paths import cache_root
+from oncerec.paths import cache_root, sha256_file, write_text_atomic
 
 DEFAULT_LORA_TARGETS = {"encoder": ["query", "value"], "decoder": ["q_proj", "v_proj"]}
 
@@ -100,14 +99,12 @@ def file_sha256(path: Path) -> str:
     found = _load_memo(memo_file).get(key, {})
     if found.get("stamp") == stamp:
         return found["sha256"]
-    digest = _read_sha256(path)
+    digest = sha256_file(path)
     memo = _load_memo(memo_file)  # again: another process may have added entries while this one hashed
     memo[key] = {"stamp": stamp, "sha256": digest}
     # atomic replace: a concurrent writer may drop our entry (a re-hash later), never corrupt the file
     memo_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo_file.with_name(f".{memo_file.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(memo, indent=1))
-    os.replace(tmp, memo_file)
+    write_text_atomic(memo_file, json.dumps(memo, indent=1))
     return digest
 
 
@@ -116,14 +113,6 @@ def _load_memo(memo_file: Path) -> dict:
         return json.loads(memo_file.read_text())
     except (OSError, ValueError):  # none yet, or unreadable: start over (it is only a memo)
         return {}
-
-
-def _read_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Stop(Exception):

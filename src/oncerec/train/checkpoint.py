@@ -8,7 +8,6 @@ corruption, truncation by hand) is reported and the previous checkpoint is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,14 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from oncerec.errors import CheckpointError
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+from oncerec.paths import sha256_file
 
 
 def _atomic_dir(final: Path, write) -> None:
@@ -34,7 +26,7 @@ def _atomic_dir(final: Path, write) -> None:
     tmp.mkdir(parents=True)
     write(tmp)
     files = sorted(p.name for p in tmp.iterdir())
-    (tmp / "meta.json").write_text(json.dumps({f: _sha256(tmp / f) for f in files}, indent=1))
+    (tmp / "meta.json").write_text(json.dumps({f: sha256_file(tmp / f) for f in files}, indent=1))
     old = final.parent / f".{final.name}.old-{os.getpid()}"
     if final.exists():
         os.replace(final, old)
@@ -47,7 +39,7 @@ def _verify(folder: Path) -> None:
     if not meta.is_file():
         raise CheckpointError(f"{folder}: no meta.json (incomplete checkpoint)")
     for name, digest in json.loads(meta.read_text()).items():
-        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+        if not (folder / name).is_file() or sha256_file(folder / name) != digest:
             raise CheckpointError(f"{folder / name}: checksum mismatch (corrupt or truncated)")
 
 
