@@ -255,6 +255,23 @@ def cmd_genre_merge(a: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2))
 
 
+def cmd_genre_import(a: argparse.Namespace) -> None:
+    """GENRE: answers made elsewhere (ONCE's released logs, a batch API's output) into the response store."""
+    from oncerec.genre.importer import ImportOptions, import_answers
+
+    opts = ImportOptions(
+        task=a.task,
+        log=a.log,
+        fmt=a.format,
+        vocab=a.vocab,
+        domain=a.domain,
+        store=a.store,
+        model=a.model,
+        skip_bad=a.skip_bad,
+    )
+    print("\n".join(import_answers(a.data, opts, progress=not a.quiet).report()))
+
+
 def cmd_genre_export(a: argparse.Namespace) -> None:
     from oncerec.genre.store import Store
 
@@ -401,6 +418,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="", help="only answers of this model (default: the latest of any)")
     s.add_argument("--tasks", default="summarize,profile,generate", help="which answers to merge")
     s.set_defaults(func=cmd_genre_merge)
+    s = genre.add_parser(
+        "import",
+        help="answers made elsewhere (ONCE's released logs, JSON lines) into the response store",
+        description="oncerec genre import --data DIR --format once|jsonl --task summarize|profile|generate "
+        "--log FILE [--vocab tok.uid.dat] [--domain news|books] [--store FILE] [--model NAME] [--skip-bad]; "
+        "every answer is validated as a live one; `genre merge` then uses them as it uses live answers",
+    )
+    s.add_argument("--data", required=True, help="the dataset the answers are about (as for `genre run`)")
+    s.add_argument("--format", choices=["once", "jsonl"], default="once", help="once: ONCE's released logs")
+    s.add_argument("--task", required=True, choices=["summarize", "profile", "generate"])
+    s.add_argument("--log", required=True, help="the file to import, e.g. user_profiler.log")
+    s.add_argument(
+        "--vocab", default="", help="integer ids are 0-based line numbers of this file (tok.uid.dat)"
+    )
+    s.add_argument("--domain", choices=["news", "books"], default="", help="default: the dataset's")
+    s.add_argument("--store", default="", help="response store (default: <dataset>/genre.sqlite)")
+    s.add_argument("--model", default="", help="the model that wrote the answers (default: gpt-3.5-turbo)")
+    s.add_argument("--skip-bad", action="store_true", help="store malformed lines as invalid and go on")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_genre_import)
     s = genre.add_parser("export", help="every stored record as JSON lines")
     s.add_argument("--store", required=True)
     s.add_argument("--out", required=True, help="FILE.jsonl")

@@ -46,9 +46,18 @@ class DataConfig(_Strict):
     split: Literal["mind", "once"] = Field(
         "mind",
         description="`mind`: MIND's own train/dev/test folders are train/valid/test. `once`: the official dev "
-        "impressions are split 50/50 by impression id (shuffled with `split_seed`) into valid and test.",
+        "impressions are split 50/50 into valid and test, by ONCE's published list (`split_list`) or, "
+        "without one, shuffled with `split_seed`.",
     )
-    split_seed: int = Field(2023, description="Seed of the ONCE valid/test split.")
+    split_seed: int = Field(2023, description="Seed of the ONCE valid/test split when it has no list.")
+    split_list: str = Field(
+        "",
+        description="`split=once`: a JSON list of the dev impression ids in ONCE's order (ONCE's "
+        "`mind_imp_list.json`): the first half is valid, the second half test; every dev impression must be "
+        "listed and every listed one in dev. Empty: ONCE's own list of MIND-small, shipped with oncerec, when "
+        "the dev impressions are exactly its ids (real MIND-small), else the halving by `split_seed`. `once`: "
+        "that packaged list, required to match. `none`: the halving by `split_seed` always. Else: a file.",
+    )
     text_fields: list[str] = Field(
         default_factory=lambda: ["title", "abstract"], description="Item text fields to tokenize."
     )
@@ -103,6 +112,12 @@ class DataConfig(_Strict):
         description="Generic format: oncerec field -> column name, for items (id, title, abstract, category, "
         "subcategory) and interactions (user, item, label, time, group); unmapped fields use their own name.",
     )
+
+    @model_validator(mode="after")
+    def _split_list_needs_once(self) -> DataConfig:
+        if self.split_list not in ("", "none") and self.split != "once":
+            raise ValueError("data.split_list is ONCE's valid/test list: it needs data.split=once")
+        return self
 
     @field_validator("prompt")
     @classmethod

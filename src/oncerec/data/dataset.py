@@ -18,6 +18,8 @@ from oncerec.data.prepare import (
     SPLIT_ARRAYS,
     prepare,
     select_impressions,
+    split_list_digest,
+    split_list_path,
     tokenizer_dir,
 )
 from oncerec.data.sources import files_digest, raw_files
@@ -165,7 +167,12 @@ class Dataset:
 
 def _config_key(cfg: DataConfig) -> str:
     # the format version too: a dataset cached by an older `prepare` is prepared again, not refused
-    relevant = cfg.model_dump(exclude={"name", "source", "strict"}) | {"format_version": FORMAT_VERSION}
+    relevant = cfg.model_dump(exclude={"name", "source", "strict", "split_list"}) | {
+        "format_version": FORMAT_VERSION
+    }
+    if cfg.split == "once":  # the list's content, not only its name (keys of other splits are as before)
+        path = split_list_path(cfg)
+        relevant["split_list"] = [cfg.split_list, split_list_digest(path) if path else None]
     return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 

@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 from array import array
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ import pyarrow.parquet as pq
 from oncerec.config.schema import PROMPT_FIELDS, DataConfig
 from oncerec.data.sources import Source, files_digest, open_source
 from oncerec.data.tokenize import make_tokenizer, pack
-from oncerec.errors import DataError, OncerecError
+from oncerec.errors import ConfigError, DataError, OncerecError
 from oncerec.paths import check_new_dir, publish_dir
 
 # 2: categories unseen in the training split map to 0 (unknown)
@@ -95,11 +96,98 @@ def select_impressions(split: dict[str, np.ndarray], rows: np.ndarray) -> dict[s
 
 
 def once_split(dev: dict[str, np.ndarray], seed: int) -> tuple[dict, dict]:
-    """The ONCE protocol: dev impressions shuffled by a fixed seed and halved into valid and test."""
+    """The ONCE protocol without its list: dev impressions shuffled by a fixed seed and halved into valid and
+    test."""
     order = np.argsort(dev["imp_id"], kind="stable")
     np.random.default_rng(seed).shuffle(order)
     half = len(order) // 2
     return select_impressions(dev, np.sort(order[:half])), select_impressions(dev, np.sort(order[half:]))
+
+
+PACKAGED_SPLIT_LIST = "once_mind_imp_list.json"  # ONCE's mind_imp_list.json: MIND-small's 73,152 dev ids
+
+
+def packaged_split_list() -> Path:
+    return Path(str(resources.files("oncerec.data") / PACKAGED_SPLIT_LIST))
+
+
+def split_list_path(cfg: DataConfig) -> Path | None:
+    """The file `data.split_list` names (empty or `once`: the packaged ONCE list; `none`: no list)."""
+    if cfg.split_list == "none":
+        return None
+    path = packaged_split_list() if cfg.split_list in ("", "once") else Path(cfg.split_list)
+    if not path.is_file():
+        raise ConfigError(f"data.split_list: no such file {path}")
+    return path
+
+
+def read_split_list(path: Path) -> np.ndarray:
+    """A split list: a JSON list of distinct impression ids (integers)."""
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"not a JSON list of impression ids ({e})") from None
+    if not isinstance(ids, list) or not ids:
+        raise DataError(path, "expected a non-empty JSON list of impression ids")
+    bad = next((x for x in ids if isinstance(x, bool) or not isinstance(x, int) or x < 0), None)
+    if bad is not None:
+        raise DataError(path, f"impression id {bad!r} is not a non-negative integer")
+    array_ = np.asarray(ids, np.int64)
+    unique, first, counts = np.unique(array_, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        repeated = unique[counts > 1][0]
+        raise DataError(
+            path,
+            f"impression {repeated} is listed twice (positions {np.flatnonzero(array_ == repeated)[:2].tolist()})",
+        )
+    return array_
+
+
+def once_split_by_list(
+    dev: dict[str, np.ndarray], ids: np.ndarray, list_path: Path, dev_path: Path
+) -> tuple[dict, dict]:
+    """ONCE's split with its list: the first half of the listed impressions is valid, the second half test
+    (each kept in the dev file's order). Every listed impression must be in dev and every dev impression
+    listed."""
+    imp = np.asarray(dev["imp_id"], np.int64)
+    absent = ~np.isin(ids, imp)
+    if absent.any():
+        raise DataError(
+            list_path,
+            f"impression {ids[absent][0]} of the split list is not in {dev_path} "
+            f"({int(absent.sum()):,} listed impressions are not)",
+        )
+    unlisted = ~np.isin(imp, ids)
+    if unlisted.any():
+        raise DataError(
+            dev_path,
+            f"impression {imp[unlisted][0]} is not in the split list {list_path} "
+            f"({int(unlisted.sum()):,} dev impressions are not)",
+        )
+    order = np.argsort(imp)
+    rows = order[np.searchsorted(imp, ids, sorter=order)]
+    half = len(rows) // 2
+    return select_impressions(dev, np.sort(rows[:half])), select_impressions(dev, np.sort(rows[half:]))
+
+
+def once_valid_test(dev: dict[str, np.ndarray], cfg: DataConfig, dev_path: Path) -> tuple[dict, dict, dict]:
+    """`data.split=once`: (valid, test, how) by `data.split_list`, see DataConfig. `how` goes into the
+    manifest."""
+    path = split_list_path(cfg)
+    if path is not None:
+        ids = read_split_list(path)
+        packaged = cfg.split_list == ""
+        # by default the packaged list is MIND-small's: other dev data keeps the seeded halving
+        if not packaged or (len(ids) == len(dev["imp_id"]) and np.isin(dev["imp_id"], ids).all()):
+            valid, test = once_split_by_list(dev, ids, path, dev_path)
+            name = PACKAGED_SPLIT_LIST if cfg.split_list in ("", "once") else str(path)
+            return valid, test, {"list": name, "sha256": split_list_digest(path), "impressions": len(ids)}
+    valid, test = once_split(dev, cfg.split_seed)
+    return valid, test, {"seed": cfg.split_seed}
+
+
+def split_list_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _percentiles(full: np.ndarray, max_len: int) -> dict:
@@ -149,6 +237,8 @@ def prepare(
             "splits": list(stats["splits"]),
             "history_len": cfg.history_len,
         }
+        if "once_split" in stats:
+            manifest["once_split"] = stats["once_split"]
         _write_json(tmp / "stats.json", stats)
         _write_json(tmp / "dataset.json", manifest)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,11 +329,23 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         splits[split] = arrays.to_numpy()
         log(f"read {len(arrays.imp_id)} impressions of {split}")
 
+    split_how: dict = {}  # data.split=once: the list or the seed it was made with
     if "valid" in splits:  # the protocol of a dataset without impressions made them
+        if cfg.split_list not in ("", "none"):
+            raise ConfigError(
+                f"data.split_list lists MIND dev impressions; {cfg.format} data has no dev set (its valid and "
+                "test splits come from the protocol)"
+            )
         named = splits
     elif cfg.split == "once":
         named = {"train": splits["train"]}
-        named["valid"], named["test"] = once_split(splits["dev"], cfg.split_seed)
+        named["valid"], named["test"], how = once_valid_test(splits["dev"], cfg, source.where("dev"))
+        log(
+            f"ONCE split of dev by the list {how['list']}"
+            if "list" in how
+            else f"ONCE split of dev halved with seed {how['seed']}"
+        )
+        split_how["once_split"] = how
     else:
         named = {"train": splits["train"], "valid": splits["dev"]}
         if "test" in splits:
@@ -328,6 +430,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         "vocab": vocab_sizes,
         "token_lengths": token_stats,
         "missing": miss,
+        **split_how,
     }
 
 

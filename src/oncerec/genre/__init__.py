@@ -19,6 +19,7 @@ The parts, one module each:
     backends.py   OpenAI-compatible client and local transformers model behind one interface
     store.py      SQLite response store: one row per request key, written as each answer arrives
     runner.py     the async run loop: resume, retries with the error shown to the model, summary, dry run
+    importer.py   answers made elsewhere (ONCE's released logs, JSON lines) into the store, validated alike
     merge.py      a new dataset directory with the generated data
     evaluate.py   metrics of users with and without generated content
     fake_server.py  a chat-completions server with fault injection (tests and the benchmark)

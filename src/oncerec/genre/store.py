@@ -129,6 +129,31 @@ class Store:
                 [values[c] for c in COLUMNS],
             )
 
+    def put_many(self, records: list[Record]) -> None:
+        """Several records in one transaction: all of them are stored, or (killed midway) none."""
+        now = time.time()
+        rows = []
+        for record in records:
+            record.created_at = record.created_at or now
+            values = asdict(record)
+            values["output"] = (
+                json.dumps(record.output, ensure_ascii=False) if record.output is not None else None
+            )
+            rows.append([values[c] for c in COLUMNS])
+        with self.db:
+            self.db.executemany(
+                f"INSERT OR REPLACE INTO responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                rows,
+            )
+
+    def get_many(self, keys: list[str]) -> dict[str, Record]:
+        out = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for r in self._select(f"WHERE key IN ({', '.join('?' * len(chunk))})", tuple(chunk)):
+                out[r.key] = r
+        return out
+
     def statuses(self, keys: list[str]) -> dict[str, str]:
         out = {}
         for start in range(0, len(keys), 500):

@@ -140,12 +140,12 @@ class Task:
     def plan(self, limit: int = 0) -> Plan:
         raise NotImplementedError
 
-    def parse(self, text: str) -> dict:
-        """The validated answer, or InvalidAnswer."""
+    def parse(self, text: str, **options) -> dict:
+        """The validated answer, or InvalidAnswer. `options`: see the task's `validate`."""
         obj = extract_object(text)
         if not isinstance(obj, dict):
             raise InvalidAnswer("the answer must be a JSON object")
-        return self.validate(obj)
+        return self.validate(obj, **options)
 
     def validate(self, obj: dict) -> dict:
         raise NotImplementedError
@@ -293,14 +293,18 @@ class Generate(Task):
                 requests.append(Request(self.name, f"{user}#{k}", messages, self.template, upstream, user))
         return Plan(requests, {k: v for k, v in skipped.items() if v})
 
-    def validate(self, obj: dict) -> dict:
+    def validate(self, obj: dict, shelf_optional: bool = False) -> dict:
         """The answer in the dataset's item fields (a book's description is its abstract, its shelf its
-        subcategory)."""
+        subcategory). `shelf_optional`: a book without a shelf is valid, with an unknown subcategory (ONCE's
+        released generator was not asked for one; see importer.py)."""
         text, label, field, choices = (
             ("abstract", "category", "category", self.view.categories)
             if self.domain == "news"
             else ("description", "shelf", "subcategory", self.view.subcategories)
         )
+        if shelf_optional and self.domain == "books" and label not in obj:
+            exact_keys(obj, ("title", text))
+            return {"title": text_value(obj, "title", 1, 30), "abstract": text_value(obj, text, 0, 120)}
         exact_keys(obj, ("title", text, label))
         if not isinstance(obj[label], str):
             raise InvalidAnswer(f'"{label}" must be a string')
