@@ -172,8 +172,8 @@ def test_fingerprint_hashes_weight_content_and_keys_the_cache_folder(tmp_path: P
     )
     assert done.returncode == 0, done.stderr[-2000:]
     reads = []
-    real = backbone._read_sha256
-    monkeypatch.setattr(backbone, "_read_sha256", lambda p: (reads.append(p), real(p))[1])
+    real = backbone.sha256_file
+    monkeypatch.setattr(backbone, "sha256_file", lambda p: (reads.append(p), real(p))[1])
     fa, fb = backbone.fingerprint(str(a)), backbone.fingerprint(str(b))
     assert fa == done.stdout.strip() and fa != fb
     assert reads == [weights[1].resolve()]  # a: a memo hit; b: hashed once

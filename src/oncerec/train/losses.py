@@ -30,4 +30,3 @@ def training_loss(scores: Tensor, batch: Batch, kind: str) -> Tensor:
     valid = batch.candidate_mask.to(scores.dtype)
     losses = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
     return (losses * valid).sum() / valid.sum().clamp(min=1)
-
