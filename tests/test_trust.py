@@ -3,6 +3,7 @@ trust"). Every test fails on the code before its fix."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import shutil
@@ -14,10 +15,12 @@ from conftest import NEWS_DEV, SMALL, write_mind
 
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.data.goodreads import _json_lines
 from oncerec.data.prepare import prepare
 from oncerec.errors import ConfigError, OncerecError
+from oncerec.models.embedding import read_glove
 from oncerec.train.experiment import Spec, load_spec, run_experiment
-from oncerec.train.metrics import evaluate_groups, metrics_json
+from oncerec.train.metrics import evaluate_groups, metrics_json, score_files
 from oncerec.train.session import load_run
 from oncerec.train.trainer import train
 
@@ -137,6 +140,20 @@ def test_a_byte_order_mark_is_stripped_from_mind_and_csv_files(tmp_path: Path):
     loose = ["data.user_min_positives=1", "data.item_min_interactions=1", "data.warm_history=[1,1]"]
     ds = _prepare(generic, tmp_path / "gds", "data.format=generic", *loose)
     assert sorted(ds.items_table.column("id").to_pylist()[1:]) == ["a", "b", "c"]
+
+
+def test_a_byte_order_mark_is_stripped_from_glove_goodreads_and_leaderboard_files(tmp_path: Path):
+    glove = tmp_path / "glove.txt"
+    glove.write_bytes("\ufeffthe 0.5 0.25\nnews 1 2\n".encode())
+    table, found = read_glove(glove, ["<pad>", "<unk>", "the", "news"], np.random.default_rng(0))
+    assert found == 2 and table[2].tolist() == [0.5, 0.25]
+    lines = tmp_path / "interactions.json.gz"
+    with gzip.open(lines, "wt", encoding="utf-8") as f:
+        f.write('\ufeff{"user_id": "u1"}\n{"user_id": "u2"}\n')
+    assert [obj["user_id"] for _, obj in _json_lines(lines, progress=False)] == ["u1", "u2"]
+    (tmp_path / "prediction.txt").write_bytes("\ufeff1 [2,1]\n".encode())
+    (tmp_path / "truth.txt").write_text("1 [0,1]\n")
+    assert score_files(tmp_path / "prediction.txt", tmp_path / "truth.txt")["auc"] == 1.0
 
 
 def test_evaluate_on_other_data_refuses_another_vocabulary_of_the_same_size(tiny_run: Path, tmp_path: Path):
