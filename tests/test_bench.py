@@ -114,5 +114,8 @@ def test_dire_bench_measures_both_sides_of_each_ratio(tmp_path: Path):
     for dtype in ("float32", "bfloat16"):
         assert load[dtype]["peak_rss_mb"] >= load[dtype]["held_rss_mb"] > load[dtype]["import_rss_mb"] > 0
     assert _positive(load["ratio"]) and _positive(load["peak_ratio"])
+    frozen = d["frozen"]  # layer=L (no layer runs) vs layer=k vs word-embedding NAML, same batches
+    assert frozen["num_layers"] == 6 and frozen["layer"] == 4
+    assert all(_positive(frozen[k]) for k in ("frozen_step_s", "top_step_s", "word_step_s"))
     rows = dire_rows(d)
-    assert len(rows) == 4 and "bfloat16 vs float32" in rows[3]
+    assert len(rows) == 5 and "frozen LLM, layer=6" in rows[1] and "bfloat16 vs float32" in rows[4]

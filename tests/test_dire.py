@@ -199,8 +199,9 @@ def _dataset(*overrides: str) -> Dataset:
 
 @pytest.mark.parametrize("lm", ["minilm", "llama"])
 def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: Path, tmp_path: Path):
-    """The cache file path (float32 here) and the whole model give the same item vectors, for k = 1 and
-    k = L-1; float16 and bfloat16 caches stay within half-precision tolerance."""
+    """The cache file path (float32 here) and the whole model give the same item vectors, for k = 1, k = L-1
+    and k = L (every layer frozen: the cache holds the final states, no layer runs); float16 and bfloat16
+    caches stay within half-precision tolerance."""
     name = "minilm" if lm == "minilm" else str(tiny_llama)
     base = ["model.item=lm", f"model.item_lm={name}", "model.item_fields=[prompt]", *SMALL]
     ds, cfg0 = _dataset(*base, "model.layer=0")
@@ -214,6 +215,7 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
         (n - 1, "float32", 1e-5),
         (n - 1, "float16", 2e-2),
         (n - 1, "bfloat16", 1e-1),
+        (n, "float32", 1e-5),
     ]
     for k, dtype, tol in cases:
         folder = tmp_path / f"cache-{k}-{dtype}"
@@ -221,6 +223,9 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
             *base, f"model.layer={k}", f"model.cache_dtype={dtype}", f"model.dire_cache={folder}"
         )
         cached = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+        if k == n:  # frozen-LLM features: no language-model parameter is left in the recommender
+            assert cached.item_encoder.lm is None
+            assert not any(name.startswith("item_encoder.lm.") for name in cached.state_dict())
         # same pooling/projection weights; the language model's are the pretrained ones in both
         own = {k: v for k, v in whole.state_dict().items() if not k.startswith("item_encoder.lm.")}
         cached.load_state_dict(own, strict=False)
@@ -319,6 +324,36 @@ def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path
     assert run.evaluate("test")["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-6)
     after = run.model.item_encoder.lm.layers[0].self_attn.q_proj.base_layer.weight
     torch.testing.assert_close(after, before)  # the pretrained weight itself is untouched
+
+
+def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: Path, tmp_path: Path):
+    """model.layer=L: the cache holds the final states, the checkpoint holds no language-model weight, the saved
+    run reloads and evaluates the same; LoRA is refused there (nothing to adapt)."""
+    base = [*DATA, "model=llm-naml", f"model.item_lm={tiny_llama}", "model.layer=4", *SMALL]
+    with pytest.raises(ConfigError, match="freezes every layer.*model.lora=false"):
+        ds, cfg = _dataset(*base, f"model.dire_cache={tmp_path / 'c0'}")
+        Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+    assert not (tmp_path / "c0").exists()  # refused before any cache work
+    out = tmp_path / "run"
+    cfg = build_config(
+        [
+            *base,
+            "model.lora=false",
+            "exp.max_steps=3",
+            f"exp.out_dir={out}",
+            f"model.dire_cache={tmp_path / 'c'}",
+        ]
+    )
+    run_dir, metrics = train(cfg, progress=False, log=lambda *_: None)
+    from safetensors.torch import load_file
+
+    saved = load_file(run_dir / "best" / "model.safetensors")
+    assert saved and not any(k.startswith("item_encoder.lm.") for k in saved)
+    from oncerec.train.session import load_run
+
+    run = load_run(run_dir)
+    assert run.model.item_encoder.lm is None
+    assert run.evaluate("test")["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-6)
 
 
 def test_full_fine_tuning_of_the_top_layers_and_item_lr(tmp_path: Path):

@@ -74,6 +74,9 @@ def bench_dire(sizes: DireSizes, model_path: str, log: Callable = print) -> dict
         result = {"sizes": asdict(sizes), "items": dataset.num_items - 1}
         result["build"] = _build_vs_bare(dataset, cfg, log)
         result["step"] = _cached_vs_whole(dataset, overrides, sizes, log)
+        result["frozen"] = _frozen_vs_top(
+            dataset, overrides, sizes, result["step"]["num_layers"], Path(tmp) / "frozen", log
+        )
         result["load"] = _load_memory(overrides, Path(tmp), log)
     result["memory"] = _memory(sizes, log)
     return result
@@ -117,12 +120,14 @@ def _build_vs_bare(dataset: Dataset, cfg, log) -> dict:
     }
 
 
-def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes, log) -> dict:
-    """One training step (forward, backward, AdamW) with layer=k from the cache vs layer=0 (every layer runs
-    and gets LoRA adapters), on the same batches."""
+def _step_seconds(
+    dataset: Dataset, configs: dict[str, list[str]], sizes: DireSizes, log
+) -> tuple[dict, dict]:
+    """Median seconds of one training step (forward, backward, AdamW) of each config on the same batches,
+    taking turns step by step; and the models."""
     models, optimizers = {}, {}
-    for name, layer in (("cached", sizes.layer), ("whole", 0)):
-        cfg = build_config([*overrides, f"model.layer={layer}"])
+    for name, overrides in configs.items():
+        cfg = build_config(overrides)
         torch.manual_seed(0)
         models[name] = Recommender(cfg.model, cfg.embed, dataset, log=_quiet).train()
         optimizers[name] = torch.optim.AdamW(models[name].param_groups(1e-4, 1e-4, 0.0, 0.0))
@@ -141,17 +146,54 @@ def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes, l
             if i:
                 seconds[name].append(time.perf_counter() - start)
         log(f"  dire: train step {i + 1}/{1 + sizes.steps}" + ("" if i else " (warm-up)"))
-    cached, whole = (statistics.median(seconds[n]) for n in ("cached", "whole"))
+    return {n: statistics.median(v) for n, v in seconds.items()}, models
+
+
+def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes, log) -> dict:
+    """One training step with layer=k from the cache vs layer=0 (every layer runs and gets LoRA adapters)."""
+    steps, models = _step_seconds(
+        dataset,
+        {"cached": [*overrides, f"model.layer={sizes.layer}"], "whole": [*overrides, "model.layer=0"]},
+        sizes,
+        log,
+    )
     n_layers = len(blocks(models["whole"].item_encoder.lm))
     return {
-        "cached_step_s": cached,
-        "whole_step_s": whole,
-        "speedup": whole / cached,
+        "cached_step_s": steps["cached"],
+        "whole_step_s": steps["whole"],
+        "speedup": steps["whole"] / steps["cached"],
         "layers_run": n_layers - sizes.layer,
         "num_layers": n_layers,
         "limit": n_layers / (n_layers - sizes.layer),
         "target": STEP_TARGET,
         "trainable_parameters": sum(p.numel() for p in models["cached"].parameters() if p.requires_grad),
+    }
+
+
+def _frozen_vs_top(
+    dataset: Dataset, overrides: list[str], sizes: DireSizes, n_layers: int, tmp: Path, log
+) -> dict:
+    """Frozen-LLM features (layer=L: no language-model layer runs, only pooling + projection train) vs the
+    top layers from the cache (layer=k, LoRA) vs NAML over word embeddings, one training step each on the same
+    data and batches: the frozen model should train at about a word-embedding model's speed."""
+    steps, _ = _step_seconds(
+        dataset,
+        {
+            "frozen": [*overrides, f"model.layer={n_layers}", "model.lora=false", f"model.dire_cache={tmp}"],
+            "top": [*overrides, f"model.layer={sizes.layer}"],
+            "word": [*overrides, "model=naml"],
+        },
+        sizes,
+        log,
+    )
+    return {
+        "num_layers": n_layers,
+        "layer": sizes.layer,
+        "frozen_step_s": steps["frozen"],
+        "top_step_s": steps["top"],
+        "word_step_s": steps["word"],
+        "top_over_frozen": steps["top"] / steps["frozen"],
+        "frozen_over_word": steps["frozen"] / steps["word"],
     }
 
 
@@ -242,7 +284,7 @@ def _anon_mb() -> float:
 
 
 def dire_rows(d: dict) -> list[str]:
-    s, b, m, load = d["step"], d["build"], d["memory"], d["load"]
+    s, b, m, load, fr = d["step"], d["build"], d["memory"], d["load"], d["frozen"]
     f32, b16 = load["float32"], load["bfloat16"]
     z = d["sizes"]
     return [
@@ -251,6 +293,11 @@ def dire_rows(d: dict) -> list[str]:
         f"limit {s['limit']:.0f}x: {s['layers_run']} of {s['num_layers']} layers run: "
         f"{'met' if s['speedup'] >= s['target'] else 'MISSED'}) | cached {s['cached_step_s']:.2f} s, whole "
         f"{s['whole_step_s']:.2f} s | |",
+        f"| DIRE frozen LLM, layer={fr['num_layers']} (no layer runs) vs layer={fr['layer']} vs word-embedding NAML "
+        f"({z['model']}, demo-{z['scale']}, batch {z['batch_size']}) | {fr['frozen_over_word']:.2f}x | frozen ÷ "
+        f"word NAML step time (layer={fr['layer']} ÷ frozen: {fr['top_over_frozen']:.1f}x) | frozen "
+        f"{fr['frozen_step_s'] * 1000:.0f} ms, layer={fr['layer']} {fr['top_step_s'] * 1000:.0f} ms, word NAML "
+        f"{fr['word_step_s'] * 1000:.0f} ms | |",
         f"| DIRE cache build (layers 0..{b['layer'] - 1}, {d['items']:,} items) | {b['ratio']:.2f}x | build ÷ bare "
         f"forward items/s (target ≥{b['target']:.2f}: {'met' if b['ratio'] >= b['target'] else 'MISSED'}) "
         f"| {b['build_items_per_s']:.1f} vs {b['bare_items_per_s']:.1f} items/s; {b['bytes_per_item'] / 1024:.1f} "

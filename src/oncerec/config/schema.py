@@ -158,7 +158,9 @@ class ModelConfig(_Strict):
         ge=0,
         description="DIRE split point k: layers 0..k-1 are frozen and read from the DIRE cache (the hidden "
         "states entering layer k); layers k..L-1 (+ the final norm) run and train. 0: the whole model runs "
-        "from token ids, no cache.",
+        "from token ids, no cache. L (the model's number of layers): every layer is frozen, the cache holds "
+        "the final token states (after the final norm) and training runs no language-model layer: only the "
+        "pooling and projection (frozen-LLM features; needs model.lora=false).",
     )
     cache_layers: list[int] = Field(
         default_factory=list,

@@ -182,10 +182,11 @@ def build_cache(
     }
     model = (model if model is not None else load_lm(cfg.item_lm, dtype)).to(state.device, dtype)
     n_layers = len(blocks(model))
-    bad = [k for k in layers if not 0 <= k < n_layers]
+    bad = [k for k in layers if not 0 <= k <= n_layers]
     if bad:
         raise ConfigError(
-            f"model.cache_layers: layer {bad[0]} out of range; the model has layers 0..{n_layers - 1}"
+            f"model.cache_layers: layer {bad[0]} out of range; the model has layers 0..{n_layers - 1} "
+            f"({n_layers}: its final states)"
         )
     ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
     # before hours of work: the top must reproduce the full forward from states rounded as the cache will be

@@ -121,9 +121,14 @@ class _Stop(Exception):
 
 @torch.no_grad()
 def bottom_states(model: nn.Module, ids: Tensor, mask: Tensor, layers: list[int]) -> dict[int, Tensor]:
-    """Hidden states entering each of `layers` ([B, L, D] each); layers above the highest one do not run."""
+    """Hidden states entering each of `layers` ([B, L, D] each); layers above the highest one do not run.
+    Layer n (the model's number of layers) is the model's output: the final token states, after the final norm
+    of a LLaMA-like model (every layer frozen: DIRE's frozen-LLM features)."""
     found: dict[int, Tensor] = {}
-    last = max(layers)
+    stack = blocks(model)
+    n = len(stack)
+    hooked = sorted(set(layers) - {n})
+    last = None if n in layers else max(hooked)
 
     def hook(k: int):
         def grab(module, args, kwargs):
@@ -133,10 +138,9 @@ def bottom_states(model: nn.Module, ids: Tensor, mask: Tensor, layers: list[int]
 
         return grab
 
-    stack = blocks(model)
-    handles = [stack[k].register_forward_pre_hook(hook(k), with_kwargs=True) for k in set(layers)]
+    handles = [stack[k].register_forward_pre_hook(hook(k), with_kwargs=True) for k in hooked]
     try:
-        model(input_ids=ids, attention_mask=mask)
+        found[n] = run_top(model, ids, mask, from_states=False)  # reached only when layer n is asked for
     except _Stop:
         pass
     finally:
@@ -207,6 +211,13 @@ def check_parity(model: nn.Module, ids: Tensor, mask: Tensor, k: int, states: Te
     mask = mask.bool()
     name = type(model).__name__
     full = run_top(model, ids, mask, from_states=False).float()[mask]
+    if k == len(blocks(model)):  # the final states themselves: the check is that they were kept faithfully
+        diff = ((states.float().to(full.device)[mask] - full).norm() / full.norm().clamp_min(1e-12)).item()
+        if not diff <= tol:
+            raise ConfigError(
+                f"{name}: the cached final states differ from its output ({diff:.2g} > {tol:g})"
+            )
+        return
     try:
         with top_only(model, k):
             top = run_top(model, states.to(model.device, model.dtype), mask, from_states=True).float()[mask]

@@ -2,7 +2,8 @@
 
 With `model.layer=k > 0` the frozen layers 0..k-1 never run here: their output for every item is read from
 the DIRE cache (see `oncerec.dire.cache`) and only layers k..L-1 run (LoRA-tuned or fully trained). With k=0
-the whole model runs from token ids.
+the whole model runs from token ids. With k=L every layer is frozen: the cache holds the model's final token
+states and no language-model layer runs or stays in memory; only the pooling and projection train.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 from oncerec.config.schema import ModelConfig
 from oncerec.data.batching import trimmed_rows
 from oncerec.errors import ConfigError
-from oncerec.lm.backbone import add_lora, keep_top, lm_dtype, load_lm, run_top
+from oncerec.lm.backbone import add_lora, blocks, keep_top, lm_dtype, load_lm, run_top
 from oncerec.models.layers import AdditiveAttention, masked_mean
 
 
@@ -31,6 +32,13 @@ class LMItemEncoder(nn.Module):
         dataset = spec["dataset"]
         self.layer = cfg.layer
         self.lm = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
+        dim = self.lm.config.hidden_size
+        frozen = self.layer == len(blocks(self.lm))  # every layer: the cache holds the final states
+        if frozen and cfg.lora:
+            raise ConfigError(
+                f"model.layer={self.layer} freezes every layer of {cfg.item_lm}: there is nothing for LoRA "
+                "to adapt; set model.lora=false (or a lower model.layer)"
+            )
         if self.layer:
             # Built on first use (resumable), from this model before its bottom is dropped: loaded once. A
             # cache of another model or data is refused, and one without this layer is an error listing its
@@ -43,12 +51,19 @@ class LMItemEncoder(nn.Module):
             check_cache(self.lm, self.cache, dataset, cfg)
         else:
             self.ids, self.lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+        if frozen:
+            self.lm = None  # nothing of the model is needed any more: training runs no layer of it
+            self._head(cfg, dim)
+            return
         keep_top(self.lm, self.layer)
         if cfg.lora:
             add_lora(self.lm, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
         for p in self.lm.parameters():
             p.lr_group = "item"  # exp.item_lr
-        dim = self.lm.config.hidden_size
+        self._head(cfg, dim)
+
+    def _head(self, cfg: ModelConfig, dim: int) -> None:
+        """Pooling of the token states and projection to hidden_size (trained at exp.lr)."""
         self.pooling = cfg.lm_pooling
         self.pool = AdditiveAttention(dim, cfg.attention_hidden) if self.pooling == "attention" else None
         self.proj = nn.Linear(dim, cfg.hidden_size)
@@ -68,7 +83,7 @@ class LMItemEncoder(nn.Module):
         mask = mask.clone()
         mask[:, 0] |= ~mask.any(1)
         # pooled in float32 whatever the model's type: a half-precision softmax or mean loses range
-        h = run_top(self.lm, x, mask, from_states=self.layer > 0).float()
+        h = x.float() if self.lm is None else run_top(self.lm, x, mask, from_states=self.layer > 0).float()
         if self.pooling == "attention":
             v = self.pool(h, mask)
         elif self.pooling == "mean":
