@@ -356,6 +356,30 @@ def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: 
     assert run.evaluate("test")["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-6)
 
 
+def test_a_decoders_items_are_told_apart_from_the_first_step(tmp_path: Path):
+    """SmolLM2's pooled final states of different items are nearly parallel, so a fresh projection gave every
+    item nearly the same vector (constant scores: the training loss of llm-naml stayed at ln 5). lm_norm=auto
+    standardises them for a decoder (BatchNorm) and leaves an encoder's (MiniLM) as they are."""
+    mean_cosine = {}
+    for norm in ("none", "auto"):
+        ds, cfg = _dataset(
+            "model=llm-naml", "model.layer=30", "model.lora=false", f"model.lm_norm={norm}",
+            f"model.dire_cache={tmp_path}", *SMALL,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).train()
+        with torch.no_grad():
+            v = torch.nn.functional.normalize(model.encode_items(torch.arange(1, 65)), dim=-1)
+        mean_cosine[norm] = (v @ v.T)[~torch.eye(64, dtype=torch.bool)].mean().item()
+    assert mean_cosine["none"] > 0.9 and mean_cosine["auto"] < 0.3, mean_cosine
+    ds, cfg = _dataset(
+        "model=bert-naml", "model.layer=6", "model.lora=false", f"model.dire_cache={tmp_path}/m"
+    )
+    assert isinstance(
+        Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).item_encoder.norm, torch.nn.Identity
+    )
+
+
 def test_full_fine_tuning_of_the_top_layers_and_item_lr(tmp_path: Path):
     ds, cfg = _dataset(
         "model=bert-nrms", "model.lora=false", "model.layer=5", f"model.dire_cache={tmp_path}", *SMALL

@@ -180,6 +180,15 @@ class ModelConfig(_Strict):
         description="How the top layer's token states become one item vector: additive attention, masked "
         "mean, or the last token's state; then a projection to hidden_size.",
     )
+    lm_norm: Literal["auto", "none", "batch"] = Field(
+        "auto",
+        description="Normalisation of the pooled language-model vector before the projection: `batch` "
+        "standardises each feature over the batch's items (BatchNorm; the average statistics of training at "
+        "evaluation); `auto`: `batch` for LLaMA-like decoders, `none` for BERT-like encoders. A decoder's pooled "
+        "states of different items are nearly parallel (mean cosine 0.95 for SmolLM2-135M on demo titles, "
+        "0.24 for MiniLM), so a fresh projection maps every item to nearly the same vector and training "
+        "starts from constant scores.",
+    )
     lora: bool = Field(
         False, description="Train LoRA adapters (peft) on the running layers instead of all their weights."
     )
