@@ -39,8 +39,16 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     from oncerec.data.prepare import prepare
 
     raw = Path(a.raw)
+    # ONCE's Goodreads release: the protocol's defaults (negatives, text fields) come from its data preset,
+    # unless another data group is given
+    preset = (
+        ["data=once-goodreads"]
+        if a.format == "once-goodreads" and not any(o.startswith("data=") for o in a.overrides)
+        else []
+    )
     cfg = build_config(
         [
+            *preset,
             f"data.source={raw.resolve()}",
             f"data.name={raw.resolve().name}",
             f"data.format={a.format}",
@@ -52,6 +60,13 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     out = Path(a.out) if a.out else raw.resolve().parent / f"{raw.resolve().name}-prepared"
     stats = prepare(raw, cfg, out, progress=not a.quiet)
     _print_stats(stats, out)
+    if "once_goodreads" in stats:
+        p = stats["once_goodreads"]
+        print(
+            f"users: {p['users_with_history']:,} with a history, {p['users_dropped_one_book']:,} with one book "
+            f"(no group); cold users (1-5 books): {p['cold_users_in_dataset']:,} of {p['cold_users_in_release']:,} "
+            f"in the dataset ({p['cold_users_select_with']})"
+        )
 
 
 def cmd_demo_data(a: argparse.Namespace) -> None:
@@ -297,9 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "raw",
         help="raw data folder (MIND: train/, dev/, optional test/; Goodreads: the two .json.gz files; "
+        "once-goodreads: ONCE's released Goodreads folder, with the data preset once-goodreads; "
         "generic: items + interactions files)",
     )
-    s.add_argument("--format", choices=["mind", "goodreads", "generic"], default="mind")
+    s.add_argument("--format", choices=["mind", "goodreads", "once-goodreads", "generic"], default="mind")
     s.add_argument(
         "--out", help="dataset directory to create (default: <raw>-prepared beside the raw folder)"
     )

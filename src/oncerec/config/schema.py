@@ -30,11 +30,13 @@ class DataConfig(_Strict):
         description="Raw data folder (MIND format) or prepared dataset directory. Empty with format=demo: "
         "the demo data is generated into the cache.",
     )
-    format: Literal["mind", "goodreads", "generic", "demo"] = Field(
+    format: Literal["mind", "goodreads", "once-goodreads", "generic", "demo"] = Field(
         "mind",
         description="Raw format of `source`: `mind` (train/ dev/ [test/] with news.tsv + behaviors.tsv), "
-        "`goodreads` (the UCSD Book Graph's gzipped JSON lines), `generic` (items + interactions as "
-        "TSV / CSV / Parquet, see README), or `demo` (generated, see demo_format).",
+        "`goodreads` (the UCSD Book Graph's gzipped JSON lines), `once-goodreads` (ONCE's released Goodreads "
+        "folder: tok.bid.dat, tok.uid.dat, book.csv, histories.jsonl; leave-last-out protocol, see "
+        "data/once_goodreads.py), `generic` (items + interactions as TSV / CSV / Parquet, see README), or "
+        "`demo` (generated, see demo_format).",
     )
     demo_format: Literal["mind", "goodreads"] = Field(
         "mind", description="Raw format the demo data is generated in (format=demo)."
@@ -105,7 +107,12 @@ class DataConfig(_Strict):
         0,
         ge=0,
         description="Random items a user never interacted with added as negatives to each of the user's "
-        "groups (implicit-feedback data without negatives).",
+        "groups (implicit-feedback data without negatives); with `eval_negatives` set, to training groups only.",
+    )
+    eval_negatives: int = Field(
+        -1,
+        ge=-1,
+        description="Such negatives per valid / test group; -1: as many as `negatives`.",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from oncerec.config.schema import PROMPT_FIELDS, DataConfig
-from oncerec.data.sources import Source, files_digest, open_source
+from oncerec.data.sources import Source, files_digest, format_domain, open_source
 from oncerec.data.tokenize import make_tokenizer, pack
 from oncerec.errors import ConfigError, DataError, OncerecError
 from oncerec.paths import check_new_dir, publish_dir
@@ -43,6 +43,7 @@ from oncerec.paths import check_new_dir, publish_dir
 FORMAT_VERSION = 2
 CATEGORICAL = ("category", "subcategory")
 DEFAULT_MAX_LEN = 64
+PROTOCOL_STATS = "once_goodreads"  # stats.json's key for what a source records about its protocol
 
 
 class _Index:
@@ -239,6 +240,9 @@ def prepare(
         }
         if "once_split" in stats:
             manifest["once_split"] = stats["once_split"]
+        domain = format_domain(cfg)
+        if domain:  # what the GENRE tasks read (absent: news)
+            manifest["domain"] = domain
         _write_json(tmp / "stats.json", stats)
         _write_json(tmp / "dataset.json", manifest)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -431,6 +435,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         "token_lengths": token_stats,
         "missing": miss,
         **split_how,
+        **({PROTOCOL_STATS: source.protocol} if source.protocol else {}),
     }
 
 

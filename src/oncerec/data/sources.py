@@ -3,6 +3,8 @@
 - `mind` (and the demo data): MIND's own folders train/ dev/ [test/], streamed line by line.
 - `goodreads`, `generic`: interactions without impressions; the ONCE protocol (`data/protocol.py`) turns each
   user's (or group's) interactions in a split into one impression, so evaluation groups by user (or group).
+- `once-goodreads`: ONCE's released Goodreads histories; leave-last-out (`data/once_goodreads.py`): one
+  group per held-out book.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oncerec.config.schema import DataConfig
-from oncerec.data import generic, goodreads
+from oncerec.data import generic, goodreads, once_goodreads
 from oncerec.data.mind import Behavior, News, read_behaviors, read_news, split_folders
 from oncerec.data.protocol import Group, Interactions, add_random_negatives, shuffle_candidates, user_groups
 
@@ -21,6 +23,7 @@ from oncerec.data.protocol import Group, Interactions, add_random_negatives, shu
 class Source:
     splits: list[str]  # in reading order; train first
     files: list[Path]  # what the content hash covers
+    protocol: dict | None = None  # what stats.json records about the protocol, if anything (once-goodreads)
 
     def news(self, split: str) -> Iterator[News]:
         raise NotImplementedError
@@ -48,6 +51,14 @@ def raw_format(cfg: DataConfig) -> str:
     return cfg.demo_format if cfg.format == "demo" else cfg.format
 
 
+# dataset.json's `domain` (what the GENRE tasks read) by raw format; absent: news
+BOOK_FORMATS = ("goodreads", "once-goodreads")
+
+
+def format_domain(cfg: DataConfig) -> str | None:
+    return "books" if raw_format(cfg) in BOOK_FORMATS else None
+
+
 def raw_files(root: Path, cfg: DataConfig) -> list[Path]:
     """The files preparation reads, found (and checked present) without reading them."""
     fmt = raw_format(cfg)
@@ -56,6 +67,8 @@ def raw_files(root: Path, cfg: DataConfig) -> list[Path]:
         return [folders[s] / n for s in sorted(folders) for n in ("news.tsv", "behaviors.tsv")]
     if fmt == "goodreads":
         return list(goodreads.goodreads_files(Path(root)))
+    if fmt == "once-goodreads":
+        return list(once_goodreads.once_goodreads_files(Path(root)))
     return list(generic.generic_files(Path(root)))
 
 
@@ -86,6 +99,7 @@ class GroupSource(Source):
     user_ids: list[str]
     interactions_file: Path
     files: list[Path]
+    protocol: dict | None = None
 
     def __post_init__(self):
         self.splits = list(self.groups)
@@ -111,6 +125,17 @@ class GroupSource(Source):
         return self.interactions_file
 
 
+def sample_negatives(
+    groups: dict[str, list[Group]], n_items: int, seen: dict[int, set], cfg: DataConfig
+) -> None:
+    """Random negatives the user never interacted with (`data.negatives` per training group, `data.eval_negatives`
+    per valid / test group, -1: as many), then the candidates shuffled; split k draws with `split_seed + k`."""
+    for k, split in enumerate(groups):
+        count = cfg.negatives if split == "train" or cfg.eval_negatives < 0 else cfg.eval_negatives
+        add_random_negatives(groups[split], n_items, count, seen, cfg.split_seed + k)
+        shuffle_candidates(groups[split], cfg.split_seed + k)
+
+
 def _grouped(
     x: Interactions, items: dict[str, News], cfg: DataConfig, files: list[Path], where: Path
 ) -> GroupSource:
@@ -118,9 +143,7 @@ def _grouped(
     seen: dict[int, set] = {}
     for i, u in zip(x.item.tolist(), x.user.tolist(), strict=True):
         seen.setdefault(u, set()).add(i)
-    for k, split in enumerate(groups):
-        add_random_negatives(groups[split], len(x.item_ids), cfg.negatives, seen, cfg.split_seed + k)
-        shuffle_candidates(groups[split], cfg.split_seed + k)
+    sample_negatives(groups, len(x.item_ids), seen, cfg)
     # only the items the kept groups use (filtering drops the rest)
     used = {i for gs in groups.values() for g in gs for i in (*g.history, *g.items)}
     kept = {x.item_ids[i]: items[x.item_ids[i]] for i in sorted(used)}
@@ -141,6 +164,14 @@ def open_source(root: Path, cfg: DataConfig, progress: bool = False) -> Source:
         for book in wanted - items.keys():
             items[book] = News(book, "", "", "", "", "")
         return _grouped(x, items, cfg, [books, interactions], interactions)
+    if fmt == "once-goodreads":
+        r = once_goodreads.read_release(root, cfg)
+        groups = once_goodreads.leave_last_out(r.histories)
+        seen = {u: set(h) for u, h in r.histories.items()}
+        sample_negatives(groups, len(r.book_ids), seen, cfg)
+        # every book stays an item (the catalogue negatives are drawn from), in tok.bid.dat order
+        protocol = once_goodreads.protocol_stats(r.histories, len(r.user_ids))
+        return GroupSource(r.items, groups, r.book_ids, r.user_ids, r.histories_file, r.files, protocol)
     items_file, interactions_file = generic.generic_files(root)
     items = generic.read_items(items_file, cfg)
     x = generic.read_interactions(interactions_file, cfg, items)

@@ -119,7 +119,8 @@ def dataset_domain(dataset: Dataset, opts: TaskOptions) -> str:
     """news or books: `--domain`, else dataset.json's `domain`, else books for Goodreads data, else news."""
     cfg = dataset.manifest.get("data_config", {})
     fmt = cfg.get("demo_format") if cfg.get("format") == "demo" else cfg.get("format")
-    domain = opts.domain or dataset.manifest.get("domain") or ("books" if fmt == "goodreads" else "news")
+    books = fmt in ("goodreads", "once-goodreads")
+    domain = opts.domain or dataset.manifest.get("domain") or ("books" if books else "news")
     if domain not in DOMAINS:
         raise OncerecError(f"domain `{domain}`: valid domains are {', '.join(DOMAINS)}")
     return domain
