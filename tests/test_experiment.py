@@ -57,3 +57,22 @@ def test_bad_specs_are_refused(tmp_path: Path):
     bad.write_text("name: x\naxes: {a: {b: []}}\nbaseline: c\n")
     with pytest.raises(ConfigError, match="baseline `c` is not a row; rows: b"):
         load_spec(str(bad))
+
+
+def test_a_spec_that_reads_your_data_takes_it_as_source(tmp_path: Path):
+    spec_file = tmp_path / "mine.yaml"
+    spec_file.write_text(
+        "name: mine\nsource: a folder to write demo data into\n"
+        "setup: [{creates: never, commands: [[demo-data, '{source}/raw', --scale, tiny, --quiet]]}]\n"
+        "axes: {a: {b: ['data={source}/raw', exp.no_such_key=1]}}\n"
+    )
+    spec = load_spec(str(spec_file))
+    with pytest.raises(ConfigError, match="give --source DIR, a folder to write demo data into"):
+        run_experiment(spec, tmp_path / "out", [], log=lambda _: None)
+    with pytest.raises(ConfigError, match="--source .*: no such folder"):
+        run_experiment(spec, tmp_path / "out", [], log=lambda _: None, source=tmp_path / "absent")
+    (tmp_path / "data").mkdir()
+    # the setup ran with {source} filled in; the row's bad key fails before anything trains
+    with pytest.raises(ConfigError, match="no_such_key"):
+        run_experiment(spec, tmp_path / "out", [], log=lambda _: None, source=tmp_path / "data")
+    assert (tmp_path / "data" / "raw" / "meta.json").is_file()

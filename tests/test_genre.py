@@ -117,8 +117,9 @@ def test_answers_are_parsed_strictly(tiny_root: Path):
         generate.parse('{"title": "A", "abstract": "B", "category": "astrology"}')
     books = make_task("profile", view, TaskOptions(domain="books"))
     assert books.parse('{"interests": ["Fantasy", "history"]}') == {"interests": ["fantasy", "history"]}
-    with pytest.raises(InvalidAnswer, match="single word"):
-        books.parse('{"interests": ["science fiction"]}')
+    assert books.parse('{"interests": ["science fiction"]}') == {"interests": ["science fiction"]}
+    with pytest.raises(InvalidAnswer, match="more than 3 words"):
+        books.parse('{"interests": ["books about the sea"]}')
 
 
 def test_prompt_templates_are_versioned_editable_files(tmp_path: Path):
@@ -657,3 +658,33 @@ def test_books_summaries_profiles_and_generated_books_merge(tmp_path: Path):
     cat = np.load(tmp_path / "merged" / "items" / "category.npy")[first:]
     assert (sub == ds.vocab("subcategory").index(shelf)).all() and (cat == 0).all()  # no author
     assert table.column("abstract").to_pylist()[first].startswith("A sequel to ")
+
+
+def test_merge_renders_the_language_model_prompt_again_with_the_summary(tmp_path: Path):
+    """`genre merge --prompt`: DIRE reads the generated description beside the title, in its own tokens."""
+    from oncerec.data.dataset import resolve_dataset
+    from oncerec.data.tokenize import HFTokenizer
+
+    args = ["data=demo-goodreads", "data.demo_scale=tiny", "data.user_min_positives=5"]
+    lm = [*args, "data.tokenizers=[word,minilm]", "data.text_fields=[title,abstract,prompt]"]
+    root = resolve_dataset(build_config([*lm, "data.prompt=book title: {title}"]).data, progress=False, log=quiet)
+    store = tmp_path / "store.sqlite"
+    with FakeChatServer() as server:
+        opts = RunOptions(base_url=server.url, model="m", store=str(store), concurrency=16)
+        run_task("summarize", str(root), opts, log=quiet, progress=False)
+    template = "book title: {title} description: {summary}"
+    report = merge(root, store, tmp_path / "merged", log=quiet, prompt=template)
+    assert report["prompt"] == template
+    ds = Dataset(tmp_path / "merged")
+    table = ds.items_table
+    title, summary = (table.column(c).to_pylist()[1] for c in ("title", "summary"))
+    assert table.column("prompt").to_pylist()[1] == f"book title: {title} description: {summary}"
+    ids, lengths = ds.tokens("minilm", "prompt")
+    expected = HFTokenizer("minilm").encode([f"book title: {title} description: {summary}"])[0]
+    assert ids[1, : lengths[1]].tolist() == expected[: ids.shape[1]] and lengths[0] == 0
+    assert ds.manifest["data_config"]["prompt"] == template
+    with pytest.raises(OncerecError, match=r"unknown field \{author\}; this dataset has \{title\}"):
+        merge(root, store, tmp_path / "bad", log=quiet, prompt="{author}: {title}")
+    plain = resolve_dataset(build_config(args).data, progress=False, log=quiet)
+    with pytest.raises(OncerecError, match="has no `prompt` text field"):
+        merge(plain, store, tmp_path / "bad2", log=quiet, prompt=template)

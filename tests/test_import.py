@@ -211,19 +211,20 @@ def test_goodreads_release_formats(books: DatasetView, tmp_path: Path):
         tmp_path / "user_profiler.log",
         [
             {"uid": 0, "interest": ["Fantasy", "dragons", "magic"]},
-            {"uid": 1, "interest": ["foul play", "mystery"]},  # not one word: invalid, as live
+            {"uid": 1, "interest": ["books about the sea", "mystery"]},  # over 3 words: invalid, as live
             {"uid": 2, "interest": []},
+            {"uid": 3, "interest": ["foul play", "Mystery"]},  # ONCE's short phrases are valid
         ],
     )
     s = _import(books, tmp_path, "profile", log, vocab=str(vocab))
-    assert (s.imported, s.invalid_total) == (1, 2)
+    assert (s.imported, s.invalid_total) == (2, 2)
     assert s.invalid == {
-        "interest `…` must be a single word": 1,
+        "interest `…` has more than 3 words: name it shorter": 1,
         '"interests" must hold 1 to 5 distinct entries': 1,
     }
-    assert _records(tmp_path / "store.sqlite", "profile")[users[0]].output == {
-        "interests": ["fantasy", "dragons", "magic"]
-    }
+    profiles = _records(tmp_path / "store.sqlite", "profile")
+    assert profiles[users[0]].output == {"interests": ["fantasy", "dragons", "magic"]}
+    assert profiles[users[3]].output == {"interests": ["foul play", "mystery"]}
 
     book = {"title": "The Kite Runner", "description": "A story of friendship and redemption."}
     log = _json_lines(
@@ -239,7 +240,7 @@ def test_goodreads_release_formats(books: DatasetView, tmp_path: Path):
     assert generated[f"{users[0]}#0"].output == {"title": book["title"], "abstract": book["description"]}
     assert 'unexpected "author"' in generated[f"{users[1]}#0"].error
     report = merge(books.dataset.root, tmp_path / "store.sqlite", tmp_path / "merged", log=quiet)
-    assert report["generate"]["items"] == 1 and report["profile"]["with_profile"] == 1
+    assert report["generate"]["items"] == 1 and report["profile"]["with_profile"] == 2
     assert report["summarize"]["generated"] == 2 and report["summarize"]["failed_targets"] == {"invalid": 1}
 
 

@@ -63,6 +63,13 @@ def test_key_overrides_apply_after_group_presets_whatever_their_order():
         assert resolved.model.hidden_size == common.model.hidden_size, row
 
 
+def test_a_text_key_is_taken_as_written_not_parsed_as_yaml():
+    # `book title: {title}` is a YAML mapping; `123` a YAML number: both are strings to a text field
+    cfg = build_config(["data.prompt=book title: {title}", "data.name=123", "exp.lr=1e-4"])
+    assert cfg.data.prompt == "book title: {title}" and cfg.data.name == "123"
+    assert cfg.exp.lr == 1e-4  # other keys are still parsed
+
+
 def test_experiment_reuses_a_finished_run_only_with_the_same_config(tmp_path: Path):
     spec = Spec(
         name="reuse",

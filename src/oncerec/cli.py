@@ -201,7 +201,8 @@ def cmd_compare(a: argparse.Namespace) -> None:
 def cmd_experiment(a: argparse.Namespace) -> None:
     from oncerec.train.experiment import load_spec, run_experiment
 
-    table = run_experiment(load_spec(a.spec), Path(a.out), a.overrides, quiet=not a.verbose)
+    source = Path(a.source) if a.source else None
+    table = run_experiment(load_spec(a.spec), Path(a.out), a.overrides, quiet=not a.verbose, source=source)
     print(table.read_text())
     print(f"table: {table} (and results.csv beside it)")
 
@@ -266,7 +267,7 @@ def cmd_genre_merge(a: argparse.Namespace) -> None:
     from oncerec.genre.merge import merge
 
     tasks = tuple(t.strip() for t in a.tasks.split(",") if t.strip())
-    report = merge(a.data, a.store or None, a.out, model=a.model or None, tasks=tasks)
+    report = merge(a.data, a.store or None, a.out, model=a.model or None, tasks=tasks, prompt=a.prompt)
     print(json.dumps(report, indent=2))
 
 
@@ -364,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("experiment", help="run a grid of trainings (a spec) and write one results table")
     s.add_argument("spec", help="a packaged spec name (e.g. once-demo) or a YAML file")
     s.add_argument("--out", default="runs/experiments")
+    s.add_argument("--source", help="the data folder a spec reads (e.g. ONCE's release for once-goodreads)")
     s.add_argument("--verbose", action="store_true", help="show each run's output")
     s.add_argument("overrides", nargs="*", help="appended to every run, e.g. exp.epochs=1")
     s.set_defaults(func=cmd_experiment)
@@ -433,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the new dataset directory")
     s.add_argument("--model", default="", help="only answers of this model (default: the latest of any)")
     s.add_argument("--tasks", default="summarize,profile,generate", help="which answers to merge")
+    s.add_argument(
+        "--prompt",
+        help="render every item's `prompt` field (what DIRE reads) again from this template, which may name "
+        "{summary}: e.g. 'book title: {title} description: {summary}'",
+    )
     s.set_defaults(func=cmd_genre_merge)
     s = genre.add_parser(
         "import",

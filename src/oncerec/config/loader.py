@@ -108,15 +108,26 @@ def build_config(args: list[str], base: dict | None = None) -> Config:
     for key, raw in pairs:
         if key in GROUPS:
             continue
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        _set_dotted(tree, key, value)
+        _set_dotted(tree, key, raw if _is_text_field(key) else _parse_value(raw))
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_explain(e)) from None
+
+
+def _is_text_field(key: str) -> bool:
+    """Whether `group.key` is a plain string field, whose value is taken as written: parsed as YAML,
+    `data.prompt=book title: {title}` would become a mapping."""
+    group, _, name = key.partition(".")
+    field = GROUPS[group].model_fields.get(name)
+    return field is not None and field.annotation is str
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        return raw
 
 
 def load_saved_config(path: Path) -> Config:

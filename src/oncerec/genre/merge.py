@@ -19,6 +19,8 @@ What goes in (each part only when the store holds answers of that task):
   subcategory, no author as category), placed before the real clicks (as older ones)
   in every history row of their user, so that the real most recent clicks are kept when the history is
   full. Fallback for a user without one: nothing added. Duplicate titles of a user are kept once.
+- `--prompt TEMPLATE` -> the `prompt` field (what DIRE reads) of every item rendered again, with {summary}
+  among its fields: `book title: {title} description: {summary}`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import string
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +55,11 @@ def merge(
     model: str | None = None,
     tasks: tuple[str, ...] = ("summarize", "profile", "generate"),
     log=print,
+    prompt: str | None = None,
 ) -> dict:
     """Write the merged dataset to `out`; returns what was merged (also in dataset.json `genre`).
-    `store_path` None: the source dataset's own store."""
+    `store_path` None: the source dataset's own store; `prompt` a template to render every item's `prompt`
+    field again from (it may name {summary})."""
     from oncerec.genre.runner import open_dataset
 
     source = open_dataset(str(data), log, progress=False)
@@ -68,7 +73,7 @@ def merge(
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         _link_tree(source.root, tmp)
-        report = _Merge(source, store, tmp, model, log).run(tasks)
+        report = _Merge(source, store, tmp, model, log).run(tasks, prompt)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -118,13 +123,15 @@ class _Merge:
             "model": model or "any",
         }
 
-    def run(self, tasks: tuple[str, ...]) -> dict:
+    def run(self, tasks: tuple[str, ...], prompt: str | None = None) -> dict:
         if "generate" in tasks:
             self._generated_items()
         if "summarize" in tasks:
             self._summaries()
         if "profile" in tasks:
             self._profiles()
+        if prompt:
+            self._prompt(prompt)
         self._write_items()
         self.manifest["genre"] = self.report
         self.stats["genre"] = self.report
@@ -302,22 +309,12 @@ class _Merge:
         # as long as the field it stands for: a title (news) or a description (books, kept as `abstract`)
         like = "title" if key == "title" else "abstract"
         max_len = lengths.get(SUMMARY_FIELD, lengths.get(like, DEFAULT_MAX_LEN))
-        for tok_name in self.source.tokenizers:
-            tok = self._tokenizer(tok_name)
-            folder = self.root / "items" / tokenizer_dir(tok_name)
-            tokens = tok.encode(summaries)
-            ids_, kept, full = pack(tokens, max_len)
-            kept[0] = 0
-            _save(folder / f"{SUMMARY_FIELD}.npy", ids_)
-            _save(folder / f"{SUMMARY_FIELD}.len.npy", kept)
-            self.stats.setdefault("token_lengths", {}).setdefault(tok_name, {})[SUMMARY_FIELD] = _percentiles(
-                full[1:], max_len
-            )
-            if tok_name == "word":
-                n = sum(len(t) for t in tokens)
-                unk = sum(t.count(UNK) for t in tokens)
-                # Words the dataset's vocabulary lacks map to <unk>: this says how much of the summaries is lost.
-                self.report["summarize"]["word_unk_share"] = round(unk / max(n, 1), 4)
+        tokens = self._tokenize(SUMMARY_FIELD, summaries, max_len)
+        if "word" in tokens:
+            n = sum(len(t) for t in tokens["word"])
+            unk = sum(t.count(UNK) for t in tokens["word"])
+            # Words the dataset's vocabulary lacks map to <unk>: this says how much of the summaries is lost.
+            self.report["summarize"]["word_unk_share"] = round(unk / max(n, 1), 4)
         self.log(
             f"summaries: {used} items, {real - used} fall back to {self.report['summarize']['fallback_is']}"
             + (f" ({', '.join(f'{v} {k}' for k, v in failed.items())})" if failed else "")
@@ -362,7 +359,57 @@ class _Merge:
         self.manifest["user_attributes"] = names
         self.log(f"profiles: {len(profiles)} of {len(users) - 1} users -> user attributes {', '.join(names)}")
 
+    # -- the language-model prompt --------------------------------------------------------------------
+    def _prompt(self, template: str) -> None:
+        """Every item's `prompt` field rendered again from `template`, which may name the summary (e.g.
+        `book title: {title} description: {summary}`), so that DIRE reads the generated text too."""
+        if "prompt" not in self.manifest["text_fields"]:
+            raise OncerecError(
+                f"--prompt: {self.source.root} has no `prompt` text field to render; prepare it with "
+                "data.text_fields including prompt (model.item=lm adds it) and the language model's tokenizer"
+            )
+        names = self.table.column_names
+        known = [n for n in ("title", "abstract", "category", "subcategory", SUMMARY_FIELD) if n in names]
+        try:
+            fields = string.Formatter().parse(template)
+            bad = [f for _, f, _, _ in fields if f is not None and f not in known]
+        except ValueError as e:
+            raise OncerecError(f"--prompt `{template}`: {e}") from None
+        if bad:
+            raise OncerecError(
+                f"--prompt `{template}`: unknown field {{{bad[0]}}}; this dataset has "
+                + ", ".join("{" + f + "}" for f in known)
+            )
+        columns = {n: self.table.column(n).to_pylist() for n in known}
+        texts = [
+            "" if i == 0 else prompt_text(template, {n: columns[n][i] or "" for n in known})
+            for i in range(self.table.num_rows)
+        ]
+        self.table = self.table.set_column(names.index("prompt"), "prompt", pa.array(texts, pa.string()))
+        max_len = self.config.get("max_lengths", {}).get("prompt", DEFAULT_MAX_LEN)
+        self._tokenize("prompt", texts, max_len)
+        self.config = {**self.config, "prompt": template}
+        self.manifest["data_config"] = self.config
+        self.report["prompt"] = template
+        self.log(f"prompt: every item's `prompt` rendered from `{template}`")
+
     # -- shared -------------------------------------------------------------------------------------
+    def _tokenize(self, field: str, texts: list[str], max_len: int) -> dict[str, list[list[int]]]:
+        """A text field's token ids and lengths with every tokenizer of the dataset (row 0 stays empty)."""
+        out = {}
+        for tok_name in self.source.tokenizers:
+            tok = self._tokenizer(tok_name)
+            folder = self.root / "items" / tokenizer_dir(tok_name)
+            tokens = out[tok_name] = tok.encode(texts)
+            ids_, kept, full = pack(tokens, max_len)
+            kept[0] = 0
+            _save(folder / f"{field}.npy", ids_)
+            _save(folder / f"{field}.len.npy", kept)
+            self.stats.setdefault("token_lengths", {}).setdefault(tok_name, {})[field] = _percentiles(
+                full[1:], max_len
+            )
+        return out
+
     def _write_items(self) -> None:
         pq.write_table(self.table, _fresh(self.root / "items.parquet"))
 

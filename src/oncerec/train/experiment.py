@@ -11,6 +11,7 @@ combination of one value per axis, for every seed, is one run of `oncerec train`
       model: {naml: [model=naml], nrms: [model=nrms]}
       item: {word: [], dire: [model.item=lm, model.item_lm=smollm2-135m, ...]}
     baseline: naml/word                              # the row the others are compared with
+    source: ONCE's released Goodreads folder         # optional: the spec needs `--source DIR`, `{source}`
 
 Runs go to `<out>/<name>/<row>/seed-<s>/` and run in a subprocess each (so one crash or one process-wide
 setting cannot leak into the next); a run with a metrics.json is finished and skipped, an interrupted one
@@ -50,6 +51,7 @@ class Spec:
     baseline: str = ""
     split: str = "test"
     setup: list[dict] = field(default_factory=list)  # {creates: path, commands: [[oncerec args...]]}
+    source: str = ""  # what `--source DIR` must be, when the spec reads data of the user's
     rows: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def __post_init__(self):
@@ -74,7 +76,7 @@ def load_spec(name_or_path: str) -> Spec:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    allowed = {"name", "seeds", "common", "axes", "baseline", "split", "setup"}
+    allowed = {"name", "seeds", "common", "axes", "baseline", "split", "setup", "source"}
     unknown = set(raw) - allowed
     if unknown:
         raise ConfigError(
@@ -99,6 +101,7 @@ def load_spec(name_or_path: str) -> Spec:
         baseline=str(raw.get("baseline", "")),
         split=split,
         setup=_setup(raw.get("setup") or [], path),
+        source=str(raw.get("source") or ""),
     )
 
 
@@ -115,15 +118,27 @@ def run_dir(out: Path, spec: Spec, row: str, seed: int) -> Path:
     return out / spec.name / row.replace("/", "__") / f"seed-{seed}"
 
 
-def run_experiment(spec: Spec, out: Path, extra: list[str], quiet: bool = True, log=print) -> Path:
+def run_experiment(
+    spec: Spec, out: Path, extra: list[str], quiet: bool = True, log=print, source: Path | None = None
+) -> Path:
     """Run the setup steps whose output is missing and every unfinished run of the grid, then write the
-    table; returns the results.md path. `{dir}` in a setup command or an override is the experiment folder."""
+    table; returns the results.md path. `{dir}` in a setup command or an override is the experiment folder,
+    `{source}` the folder given as `source` (required when the spec says what it must be)."""
     home = out / spec.name
+    if spec.source and source is None:
+        raise ConfigError(f"experiment `{spec.name}` reads your data: give --source DIR, {spec.source}")
+    if source is not None and not source.is_dir():
+        raise ConfigError(f"--source {source}: no such folder")
+
+    def fill(arg: str) -> str:
+        arg = arg.replace("{dir}", str(home))
+        return arg.replace("{source}", str(source.resolve())) if source is not None else arg
+
     for step in spec.setup:
         if (home / step["creates"]).exists():
             continue
         for command in step["commands"]:
-            args = [str(a).replace("{dir}", str(home)) for a in command]
+            args = [fill(str(a)) for a in command]
             log(f"setup: oncerec {' '.join(args)}")
             done = subprocess.run(
                 [sys.executable, "-m", "oncerec.cli", *args], capture_output=quiet, text=True
@@ -138,7 +153,7 @@ def run_experiment(spec: Spec, out: Path, extra: list[str], quiet: bool = True, 
         for seed in spec.seeds:
             folder = run_dir(out, spec, row, seed)
             args = [*spec.common, *overrides, *extra, f"exp.seed={seed}", f"exp.out_dir={folder}"]
-            todo.append((row, seed, folder, [a.replace("{dir}", str(home)) for a in args]))
+            todo.append((row, seed, folder, [fill(a) for a in args]))
     # Every run's config is resolved, and every saved one compared, before the first run trains.
     started = {folder: _check_saved(folder, args) for _, _, folder, args in todo}
     for k, (row, seed, folder, args) in enumerate(todo, 1):
