@@ -667,7 +667,9 @@ def test_merge_renders_the_language_model_prompt_again_with_the_summary(tmp_path
 
     args = ["data=demo-goodreads", "data.demo_scale=tiny", "data.user_min_positives=5"]
     lm = [*args, "data.tokenizers=[word,minilm]", "data.text_fields=[title,abstract,prompt]"]
-    root = resolve_dataset(build_config([*lm, "data.prompt=book title: {title}"]).data, progress=False, log=quiet)
+    root = resolve_dataset(
+        build_config([*lm, "data.prompt=book title: {title}"]).data, progress=False, log=quiet
+    )
     store = tmp_path / "store.sqlite"
     with FakeChatServer() as server:
         opts = RunOptions(base_url=server.url, model="m", store=str(store), concurrency=16)
