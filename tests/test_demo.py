@@ -164,3 +164,43 @@ def test_publish_dir_keeps_a_finished_folder(tmp_path):
     mine.mkdir()
     with pytest.raises(OSError):
         publish_dir(mine, done, "meta.json")  # an unfinished folder is not taken for a finished one
+
+
+def test_fresh_words_reach_only_the_dev_days_new_items(tiny, tmp_path):
+    """demo_fresh: the same clicks; the new items of the dev day use concept words no earlier item uses."""
+    import re
+
+    from oncerec.data import demo
+
+    root, _ = tiny
+    out = tmp_path / "fresh"
+    summary = write_demo_mind(out, "tiny", seed=0, fresh=1.0)
+    assert summary["fresh"]["items"] == summary["fresh"]["dev_day_items"] > 0
+    for split in ("train", "dev"):  # users, impressions and labels are those of the data without the option
+        assert (out / split / "behaviors.tsv").read_bytes() == (root / split / "behaviors.tsv").read_bytes()
+    # words written only by a fresh synonym (not by an earlier synonym, a template, an audience, a name)
+    everything_else = " ".join(
+        [
+            *(w for s in demo._SEEN_WORDS for w in s),
+            *demo.TITLE_TEMPLATES,
+            *demo.ABSTRACT_SENTENCES,
+            *(p for tone in demo.TONE_PREFIXES for p in tone),
+            *demo.AUDIENCES.values(),
+            *demo.FIRST_NAMES,
+            *demo.LAST_NAMES,
+            *demo.PLACES,
+        ]
+    )
+    known = set(re.findall(r"[\w']+", everything_else.lower()))
+    fresh_only = {w for s in demo._FRESH_WORDS for w in re.findall(r"[\w']+", " ".join(s).lower())} - known
+
+    def words(rows) -> set[str]:
+        return {w for r in rows for w in re.findall(r"[\w']+", f"{r[3]} {r[4]}".lower())}
+
+    train = _lines(out / "train" / "news.tsv")
+    train_ids = {r[0] for r in train}
+    new = [r for r in _lines(out / "dev" / "news.tsv") if r[0] not in train_ids]
+    assert fresh_only and not words(train) & fresh_only
+    assert len(words(new) & fresh_only) > 20  # and the new items do use them
+    with pytest.raises(OncerecError, match=r"fresh share must be in \[0, 1\]"):
+        write_demo_mind(tmp_path / "bad", "tiny", fresh=1.5)

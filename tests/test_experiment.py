@@ -76,3 +76,49 @@ def test_a_spec_that_reads_your_data_takes_it_as_source(tmp_path: Path):
     with pytest.raises(ConfigError, match="no_such_key"):
         run_experiment(spec, tmp_path / "out", [], log=lambda _: None, source=tmp_path / "data")
     assert (tmp_path / "data" / "raw" / "meta.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["once-demo", "once-goodreads", "once-mind"])
+def test_every_packaged_spec_resolves_its_rows(name: str, tmp_path: Path):
+    from oncerec.config.loader import build_config
+
+    spec = load_spec(name)
+    for folder in ("data", "genre/merged", "genre/summ", "genre/profile", "genre/generate"):
+        (tmp_path / folder).mkdir(parents=True)
+    for row, overrides in spec.rows:
+        cfg = build_config([*spec.common, *(o.replace("{dir}", str(tmp_path)) for o in overrides)])
+        assert cfg.model.item_fields, row
+
+
+def test_the_once_goodreads_setup_imports_and_merges_the_release(tmp_path: Path):
+    """`oncerec experiment once-goodreads --source R`: its setup on a small release in the real formats."""
+    import json
+
+    from test_once_goodreads import BIDS, HISTORIES, UIDS, write_release
+
+    from oncerec.data.dataset import Dataset
+
+    release = write_release(tmp_path / "release")
+    (release / "book_summarizer.log").write_text(
+        "".join(
+            f"{b}\t[description] A story about the number {k} and its friends.\n" for k, b in enumerate(BIDS)
+        )
+    )
+    profiles = [{"uid": u, "interest": ["numbers", "foul play"]} for u in HISTORIES]
+    (release / "user_profiler.log").write_text("".join(json.dumps(p) + "\n" for p in profiles))
+    book = json.dumps({"title": "More numbers", "description": "A sequel about numbers."})
+    cold = [u for u, h in HISTORIES.items() if len(h) <= 5]
+    (release / "generator_v1.log").write_text(
+        "".join(json.dumps({"uid": u, "book": book}) + "\n" for u in cold)
+    )
+    spec = load_spec("once-goodreads")
+    with pytest.raises(ConfigError, match="no_such_key"):  # the setup runs; the runs stop before training
+        run_experiment(spec, tmp_path / "out", ["exp.no_such_key=1"], log=lambda _: None, source=release)
+    home = tmp_path / "out" / "once-goodreads"
+    summ = Dataset(home / "genre" / "summ")
+    prompt = summ.items_table.column("prompt").to_pylist()[1]
+    assert prompt == "book title: Book number 0 description: A story about the number 0 and its friends."
+    assert Dataset(home / "genre" / "profile").manifest["user_attributes"] == ["interest"]
+    generated = Dataset(home / "genre" / "generate")
+    assert generated.manifest["genre"]["generate"]["items"] == len(cold) - 1  # uid 0 has one book: no user
+    assert len(UIDS) == len(HISTORIES) + 1

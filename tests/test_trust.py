@@ -173,3 +173,24 @@ def test_evaluate_on_other_data_refuses_another_vocabulary_of_the_same_size(tiny
     with pytest.raises(OncerecError, match="its word vocabulary differs"):
         load_run(tiny_run, data=str(other))
     assert load_run(tiny_run, data=str(tiny)).dataset.root == tiny  # the same vocabularies are fine
+
+
+def test_new_items_are_scored_as_their_own_slice(tiny_run: Path):
+    """metrics.json `cold_items`: the metrics over the candidates the training split never showed."""
+    from oncerec.train.evaluate import split_metrics
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    ds = Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, **QUIET))
+    train, test = ds.split("train"), ds.split("test")
+    items, lengths, _ = ds.histories
+    seen = set(np.asarray(train.item).tolist())
+    for h in set(np.asarray(train.history).tolist()):
+        seen |= set(items[h, : lengths[h]].tolist())
+    cold = np.array([i not in seen for i in np.asarray(test.item)])
+    assert 0 < cold.sum() < len(cold)
+    assert ds.train_items.sum() == len(seen - {0})
+    scores = np.random.default_rng(0).standard_normal(len(cold))
+    labels = np.asarray(test.label)
+    expected = evaluate_groups(labels[cold], scores[cold], test.row_impression[cold])
+    assert split_metrics(test, scores, ds)["cold_items"] == expected
+    assert metrics["test"]["cold_items"]["rows"] == int(cold.sum())  # every run reports it

@@ -78,11 +78,13 @@ def cmd_demo_data(a: argparse.Namespace) -> None:
 
     out = Path(a.out)
     if a.format == "mind":
-        summary = write_demo_mind(out, scale=a.scale, seed=a.seed, progress=not a.quiet)
+        summary = write_demo_mind(out, scale=a.scale, seed=a.seed, progress=not a.quiet, fresh=a.fresh)
     else:
         check_new_dir(out, "OUT")
         with tempfile.TemporaryDirectory() as tmp:
-            news = write_demo_mind(Path(tmp) / "mind", scale=a.scale, seed=a.seed, progress=not a.quiet)
+            news = write_demo_mind(
+                Path(tmp) / "mind", scale=a.scale, seed=a.seed, progress=not a.quiet, fresh=a.fresh
+            )
             summary = write_demo_goodreads(out, Path(tmp) / "mind", a.seed) | {"news_world": news["dev"]}
     print(json.dumps(summary, indent=2))
 
@@ -95,10 +97,13 @@ def cmd_stats(a: argparse.Namespace) -> None:
 
 
 def _print_metrics(metrics: dict) -> None:
-    print(f"{'split':<8}{'AUC':>8}{'MRR':>8}{'nDCG@5':>8}{'nDCG@10':>9}{'impr.':>9}")
+    print(f"{'split':<8}{'AUC':>8}{'MRR':>8}{'nDCG@5':>8}{'nDCG@10':>9}{'impr.':>9}  AUC new items (impr.)")
     for name, m in metrics.items():
+        cold = m.get("cold_items", {})
+        new = "—" if cold.get("auc") is None else f"{cold['auc']:.4f} ({cold['groups']:,})"
         print(
             f"{name:<8}{m['auc']:>8.4f}{m['mrr']:>8.4f}{m['ndcg@5']:>8.4f}{m['ndcg@10']:>9.4f}{m['impressions']:>9,}"
+            f"  {new}"
         )
 
 
@@ -189,12 +194,17 @@ def cmd_compare(a: argparse.Namespace) -> None:
         if m is None:
             raise OncerecError(f"{metrics_file}: no `{a.split}` metrics (split without labels?)")
         item = model.item + (f" ({model.item_lm})" if model.item_lm else "")
+        cold = m.get("cold_items", {})
         rows.append(
             f"| {run.name} | {model.name} | {item} | {model.layer} | {cell(m.get('auc'))} | {cell(m.get('mrr'))} "
-            f"| {cell(m.get('ndcg@5'))} | {cell(m.get('ndcg@10'))} | {m.get('impressions', 0):,} |"
+            f"| {cell(m.get('ndcg@5'))} | {cell(m.get('ndcg@10'))} | {m.get('impressions', 0):,} "
+            f"| {cell(cold.get('auc'))} | {cold.get('groups', 0):,} |"
         )
-    print(f"| run | model | item | layer | {a.split} AUC | MRR | nDCG@5 | nDCG@10 | impressions |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| run | model | item | layer | {a.split} AUC | MRR | nDCG@5 | nDCG@10 | impressions "
+        "| AUC new items | their impressions |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 
@@ -330,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=["mind", "goodreads"], default="mind")
+    s.add_argument(
+        "--fresh",
+        type=float,
+        default=0.0,
+        help="share of the dev day's new items written with concept words no earlier item uses (0-1)",
+    )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo_data)
 

@@ -45,6 +45,14 @@ class DataConfig(_Strict):
         "small", description="Size of the generated demo data (format=demo)."
     )
     demo_seed: int = Field(0, description="Seed of the demo data generator (format=demo).")
+    demo_fresh: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the demo's dev-day items written with concept words no earlier item uses "
+        "(format=demo; the second half of each concept's synonyms, which a pretrained language model knows "
+        "and a word table learned from clicks cannot). 0: the generator's data as before.",
+    )
     split: Literal["mind", "once"] = Field(
         "mind",
         description="`mind`: MIND's own train/dev/test folders are train/valid/test. `once`: the official dev "

@@ -113,6 +113,20 @@ class Dataset:
         seen[0] = False  # the unknown user
         return seen
 
+    @cached_property
+    def train_items(self) -> np.ndarray:
+        """[num_items] bool: the items the training split shows, as a candidate or in the history of a
+        training impression. The others are new to a model (the `cold_items` slice of the metrics): only
+        their content can rank them."""
+        seen = np.zeros(self.num_items, dtype=bool)
+        if "train" in self.split_names:
+            train = self.split("train")
+            seen[np.asarray(train.item)] = True
+            items, _, _ = self.histories
+            seen[items[np.unique(np.asarray(train.history))].ravel()] = True
+        seen[0] = False  # the padding item
+        return seen
+
     def vocab(self, name: str) -> list[str]:
         return json.loads((self.root / "vocab" / f"{name}.json").read_text())
 
@@ -170,20 +184,30 @@ def _config_key(cfg: DataConfig) -> str:
     relevant = cfg.model_dump(exclude={"name", "source", "strict", "split_list"}) | {
         "format_version": FORMAT_VERSION
     }
+    if not cfg.demo_fresh:  # off: the keys of datasets prepared before the option existed stay valid
+        relevant.pop("demo_fresh")
     if cfg.split == "once":  # the list's content, not only its name (keys of other splits are as before)
         path = split_list_path(cfg)
         relevant["split_list"] = [cfg.split_list, split_list_digest(path) if path else None]
     return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
-def demo_raw_folder(scale: str, seed: int, progress: bool = True, fmt: str = "mind") -> Path:
+def demo_raw_folder(
+    scale: str, seed: int, progress: bool = True, fmt: str = "mind", fresh: float = 0.0
+) -> Path:
     from oncerec.data.demo import GENERATOR_VERSION, write_demo_mind
     from oncerec.data.goodreads import write_demo_goodreads
 
     # the version in the name: a newer generator must not reuse data an older one cached
-    folder = cache_root() / "raw" / f"demo-v{GENERATOR_VERSION}-{scale}-{seed}"
+    folder = (
+        cache_root()
+        / "raw"
+        / f"demo-v{GENERATOR_VERSION}-{scale}-{seed}{f'-fresh{fresh:g}' if fresh else ''}"
+    )
     _build_once(
-        folder, "meta.json", lambda: write_demo_mind(folder, scale=scale, seed=seed, progress=progress)
+        folder,
+        "meta.json",
+        lambda: write_demo_mind(folder, scale=scale, seed=seed, progress=progress, fresh=fresh),
     )
     if fmt == "goodreads":
         books = folder.with_name(f"{folder.name}-goodreads")
@@ -210,7 +234,7 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
     The cache key covers the raw files' content and every data option that changes the prepared result.
     """
     if cfg.format == "demo":
-        source = demo_raw_folder(cfg.demo_scale, cfg.demo_seed, progress, cfg.demo_format)
+        source = demo_raw_folder(cfg.demo_scale, cfg.demo_seed, progress, cfg.demo_format, cfg.demo_fresh)
     elif not cfg.source:
         raise OncerecError(
             "data.source is empty: give a MIND folder, a prepared dataset, or use a demo preset"

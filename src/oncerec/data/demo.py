@@ -26,6 +26,13 @@ The generative model, in one sitting:
   interests) and otherwise popularity-weighted picks. Labels are Bernoulli(p), redrawn until at least one
   click (then one click forced, chosen in proportion to p), which keeps ranking by p optimal.
 
+* Fresh words (`fresh` > 0, off by default): real news brings words the training clicks never showed, which
+  a pretrained language model knows and a word table learned from clicks cannot. Each concept's synonyms split
+  in two: the first half (rounded up) are the only ones written in items published before the dev day; the
+  second half only in a share `fresh` of the items published on the dev day (the others keep the first half).
+  Nothing else changes (same items, users, clicks and oracle), so a word model loses exactly the concept
+  words of those new items.
+
 Generation streams over chunks of users with their own random sub-streams, so MIND-large-sized data fits in
 bounded memory, and the output depends only on (scale, seed).
 """
@@ -496,11 +503,17 @@ _SUB_CAT = np.array([_CATEGORIES.index(cat) for cat, _ in _SUBCATEGORIES])
 _SUB_N_CONCEPTS = np.array([len(TOPICS[cat][sub]) for cat, sub in _SUBCATEGORIES])
 _SUB_FIRST_CONCEPT = np.concatenate([[0], np.cumsum(_SUB_N_CONCEPTS)[:-1]])
 _CONCEPT_SYNONYMS = [tuple(c.split("|")) for cat, sub in _SUBCATEGORIES for c in TOPICS[cat][sub]]
+# with fresh words: the first half of each concept's synonyms (rounded up) before the dev day, the rest after
+_SEEN_WORDS = [s[: -(-len(s) // 2)] for s in _CONCEPT_SYNONYMS]
+_FRESH_WORDS = [s[-(-len(s) // 2) :] for s in _CONCEPT_SYNONYMS]
 _AUDIENCES = {cat: tuple(a.split("|")) for cat, a in AUDIENCES.items()}
 
 
-def write_demo_mind(out: str | Path, scale: str = "small", seed: int = 0, progress: bool = False) -> dict:
+def write_demo_mind(
+    out: str | Path, scale: str = "small", seed: int = 0, progress: bool = False, fresh: float = 0.0
+) -> dict:
     """Write the demo dataset; return a summary dict (counts per split, ctr, oracle AUC on dev).
+    `fresh`: the share of the dev day's new items written with concept words no earlier item uses.
 
     `out` must not exist or be an empty directory; files are written into a temporary sibling that is renamed
     to `out` at the end, so `out` is either complete or absent. The same (scale, seed) gives byte-identical
@@ -510,6 +523,8 @@ def write_demo_mind(out: str | Path, scale: str = "small", seed: int = 0, progre
         raise OncerecError(f"unknown demo scale `{scale}`; valid scales: {', '.join(SCALES)}")
     if seed < 0:
         raise OncerecError(f"demo seed must be a non-negative integer, got {seed}")
+    if not 0.0 <= fresh <= 1.0:
+        raise OncerecError(f"demo fresh share must be in [0, 1], got {fresh}")
     out = Path(out)
     check_new_dir(out, "OUT")
     sizes = SCALES[scale]
@@ -519,7 +534,7 @@ def write_demo_mind(out: str | Path, scale: str = "small", seed: int = 0, progre
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        summary = _generate(tmp, scale, sizes, seed, progress)
+        summary = _generate(tmp, scale, sizes, seed, progress, fresh)
         publish_dir(tmp, out, "meta.json")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -924,8 +939,11 @@ class _SplitWriter:
         }
 
 
-def _generate(folder: Path, scale: str, sizes: DemoScale, seed: int, progress: bool) -> dict:
-    catalogue_seed, text_seed, users_seed = np.random.SeedSequence(seed).spawn(3)
+def _generate(
+    folder: Path, scale: str, sizes: DemoScale, seed: int, progress: bool, fresh: float = 0.0
+) -> dict:
+    # a fourth stream for the fresh-word draws: the first three (and so fresh=0 data) are as before
+    catalogue_seed, text_seed, users_seed, fresh_seed = np.random.SeedSequence(seed).spawn(4)
     cat = _catalogue(np.random.default_rng(catalogue_seed), sizes.n_news)
     pools = _Pools(cat)
     n_chunks = -(-sizes.n_users // CHUNK_USERS)
@@ -943,7 +961,12 @@ def _generate(folder: Path, scale: str, sizes: DemoScale, seed: int, progress: b
                     np.random.default_rng(chunk_seed), cat, pools, sizes, first, n, train, dev, train_clicks
                 )
                 bar.update(n)
-    _write_news(folder, cat, np.random.default_rng(text_seed), (train.used, dev.used), progress)
+    new = (cat.publish >= DEV_START) & (np.random.default_rng(fresh_seed).random(len(cat.sub)) < fresh)
+    words = (
+        _SEEN_WORDS if fresh else _CONCEPT_SYNONYMS,
+        _FRESH_WORDS if fresh else _CONCEPT_SYNONYMS,
+    )
+    _write_news(folder, cat, np.random.default_rng(text_seed), (train.used, dev.used), progress, new, words)
 
     item, label, prob, size = (np.concatenate(parts) for parts in zip(*dev.kept, strict=True))
     start = np.concatenate([[0], np.cumsum(size)])
@@ -953,6 +976,11 @@ def _generate(folder: Path, scale: str, sizes: DemoScale, seed: int, progress: b
         "scale": scale,
         "seed": seed,
         "sizes": asdict(sizes),
+        "fresh": {
+            "share": fresh,
+            "items": int(new.sum()),
+            "dev_day_items": int((cat.publish >= DEV_START).sum()),
+        },
         "periods": {
             "history": f"{_date(TRAIN_START - HISTORY_DAYS * DAY)}-{_date(TRAIN_START - DAY)}",
             "train": f"{_date(TRAIN_START)}-{_date(DEV_START - DAY)}",
@@ -1017,9 +1045,16 @@ def _chunk(
 
 
 def _write_news(
-    folder: Path, cat: _Catalogue, rng: np.random.Generator, used: tuple[np.ndarray, ...], progress: bool
+    folder: Path,
+    cat: _Catalogue,
+    rng: np.random.Generator,
+    used: tuple[np.ndarray, ...],
+    progress: bool,
+    fresh: np.ndarray,
+    words: tuple[list[tuple[str, ...]], list[tuple[str, ...]]],
 ) -> None:
-    """news.tsv of each split in catalogue order; an item's text depends only on the seed and its number."""
+    """news.tsv of each split in catalogue order; an item's text depends only on the seed and its number.
+    `words`: the synonyms of every concept for most items and for the `fresh` ones."""
     block = 10_000
     with _open_tsv(folder / "train" / "news.tsv") as train, _open_tsv(folder / "dev" / "news.tsv") as dev:
         files = (train, dev)
@@ -1033,7 +1068,12 @@ def _write_news(
                     continue
                 category, sub = _SUBCATEGORIES[cat.sub[i]]
                 title, abstract = _news_text(
-                    _Draws(row), category, int(cat.sub[i]), int(cat.concept[i]), int(cat.tone[i])
+                    _Draws(row),
+                    category,
+                    int(cat.sub[i]),
+                    int(cat.concept[i]),
+                    int(cat.tone[i]),
+                    words[int(fresh[i])],
                 )
                 nid = cat.ids[i]
                 url = f"https://example.org/demo/{nid}.html"
@@ -1073,15 +1113,17 @@ class _Draws:
         return options[int(self.uniform() * len(options))]
 
 
-def _news_text(draw: _Draws, category: str, sub: int, concept: int, tone: int) -> tuple[str, str]:
+def _news_text(
+    draw: _Draws, category: str, sub: int, concept: int, tone: int, synonyms: list[tuple[str, ...]]
+) -> tuple[str, str]:
     others = [
         c
         for c in range(_SUB_FIRST_CONCEPT[sub], _SUB_FIRST_CONCEPT[sub] + _SUB_N_CONCEPTS[sub])
         if c != concept
     ]
     fillers: dict[str, Callable[[], str]] = {
-        "c": lambda: draw.pick(_CONCEPT_SYNONYMS[concept]),
-        "c2": lambda: draw.pick(_CONCEPT_SYNONYMS[others[int(draw.uniform() * len(others))]]),
+        "c": lambda: draw.pick(synonyms[concept]),
+        "c2": lambda: draw.pick(synonyms[others[int(draw.uniform() * len(others))]]),
         "who": lambda: draw.pick(_AUDIENCES[category]),
         "person": lambda: f"{draw.pick(FIRST_NAMES)} {draw.pick(LAST_NAMES)}",
         "place": lambda: draw.pick(PLACES),

@@ -92,9 +92,16 @@ def predict_slow(
     return scores
 
 
-def split_metrics(split: Split, scores: np.ndarray) -> dict:
-    m = evaluate_groups(np.asarray(split.label), scores, split.row_impression)
+def split_metrics(split: Split, scores: np.ndarray, dataset: Dataset | None = None) -> dict:
+    """The split's metrics; with the dataset, also `cold_items`: the same metrics over the candidates the
+    training split never showed (per impression, among its new candidates: an impression needs a clicked
+    and a skipped new candidate to count), with `rows` and `groups` saying how many."""
+    labels = np.asarray(split.label)
+    m = evaluate_groups(labels, scores, split.row_impression)
     m["impressions"] = split.num_impressions
+    if dataset is not None:
+        cold = ~dataset.train_items[np.asarray(split.item)]
+        m["cold_items"] = evaluate_groups(labels[cold], scores[cold], split.row_impression[cold])
     return m
 
 

@@ -38,7 +38,14 @@ from oncerec.train.metrics import read_metrics
 from oncerec.train.trainer import resume_diff
 
 PRESETS = Path(__file__).resolve().parent.parent / "config" / "presets" / "experiment"
-METRICS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
+# metrics.json keys (a dot goes into a slice) -> column names
+METRICS = {
+    "auc": "AUC",
+    "mrr": "MRR",
+    "ndcg@5": "nDCG@5",
+    "ndcg@10": "nDCG@10",
+    "cold_items.auc": "AUC new items",
+}
 SPLITS = ("valid", "test")  # the splits a finished run has metrics for
 
 
@@ -203,13 +210,19 @@ def _mean_std(values: list[float | None]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _value(metrics: dict, key: str) -> float | None:
+    for part in key.split("."):
+        metrics = metrics.get(part) if isinstance(metrics, dict) else None
+    return metrics
+
+
 def write_table(spec: Spec, out: Path) -> Path:
     rows = []
     for row, _ in spec.rows:
         found = [run_dir(out, spec, row, s) / "metrics.json" for s in spec.seeds]
         metrics = [read_metrics(f).get(spec.split, {}) for f in found if f.is_file()]
         if metrics:
-            rows.append((row, len(metrics), {m: _mean_std([x.get(m) for x in metrics]) for m in METRICS}))
+            rows.append((row, len(metrics), {m: _mean_std([_value(x, m) for x in metrics]) for m in METRICS}))
     base = next((r[2]["auc"][0] for r in rows if r[0] == spec.baseline), None)
     folder = out / spec.name
     folder.mkdir(parents=True, exist_ok=True)

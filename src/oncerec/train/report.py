@@ -43,13 +43,15 @@ def write_report(
         f"- training: {e.epochs} epochs, batch {e.batch_size} x {e.acc_batch}, lr {e.lr}, {e.neg_count} negatives, "
         f"seed {e.seed}; best by `{e.metric}`",
         "",
-        "| split | AUC | MRR | nDCG@5 | nDCG@10 | impressions |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| split | AUC | MRR | nDCG@5 | nDCG@10 | impressions | AUC new items (their impressions) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for split, s in metrics.items():
+        cold = s.get("cold_items", {})
+        new = "—" if cold.get("auc") is None else f"{cold['auc']:.4f} ({cold['groups']:,})"
         lines.append(
             f"| {split} | {s['auc']:.4f} | {s['mrr']:.4f} | {s['ndcg@5']:.4f} | {s['ndcg@10']:.4f} "
-            f"| {s['impressions']:,} |"
+            f"| {s['impressions']:,} | {new} |"
         )
     lines += ["", "![training curves](curves.png)", ""]
     for user, recs in examples:

@@ -34,7 +34,7 @@ class Run:
         scores = predict_fast(self.model, self.dataset, split, self.cfg.exp.eval_batch_size, self.device)
         if write_to is not None:
             write_split_predictions(write_to / f"{split_name}.prediction.txt", split, scores)
-        return split_metrics(split, scores) if split.labelled else {}
+        return split_metrics(split, scores, self.dataset) if split.labelled else {}
 
     @torch.no_grad()
     def recommend(self, user: str, history: list[str] | None, top_k: int) -> list[tuple[str, str, float]]:

@@ -246,7 +246,7 @@ class Trainer:
             return {}
         if write:
             write_split_predictions(self.run_dir / f"{split_name}.prediction.txt", split, scores)
-        return split_metrics(split, scores) if split.labelled else {}
+        return split_metrics(split, scores, self.dataset) if split.labelled else {}
 
     def _validate(self) -> None:
         """Every process evaluates its share; the main process decides; every process learns the decision."""
