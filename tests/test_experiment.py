@@ -78,7 +78,7 @@ def test_a_spec_that_reads_your_data_takes_it_as_source(tmp_path: Path):
     assert (tmp_path / "data" / "raw" / "meta.json").is_file()
 
 
-@pytest.mark.parametrize("name", ["once-demo", "once-goodreads", "once-mind"])
+@pytest.mark.parametrize("name", ["once-demo", "once-goodreads", "once-mind", "dire-fresh"])
 def test_every_packaged_spec_resolves_its_rows(name: str, tmp_path: Path):
     from oncerec.config.loader import build_config
 
