@@ -226,6 +226,62 @@ def cmd_recommend(a: argparse.Namespace) -> None:
         print(f"{rank:>3}. {score:8.4f}  {item_id}  {title}")
 
 
+def _serve_packages() -> None:
+    from oncerec.serve import missing_packages
+
+    missing = missing_packages()
+    if missing:
+        raise OncerecError(f"serving needs {', '.join(missing)}: pip install 'oncerec[serve]'")
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    """A trained run as a folder a service loads without the training data: item vectors, weights, index."""
+    _serve_packages()
+    from oncerec.serve.export import export_run
+    from oncerec.train.session import load_run
+
+    search = {k: v for k, v in (("ef_search", a.ef_search), ("nprobe", a.nprobe)) if v is not None}
+    for key, value in search.items():
+        if value < 1:
+            raise OncerecError(f"--{key.replace('_', '-')} {value}: give at least 1")
+    manifest = export_run(
+        load_run(Path(a.run_dir), data=a.data),
+        Path(a.out),
+        index=a.index,
+        dtype=a.dtype,
+        search=search,
+        source=str(Path(a.run_dir)),
+        log=(lambda *_: None) if a.quiet else print,
+    )
+    index, search = manifest["index"]["kind"], manifest["index"]["search"]
+    print(
+        f"export: {a.out}: {manifest['items']:,} items x {manifest['dim']} ({manifest['dtype']}), {index} index"
+        + "".join(f", {k.replace('_', ' ')} {v}" for k, v in search.items())
+        + f"; ranking: {manifest['ranking'].replace('_', ' ')}"
+    )
+
+
+def cmd_serve(a: argparse.Namespace) -> None:
+    _serve_packages()
+    from oncerec.serve.app import serve
+    from oncerec.serve.export import export_for
+
+    if a.workers < 1:
+        raise OncerecError(f"--workers {a.workers}: give at least 1")
+    if a.max_body_bytes < 1:
+        raise OncerecError(f"--max-body-bytes {a.max_body_bytes}: give at least 1")
+    serve(
+        export_for(Path(a.path)),
+        host=a.host,
+        port=a.port,
+        workers=a.workers,
+        persist=a.persist,
+        candidates=a.candidates,
+        max_body=a.max_body_bytes,
+        added_dir=Path(a.added_dir) if a.added_dir else None,
+    )
+
+
 def cmd_bench(a: argparse.Namespace) -> None:
     if a.scale:
         from oncerec.bench.scale import run_scale
@@ -234,7 +290,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
         return
     from oncerec.bench.suite import run_bench
 
-    run_bench(quick=a.quick, out_dir=Path(a.out), threads=a.threads)
+    only = tuple(x.strip() for x in a.only.split(",") if x.strip())
+    run_bench(quick=a.quick, out_dir=Path(a.out), threads=a.threads, only=only)
     print((Path(a.out) / "bench.md").read_text())
 
 
@@ -401,10 +458,58 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="dataset override, as for evaluate")
     s.set_defaults(func=cmd_recommend)
 
+    s = sub.add_parser(
+        "export", help="a trained run as a folder to serve: item vectors, weights, FAISS index"
+    )
+    s.add_argument("run_dir")
+    s.add_argument("--out", required=True, help="the export folder to create (new or empty)")
+    s.add_argument(
+        "--index",
+        default="flat",
+        choices=["flat", "hnsw", "ivf"],
+        help="flat: exact (default); hnsw, ivf: approximate",
+    )
+    s.add_argument(
+        "--dtype", default="float32", choices=["float32", "float16"], help="of the stored item vectors"
+    )
+    s.add_argument("--ef-search", type=int, help="hnsw: candidates searched per query (default 128)")
+    s.add_argument("--nprobe", type=int, help="ivf: cells searched per query (default: a sixth of them)")
+    s.add_argument("--data", help="dataset override, as for evaluate")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("serve", help="an HTTP service of a run or an export: recommendations, new items")
+    s.add_argument(
+        "path", help="an export folder, or a run directory (exported to RUN_DIR/export on first use)"
+    )
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=1, help="processes, each with its own copy of the export")
+    s.add_argument(
+        "--persist", action="store_true", help="keep items added by POST /items (in the added-items folder)"
+    )
+    s.add_argument(
+        "--added-dir",
+        help="the added-items folder (default: EXPORT/added); shared by every process that serves",
+    )
+    s.add_argument(
+        "--candidates",
+        type=int,
+        default=200,
+        help="two-stage models (CTR heads, MINER): index candidates the model re-ranks; 0: the model scores every item",
+    )
+    s.add_argument("--max-body-bytes", type=int, default=4 * 2**20, help="larger requests get 413")
+    s.set_defaults(func=cmd_serve)
+
     s = sub.add_parser("bench", help="measure speed and memory; writes bench.json and bench.md")
     s.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes on 2 CPU cores")
     s.add_argument("--out", default="bench-out")
     s.add_argument("--threads", type=int, help="torch threads (1 keeps ratios stable on a busy machine)")
+    s.add_argument(
+        "--only",
+        default="",
+        help="these sections only, e.g. serve (prepare, train, eval, dire, genre, serve, metrics)",
+    )
     s.add_argument(
         "--scale",
         help="instead: cost growth over demo scales, e.g. small,medium,large (writes scale.json/.md)",

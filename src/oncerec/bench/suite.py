@@ -30,12 +30,14 @@ import torch
 
 from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dire_rows, resolve_models
 from oncerec.bench.genre import bench_genre, genre_rows
+from oncerec.bench.serve import SERVE_FULL, SERVE_QUICK, ServeSizes, bench_serve, serve_rows
 from oncerec.config.loader import build_config
 from oncerec.data.batching import Batch, TrainSampler
 from oncerec.data.dataset import Dataset, demo_raw_folder, resolve_dataset
 from oncerec.data.mind import split_folders
 from oncerec.errors import OncerecError
 from oncerec.models.recommender import Recommender
+from oncerec.serve import missing_packages
 from oncerec.train.evaluate import predict_fast, predict_slow
 from oncerec.train.metrics import NDCG_CUTOFFS, evaluate_groups
 
@@ -67,13 +69,19 @@ class Sizes:
     loop_groups: int  # the reference loop runs on this many groups and is extrapolated
     dire: DireSizes | None = None  # the DIRE section (None: skipped)
     genre: bool = False  # the GENRE client section
+    serve: ServeSizes | None = None  # the serving section (None: skipped)
 
 
 # Quick: about a minute on 2 idle CPU cores. Ten timed steps per model would take several minutes there (a
 # Fastformer step alone takes seconds), so quick times five; full: ~10 minutes. The slow-path subsets are
 # multiples of EVAL_BATCH so that they hold full batches only, like the rest of the split.
-QUICK = Sizes("small", "small", 64, 1, 5, "small", 2048, 200_000, 20_000, 1_000, DIRE_QUICK, True)
-FULL = Sizes("medium", "small", 64, 2, 30, "medium", 5120, 1_000_000, 100_000, 5_000, DIRE_FULL, True)
+QUICK = Sizes(
+    "small", "small", 64, 1, 5, "small", 2048, 200_000, 20_000, 1_000, DIRE_QUICK, True, SERVE_QUICK
+)
+FULL = Sizes(
+    "medium", "small", 64, 2, 30, "medium", 5120, 1_000_000, 100_000, 5_000, DIRE_FULL, True, SERVE_FULL
+)
+SECTIONS = ("prepare", "train", "eval", "dire", "genre", "serve", "metrics")
 
 
 def run_bench(
@@ -82,18 +90,24 @@ def run_bench(
     log: Log = print,
     sizes: Sizes | None = None,
     threads: int | None = None,
+    only: tuple[str, ...] = (),
 ) -> dict:
-    """Run every section, write `out_dir/bench.json` (all numbers) and `out_dir/bench.md` (the ratio table).
+    """Run every section (`only`: these of SECTIONS), write `out_dir/bench.json` (all numbers) and
+    `out_dir/bench.md` (the ratio table).
 
     `sizes` overrides QUICK / FULL (tests use tiny ones); `threads` sets torch's intra-op threads for the run
     (None: torch's default, one per core), e.g. 1 when other processes keep a core busy: torch's threads then
     wait on each other and every step slows down many times over, unevenly between models.
     """
+    unknown = [name for name in only if name not in SECTIONS]
+    if unknown:
+        raise OncerecError(f"--only {','.join(unknown)}: not a section; sections: {', '.join(SECTIONS)}")
     sizes = sizes or (QUICK if quick else FULL)
     default_threads = torch.get_num_threads()
     torch.set_num_threads(threads or default_threads)
     try:
-        results = {"mode": "quick" if quick else "full", "sizes": asdict(sizes), **_run_sections(sizes, log)}
+        sections = _run_sections(sizes, log, set(only or SECTIONS))
+        results = {"mode": "quick" if quick else "full", "sizes": asdict(sizes), **sections}
     finally:
         torch.set_num_threads(default_threads)
     out_dir = Path(out_dir)
@@ -106,32 +120,43 @@ def run_bench(
     return results
 
 
-def _run_sections(sizes: Sizes, log: Log) -> dict:
+def _run_sections(sizes: Sizes, log: Log, wanted: set[str]) -> dict:
     started = time.perf_counter()
     results: dict = {"machine": machine_info()}
     # resolved before the private cache, so that a packaged GGUF model is converted once, not per run
-    model_path = resolve_models(sizes.dire or DIRE_QUICK) if sizes.dire or sizes.genre else None
+    lm_sections = (sizes.dire and "dire" in wanted) or (sizes.genre and "genre" in wanted)
+    model_path = resolve_models(sizes.dire or DIRE_QUICK) if lm_sections else None
     with _private_cache():
-        results["prepare"] = _section("prepare", log, lambda: bench_prepare(sizes.prepare_scale, log))
-        results["train"] = _section(
-            "train",
-            log,
-            lambda: bench_train(
-                sizes.train_scale, sizes.batch_size, sizes.train_warmup, sizes.train_steps, log
-            ),
-        )
-        results["eval"] = _section(
-            "eval", log, lambda: bench_eval(sizes.eval_scale, sizes.slow_impressions, log)
-        )
-        if sizes.dire:
+        if "prepare" in wanted:
+            results["prepare"] = _section("prepare", log, lambda: bench_prepare(sizes.prepare_scale, log))
+        if "train" in wanted:
+            results["train"] = _section(
+                "train",
+                log,
+                lambda: bench_train(
+                    sizes.train_scale, sizes.batch_size, sizes.train_warmup, sizes.train_steps, log
+                ),
+            )
+        if "eval" in wanted:
+            results["eval"] = _section(
+                "eval", log, lambda: bench_eval(sizes.eval_scale, sizes.slow_impressions, log)
+            )
+        if sizes.dire and "dire" in wanted:
             results["dire"] = _section("dire", log, lambda: bench_dire(sizes.dire, model_path, log))
-        if sizes.genre:
+        if sizes.genre and "genre" in wanted:
             quick = sizes is QUICK
             results["genre"] = _section("genre", log, lambda: bench_genre(quick, log, model_path=model_path))
-    if importlib.util.find_spec("sklearn") is None:
+        if sizes.serve and "serve" in wanted and missing_packages():
+            log(
+                f"bench: serve skipped: it needs {', '.join(missing_packages())} (pip install 'oncerec[serve]')"
+            )
+            results["serve"] = {"skipped": f"{', '.join(missing_packages())} not installed"}
+        elif sizes.serve and "serve" in wanted:
+            results["serve"] = _section("serve", log, lambda: bench_serve(sizes.serve, log))
+    if "metrics" in wanted and importlib.util.find_spec("sklearn") is None:
         log("bench: metrics skipped: the reference loop needs scikit-learn (pip install scikit-learn)")
         results["metrics"] = {"skipped": "scikit-learn is not installed"}
-    else:
+    elif "metrics" in wanted:
         results["metrics"] = _section(
             "metrics",
             log,
@@ -408,35 +433,38 @@ def bench_table(results: dict) -> str:
         "| benchmark | ratio | the ratio is | absolute | peak RSS |",
         "|---|---:|---|---|---:|",
     ]
-    p = results["prepare"]
-    lines.append(
-        f"| prepare demo-{p['scale']} | {p['rss_per_raw_mb']:.1f}x | memory added ÷ raw input size "
-        f"| {p['seconds']:.2f} s, {p['lines_per_s']:,.0f} lines/s, {p['mb_per_s']:.1f} MB/s of {p['raw_mb']:.0f} MB "
-        f"| {p['peak_rss_mb']:.0f} MB (+{p['peak_rss_mb'] - p['import_rss_mb']:.0f}), child |"
-    )
-    t = results["train"]
-    ref = "vs_" + t["reference"]
-    for i, (name, r) in enumerate(t["models"].items()):
+    if "prepare" in results:
+        p = results["prepare"]
         lines.append(
-            f"| train {name} (demo-{t['scale']}, batch {t['batch_size']}) | {r[ref]:.2f}x "
-            f"| samples/s ÷ {t['reference']}'s | {r['samples_per_s']:.1f} samples/s, {r['median_step_s']:.2f} s/step "
-            f"| {'' if i else _rss(t)} |"
+            f"| prepare demo-{p['scale']} | {p['rss_per_raw_mb']:.1f}x | memory added ÷ raw input size "
+            f"| {p['seconds']:.2f} s, {p['lines_per_s']:,.0f} lines/s, {p['mb_per_s']:.1f} MB/s of {p['raw_mb']:.0f} MB "
+            f"| {p['peak_rss_mb']:.0f} MB (+{p['peak_rss_mb'] - p['import_rss_mb']:.0f}), child |"
         )
-    e = results["eval"]
-    slow = f"slow {e['slow_s']:.1f} s" + (
-        f" (extrapolated from {e['slow_impressions']:,} of {e['impressions']:,} impressions)"
-        if e["slow_extrapolated"]
-        else ""
-    )
-    lines.append(
-        f"| eval fast vs slow (nrms, demo-{e['scale']}) | {e['speedup']:.1f}x | slow ÷ fast time"
-        f"{_target(e)} | fast {e['fast_s']:.1f} s, {slow}; max score diff {e['max_abs_diff']:.1e} "
-        f"({'agree' if e['scores_agree'] else 'DISAGREE'}) | {_rss(e)} |"
-    )
-    x = results["metrics"]
-    if "skipped" in x:
+    if "train" in results:
+        t = results["train"]
+        ref = "vs_" + t["reference"]
+        for i, (name, r) in enumerate(t["models"].items()):
+            lines.append(
+                f"| train {name} (demo-{t['scale']}, batch {t['batch_size']}) | {r[ref]:.2f}x "
+                f"| samples/s ÷ {t['reference']}'s | {r['samples_per_s']:.1f} samples/s, {r['median_step_s']:.2f} s/step "
+                f"| {'' if i else _rss(t)} |"
+            )
+    if "eval" in results:
+        e = results["eval"]
+        slow = f"slow {e['slow_s']:.1f} s" + (
+            f" (extrapolated from {e['slow_impressions']:,} of {e['impressions']:,} impressions)"
+            if e["slow_extrapolated"]
+            else ""
+        )
+        lines.append(
+            f"| eval fast vs slow (nrms, demo-{e['scale']}) | {e['speedup']:.1f}x | slow ÷ fast time"
+            f"{_target(e)} | fast {e['fast_s']:.1f} s, {slow}; max score diff {e['max_abs_diff']:.1e} "
+            f"({'agree' if e['scores_agree'] else 'DISAGREE'}) | {_rss(e)} |"
+        )
+    x = results.get("metrics")
+    if x is not None and "skipped" in x:
         lines.append(f"| metrics | | skipped: {x['skipped']} | | |")
-    else:
+    elif x is not None:
         loop = f"loop {x['loop_s']:.1f} s" + (
             f" (extrapolated from {x['loop_groups']:,} of {x['groups']:,} groups)"
             if x["loop_extrapolated"]
@@ -452,6 +480,8 @@ def bench_table(results: dict) -> str:
         lines += dire_rows(results["dire"])
     if "genre" in results:
         lines += genre_rows(results["genre"])
+    if "serve" in results:
+        lines += serve_rows(results["serve"])
     lines += [
         "",
         "Peak RSS: of this process during the section (+ its growth in the section); the models train in one "

@@ -35,6 +35,23 @@ class ItemContent:
                 self.tensors[f"{f}_len"] = torch.from_numpy(np.asarray(lengths, dtype=np.int64))
         self.num_items = dataset.num_items
 
+    @classmethod
+    def of(cls, fields: list[str], tensors: dict[str, Tensor]) -> ItemContent:
+        """Content given as tensors, not read from a dataset: items that arrive at a running service."""
+        content = object.__new__(cls)
+        content.fields, content.tensors = fields, tensors
+        content.num_items = len(next(iter(tensors.values()))) if tensors else 0
+        return content
+
+    def put(self, rows: Tensor, values: dict[str, Tensor]) -> None:
+        """Set the content of the items `rows` (every tensor of theirs, text right-padded to this content's
+        widths); an index at or past `num_items` adds items."""
+        needed = int(rows.max()) + 1
+        self.tensors = {k: grown(v, needed) for k, v in self.tensors.items()}
+        for k, v in values.items():
+            self.tensors[k][rows] = v.to(self.tensors[k].device)
+        self.num_items = max(self.num_items, needed)
+
     def to(self, device: torch.device | str) -> ItemContent:
         self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
         return self
@@ -55,6 +72,15 @@ class ItemContent:
             out[f] = self.tensors[f][items, :width]
             out[f"{f}_mask"] = torch.arange(width, device=items.device) < lengths.unsqueeze(1)
         return out
+
+
+def grown(t: Tensor, rows: int) -> Tensor:
+    """`t` with at least `rows` rows (new ones zero). It grows by a quarter at least, so that adding items one
+    request at a time does not copy every item each time."""
+    if rows <= len(t):
+        return t
+    size = max(rows, len(t) + len(t) // 4)
+    return torch.cat([t, t.new_zeros((size - len(t), *t.shape[1:]))])
 
 
 def trimmed_rows(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:

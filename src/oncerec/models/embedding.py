@@ -75,8 +75,16 @@ def _is_number(text: str) -> bool:
 
 
 def build_word_embedding(
-    cfg: EmbedConfig, vocab: list[str] | None, vocab_size: int, seed: int, log=print
+    cfg: EmbedConfig,
+    vocab: list[str] | None,
+    vocab_size: int,
+    seed: int,
+    log=print,
+    weight: Tensor | None = None,
 ) -> WordEmbedding:
+    """`weight`: the table itself (a served export holds its trained table), so no file or model is read."""
+    if weight is not None:
+        return WordEmbedding(weight, cfg.freeze, cfg.dim, pretrained=cfg.type == "hf")
     rng = np.random.default_rng(seed)
     if cfg.type == "random":
         weight = rng.normal(0, 1.0, (vocab_size, cfg.dim)).astype(np.float32)

@@ -35,7 +35,19 @@ def model_spec(dataset: Dataset) -> dict:
 
 
 class Recommender(nn.Module):
-    def __init__(self, cfg: ModelConfig, embed: EmbedConfig, dataset: Dataset, seed: int = 0, log=print):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        embed: EmbedConfig,
+        dataset: Dataset,
+        seed: int = 0,
+        log=print,
+        word_table: Tensor | None = None,
+        item_encoder: bool = True,
+    ):
+        """`word_table`: the word-embedding table to use instead of building one (a served export holds it);
+        `item_encoder=False` leaves the item encoder out (`None`): a served export ranks stored item vectors,
+        and a DIRE encoder could not be built without its training data's cache."""
         super().__init__()
         self.cfg = cfg
         spec = model_spec(dataset)
@@ -48,13 +60,14 @@ class Recommender(nn.Module):
         item_cls = lookup("item", cfg.item)
         # an encoder with its own inputs (item ids, language-model tokens or cached states) needs no word table
         own = getattr(item_cls, "own_inputs", False)
-        vocab = dataset.vocab("word") if embed.tokenizer == "word" else None
-        words = (
-            None
-            if own
-            else build_word_embedding(embed, vocab, dataset.vocab_size(embed.tokenizer), seed, log)
-        )
-        self.item_encoder = item_cls(cfg, words, spec | {"dataset": dataset, "log": log})
+        self.item_encoder = None
+        if item_encoder:
+            words = None
+            if not own:
+                vocab = dataset.vocab("word") if embed.tokenizer == "word" else None
+                size = dataset.vocab_size(embed.tokenizer)
+                words = build_word_embedding(embed, vocab, size, seed, log, word_table)
+            self.item_encoder = item_cls(cfg, words, spec | {"dataset": dataset, "log": log})
         user_cls, predictor_cls = lookup("user", cfg.user), lookup("predictor", cfg.predictor)
         if getattr(user_cls, "gives_sequence", False) != getattr(predictor_cls, "takes_sequence", False):
             raise ConfigError(
@@ -76,7 +89,8 @@ class Recommender(nn.Module):
             else None
         )
         lookups = ("category",) if cfg.miner_category_bias else ()
-        self.content = ItemContent(dataset, [] if own else cfg.item_fields, embed.tokenizer, lookups)
+        fields = [] if own or not item_encoder else cfg.item_fields
+        self.content = ItemContent(dataset, fields, embed.tokenizer, lookups)
 
     def encode_items(self, items: Tensor) -> Tensor:
         """Item indices [N] -> item vectors [N, d]."""

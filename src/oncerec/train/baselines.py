@@ -10,11 +10,15 @@ from oncerec.data.dataset import Dataset, Split
 from oncerec.errors import DataError
 
 
+def train_clicks(dataset: Dataset) -> np.ndarray:
+    """[num_items] the number of clicks of each item in the training split."""
+    train = dataset.split("train")
+    return np.bincount(np.asarray(train.item)[np.asarray(train.label) == 1], minlength=dataset.num_items)
+
+
 def popularity_scores(dataset: Dataset, split: Split) -> np.ndarray:
     """Score = the item's number of clicks in the training split."""
-    train = dataset.split("train")
-    clicks = np.bincount(np.asarray(train.item)[np.asarray(train.label) == 1], minlength=dataset.num_items)
-    return clicks[np.asarray(split.item)].astype(np.float32)
+    return train_clicks(dataset)[np.asarray(split.item)].astype(np.float32)
 
 
 def oracle_scores(dataset: Dataset, split: Split) -> np.ndarray | None:

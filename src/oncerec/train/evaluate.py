@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from oncerec.data.batching import histories_for, impression_batch, padded_candidates
+from oncerec.data.batching import ItemContent, histories_for, impression_batch, padded_candidates
 from oncerec.data.dataset import Dataset, Split
 from oncerec.models.recommender import Recommender
 from oncerec.train.metrics import evaluate_groups, group_ranks, write_predictions
@@ -24,13 +24,32 @@ def _chunks(n: int, size: int):
 
 
 @torch.no_grad()
-def encode_all_items(model: Recommender, batch_size: int, device, progress: bool = False) -> torch.Tensor:
-    chunks = list(_chunks(model.content.num_items, batch_size))
+def encode_all_items(
+    model: Recommender, batch_size: int, device, progress: bool = False, content: ItemContent | None = None
+) -> torch.Tensor:
+    """Every item's vector, in index order; `content`: other items than the model's (new items arriving at
+    a service, encoded before they are added)."""
+    content = content or model.content
+    chunks = list(_chunks(content.num_items, batch_size))
     out = [
-        model.encode_items(torch.from_numpy(c).to(device))
+        model.item_encoder(content.gather(torch.from_numpy(c).to(device)))
         for c in tqdm(chunks, "items", disable=not progress, leave=False)
     ]
     return torch.cat(out)
+
+
+@torch.no_grad()
+def top_items(
+    model: Recommender, item_vectors: torch.Tensor, rep: torch.Tensor, exclude: list[int], k: int
+) -> tuple[list[int], list[float]]:
+    """The k items (indices) the model scores highest for one user representation, every item scored but the
+    `exclude`d ones, and their scores."""
+    device = item_vectors.device
+    every = torch.arange(1, len(item_vectors), device=device).unsqueeze(0)
+    scores = model.score(rep, item_vectors[every], every)[0]
+    scores[torch.tensor(exclude, dtype=torch.long, device=device) - 1] = float("-inf")
+    top = torch.topk(scores, min(k, len(scores) - len(set(exclude))))
+    return (top.indices + 1).tolist(), top.values.tolist()
 
 
 @torch.no_grad()
@@ -50,6 +69,17 @@ def encode_histories(
         hist, mask, user = hist.to(device), mask.to(device), user.to(device)
         out.append(model.encode_users(item_vectors[hist], mask, user, hist))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_user(
+    model: Recommender, item_vectors: torch.Tensor, clicked: list[int], user: int, device
+) -> torch.Tensor:
+    """One user's representation [1, ...] from clicked item indices, oldest first (none: an empty history,
+    which the user encoder sees as one masked-out padding item), and the user index (0: unknown)."""
+    hist = torch.tensor([clicked or [0]], device=device)
+    mask = torch.tensor([[True] * len(clicked) or [False]], device=device)
+    return model.encode_users(item_vectors[hist], mask, torch.tensor([user], device=device), hist)
 
 
 @torch.no_grad()

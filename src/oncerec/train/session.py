@@ -16,7 +16,14 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError
 from oncerec.models.recommender import Recommender
 from oncerec.train.checkpoint import load_latest, load_weights
-from oncerec.train.evaluate import encode_all_items, predict_fast, split_metrics, write_split_predictions
+from oncerec.train.evaluate import (
+    encode_all_items,
+    encode_user,
+    predict_fast,
+    split_metrics,
+    top_items,
+    write_split_predictions,
+)
 
 # Beside a run's config.yaml: the hashes of its training data's vocabularies (`Dataset.vocab_digests`).
 VOCAB_FILE = "vocab.json"
@@ -57,22 +64,11 @@ class Run:
             clicked = self._latest_history(u)
         else:
             raise OncerecError(f"user {user!r} is not in the dataset; give --history ITEM1,ITEM2,... instead")
-        items = self.item_vectors
         self.model.eval()
-        hist = torch.tensor([clicked or [0]], device=self.device)
-        mask = torch.tensor([[True] * len(clicked) or [False]], device=self.device)
-        rep = self.model.encode_users(items[hist], mask, torch.tensor([u], device=self.device), hist)
-        every = torch.arange(1, len(items), device=self.device).unsqueeze(0)
-        scores = self.model.score(rep, items[every], every)[0]
-        scores[torch.tensor(clicked, dtype=torch.long, device=self.device) - 1] = float(
-            "-inf"
-        )  # already read
-        top = torch.topk(scores, min(top_k, len(scores) - len(set(clicked))))
+        rep = encode_user(self.model, self.item_vectors, clicked, u, self.device)
+        top, scores = top_items(self.model, self.item_vectors, rep, clicked, top_k)
         titles = table.column("title").to_pylist()
-        return [
-            (ids[i + 1], titles[i + 1], s)
-            for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-        ]
+        return [(ids[i], titles[i], s) for i, s in zip(top, scores, strict=True)]
 
     @cached_property
     def item_vectors(self) -> torch.Tensor:
@@ -112,17 +108,20 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
             )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = Recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None)
-    if (run_dir / "best").is_dir():
-        weights = load_weights(run_dir / "best")
-    else:
-        found = load_latest(run_dir)
-        if found is None:
-            raise OncerecError(f"{run_dir} has no saved weights (best/ or checkpoints/)")
-        weights = found[0]
-    model.load_checkpoint_state(weights)
+    model.load_checkpoint_state(run_weights(run_dir))
     model.to(device)
     model.content.to(device)
     return Run(cfg, dataset, model, device)
+
+
+def run_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The weights a run is evaluated with: its best ones, or its newest checkpoint's that verify."""
+    if (run_dir / "best").is_dir():
+        return load_weights(run_dir / "best")
+    found = load_latest(run_dir)
+    if found is None:
+        raise OncerecError(f"{run_dir} has no saved weights (best/ or checkpoints/)")
+    return found[0]
 
 
 def _trained_vocabularies(run_dir: Path, cfg: Config) -> dict[str, str]:

@@ -1,0 +1,280 @@
+"""`oncerec serve`: the service over HTTP, a FastAPI app under uvicorn.
+
+```
+POST /recommend  {"history": [item ids], "user": null, "k": 10, "exclude_history": true}
+                 -> {"items": [{"id": "N123", "score": 1.23}, ...], "source": "model" | "popularity"}
+POST /items      {"items": [{"id": "N999", "title": "...", "category": "...", ...}]}
+                 -> {"added": 1, "replaced": 0, "items": 6001}
+GET  /health     -> {"status": "ok", "model": ..., "ranking": ..., "index": ..., "items": ..., ...}
+GET  /metrics    Prometheus text: requests by endpoint and status, a latency histogram, the index size
+```
+A bad request gets a 4xx and `{"error": what is wrong, "field": where}`; bodies over `max_body` bytes a 413.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from oncerec.serve.service import DEFAULT_CANDIDATES, RequestError, Service
+
+MAX_BODY = 4 * 2**20
+MAX_K = 1000
+ENDPOINTS = ("/recommend", "/items", "/health", "/metrics")
+BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+OPTIONS_ENV = "ONCEREC_SERVE_OPTIONS"  # how `serve --workers N` hands its options to each worker process
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    history: list[str] = []
+    user: str | None = None
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude_history: bool = True
+
+
+class ItemsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    items: list[dict[str, Any]] = Field(min_length=1)
+
+
+def create_app(service: Service, max_body: int = MAX_BODY):
+    """The ASGI app: the API, inside the request metrics and the body-size limit."""
+    api = FastAPI(title="oncerec", docs_url=None, redoc_url=None, openapi_url=None)
+    metrics = _Metrics(_BodyLimit(api, max_body), service)
+
+    # The body is read as JSON whatever its Content-Type says (curl -d sends a form type), then validated.
+    @api.post("/recommend")
+    async def recommend(request: Request) -> JSONResponse:
+        r = RecommendRequest.model_validate_json(await request.body())
+        answer = await run_in_threadpool(service.recommend, r.history, r.user, r.k, r.exclude_history)
+        metrics.count_answer(answer.source)
+        items = [{"id": i, "score": s} for i, s in answer.items]
+        return JSONResponse({"items": items, "source": answer.source})
+
+    @api.post("/items")
+    async def items(request: Request) -> JSONResponse:
+        r = ItemsRequest.model_validate_json(await request.body())
+        return JSONResponse(await run_in_threadpool(service.add_items, r.items))
+
+    @api.get("/health")
+    def health() -> JSONResponse:
+        return JSONResponse(service.health())
+
+    @api.get("/metrics")
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
+
+    @api.exception_handler(RequestError)
+    async def bad_request(_: Request, e: RequestError) -> JSONResponse:
+        return JSONResponse({"error": e.message, "field": e.field, **e.detail}, status_code=e.status)
+
+    @api.exception_handler(ValidationError)
+    async def invalid(_: Request, e: ValidationError) -> JSONResponse:
+        first = e.errors()[0]
+        return JSONResponse({"error": first["msg"], "field": _field(first["loc"])}, status_code=422)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+        field = "method" if e.status_code == 405 else "path"
+        return JSONResponse({"error": str(e.detail), "field": field}, status_code=e.status_code)
+
+    return metrics
+
+
+def _field(loc: tuple) -> str:
+    """("history", 3) -> "history[3]"; the body itself (not JSON, not an object) -> "body"."""
+    name = ""
+    for p in loc:
+        name += f"[{p}]" if isinstance(p, int) else (f".{p}" if name else str(p))
+    return name or "body"
+
+
+async def _reply(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+class _BodyLimit:
+    """Refuses a body over `limit` bytes with 413 before the app parses any of it (by its Content-Length, or
+    while it streams in)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = {"error": f"request body over {self.limit:,} bytes", "field": "body"}
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return await _reply(send, 400, {"error": "Content-Length is not a number", "field": "body"})
+            if int(declared) > self.limit:
+                return await _reply(send, 413, too_big)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await _reply(send, 413, too_big)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+class _Metrics:
+    """Request counts by endpoint and status and a latency histogram by endpoint, kept in this process (each
+    worker of `serve --workers N` has its own)."""
+
+    def __init__(self, app, service: Service):
+        self.app, self.service = app, service
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency: dict[str, list[float]] = {}  # per endpoint: bucket counts, then the sum of seconds
+        self.answers = {"model": 0, "popularity": 0}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def sent(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            path = scope["path"] if scope["path"] in ENDPOINTS else "other"
+            self._observe(path, status, time.perf_counter() - start)
+
+    def _observe(self, path: str, status: int, seconds: float) -> None:
+        self.requests[path, status] = self.requests.get((path, status), 0) + 1
+        counts = self.latency.setdefault(path, [0.0] * (len(BUCKETS) + 1))
+        for i, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                counts[i] += 1
+        counts[-1] += seconds
+
+    def count_answer(self, source: str) -> None:
+        self.answers[source] += 1
+
+    def text(self) -> str:
+        lines = [
+            "# HELP oncerec_requests_total HTTP requests answered, by endpoint and status code.",
+            "# TYPE oncerec_requests_total counter",
+        ]
+        for (path, status), n in sorted(self.requests.items()):
+            lines.append(f'oncerec_requests_total{{endpoint="{path}",status="{status}"}} {n}')
+        lines += [
+            "# HELP oncerec_request_duration_seconds Time from receiving a request to the end of its answer.",
+            "# TYPE oncerec_request_duration_seconds histogram",
+        ]
+        for path, counts in sorted(self.latency.items()):
+            total = sum(n for (p, _), n in self.requests.items() if p == path)
+            for bound, n in zip(BUCKETS, counts, strict=False):
+                lines.append(
+                    f'oncerec_request_duration_seconds_bucket{{endpoint="{path}",le="{bound}"}} {n:.0f}'
+                )
+            lines.append(f'oncerec_request_duration_seconds_bucket{{endpoint="{path}",le="+Inf"}} {total}')
+            lines.append(f'oncerec_request_duration_seconds_sum{{endpoint="{path}"}} {counts[-1]:.6f}')
+            lines.append(f'oncerec_request_duration_seconds_count{{endpoint="{path}"}} {total}')
+        lines += [
+            "# HELP oncerec_recommendations_total Recommendations answered, by who ranked them.",
+            "# TYPE oncerec_recommendations_total counter",
+            *(f'oncerec_recommendations_total{{source="{s}"}} {n}' for s, n in self.answers.items()),
+            "# HELP oncerec_index_items Items the index serves.",
+            "# TYPE oncerec_index_items gauge",
+            f"oncerec_index_items {len(self.service.index)}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def _service(options: dict) -> Service:
+    import faiss
+    import torch
+
+    # one thread per request: requests run side by side on the cores, and threads of one would only contend
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    adding = (
+        "with several workers, added items reach every worker through the added-items folder: add --persist"
+        if options["workers"] > 1 and not options["persist"]
+        else ""
+    )
+    return Service(
+        Path(options["export"]),
+        persist=options["persist"],
+        candidates=options["candidates"],
+        added_dir=Path(options["added_dir"]) if options["added_dir"] else None,
+        adding=adding,
+    )
+
+
+def worker_app():
+    """The app of one `serve --workers N` worker process (uvicorn's factory): each loads the export itself."""
+    options = json.loads(os.environ[OPTIONS_ENV])
+    return create_app(_service(options), options["max_body"])
+
+
+def serve(
+    export: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    persist: bool = False,
+    candidates: int = DEFAULT_CANDIDATES,
+    max_body: int = MAX_BODY,
+    added_dir: Path | None = None,
+) -> None:
+    """Serve an export until interrupted."""
+    import uvicorn
+
+    options = {
+        "export": str(export),
+        "workers": workers,
+        "persist": persist,
+        "candidates": candidates,
+        "max_body": max_body,
+        "added_dir": str(added_dir) if added_dir else "",
+    }
+    run = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    print(
+        f"serving {export} on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})",
+        file=sys.stderr,
+    )
+    if workers == 1:
+        uvicorn.run(create_app(_service(options), max_body), **run)
+    else:
+        os.environ[OPTIONS_ENV] = json.dumps(options)
+        uvicorn.run("oncerec.serve.app:worker_app", factory=True, workers=workers, **run)

@@ -1,0 +1,262 @@
+"""`oncerec export`: a trained run as a folder that a service loads without the training data.
+
+```
+export.json        manifest, written last: model, ranking (inner product or two stages), index, sizes, weights digest
+config.yaml        the run's resolved config
+model.safetensors  every weight the service runs (with the word table, so no GloVe file or model is read)
+vectors.npy        [N, d] float32 or float16: every item's vector (row 0: the padding item)
+index.faiss        the FAISS index over items 1..N-1
+popularity.npy     [N] training clicks per item: the ranking for a user the model knows nothing about
+data/              what building the model reads: vocabularies, the item content its encoder reads, user
+                   tables (GENRE profiles), which users trained (a dataset folder without impressions)
+tokenizer/         a Hugging Face tokenizer's files, when items are tokenized by one
+added/             items added to the running service (`serve --persist`), one folder per request
+```
+
+The folder is written under a temporary name and renamed, so it is whole or absent. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from oncerec.config.loader import dump_config, load_saved_config
+from oncerec.config.schema import Config
+from oncerec.data.dataset import Dataset
+from oncerec.data.prepare import CATEGORICAL, tokenizer_dir
+from oncerec.errors import OncerecError
+from oncerec.models.recommender import Recommender
+from oncerec.models.registry import lookup
+from oncerec.paths import check_new_dir, publish_dir
+from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
+from oncerec.train.baselines import train_clicks
+from oncerec.train.session import Run
+
+FORMAT = 1
+MANIFEST = "export.json"
+DTYPES = ("float32", "float16")
+# the state-dict key of a text item encoder's word table (`FieldItemEncoder.words`)
+WORD_TABLE = "item_encoder.words.table.weight"
+
+
+def inner_product(cfg: Config) -> bool:
+    """Whether the model's score is the inner product of one user vector and the item vector, so that the
+    index ranks exactly as the model does. Other predictors (the CTR heads, MINER) are served in two stages."""
+    return cfg.model.predictor == "dot"
+
+
+def adds_items(cfg: Config) -> bool:
+    """Whether new items can be encoded from their content: not for item-id embeddings (no content) nor for
+    DIRE's language-model encoder (it reads the training data's cache of its frozen layers)."""
+    return not getattr(lookup("item", cfg.model.item), "own_inputs", False)
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """A hash of a set of weights (names, types, shapes, values): an export names the weights it came from."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_run(
+    run: Run,
+    out: Path,
+    index: str = "flat",
+    dtype: str = "float32",
+    search: dict | None = None,
+    source: str = "",
+    log=print,
+) -> dict:
+    """Write the export of a loaded run to `out` (a new or empty folder) and return its manifest. `search`:
+    `ef_search` (hnsw) or `nprobe` (ivf) instead of the defaults."""
+    if index not in KINDS:
+        raise OncerecError(f"--index {index}: choose one of {', '.join(KINDS)}")
+    if dtype not in DTYPES:
+        raise OncerecError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    for key in search or {}:
+        if key not in SEARCH_KEYS[index]:
+            kind = next(k for k, keys in SEARCH_KEYS.items() if key in keys)
+            raise OncerecError(f"--{key.replace('_', '-')} is for the {kind} index, not {index}")
+    out = Path(out)
+    check_new_dir(out, "--out")
+    cfg, model = run.cfg, run.model
+    addable = adds_items(cfg)
+    log(f"export: encoding {model.content.num_items - 1:,} items")
+    stored = run.item_vectors.float().cpu().numpy().astype(dtype)
+    vectors = stored.astype(np.float32)  # what the index holds: the stored values, also in float16
+    items = np.arange(1, len(vectors))
+    log(f"export: building the {index} index")
+    built = ItemIndex.build(vectors[1:], items, index, dtype, search)
+    state = {k: v for k, v in model.state_dict().items() if addable or not k.startswith("item_encoder.")}
+    manifest = {
+        "format": FORMAT,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "model": {k: getattr(cfg.model, k) for k in ("name", "item", "user", "predictor")},
+        "ranking": "inner_product" if inner_product(cfg) else "two_stage",
+        "adds_items": addable,
+        "items": len(vectors) - 1,
+        "dim": int(vectors.shape[1]),
+        "dtype": dtype,
+        "index": {"kind": index, "search": built.search_params},
+        "weights_sha256": state_digest(model.checkpoint_state()),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        (tmp / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp / "model.safetensors")
+        np.save(tmp / "vectors.npy", stored)
+        built.save(tmp / "index.faiss")
+        np.save(tmp / "popularity.npy", train_clicks(run.dataset))
+        _write_data(run.dataset, cfg, tmp / "data", addable)
+        if addable and cfg.embed.tokenizer != "word":
+            from oncerec.data.tokenize import HFTokenizer
+
+            HFTokenizer(cfg.embed.tokenizer).tok.save_pretrained(str(tmp / "tokenizer"))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        publish_dir(tmp, out, MANIFEST)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _write_data(dataset: Dataset, cfg: Config, out: Path, addable: bool) -> None:
+    """The dataset's folder layout, holding only what building the served model and encoding new items read."""
+    (out / "items").mkdir(parents=True)
+    shutil.copytree(dataset.root / "vocab", out / "vocab")
+    if (dataset.root / "users").is_dir():  # GENRE user profiles
+        shutil.copytree(dataset.root / "users", out / "users")
+    for field in CATEGORICAL:
+        np.save(out / "items" / f"{field}.npy", np.asarray(dataset.categorical(field)))
+    if addable:
+        tok = cfg.embed.tokenizer
+        (out / "items" / tokenizer_dir(tok)).mkdir()
+        for field in cfg.model.item_fields:
+            if field not in CATEGORICAL:
+                ids, lengths = dataset.tokens(tok, field)
+                np.save(out / "items" / tokenizer_dir(tok) / f"{field}.npy", np.asarray(ids))
+                np.save(out / "items" / tokenizer_dir(tok) / f"{field}.len.npy", np.asarray(lengths))
+    np.save(out / "train_users.npy", dataset.train_users)
+    ids = dataset.items_table.column("id").to_pylist()
+    (out / "ids.json").write_text(json.dumps(ids, ensure_ascii=False))
+    (out / "stats.json").write_text(json.dumps({"vocab": dataset.stats["vocab"]}))
+    (out / "dataset.json").write_text(json.dumps(dataset.manifest | {"splits": []}, indent=1))
+
+
+class ExportData(Dataset):
+    """An export's `data/` folder: a dataset without impressions or histories. Which users trained (LSTUR's
+    user embedding serves those only) is stored, as there is no training split to read it from."""
+
+    @cached_property
+    def train_users(self) -> np.ndarray:
+        return np.load(self.root / "train_users.npy")
+
+    @cached_property
+    def ids(self) -> list[str]:
+        return json.loads((self.root / "ids.json").read_text(encoding="utf-8"))
+
+
+@dataclass
+class Export:
+    """An export loaded for serving (on the CPU)."""
+
+    root: Path
+    manifest: dict
+    cfg: Config
+    data: ExportData
+    model: Recommender
+    vectors: np.ndarray  # float32 [N, d]
+    index: ItemIndex
+    popularity: np.ndarray
+
+
+def is_export(path: Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def load_export(root: Path) -> Export:
+    root = Path(root)
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise OncerecError(f"{root} is not an export (no {MANIFEST}); make one with `oncerec export RUN_DIR`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as e:
+        raise OncerecError(f"{manifest_path}: not valid JSON ({e}); export again") from None
+    if manifest.get("format") != FORMAT:
+        raise OncerecError(
+            f"{manifest_path}: export format {manifest.get('format')}, this oncerec reads {FORMAT}"
+        )
+    cfg = load_saved_config(root / "config.yaml")
+    data = ExportData(root / "data")
+    state = load_file(root / "model.safetensors")
+    model = Recommender(
+        cfg.model,
+        cfg.embed,
+        data,
+        seed=cfg.exp.seed,
+        log=lambda *_: None,
+        word_table=state.get(WORD_TABLE),
+        item_encoder=manifest["adds_items"],
+    )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise OncerecError(
+            f"{root / 'model.safetensors'}: does not fit the model of config.yaml ({e})"
+        ) from None
+    model.eval()
+    vectors = np.load(root / "vectors.npy").astype(np.float32)
+    if vectors.shape != (manifest["items"] + 1, manifest["dim"]):
+        raise OncerecError(
+            f"{root / 'vectors.npy'}: shape {vectors.shape}, the manifest says otherwise; export again"
+        )
+    index = ItemIndex.load(
+        root / "index.faiss",
+        manifest["index"]["kind"],
+        manifest["index"]["search"],
+        np.arange(1, len(vectors)),
+    )
+    return Export(root, manifest, cfg, data, model, vectors, index, np.load(root / "popularity.npy"))
+
+
+def export_for(path: Path, log=print) -> Path:
+    """The export to serve for `serve PATH`: PATH itself, or for a run directory its `export/` folder, made
+    on first use (exact index, float32) and refused once the run's weights have changed since."""
+    from oncerec.train.session import load_run, run_weights
+
+    path = Path(path)
+    if is_export(path):
+        return path
+    if not (path / "config.yaml").is_file():
+        raise OncerecError(f"{path}: neither an export ({MANIFEST}) nor a run directory (config.yaml)")
+    out = path / "export"
+    digest = state_digest(run_weights(path))
+    if is_export(out):
+        made_from = json.loads((out / MANIFEST).read_text()).get("weights_sha256")
+        if made_from != digest:
+            raise OncerecError(
+                f"{out} was exported from other weights than {path} holds now (trained further?); remove it, "
+                f"or export the run elsewhere (`oncerec export {path} --out DIR`) and serve that"
+            )
+        return out
+    log(f"serve: exporting {path} to {out} (exact index, float32)")
+    export_run(load_run(path), out, source=str(path), log=log)
+    return out

@@ -1,0 +1,136 @@
+"""The item index: FAISS over the item vectors, by inner product. `flat` is exact; `hnsw` (a graph) and `ivf`
+(inverted lists over k-means cells) are approximate and much faster on many items. float16 vectors are stored
+as FAISS's fp16 scalar quantizer, so the index holds exactly the vectors the export holds.
+
+FAISS rows are never removed (HNSW cannot remove any): an item that is replaced gets a new row and its old row
+is left out of every search, as are the rows of the items a query excludes (its history).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from oncerec.errors import OncerecError
+
+KINDS = ("flat", "hnsw", "ivf")
+SEARCH_KEYS = {"flat": (), "hnsw": ("ef_search",), "ivf": ("nprobe",)}  # what each kind's search may be given
+HNSW_M = 32  # links per node: FAISS's usual choice for recall above 0.95
+HNSW_EF_CONSTRUCTION = 80
+DEFAULT_EF_SEARCH = 128
+IVF_TRAIN_PER_LIST = 40  # k-means points per cell: FAISS warns under 39
+
+
+def ivf_lists(n: int) -> int:
+    """Cells of an IVF index over n items: about sqrt(n), FAISS's rule of thumb (400 for 160k items)."""
+    return max(1, round(math.sqrt(n)))
+
+
+def default_nprobe(lists: int) -> int:
+    """Cells searched per query: a sixth of them (recall@10 0.98 against `flat` on demo-small; an eighth gave
+    0.89)."""
+    return max(1, lists // 6)
+
+
+def factory_string(kind: str, dtype: str, n: int) -> str:
+    storage = "SQfp16" if dtype == "float16" else "Flat"
+    if kind == "flat":
+        return storage
+    if kind == "hnsw":
+        return f"HNSW{HNSW_M},{storage}"
+    return f"IVF{ivf_lists(n)},{storage}"
+
+
+class ItemIndex:
+    """FAISS rows -> item indices (`item_of_row`), the current row of each item (`row_of`, -1: none) and the
+    rows left out of every search (`dead`). Not thread-safe for `put` during `search`: the service locks."""
+
+    def __init__(self, index, kind: str, search: dict, items: np.ndarray):
+        import faiss
+
+        self.faiss = faiss
+        self.index, self.kind, self.search_params = index, kind, search
+        self.item_of_row = np.asarray(items, dtype=np.int64)
+        self.row_of = np.full(int(self.item_of_row.max(initial=0)) + 1, -1, dtype=np.int64)
+        self.row_of[self.item_of_row] = np.arange(len(self.item_of_row))
+        self.dead = np.zeros(0, dtype=np.int64)
+
+    @classmethod
+    def build(
+        cls, vectors: np.ndarray, items: np.ndarray, kind: str, dtype: str, search: dict | None = None
+    ) -> ItemIndex:
+        """An index over `vectors` [n, d] (float32) of the item indices `items` [n]."""
+        import faiss
+
+        index = faiss.index_factory(
+            vectors.shape[1], factory_string(kind, dtype, len(vectors)), faiss.METRIC_INNER_PRODUCT
+        )
+        params = dict(search or {})
+        if kind == "hnsw":
+            faiss.downcast_index(index).hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            params.setdefault("ef_search", DEFAULT_EF_SEARCH)
+        if kind == "ivf":
+            lists = ivf_lists(len(vectors))
+            params.setdefault("nprobe", default_nprobe(lists))
+            # a sample trains the cells as well as every item would, in a fraction of the time
+            sample = np.random.default_rng(0).permutation(len(vectors))[: lists * IVF_TRAIN_PER_LIST]
+            index.train(vectors[np.sort(sample)])
+        elif not index.is_trained:  # the fp16 quantizer has nothing to learn, but FAISS asks for a pass
+            index.train(vectors[:1])
+        index.add(vectors)
+        return cls(index, kind, params, items)
+
+    def save(self, path: Path) -> None:
+        self.faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, kind: str, search: dict, items: np.ndarray) -> ItemIndex:
+        import faiss
+
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as e:
+            raise OncerecError(
+                f"{path}: not a readable FAISS index ({str(e).splitlines()[0]}); export again"
+            ) from None
+        if index.ntotal != len(items):
+            raise OncerecError(f"{path}: {index.ntotal} vectors for {len(items)} items; export again")
+        return cls(index, kind, search, items)
+
+    def __len__(self) -> int:
+        """Items searchable now (replaced items count once)."""
+        return len(self.item_of_row) - len(self.dead)
+
+    def put(self, items: np.ndarray, vectors: np.ndarray) -> None:
+        """Add items, or replace those already in the index (their old rows are left out from now on)."""
+        items = np.asarray(items, dtype=np.int64)
+        if items.max() >= len(self.row_of):
+            self.row_of = np.concatenate([self.row_of, np.full(items.max() + 1 - len(self.row_of), -1)])
+        old = self.row_of[items]
+        self.dead = np.concatenate([self.dead, old[old >= 0]])
+        self.row_of[items] = len(self.item_of_row) + np.arange(len(items))
+        self.item_of_row = np.concatenate([self.item_of_row, items])
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def search(self, query: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The k items of highest inner product with `query` [d] but `exclude` (item indices): (items, scores),
+        best first; fewer when the index holds fewer."""
+        rows = self.row_of[exclude[exclude < len(self.row_of)]]
+        left_out = np.concatenate([self.dead, rows[rows >= 0]])
+        # both selectors stay referenced here while FAISS reads them (SWIG does not keep the inner one alive)
+        batch = self.faiss.IDSelectorBatch(left_out) if len(left_out) else None
+        selector = self.faiss.IDSelectorNot(batch) if batch is not None else None
+        query = np.ascontiguousarray(query[None], dtype=np.float32)
+        scores, found = self.index.search(query, k, params=self._params(selector))
+        keep = found[0] >= 0
+        return self.item_of_row[found[0][keep]], scores[0][keep]
+
+    def _params(self, selector):
+        faiss = self.faiss
+        if self.kind == "hnsw":
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.search_params["ef_search"])
+        if self.kind == "ivf":
+            return faiss.SearchParametersIVF(sel=selector, nprobe=self.search_params["nprobe"])
+        return faiss.SearchParameters(sel=selector) if selector is not None else None

@@ -1,0 +1,402 @@
+"""Serving (`oncerec export`, `oncerec serve`): the real server in a child process, called over HTTP; the
+parts that need no HTTP (two-stage ranking, GENRE profiles, several processes) on the service itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import SMALL
+
+from oncerec.bench.serve import ServerProcess, ServeSizes, serve_rows
+from oncerec.bench.suite import Sizes, run_bench
+from oncerec.cli import main
+from oncerec.config.loader import build_config
+from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.errors import OncerecError
+from oncerec.serve.export import export_for, load_export
+from oncerec.serve.service import RequestError, Service
+from oncerec.train.session import load_run
+from oncerec.train.trainer import train
+
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+def _train(tmp_path_factory, name: str, *overrides: str) -> Path:
+    out = tmp_path_factory.mktemp("runs") / name
+    train(build_config([*overrides, "exp=quick", *SMALL, "exp.max_steps=2", f"exp.out_dir={out}"]), **QUIET)
+    return out
+
+
+def _export(run: Path, out: Path, *options: str) -> Path:
+    assert main(["export", str(run), "--out", str(out), "--quiet", *options]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def naml_run(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory, "naml", "data=demo-tiny", "model=naml")
+
+
+@pytest.fixture(scope="module")
+def naml_export(naml_run: Path, tmp_path_factory) -> Path:
+    return _export(naml_run, tmp_path_factory.mktemp("exports") / "naml")
+
+
+class Server(ServerProcess):
+    """`oncerec serve` in a child process on a free port of 127.0.0.1, with an HTTP client."""
+
+    def __init__(self, path: Path, *options: str):
+        super().__init__(path, *options, timeout=120)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def recommend(self, history: list[str], **body) -> dict:
+        response = self.http.post("/recommend", json={"history": history, **body})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="module")
+def server(naml_export: Path):
+    s = Server(naml_export, "--max-body-bytes", "4096")
+    yield s
+    s.stop()
+
+
+def _ids(answer: dict) -> list[str]:
+    return [x["id"] for x in answer["items"]]
+
+
+def _histories(ids: list[str], n: int, seed: int = 0) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    return [[ids[i] for i in rng.integers(1, len(ids), rng.integers(1, 9))] for _ in range(n)]
+
+
+def _item_content(dataset: Dataset, index: int) -> dict[str, str]:
+    row = dataset.items_table.slice(index, 1).to_pylist()[0]
+    return {k: row[k] for k in ("title", "abstract", "category", "subcategory")}
+
+
+# --------------------------------------------------------------------------------------------- over HTTP
+
+
+def test_recommend_over_http_is_oncerec_recommend(server: Server, naml_run: Path, capsys):
+    run = load_run(naml_run)
+    ids = run.dataset.items_table.column("id").to_pylist()
+    users = run.dataset.vocab("user")
+    for n, history in enumerate(_histories(ids, 25)):
+        user = users[n] if n % 2 else None  # the dataset's users and none (the unknown user)
+        expected = run.recommend(user or "", history, 10)
+        answer = server.recommend(history, user=user, k=10)
+        assert answer["source"] == "model"
+        assert _ids(answer) == [item_id for item_id, _, _ in expected]
+        np.testing.assert_allclose(
+            [x["score"] for x in answer["items"]], [s for _, _, s in expected], atol=1e-5
+        )
+        assert not set(_ids(answer)) & set(history)  # exclude_history defaults to true
+    # the command itself, for one history
+    history = _histories(ids, 1, seed=7)[0]
+    assert main(["recommend", str(naml_run), "--history", ",".join(history), "--top-k", "5"]) == 0
+    printed = [line.split()[2] for line in capsys.readouterr().out.splitlines()]
+    assert _ids(server.recommend(history, k=5)) == printed
+
+
+def test_a_user_without_history_gets_the_most_clicked_items(server: Server, naml_export: Path):
+    clicks = np.load(naml_export / "popularity.npy")
+    ids = json.loads((naml_export / "data" / "ids.json").read_text())
+    top = (np.argsort(-clicks[1:], kind="stable") + 1)[:5]
+    for body in ({}, {"user": "U-never-seen"}):
+        answer = server.recommend([], k=5, **body)
+        assert answer["source"] == "popularity"
+        assert _ids(answer) == [ids[i] for i in top]
+        assert [x["score"] for x in answer["items"]] == clicks[top].tolist()
+
+
+def test_bad_requests_get_a_4xx_naming_the_field(server: Server):
+    known = server.recommend([], k=1)["items"][0]["id"]
+    item = {"id": "N-x", "title": "A title"}
+    cases = [
+        ("/recommend", {"history": [known], "k": 0}, 422, "k"),
+        ("/recommend", {"history": [known], "k": 1001}, 422, "k"),
+        ("/recommend", {"history": [known], "k": "3"}, 422, "k"),
+        ("/recommend", {"history": known}, 422, "history"),
+        ("/recommend", {"history": [known, 5]}, 422, "history[1]"),
+        ("/recommend", {"history": [known, "N-nowhere"]}, 422, "history"),
+        ("/recommend", {"histry": [known]}, 422, "histry"),
+        ("/recommend", {"user": 5}, 422, "user"),
+        ("/recommend", {"exclude_history": "yes"}, 422, "exclude_history"),
+        ("/recommend", b"{not json", 422, "body"),
+        ("/recommend", [known], 422, "body"),
+        ("/recommend", {"history": [known] * 1000}, 413, "body"),  # over --max-body-bytes 4096
+        ("/items", {"items": []}, 422, "items"),
+        ("/items", {"items": ["N-x"]}, 422, "items[0]"),
+        ("/items", {"items": [{"title": "No id"}]}, 422, "items[0].id"),
+        ("/items", {"items": [{**item, "titel": "typo"}]}, 422, "items[0].titel"),
+        ("/items", {"items": [{**item, "title": 3}]}, 422, "items[0].title"),
+        ("/items", {"items": [item, item]}, 422, "items[1].id"),
+        ("/items", {"items": [{"id": "N-y", "category": ""}]}, 422, "items[0]"),
+        ("/items", {"item": [item]}, 422, "items"),
+        ("/items", {"items": [item], "persist": True}, 422, "persist"),
+    ]
+    for path, body, status, field in cases:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response = server.http.post(path, content=data)
+        assert (response.status_code, response.json()["field"]) == (status, field), (
+            path,
+            body,
+            response.text,
+        )
+        assert response.json()["error"]
+    unknown = server.http.post("/recommend", json={"history": [known, "N-nowhere"]}).json()
+    assert unknown["unknown"] == ["N-nowhere"] and "N-nowhere" in unknown["error"]
+    assert server.http.get("/nowhere").json() == {"error": "Not Found", "field": "path"}
+    assert server.http.get("/recommend").status_code == 405
+    assert server.http.get("/health").json()["items"] == 298  # nothing was added by a bad request
+
+
+def test_health_and_metrics(server: Server):
+    health = server.http.get("/health").json()
+    assert health | {"items": 0} == {
+        "status": "ok",
+        "model": "naml",
+        "ranking": "inner_product",
+        "index": "flat",
+        "items": 0,
+        "adds_items": True,
+        "persist": False,
+    }
+    server.recommend([], k=3)
+    server.http.post("/recommend", json={"k": 0})
+    text = server.http.get("/metrics").text
+    assert 'oncerec_requests_total{endpoint="/recommend",status="200"}' in text
+    assert 'oncerec_requests_total{endpoint="/recommend",status="422"}' in text
+    assert "# TYPE oncerec_request_duration_seconds histogram" in text
+    assert 'oncerec_request_duration_seconds_bucket{endpoint="/recommend",le="+Inf"}' in text
+    assert f"oncerec_index_items {health['items']}" in text
+    popular = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('oncerec_recommendations_total{source="popularity"}')
+    )
+    assert int(popular.split()[-1]) >= 1
+
+
+def test_an_added_item_is_recommended_and_survives_a_kill(naml_export: Path, tmp_path: Path):
+    export = tmp_path / "export"
+    shutil.copytree(naml_export, export)
+    vectors = np.load(export / "vectors.npy")
+    # The item of largest norm: NAML's user vector of a one-click history is that item's vector, so an item
+    # with the same content (the same vector) scores above every other item for it.
+    x = int(np.argmax(np.linalg.norm(vectors[1:], axis=1))) + 1
+    ids = json.loads((export / "data" / "ids.json").read_text())
+    content = _item_content(Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, **QUIET)), x)
+    norm2 = float(vectors[x] @ vectors[x])
+
+    server = Server(export, "--persist")
+    before = server.recommend([ids[x]], k=10)
+    assert "N-new" not in _ids(before)
+    added = server.http.post("/items", json={"items": [{"id": "N-new", **content}]})
+    assert added.json() == {"added": 1, "replaced": 0, "items": 299}
+    answer = server.recommend([ids[x]], k=10)
+    assert answer["items"][0]["id"] == "N-new"
+    assert answer["items"][0]["score"] == pytest.approx(norm2, rel=1e-5)
+    assert _ids(answer)[1:] == _ids(before)[:9]
+    # the item itself back in: the two share the top (the same vector)
+    assert set(_ids(server.recommend([ids[x]], k=2, exclude_history=False))) == {ids[x], "N-new"}
+    assert server.recommend(["N-new"], k=3)["source"] == "model"  # a known item in a history from now on
+    server.kill()
+
+    # a writer killed mid-write leaves a temporary folder: never read, removed by the next writer
+    half = export / "added" / ".tmp-00000002"
+    half.mkdir()
+    (half / "items.json").write_text('[{"id": "N-half", "tit')
+    server = Server(export, "--persist")
+    assert server.http.get("/health").json()["items"] == 299
+    assert server.recommend([ids[x]], k=10) == answer
+    replaced = server.http.post(
+        "/items", json={"items": [{"id": "N-new", "title": "Something else entirely"}]}
+    )
+    assert replaced.json() == {"added": 0, "replaced": 1, "items": 299}
+    assert "N-new" not in _ids(server.recommend([ids[x]], k=1))
+    assert not half.exists() and sorted(p.name for p in (export / "added").iterdir()) == [
+        ".lock",
+        "00000001",
+        "00000002",
+        "LAST",
+    ]
+    server.stop()
+
+
+def test_the_approximate_index_finds_what_the_exact_one_finds(tmp_path_factory):
+    """recall@10 of hnsw (over HTTP) and ivf against flat, histories of 50 clicks, on demo-small (6,000
+    items; demo-medium's 30,000 would take minutes to prepare here)."""
+    run = _train(tmp_path_factory, "nrms-small", "data=demo-small", "model=nrms")
+    root = tmp_path_factory.mktemp("exports")
+    exact = Service(_export(run, root / "flat"))
+    ivf = Service(_export(run, root / "ivf", "--index", "ivf"))
+    server = Server(_export(run, root / "hnsw", "--index", "hnsw"))
+    rng = np.random.default_rng(1)
+    recall: dict[str, list[float]] = {"hnsw": [], "ivf": []}
+    for _ in range(100):
+        history = [exact.ids[i] for i in rng.integers(1, exact.num_items, 50)]
+        truth = {i for i, _ in exact.recommend(history, None, 10).items}
+        recall["hnsw"].append(len(truth & set(_ids(server.recommend(history, k=10)))) / 10)
+        recall["ivf"].append(len(truth & {i for i, _ in ivf.recommend(history, None, 10).items}) / 10)
+    server.stop()
+    assert np.mean(recall["hnsw"]) >= 0.95 and np.mean(recall["ivf"]) >= 0.95, recall
+
+
+# ------------------------------------------------------------------------------------- on the service
+
+
+def test_two_stage_ranking_of_a_ctr_head(tmp_path_factory):
+    run_dir = _train(tmp_path_factory, "dnn", "data=demo-tiny", "model=dnn")
+    export = _export(run_dir, tmp_path_factory.mktemp("exports") / "dnn", "--index", "hnsw")
+    run = load_run(run_dir)
+    every = Service(export, candidates=0)
+    two = Service(export, candidates=20)
+    assert two.health()["ranking"] == "two_stage"
+    for history in _histories(every.ids, 10):
+        expected = run.recommend("", history, 10)
+        full = every.recommend(history, None, 10)
+        assert [i for i, _ in full.items] == [i for i, _, _ in expected]  # --candidates 0: as recommend ranks
+        head = dict(every.recommend(history, None, 300).items)
+        answer = two.recommend(history, None, 10).items
+        assert len(answer) == 10 and not {i for i, _ in answer} & set(history)
+        scores = [s for _, s in answer]
+        assert scores == sorted(scores, reverse=True)
+        for item_id, score in answer:  # re-ranked by the head itself
+            assert score == pytest.approx(head[item_id], abs=1e-5)
+
+    # item-id embeddings: the export serves the stored vectors (no item encoder is built), adds no items
+    run_dir = _train(tmp_path_factory, "dnn-id", "data=demo-tiny", "model=dnn", "model.item=id")
+    ids_only = Service(_export(run_dir, tmp_path_factory.mktemp("exports") / "dnn-id"), candidates=0)
+    assert ids_only.model.item_encoder is None
+    history = _histories(ids_only.ids, 1)[0]
+    expected = [i for i, _, _ in load_run(run_dir).recommend("", history, 10)]
+    assert [i for i, _ in ids_only.recommend(history, None, 10).items] == expected
+    with pytest.raises(RequestError, match="model.item=id encodes no content") as refused:
+        ids_only.add_items([{"id": "N-x", "title": "A title"}])
+    assert refused.value.status == 409
+
+
+def test_a_user_the_model_knows_is_served_without_clicks(tmp_path_factory):
+    """A GENRE profile, or LSTUR's trained user embedding: the model ranks for an empty history."""
+    from oncerec.genre.fake_server import FakeChatServer
+    from oncerec.genre.merge import merge
+    from oncerec.genre.options import RunOptions
+    from oncerec.genre.runner import open_dataset, run_task
+
+    tmp = tmp_path_factory.mktemp("genre")
+    tiny = open_dataset("demo-tiny", log=QUIET["log"], progress=False).root
+    with FakeChatServer() as fake:
+        opts = RunOptions(base_url=fake.url, model="m", store=str(tmp / "store.sqlite"), concurrency=16)
+        run_task("profile", str(tiny), opts, **QUIET)
+    merge(tiny, tmp / "store.sqlite", tmp / "merged", tasks=("profile",), log=QUIET["log"])
+    run = _train(
+        tmp_path_factory,
+        "profiles",
+        f"data.source={tmp / 'merged'}",
+        "model=naml",
+        "model.user_attributes=true",
+    )
+    service = Service(_export(run, tmp / "export"))
+    has = (
+        np.load(tmp / "merged" / "users" / f"{Dataset(tmp / 'merged').manifest['user_attributes'][0]}.npy")[
+            :, 0
+        ]
+        > 0
+    )
+    users = Dataset(tmp / "merged").vocab("user")
+    with_profile, without = users[int(np.flatnonzero(has)[0])], users[int(np.flatnonzero(~has)[1])]
+    assert service.recommend([], with_profile, 5).source == "model"
+    assert service.recommend([], without, 5).source == "popularity"
+
+    run = _train(tmp_path_factory, "lstur", "data=demo-tiny", "model=lstur")
+    service, trained = (
+        Service(_export(run, tmp / "lstur")),
+        np.load(tmp / "lstur" / "data" / "train_users.npy"),
+    )
+    users = load_run(run).dataset.vocab("user")
+    seen, unseen = users[int(np.flatnonzero(trained)[0])], users[int(np.flatnonzero(~trained)[1])]
+    answer = service.recommend([], seen, 5)
+    assert answer.source == "model"
+    assert [i for i, _ in answer.items] == [i for i, _, _ in load_run(run).recommend(seen, [], 5)]
+    assert service.recommend([], unseen, 5).source == "popularity"  # index 0 of ~trained is the unknown user
+
+
+def test_processes_sharing_an_export_see_each_others_items(naml_export: Path, tmp_path: Path):
+    export = tmp_path / "export"
+    shutil.copytree(naml_export, export)
+    a, b = Service(export, persist=True), Service(export, persist=True)
+    content = {"id": "N-shared", "title": "Shared between workers", "category": "news"}
+    assert a.add_items([content])["added"] == 1
+    assert b.recommend(["N-shared"], None, 3).source == "model"  # b applied a's folder before answering
+    assert b.add_items([{**content, "title": "Changed by b"}]) == {"added": 0, "replaced": 1, "items": 299}
+    assert a.recommend(["N-shared"], None, 3).items == b.recommend(["N-shared"], None, 3).items
+    c = Service(export)  # a restart: both folders, in order
+    assert c.recommend(["N-shared"], None, 3).items == a.recommend(["N-shared"], None, 3).items
+    with pytest.raises(RequestError, match="does not add items") as refused:
+        Service(export, adding="read-only here").add_items([content])
+    assert refused.value.status == 409
+
+
+def test_export_checks(naml_run: Path, naml_export: Path, tmp_path: Path, capsys):
+    assert main(["export", str(naml_run), "--out", str(naml_export)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (
+        main(["export", str(naml_run), "--out", str(tmp_path / "x"), "--index", "hnsw", "--nprobe", "3"]) == 2
+    )
+    assert "--nprobe is for the ivf index, not hnsw" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "neither an export (export.json) nor a run directory" in capsys.readouterr().err
+    assert main(["serve", str(naml_export), "--workers", "0"]) == 2
+    assert "--workers 0" in capsys.readouterr().err
+    # `serve RUN_DIR`: RUN_DIR/export, made on first use and reused, refused once the weights differ
+    assert export_for(naml_run, log=QUIET["log"]) == naml_run / "export"
+    assert export_for(naml_run) == naml_run / "export"
+    manifest = naml_run / "export" / "export.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"weights_sha256": "other"}))
+    with pytest.raises(OncerecError, match="other weights"):
+        export_for(naml_run)
+    shutil.rmtree(naml_run / "export")
+    with pytest.raises(OncerecError, match="not an export"):
+        load_export(tmp_path)
+    half = _export(naml_run, tmp_path / "half", "--dtype", "float16")
+    assert np.load(half / "vectors.npy").dtype == np.float16
+    full, rounded = Service(naml_export), Service(half)
+    for history in _histories(full.ids, 5):
+        a, b = full.recommend(history, None, 10).items, rounded.recommend(history, None, 10).items
+        np.testing.assert_allclose([s for _, s in a], [s for _, s in b], atol=1e-2)
+    (half / "index.faiss").write_bytes(b"not an index")
+    with pytest.raises(OncerecError, match="index.faiss: not a readable FAISS index"):
+        load_export(half)
+
+
+def test_bench_serve_section(tmp_path: Path):
+    """The `serve` section of `oncerec bench` at a tiny size (`oncerec bench --only serve` runs it at full
+    size: demo-large), run through `run_bench` as the command runs it."""
+    tiny = ServeSizes("tiny", 24, levels=(1, 8), servers=(("flat", 1), ("hnsw", 1)), added=30)
+    sizes = Sizes("tiny", "tiny", 8, 0, 1, "tiny", 8, 100, 10, 10, serve=tiny)
+    results = run_bench(out_dir=tmp_path, log=QUIET["log"], sizes=sizes, threads=1, only=("serve",))
+    assert set(results) == {"mode", "sizes", "machine", "serve", "wall_s"}
+    r = results["serve"]
+    assert r["items"] == 298 and set(r["servers"]) == {"flat, 1 worker", "hnsw, 1 worker"}
+    for s in r["servers"].values():
+        assert set(s["levels"]) == {1, 8}
+        for level in s["levels"].values():
+            assert level["requests"] == 24 and 0 < level["p50_ms"] <= level["p99_ms"] <= level["max_ms"]
+        assert s["add_s"] > 0
+    assert (
+        r["servers"]["hnsw, 1 worker"]["recall_at_k"] >= 0.95
+        and "target_met" in r["servers"]["hnsw, 1 worker"]
+    )
+    rows = serve_rows(r)
+    assert len(rows) == 2 * 2 + 1 + 2 and all(
+        row.startswith("| serve ") and row.endswith(" |") for row in rows
+    )
+    assert "\n".join(rows) in (tmp_path / "bench.md").read_text()
