@@ -122,6 +122,10 @@ def export_run(
     try:
         (tmp / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp / "model.safetensors")
+        # safetensors writes its file private (0600); an export is read by every serving process and user
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp / "model.safetensors", 0o666 & ~umask)
         np.save(tmp / "vectors.npy", stored)
         built.save(tmp / "index.faiss")
         np.save(tmp / "popularity.npy", train_clicks(run.dataset))
