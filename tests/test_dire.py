@@ -184,6 +184,10 @@ def test_fingerprint_hashes_weight_content_and_keys_the_cache_folder(tmp_path: P
         for f in (a, b)
     ]
     assert dirs[0] != dirs[1] and dirs[0].name.startswith("model-") and dirs[0].name.endswith("-prompt")
+    # two experiments' datasets both called `data`: two caches, not one refused for the other's data
+    other = SimpleNamespace(root=tmp_path / "elsewhere" / "demo-tiny")
+    same_name = dire.cache_dir(other, ModelConfig(item="lm", item_lm=str(a), item_fields=["prompt"]))
+    assert same_name != dirs[0] and same_name.parent.name.startswith("demo-tiny-")
     # rewritten in place (same size, new mtime): hashed again
     data = bytearray(weights[1].read_bytes())
     data[-1] ^= 1

@@ -56,7 +56,10 @@ def cache_dir(dataset: Dataset, cfg: ModelConfig) -> Path:
     model = cfg.item_lm if not Path(cfg.item_lm).is_dir() else Path(cfg.item_lm).resolve().name
     # keyed by the weights' content, not only the folder's name: two models named alike never share a cache
     folder = f"{model}-{fingerprint(cfg.item_lm)}-{cfg.item_fields[0]}"
-    return cache_root() / "dire" / dataset.root.resolve().name / folder
+    # and by the dataset's place, not only its folder's name: every experiment has its own `{dir}/data`
+    root = dataset.root.resolve()
+    place = hashlib.blake2b(str(root).encode(), digest_size=4).hexdigest()
+    return cache_root() / "dire" / f"{root.name}-{place}" / folder
 
 
 def cached_layers(cfg: ModelConfig) -> list[int]:
