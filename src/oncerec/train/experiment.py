@@ -242,7 +242,8 @@ def write_table(spec: Spec, out: Path) -> Path:
         )
         for row, n, m in rows:
             rel = (m["auc"][0] - base) / base if base else None
-            cells = [f"{m[k][0]:.4f} ± {m[k][1]:.4f}" for k in METRICS]
+            # undefined over every seed (no impression with new items, or runs saved before the slice): a dash
+            cells = ["—" if math.isnan(m[k][0]) else f"{m[k][0]:.4f} ± {m[k][1]:.4f}" for k in METRICS]
             lines.append(
                 f"| {row} | {n} | " + " | ".join(cells) + (f" | {rel:+.2%}" if rel is not None else "") + " |"
             )
