@@ -15,7 +15,7 @@ from conftest import NEWS_DEV, SMALL, write_mind
 
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.data.goodreads import _json_lines
+from oncerec.data.goodreads import json_lines
 from oncerec.data.prepare import prepare
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.models.embedding import read_glove
@@ -157,7 +157,7 @@ def test_a_byte_order_mark_is_stripped_from_glove_goodreads_and_leaderboard_file
     lines = tmp_path / "interactions.json.gz"
     with gzip.open(lines, "wt", encoding="utf-8") as f:
         f.write('\ufeff{"user_id": "u1"}\n{"user_id": "u2"}\n')
-    assert [obj["user_id"] for _, obj in _json_lines(lines, progress=False)] == ["u1", "u2"]
+    assert [obj["user_id"] for _, obj in json_lines(lines, progress=False)] == ["u1", "u2"]
     (tmp_path / "prediction.txt").write_bytes("\ufeff1 [2,1]\n".encode())
     (tmp_path / "truth.txt").write_text("1 [0,1]\n")
     assert score_files(tmp_path / "prediction.txt", tmp_path / "truth.txt")["auc"] == 1.0

@@ -41,9 +41,17 @@ def goodreads_files(root: Path) -> tuple[Path, Path]:
     return books, interactions
 
 
-def _json_lines(path: Path, progress: bool) -> Iterator[tuple[int, dict]]:
+def json_lines(
+    path: Path, progress: bool = False, gzipped: bool = True, shape: str = ""
+) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of a JSON-lines file, gzipped or plain; blank lines skipped, a bad line a
+    DataError naming file:line (`shape` shows what an object should look like)."""
+    expected = f"expected a JSON object {shape}".strip()
     try:
-        with gzip.open(path, "rt", encoding="utf-8-sig") as f:  # -sig: a leading byte-order mark is dropped
+        # -sig: a leading byte-order mark is dropped
+        with (
+            gzip.open(path, "rt", encoding="utf-8-sig") if gzipped else open(path, encoding="utf-8-sig") as f
+        ):
             for n, line in enumerate(
                 tqdm(f, desc=path.name, unit=" lines", disable=not progress, leave=False), 1
             ):
@@ -54,10 +62,14 @@ def _json_lines(path: Path, progress: bool) -> Iterator[tuple[int, dict]]:
                 except json.JSONDecodeError as e:
                     raise DataError(path, f"not valid JSON ({e.msg} at column {e.colno})", n) from None
                 if not isinstance(obj, dict):
-                    raise DataError(path, "expected a JSON object", n)
+                    raise DataError(path, expected, n)
                 yield n, obj
     except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DataError(path, f"cannot read gzip text: {e}") from None
+        if gzipped:
+            raise DataError(path, f"cannot read gzip text: {e}") from None
+        if isinstance(e, UnicodeDecodeError):
+            raise DataError(path, f"not valid UTF-8: {e.reason}") from None
+        raise
 
 
 def _field(obj: dict, key: str, path: Path, n: int, kind=str):
@@ -78,7 +90,7 @@ def read_interactions(path: Path, cfg: DataConfig, progress: bool = False) -> In
     users: dict[str, int] = {}
     items: dict[str, int] = {}
     u, i, lab, t = [], [], [], []
-    for n, obj in _json_lines(path, progress):
+    for n, obj in json_lines(path, progress):
         rating = _field(obj, "rating", path, n, int)
         if not 0 <= rating <= 5:
             raise DataError(path, f"rating {rating} outside 0..5", n, "rating")
@@ -110,7 +122,7 @@ def read_interactions(path: Path, cfg: DataConfig, progress: bool = False) -> In
 def read_books(path: Path, wanted: set[str], progress: bool = False) -> dict[str, News]:
     """The wanted books as items, by book id."""
     found: dict[str, News] = {}
-    for n, obj in _json_lines(path, progress):
+    for n, obj in json_lines(path, progress):
         book = _field(obj, "book_id", path, n)
         if book not in wanted:
             continue

@@ -40,11 +40,11 @@ without a line in book.csv (or a book.csv line of a book it does not list), a re
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from oncerec.config.schema import DataConfig
+from oncerec.data.goodreads import json_lines
 from oncerec.data.mind import News
 from oncerec.data.protocol import Group
 from oncerec.errors import ConfigError, DataError
@@ -137,49 +137,35 @@ def read_histories(path: Path, n_users: int, n_books: int) -> dict[int, list[int
     """uid -> book indices in reading order (users in file order)."""
     histories: dict[int, list[int]] = {}
     line_of: dict[int, int] = {}
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(path, f"not valid JSON ({e.msg} at column {e.colno})", n) from None
-                if not isinstance(obj, dict):
-                    raise DataError(path, 'expected a JSON object {"uid": ..., "history": [...]}', n)
-                uid = _int(obj, "uid", path, n)
-                if not 0 <= uid < n_users:
-                    raise DataError(
-                        path, f"uid {uid} is beyond {USER_VOCAB} (uids 0..{n_users - 1})", n, "uid"
-                    )
-                if uid in line_of:
-                    raise DataError(path, f"uid {uid} appears twice (first on line {line_of[uid]})", n, "uid")
-                if "history" not in obj:
-                    raise DataError(path, "missing field", n, "history")
-                history = obj["history"]
-                if not isinstance(history, list):
-                    raise DataError(
-                        path, f"expected a list of book indices, got {type(history).__name__}", n, "history"
-                    )
-                seen: set[int] = set()
-                for b in history:
-                    if isinstance(b, bool) or not isinstance(b, int):
-                        raise DataError(path, f"book index {b!r} is not an integer", n, "history")
-                    if not 0 <= b < n_books:
-                        raise DataError(
-                            path,
-                            f"book index {b} is beyond {BOOK_VOCAB} (indices 0..{n_books - 1})",
-                            n,
-                            "history",
-                        )
-                    if b in seen:
-                        raise DataError(path, f"book index {b} appears twice in the history", n, "history")
-                    seen.add(b)
-                line_of[uid] = n
-                histories[uid] = list(history)
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not valid UTF-8: {e.reason}") from None
+    for n, obj in json_lines(path, gzipped=False, shape='{"uid": ..., "history": [...]}'):
+        uid = _int(obj, "uid", path, n)
+        if not 0 <= uid < n_users:
+            raise DataError(path, f"uid {uid} is beyond {USER_VOCAB} (uids 0..{n_users - 1})", n, "uid")
+        if uid in line_of:
+            raise DataError(path, f"uid {uid} appears twice (first on line {line_of[uid]})", n, "uid")
+        if "history" not in obj:
+            raise DataError(path, "missing field", n, "history")
+        history = obj["history"]
+        if not isinstance(history, list):
+            raise DataError(
+                path, f"expected a list of book indices, got {type(history).__name__}", n, "history"
+            )
+        seen: set[int] = set()
+        for b in history:
+            if isinstance(b, bool) or not isinstance(b, int):
+                raise DataError(path, f"book index {b!r} is not an integer", n, "history")
+            if not 0 <= b < n_books:
+                raise DataError(
+                    path,
+                    f"book index {b} is beyond {BOOK_VOCAB} (indices 0..{n_books - 1})",
+                    n,
+                    "history",
+                )
+            if b in seen:
+                raise DataError(path, f"book index {b} appears twice in the history", n, "history")
+            seen.add(b)
+        line_of[uid] = n
+        histories[uid] = list(history)
     if not histories:
         raise DataError(path, "no users")
     return histories
