@@ -114,18 +114,28 @@ class ItemIndex:
         self.item_of_row = np.concatenate([self.item_of_row, items])
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
-    def search(self, query: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The k items of highest inner product with `query` [d] but `exclude` (item indices): (items, scores),
-        best first; fewer when the index holds fewer."""
-        rows = self.row_of[exclude[exclude < len(self.row_of)]]
-        left_out = np.concatenate([self.dead, rows[rows >= 0]])
+    def search(
+        self, queries: np.ndarray, k: int, exclude: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each query [B, d], the k items of highest inner product but its `exclude`d items (item
+        indices): (items, scores), best first; fewer when the index holds fewer.
+
+        One FAISS search for the whole batch (a selector would be one for all queries): the replaced items'
+        rows are left out by a selector, and each query's own exclusions by asking for as many more results
+        as the longest list of them holds, then dropping them. Every live item has one row, so what is left
+        is the query's top k."""
+        batch = self.faiss.IDSelectorBatch(self.dead) if len(self.dead) else None
         # both selectors stay referenced here while FAISS reads them (SWIG does not keep the inner one alive)
-        batch = self.faiss.IDSelectorBatch(left_out) if len(left_out) else None
         selector = self.faiss.IDSelectorNot(batch) if batch is not None else None
-        query = np.ascontiguousarray(query[None], dtype=np.float32)
-        scores, found = self.index.search(query, k, params=self._params(selector))
-        keep = found[0] >= 0
-        return self.item_of_row[found[0][keep]], scores[0][keep]
+        extra = max(len(e) for e in exclude)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        scores, found = self.index.search(queries, k + extra, params=self._params(selector))
+        out = []
+        for rows, row_scores, left_out in zip(found, scores, exclude, strict=True):
+            items = self.item_of_row[rows[rows >= 0]]
+            keep = ~np.isin(items, left_out)
+            out.append((items[keep][:k], row_scores[rows >= 0][keep][:k]))
+        return out
 
     def _params(self, selector):
         faiss = self.faiss

@@ -37,7 +37,7 @@ from oncerec.data.prepare import CATEGORICAL, prompt_text
 from oncerec.data.tokenize import pack
 from oncerec.errors import OncerecError
 from oncerec.serve.export import load_export
-from oncerec.train.evaluate import encode_all_items, encode_user, top_items
+from oncerec.train.evaluate import encode_all_items, top_items
 
 DEFAULT_CANDIDATES = 200
 LAST = "LAST"  # in the added-items folder: the name of the newest request folder
@@ -49,6 +49,14 @@ class RequestError(OncerecError):
     def __init__(self, field: str, message: str, status: int = 422, **detail: object):
         super().__init__(f"{field}: {message}")
         self.field, self.message, self.status, self.detail = field, message, status, detail
+
+
+@dataclass(frozen=True)
+class Query:
+    history: list[str]  # item ids, oldest first
+    user: str | None
+    k: int
+    exclude_history: bool = True
 
 
 @dataclass
@@ -133,51 +141,91 @@ class Service:
 
     # ------------------------------------------------------------------------------------------- ranking
 
-    @torch.no_grad()
     def recommend(self, history: list[str], user: str | None, k: int, exclude_history: bool = True) -> Answer:
+        answer = self.recommend_many([Query(history, user, k, exclude_history)])[0]
+        if isinstance(answer, RequestError):
+            raise answer
+        return answer
+
+    @torch.no_grad()
+    def recommend_many(self, queries: list[Query]) -> list[Answer | RequestError]:
+        """An answer to each query (or what is wrong with it), the model run once for all of them: the app
+        batches the requests that arrive while a batch is computed, so that under load the fixed cost of a
+        model call and an index search is paid once per batch instead of once per request."""
         self._sync_if_changed()
         with self._lock.read():
-            unknown = [h for h in history if h not in self.index_of]
-            if unknown:
-                raise RequestError(
-                    "history", f"unknown item ids: {', '.join(unknown[:10])}", unknown=unknown[:100]
-                )
-            clicked = [self.index_of[h] for h in history][-self.history_len :]
-            u = self.users.get(user or "", 0)
-            if not clicked and not self._knows(u):
-                top = self.popular[:k]
-                return Answer([(self.ids[i], float(self.popularity[i])) for i in top], "popularity")
-            exclude = sorted(set(clicked)) if exclude_history else []
-            rep = encode_user(self.model, self.vectors, clicked, u, "cpu")
-            if not self.two_stage:
-                items, scores = self.index.search(rep[0].numpy(), k, np.array(exclude, dtype=np.int64))
-            elif self.candidates == 0:
-                items, scores = top_items(self.model, self.vectors[: self.num_items], rep, exclude, k)
-            else:
-                items, scores = self._rerank(rep, exclude, k)
-            return Answer([(self.ids[i], float(s)) for i, s in zip(items, scores, strict=True)], "model")
+            answers: list[Answer | RequestError | None] = [None] * len(queries)
+            ranked = []  # (position, clicked items, user index, items left out)
+            for n, q in enumerate(queries):
+                unknown = [h for h in q.history if h not in self.index_of]
+                if unknown:
+                    answers[n] = RequestError(
+                        "history", f"unknown item ids: {', '.join(unknown[:10])}", unknown=unknown[:100]
+                    )
+                    continue
+                clicked = [self.index_of[h] for h in q.history][-self.history_len :]
+                u = self.users.get(q.user or "", 0)
+                if not clicked and not self._knows(u):
+                    top = self.popular[: q.k]
+                    answers[n] = Answer([(self.ids[i], float(self.popularity[i])) for i in top], "popularity")
+                    continue
+                ranked.append((n, clicked, u, sorted(set(clicked)) if q.exclude_history else []))
+            if ranked:
+                positions, clicked, users, left_out = zip(*ranked, strict=True)
+                reps = self._encode_users(list(clicked), list(users))
+                excludes = [np.array(e, dtype=np.int64) for e in left_out]
+                found = self._rank(reps, excludes, [queries[n].k for n in positions])
+                for n, (items, scores) in zip(positions, found, strict=True):
+                    answers[n] = Answer(
+                        [(self.ids[i], float(x)) for i, x in zip(items, scores, strict=True)], "model"
+                    )
+            return answers
 
-    def _rerank(self, rep: torch.Tensor, exclude: list[int], k: int):
-        """Two stages: the index's candidates for the linearised user vector, scored by the model."""
-        cands, _ = self.index.search(
-            self._linearised(rep), self.candidates, np.array(exclude, dtype=np.int64)
-        )
-        rows = torch.from_numpy(cands).unsqueeze(0)
-        scores = self.model.score(rep, self.vectors[rows], rows)[0]
-        top = torch.topk(scores, min(k, len(cands)))
-        return rows[0, top.indices].tolist(), top.values.tolist()
+    def _encode_users(self, clicked: list[list[int]], users: list[int]) -> torch.Tensor:
+        """User representations [B, ...] of histories right-padded into one batch, as training batches them
+        (an empty history is one masked-out padding item, as `encode_user` has it)."""
+        hist = torch.zeros((len(clicked), max(1, *map(len, clicked))), dtype=torch.long)
+        for row, c in zip(hist, clicked, strict=True):
+            row[: len(c)] = torch.tensor(c, dtype=torch.long)
+        return self.model.encode_users(self.vectors[hist], hist > 0, torch.tensor(users), hist)
 
-    def _linearised(self, rep: torch.Tensor) -> np.ndarray:
-        """The vector whose inner product with an item vector follows the model's score of that item, to first
-        order: the gradient of the score with respect to the candidate vector at the mean item (for an
-        inner-product model, the user vector itself). On demo-small it found the whole top 10 of DNN, DeepFM
-        and DIN among 200 candidates, where the mean of the clicked items' vectors found 0-30% of it. A head
-        that reads the candidate's category sees the padding item's (none) here."""
-        x = self.mean_item.clone().requires_grad_(True)
+    def _rank(self, reps: torch.Tensor, exclude: list[np.ndarray], ks: list[int]) -> list[tuple]:
+        """Each user's top k: (item indices, scores)."""
+        if not self.two_stage:
+            found = self.index.search(reps.numpy(), max(ks), exclude)
+            return [(items[:k], scores[:k]) for (items, scores), k in zip(found, ks, strict=True)]
+        if self.candidates == 0:
+            every = self.vectors[: self.num_items]
+            pairs = enumerate(zip(exclude, ks, strict=True))
+            return [top_items(self.model, every, reps[n : n + 1], e.tolist(), k) for n, (e, k) in pairs]
+        return self._rerank(reps, exclude, ks)
+
+    def _rerank(self, reps: torch.Tensor, exclude: list[np.ndarray], ks: list[int]) -> list[tuple]:
+        """Two stages: the index's candidates for each linearised user vector, scored by the model (all users'
+        candidates in one call, padded to the longest list)."""
+        found = self.index.search(self._linearised(reps), self.candidates, exclude)
+        rows = torch.zeros((len(found), max(len(f[0]) for f in found)), dtype=torch.long)
+        for row, (items, _) in zip(rows, found, strict=True):
+            row[: len(items)] = torch.from_numpy(items)
+        scores = self.model.score(reps, self.vectors[rows], rows).masked_fill(rows == 0, float("-inf"))
+        out = []
+        for row, score, (items, _), k in zip(rows, scores, found, ks, strict=True):
+            top = torch.topk(score, min(k, len(items)))
+            out.append((row[top.indices].tolist(), top.values.tolist()))
+        return out
+
+    def _linearised(self, reps: torch.Tensor) -> np.ndarray:
+        """For each user, the vector whose inner product with an item vector follows the model's score of that
+        item, to first order: the gradient of the score with respect to the candidate vector at the mean item
+        (for an inner-product model, the user vector itself). On demo-small it found the whole top 10 of DNN,
+        DeepFM and DIN among 200 candidates, where the mean of the clicked items' vectors found 0-30% of it. A
+        head that reads the candidate's category sees the padding item's (none) here. Rows are scored apart,
+        so one backward pass gives every user's gradient."""
+        x = self.mean_item.expand(len(reps), 1, -1).clone().requires_grad_(True)
         with torch.enable_grad():
-            score = self.model.score(rep, x[None, None], torch.zeros((1, 1), dtype=torch.long))
+            score = self.model.score(reps, x, torch.zeros((len(reps), 1), dtype=torch.long))
             (grad,) = torch.autograd.grad(score.sum(), x)  # not into the weights: requests run side by side
-        return grad.numpy()
+        return grad[:, 0].numpy()
 
     def _knows(self, user: int) -> bool:
         """Whether the model has something of this user besides clicks: a GENRE profile, or a user embedding
