@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 from transformers import AutoTokenizer, LlamaConfig, LlamaModel
 
 import oncerec.dire.cache as dire
@@ -49,22 +50,40 @@ def test_top_layers_from_cached_states_equal_the_full_forward(name: str):
 
 
 TINY = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4)
+OPT = dict(vocab_size=100, hidden_size=32, ffn_dim=64, num_hidden_layers=3, num_attention_heads=4)
+
+
+def _tiny_config(kind: str):
+    """Configs of random tiny models of several architectures (no download)."""
+    import transformers as tf
+
+    return {
+        "llama": lambda: tf.LlamaConfig(**TINY),
+        "bert": lambda: tf.BertConfig(**TINY),
+        # transformers 5 scales Gemma's embeddings inside its embedding module: the top gets the scaled states
+        "gemma": lambda: tf.GemmaConfig(**TINY, num_key_value_heads=2, head_dim=8),
+        "granite": lambda: tf.GraniteConfig(
+            **TINY, embedding_multiplier=12.0
+        ),  # multiplies every inputs_embeds
+        "electra": lambda: tf.ElectraConfig(**TINY, embedding_size=16),  # projects the embeddings 16 -> 32
+        # OPT adds learned positions in its decoder's forward; pre-norm, a final norm (OPT-125m, 1.3b, ...)
+        "opt": lambda: tf.OPTConfig(**OPT),
+        # OPT-350m: 16-wide embeddings projected in to 32 and out again, post-norm layers, no final norm
+        "opt-350m": lambda: tf.OPTConfig(**OPT, word_embed_proj_dim=16, do_layer_norm_before=False),
+        # partial rotary (half of each head by default); embd_pdrop drops out inputs_embeds when training
+        "phi": lambda: tf.PhiConfig(**TINY, embd_pdrop=0.5),
+        "glm": lambda: tf.GlmConfig(**TINY, num_key_value_heads=2, head_dim=8, pad_token_id=0),
+        "qwen2": lambda: tf.Qwen2Config(**TINY, num_key_value_heads=2),
+        "mistral": lambda: tf.MistralConfig(**TINY, num_key_value_heads=2),
+    }[kind]()
 
 
 def _tiny_model(kind: str) -> torch.nn.Module:
-    """Random tiny models of several architectures the loader accepts (no download)."""
+    """A random tiny model of one of `_tiny_config`'s architectures, in eval mode."""
     import transformers as tf
 
-    configs = {
-        "llama": tf.LlamaConfig(**TINY),
-        "bert": tf.BertConfig(**TINY),
-        # transformers scales Gemma's embeddings inside its embedding module: the top gets the scaled states
-        "gemma": tf.GemmaConfig(**TINY, num_key_value_heads=2, head_dim=8),
-        "granite": tf.GraniteConfig(**TINY, embedding_multiplier=12.0),  # multiplies every inputs_embeds
-        "electra": tf.ElectraConfig(**TINY, embedding_size=16),  # projects the embeddings 16 -> 32
-    }
     torch.manual_seed(0)
-    return tf.AutoModel.from_config(configs[kind]).eval()
+    return tf.AutoModel.from_config(_tiny_config(kind)).eval()
 
 
 @pytest.mark.parametrize(
@@ -93,6 +112,95 @@ def test_parity_check_refuses_a_top_that_differs_from_the_full_forward(kind: str
         else:
             check_parity(model, ids, mask, k, states[k], tol=1e-4)
     assert len(blocks(model)) == 3 and model.get_input_embeddings() is not None  # the model is left whole
+
+
+# every architecture the loader is meant to run, with the row of LAYOUTS that must hold it
+SUPPORTED = [
+    ("bert", "bert"),
+    ("llama", "llama"),
+    ("opt", "opt"),
+    ("opt-350m", "opt"),
+    ("phi", "phi"),
+    ("glm", "llama"),
+    ("gemma", "llama"),
+    ("qwen2", "llama"),
+    ("mistral", "llama"),
+]
+
+
+def _inputs_of(block: torch.nn.Module) -> list[Tensor]:
+    """The hidden states each call of `block` gets, in a list that grows as it runs."""
+    seen: list[Tensor] = []
+    block.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
+    )
+    return seen
+
+
+@pytest.mark.parametrize("kind, row", SUPPORTED)
+def test_every_supported_layout_runs_its_top_from_cached_states(kind: str, row: str):
+    """For every k, layers k..L-1 of the model fed the cached states entering layer k give its full forward
+    (check_parity agrees); the top's first layer gets those states as they are, in training too (no position,
+    projection, scale or dropout applied a second time); the output width is `output_size`; the default LoRA
+    targets exist in every top layer and fresh adapters leave the output as it was."""
+    from oncerec.lm.backbone import DEFAULT_LORA_TARGETS, add_lora, check_parity, layout, output_size
+
+    model = _tiny_model(kind)
+    assert layout(model).name == row
+    torch.manual_seed(1)
+    ids = torch.randint(1, 100, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    with torch.no_grad():
+        reference = run_top(model, ids, mask, from_states=False)
+    n = len(blocks(model))
+    states = bottom_states(model, ids, mask, list(range(n + 1)))
+    assert reference.shape[-1] == output_size(model) == states[n].shape[-1]
+    check_parity(model, ids, mask, n, states[n], tol=1e-5)
+    for k in range(1, n):
+        check_parity(model, ids, mask, k, states[k], tol=1e-5)
+        top = keep_top(copy.deepcopy(model), k)
+        assert len(blocks(top)) == n - k and layout(top).name == row
+        entering = _inputs_of(blocks(top)[0])
+        with torch.no_grad():
+            out = run_top(top, states[k], mask, from_states=True)
+            run_top(top.train(), states[k], mask, from_states=True)
+        top.eval()
+        torch.testing.assert_close(out[mask], reference[mask], atol=1e-5, rtol=1e-5, msg=f"layer {k}")
+        for seen in entering:
+            assert torch.equal(seen, states[k]), f"layer {k}: the top changed the cached states"
+    targets = DEFAULT_LORA_TARGETS[row]
+    add_lora(top, r=2, alpha=4.0, dropout=0.0, targets=[])
+    for block in blocks(top):
+        names = {name.rsplit(".", 1)[-1] for name, m in block.named_modules() if hasattr(m, "lora_A")}
+        assert set(targets) <= names, (targets, names)
+    with torch.no_grad():
+        adapted = run_top(top, states[n - 1], mask, from_states=True)
+    torch.testing.assert_close(adapted[mask], reference[mask], atol=1e-5, rtol=1e-5)
+    assert len(blocks(model)) == n and model.get_input_embeddings() is not None  # the model is left whole
+
+
+def test_gemma_scales_its_embeddings_once():
+    """Gemma's states entering layer 0 are its token embeddings times sqrt(hidden_size), once; the top fed
+    states does not scale them again (held for every k by the parity test above)."""
+    model = _tiny_model("gemma")
+    ids = torch.tensor([[3, 14, 15, 92]])
+    states = bottom_states(model, ids, torch.ones_like(ids, dtype=torch.bool), [0])
+    scale = model.config.hidden_size**0.5
+    torch.testing.assert_close(states[0], model.get_input_embeddings().weight[ids] * scale)
+
+
+def test_an_unsupported_layout_is_refused_naming_every_supported_one():
+    import transformers as tf
+
+    from oncerec.lm.backbone import LAYOUTS, family
+
+    model = tf.GPT2Model(tf.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4))
+    with pytest.raises(ConfigError, match="unsupported language model GPT2Model") as e:
+        family(model)
+    for row in LAYOUTS:
+        assert row.describe() in str(e.value)
+    assert "decoder.final_layer_norm" in str(e.value) and "final_layernorm" in str(e.value)
 
 
 def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp_path: Path, monkeypatch):
@@ -239,6 +347,50 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
         torch.testing.assert_close(vectors[1:], reference[1:], atol=tol, rtol=tol, msg=f"layer {k} {dtype}")
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["layers"] == [k] and manifest["shape"][0] == ds.num_items
+
+
+def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_path: Path):
+    """An OPT-350m-like model (hidden 32, output projected to 16 after its last layer): the item vectors
+    through a float32 cache at k = 1 and at k = L (its 16-wide final states) equal the whole model's; one
+    cache of both widths is refused before it is started, naming them."""
+    from transformers import OPTModel
+
+    folder = tmp_path / "opt"
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("smollm2-135m")))
+    torch.manual_seed(0)
+    config = _tiny_config("opt-350m")
+    config.vocab_size = len(tok)
+    OPTModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    base = [
+        "model.item=lm",
+        f"model.item_lm={folder}",
+        "model.item_fields=[prompt]",
+        "model.lora=false",
+        *SMALL,
+    ]
+    ds, cfg0 = _dataset(*base, "model.layer=0")
+    torch.manual_seed(0)
+    whole = Recommender(cfg0.model, cfg0.embed, ds, log=lambda *_: None).eval()
+    assert whole.item_encoder.proj.in_features == 16
+    with torch.no_grad():
+        reference = encode_all_items(whole, 64, "cpu")
+    own = {k: v for k, v in whole.state_dict().items() if not k.startswith("item_encoder.lm.")}
+    for k in (1, 3):
+        _, cfg = _dataset(
+            *base, f"model.layer={k}", "model.cache_dtype=float32", f"model.dire_cache={tmp_path / str(k)}"
+        )
+        cached = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+        cached.load_state_dict(own, strict=False)
+        with torch.no_grad():
+            vectors = encode_all_items(cached, 64, "cpu")
+        torch.testing.assert_close(vectors[1:], reference[1:], atol=1e-5, rtol=1e-5, msg=f"layer {k}")
+    _, cfg = _dataset(
+        *base, "model.layer=1", "model.cache_layers=[1,3]", f"model.dire_cache={tmp_path / 'both'}"
+    )
+    with pytest.raises(ConfigError, match=r"differ in width .*layer 1: 32, layer 3: 16"):
+        dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+    assert not (tmp_path / "both").exists()
 
 
 def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: Path):

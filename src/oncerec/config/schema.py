@@ -213,7 +213,7 @@ class ModelConfig(_Strict):
     lora_targets: list[str] = Field(
         default_factory=list,
         description="Module names that get adapters (default: the attention query and value projections, "
-        "`q_proj, v_proj` in LLaMA-like models, `query, value` in BERT-like ones).",
+        "`q_proj, v_proj` in OPT, Phi and LLaMA-like models, `query, value` in BERT-like ones).",
     )
     hidden_size: int = Field(256, ge=1, description="Width of item and user vectors.")
     num_heads: int = Field(8, ge=1, description="Attention heads (self-attention / Fastformer encoders).")

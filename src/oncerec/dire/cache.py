@@ -40,6 +40,7 @@ from oncerec.lm.backbone import (
     lm_dtype,
     load_lm,
     parity_tol,
+    state_size,
 )
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.paths import cache_root
@@ -191,6 +192,15 @@ def build_cache(
             f"model.cache_layers: layer {bad[0]} out of range; the model has layers 0..{n_layers - 1} "
             f"({n_layers}: its final states)"
         )
+    # one width for every cached layer (the manifest has one shape): OPT-350m's output (project_out: 512) is
+    # narrower than the states entering its layers (1024), so its final states go in a cache of their own
+    dims = {k: state_size(model, k) for k in layers}
+    if len(set(dims.values())) > 1:
+        raise ConfigError(
+            f"model.cache_layers {layers}: {type(model).__name__}'s states differ in width between these "
+            f"layers ({', '.join(f'layer {k}: {d}' for k, d in dims.items())}); cache its final states "
+            f"(layer {n_layers}) in another model.dire_cache folder"
+        )
     ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
     # before hours of work: the top must reproduce the full forward from states rounded as the cache will be
     x, mask = (t.to(state.device) for t in trimmed_rows(ids, lengths, _probe_rows(lengths)))
@@ -204,7 +214,7 @@ def build_cache(
             bottom[k].to(_TORCH[cfg.cache_dtype]),
             parity_tol(model, cfg.cache_dtype),
         )
-    n, width, dim = ids.shape[0], ids.shape[1], model.config.hidden_size
+    n, width, dim = ids.shape[0], ids.shape[1], dims[layers[0]]
     plan["shape"] = [n, width, dim]
     if state.is_main_process:
         _start(folder, plan, lengths, layers)

@@ -1,23 +1,39 @@
 """A pretrained transformer cut at layer k: the bottom (layers 0..k-1, frozen, run once into the DIRE cache)
 and the top (layers k..L-1 and the final norm, run in training).
 
-Two families are supported, told apart by their module layout rather than by class name, so every model of a
-family works (BERT, RoBERTa, MiniLM, ...; LLaMA, Mistral, Qwen2, SmolLM, ...):
+Models are told apart by their module layout rather than by class name, so every model of a layout works.
+Each layout is one row of `LAYOUTS` (data, not a code path): where the layer stack is, the final norm, and
+the modules of the forward's input step (token ids -> the states entering layer 0), each with what stands in
+for it in the top, which is fed the cached states as `inputs_embeds`:
 
-- `encoder`: `embeddings` + `encoder.layer` (BERT-like). The embedding module adds position and type
-  embeddings to its input, so the top is run with that module replaced by a pass-through.
-- `decoder`: `embed_tokens` + `layers` + `norm` (LLaMA-like). Positions are rotary, inside attention, so
-  the top is the same model fed `inputs_embeds`.
+- `bert`: `embeddings` + `encoder.layer` (BERT, RoBERTa, MiniLM, ...). The embedding module adds position
+  and type embeddings to whatever it is given: a pass-through in the top.
+- `opt`: `decoder.embed_tokens` + `decoder.layers` + `decoder.final_layer_norm` (OPT). The decoder's forward
+  projects `inputs_embeds` (`project_in`, OPT-350m) and adds learned positions to them: the top has neither
+  (the cached states already hold both). A `project_out` after the final norm runs in the top and sets the
+  output width (`output_size`). The final norm may be absent (OPT-350m normalises after each layer).
+- `phi`: `embed_tokens` + `layers` + `final_layernorm` (Phi-1, Phi-1.5, Phi-2; partial rotary positions,
+  inside attention). The forward drops out `inputs_embeds` (`embd_pdrop`): an identity in the top, so that
+  training does not drop out the cached states.
+- `llama`: `embed_tokens` + `layers` + `norm` (LLaMA, Mistral, Qwen2, GLM, Gemma, SmolLM, ...). Positions are
+  rotary, inside attention, so the top is the same model fed `inputs_embeds`. Gemma scales its embeddings by
+  sqrt(hidden_size) in its embedding module (transformers 5: `GemmaTextScaledWordEmbedding`), which is in
+  the bottom: the cached states are scaled once and the top does not scale them again. transformers 4's
+  `GemmaModel.forward` scaled `inputs_embeds` itself; its top would scale twice, and `check_parity` refuses
+  it (as it refuses Granite's `embedding_multiplier`).
 
 Both parts go through the model's own public `forward` (its own attention masks and positions); the bottom's
-states are taken by forward pre-hooks on layer k, and the forward stops there.
+states are taken by forward pre-hooks on layer k, and the forward stops there. The layout alone does not prove
+that the top reproduces the model: `check_parity` runs both before a cache is built or read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,7 +43,95 @@ from oncerec.errors import ConfigError
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.paths import cache_root, sha256_file, write_text_atomic
 
-DEFAULT_LORA_TARGETS = {"encoder": ["query", "value"], "decoder": ["q_proj", "v_proj"]}
+
+class _PassThrough(nn.Module):
+    """Stands in for a BERT-like embedding module: the top's input is already a hidden state."""
+
+    def forward(self, inputs_embeds: Tensor, **_) -> Tensor:
+        return inputs_embeds
+
+
+class _NoPositions(nn.Module):
+    """Stands in for OPT's learned position embeddings: the cached states already have them added."""
+
+    def forward(self, *_, **__) -> Tensor:
+        return torch.zeros(())  # a 0-d tensor adds nothing and keeps the states' type
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one family of models keeps its parts, as dotted attribute paths from the base model."""
+
+    name: str
+    kind: str  # "encoder" (BERT-like) or "decoder" (causal: run without a KV cache, lm_norm=auto)
+    models: str  # examples, for messages
+    blocks: str  # the layer stack (an nn.ModuleList)
+    final_norm: str | None  # the norm after the last layer (runs in the top); the attribute may hold None
+    # the forward's steps from token ids to the states entering layer 0, with what stands in for each in the
+    # top (None: dropped, e.g. the token embeddings: the forward skips them when given inputs_embeds, and
+    # a large vocabulary's matrix is memory for nothing)
+    input_step: Mapping[str, Callable[[], nn.Module] | None]
+    output_proj: str | None = None  # a projection after the final norm: the output width is its out_features
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")  # the attention query and value projections
+
+    @property
+    def paths(self) -> list[str]:
+        """The attributes a model must have to be of this layout (their values may be None)."""
+        first = next(iter(self.input_step))
+        rest = [p for p in (self.final_norm, self.output_proj, *self.input_step) if p and p != first]
+        return [first, self.blocks, *rest]
+
+    def describe(self) -> str:
+        shown = [next(iter(self.input_step)), self.blocks] + ([self.final_norm] if self.final_norm else [])
+        return f"{self.name}: {' + '.join(shown)} ({self.models})"
+
+
+# Tried in order; the first whose attributes a model has is its layout. Granite and ELECTRA match `llama`
+# and `bert` but transform inputs_embeds in their forward: `check_parity` refuses them.
+LAYOUTS: tuple[Layout, ...] = (
+    Layout(
+        "bert",
+        "encoder",
+        "BERT, RoBERTa, MiniLM, ...",
+        blocks="encoder.layer",
+        final_norm=None,  # post-norm layers: each layer ends with its own norm
+        input_step={"embeddings": _PassThrough},
+        lora_targets=("query", "value"),
+    ),
+    Layout(
+        "opt",
+        "decoder",
+        "OPT",
+        blocks="decoder.layers",
+        final_norm="decoder.final_layer_norm",  # None in OPT-350m (do_layer_norm_before=False)
+        input_step={
+            "decoder.embed_tokens": None,
+            # OPT-350m's 512-wide embeddings -> 1024; None is what OPT itself holds when there is none
+            "decoder.project_in": None,
+            "decoder.embed_positions": _NoPositions,
+        },
+        output_proj="decoder.project_out",
+    ),
+    Layout(
+        "phi",
+        "decoder",
+        "Phi-1, Phi-1.5, Phi-2",
+        blocks="layers",
+        final_norm="final_layernorm",
+        input_step={"embed_tokens": None, "embed_dropout": nn.Identity},
+    ),
+    Layout(
+        "llama",
+        "decoder",
+        "LLaMA, Mistral, Qwen2, GLM, Gemma, SmolLM, ...",
+        blocks="layers",
+        final_norm="norm",
+        input_step={"embed_tokens": None},
+    ),
+)
+
+# by layout name (`model.lora_targets` empty: these)
+DEFAULT_LORA_TARGETS = {row.name: list(row.lora_targets) for row in LAYOUTS}
 
 
 def lm_dtype(name: str) -> torch.dtype:
@@ -63,19 +167,56 @@ def load_base_model(name: str, dtype: torch.dtype = torch.float32, auto: str = "
             hf_logging.enable_progress_bar()
 
 
-def family(model: nn.Module) -> str:
-    if hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer"):
-        return "encoder"
-    if all(hasattr(model, a) for a in ("embed_tokens", "layers", "norm")):
-        return "decoder"
+def _has(obj: object, path: str) -> bool:
+    for name in path.split("."):
+        if not hasattr(obj, name):
+            return False
+        obj = getattr(obj, name)
+    return True
+
+
+def _get(obj: object, path: str):
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+def _set(obj: object, path: str, value: nn.Module | None) -> None:
+    owner, _, name = path.rpartition(".")
+    setattr(_get(obj, owner) if owner else obj, name, value)
+
+
+def layout(model: nn.Module) -> Layout:
+    """The model's row of `LAYOUTS`; a ConfigError naming every supported layout if it has none."""
+    for candidate in LAYOUTS:
+        if all(_has(model, p) for p in candidate.paths):
+            return candidate
     raise ConfigError(
-        f"unsupported language model {type(model).__name__}: oncerec runs BERT-like models (embeddings + "
-        "encoder.layer) and LLaMA-like models (embed_tokens + layers + norm)"
+        f"unsupported language model {type(model).__name__}: oncerec runs models of these module layouts: "
+        + "; ".join(candidate.describe() for candidate in LAYOUTS)
     )
 
 
+def family(model: nn.Module) -> str:
+    """`encoder` (BERT-like) or `decoder` (causal: OPT, Phi, LLaMA-like)."""
+    return layout(model).kind
+
+
 def blocks(model: nn.Module) -> nn.ModuleList:
-    return model.encoder.layer if family(model) == "encoder" else model.layers
+    return _get(model, layout(model).blocks)
+
+
+def output_size(model: nn.Module) -> int:
+    """Width of the model's output token states: hidden_size, unless a projection follows the final norm
+    (OPT-350m: 1024 -> 512)."""
+    path = layout(model).output_proj
+    proj = _get(model, path) if path else None
+    return proj.out_features if proj is not None else model.config.hidden_size
+
+
+def state_size(model: nn.Module, k: int) -> int:
+    """Width of the states entering layer k (k = the number of layers: the model's output)."""
+    return output_size(model) if k == len(blocks(model)) else model.config.hidden_size
 
 
 def fingerprint(name: str) -> str:
@@ -123,7 +264,7 @@ class _Stop(Exception):
 def bottom_states(model: nn.Module, ids: Tensor, mask: Tensor, layers: list[int]) -> dict[int, Tensor]:
     """Hidden states entering each of `layers` ([B, L, D] each); layers above the highest one do not run.
     Layer n (the model's number of layers) is the model's output: the final token states, after the final norm
-    of a LLaMA-like model (every layer frozen: DIRE's frozen-LLM features)."""
+    of a decoder (every layer frozen: DIRE's frozen-LLM features)."""
     found: dict[int, Tensor] = {}
     stack = blocks(model)
     n = len(stack)
@@ -149,28 +290,19 @@ def bottom_states(model: nn.Module, ids: Tensor, mask: Tensor, layers: list[int]
     return found
 
 
-class _PassThrough(nn.Module):
-    """Stands in for a BERT-like embedding module: the top's input is already a hidden state."""
-
-    def forward(self, inputs_embeds: Tensor, **_) -> Tensor:
-        return inputs_embeds
-
-
 def keep_top(model: nn.Module, k: int) -> nn.Module:
-    """Drop layers 0..k-1 (and the input embeddings) in place; the model then takes hidden states entering
-    layer k as `inputs_embeds`. k=0 keeps everything (the model takes token ids)."""
+    """Drop layers 0..k-1 in place and put the layout's stand-ins for its input step (embeddings, positions,
+    projections, dropout) in; the model then takes hidden states entering layer k as `inputs_embeds`. k=0
+    keeps everything (the model takes token ids)."""
     if k == 0:
         return model
     n = len(blocks(model))
     if not 0 < k < n:
         raise ConfigError(f"model.layer={k}: the model has {n} layers; valid: 0..{n - 1}")
-    top = nn.ModuleList(list(blocks(model))[k:])
-    if family(model) == "encoder":
-        model.encoder.layer = top
-        model.embeddings = _PassThrough()
-    else:
-        model.layers = top
-        model.embed_tokens = None
+    found = layout(model)
+    _set(model, found.blocks, nn.ModuleList(list(blocks(model))[k:]))
+    for path, stand_in in found.input_step.items():
+        _set(model, path, stand_in() if stand_in else None)
     return model
 
 
@@ -178,17 +310,14 @@ def keep_top(model: nn.Module, k: int) -> nn.Module:
 def top_only(model: nn.Module, k: int):
     """`keep_top(model, k)`, undone on exit: the parity check runs the top of a model that keeps its
     bottom."""
-    if family(model) == "encoder":
-        points = [(model.encoder, "layer"), (model, "embeddings")]
-    else:
-        points = [(model, "layers"), (model, "embed_tokens")]
-    saved = [(owner, name, getattr(owner, name)) for owner, name in points]
+    found = layout(model)
+    saved = {path: _get(model, path) for path in (found.blocks, *found.input_step)}
     keep_top(model, k)
     try:
         yield model
     finally:
-        for owner, name, module in saved:
-            setattr(owner, name, module)
+        for path, module in saved.items():
+            _set(model, path, module)
 
 
 # Relative difference allowed between the top run on cached states and the full forward pass, by the coarser
@@ -246,7 +375,7 @@ def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: li
     every other weight is frozen."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    targets = targets or DEFAULT_LORA_TARGETS[family(model)]
+    targets = targets or list(layout(model).lora_targets)
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [t for t in targets if t not in names]
     if missing:

@@ -14,7 +14,16 @@ from torch import Tensor, nn
 from oncerec.config.schema import ModelConfig
 from oncerec.data.batching import trimmed_rows
 from oncerec.errors import ConfigError
-from oncerec.lm.backbone import add_lora, blocks, family, keep_top, lm_dtype, load_lm, run_top
+from oncerec.lm.backbone import (
+    add_lora,
+    blocks,
+    family,
+    keep_top,
+    lm_dtype,
+    load_lm,
+    output_size,
+    run_top,
+)
 from oncerec.models.layers import AdditiveAttention, masked_mean
 
 # `model.lm_norm=auto`: a decoder's pooled token states of different items are nearly parallel (mean cosine
@@ -37,7 +46,7 @@ class LMItemEncoder(nn.Module):
         dataset = spec["dataset"]
         self.layer = cfg.layer
         self.lm = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
-        dim = self.lm.config.hidden_size
+        dim = output_size(self.lm)  # the top's output width (OPT-350m projects 1024 -> 512)
         self.norm_kind = cfg.lm_norm if cfg.lm_norm != "auto" else AUTO_NORM[family(self.lm)]
         frozen = self.layer == len(blocks(self.lm))  # every layer: the cache holds the final states
         if frozen and cfg.lora:
