@@ -17,13 +17,14 @@ from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import CheckpointError, ConfigError, OncerecError
+from oncerec.eval.leaderboard import score_files, write_truth
+from oncerec.eval.slices import split_metrics
 from oncerec.models.layers import SelfAttention, disagreement
 from oncerec.models.recommender import Recommender
 from oncerec.train.baselines import popularity_scores
 from oncerec.train.checkpoint import load_latest, load_weights
-from oncerec.train.evaluate import predict_fast, predict_slow, split_metrics
+from oncerec.train.evaluate import predict_fast, predict_slow
 from oncerec.train.losses import training_loss
-from oncerec.train.metrics import score_files, write_truth
 from oncerec.train.trainer import Trainer, train
 
 PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner", "din"]

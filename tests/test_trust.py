@@ -18,9 +18,10 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.data.goodreads import json_lines
 from oncerec.data.prepare import prepare
 from oncerec.errors import ConfigError, OncerecError
+from oncerec.eval.leaderboard import score_files
+from oncerec.eval.metrics import evaluate_groups, metrics_json
 from oncerec.models.embedding import read_glove
 from oncerec.train.experiment import Spec, load_spec, run_experiment
-from oncerec.train.metrics import evaluate_groups, metrics_json, score_files
 from oncerec.train.session import load_run
 from oncerec.train.trainer import train
 
@@ -177,7 +178,7 @@ def test_evaluate_on_other_data_refuses_another_vocabulary_of_the_same_size(tiny
 
 def test_new_items_are_scored_as_their_own_slice(tiny_run: Path):
     """metrics.json `cold_items`: the metrics over the candidates the training split never showed."""
-    from oncerec.train.evaluate import split_metrics
+    from oncerec.eval.slices import split_metrics
 
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     ds = Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, **QUIET))
