@@ -103,23 +103,13 @@ def _print_metrics(metrics: dict, names: list[str]) -> None:
 
     names = table_metrics(names)
     slices = slice_keys(metrics.values())
-    widths = [max(len(metric_label(n)) + 2, 8) for n in names]
-    print(
-        f"{'split':<8}"
-        + "".join(f"{metric_label(n):>{w}}" for n, w in zip(names, widths, strict=True))
-        + f"{'impr.':>9}"
-        + "".join(f"  {slice_label(names[0], key)} (impr.)" for key in slices)
-    )
+    headers = [*map(metric_label, names), "impr.", *(f"{slice_label(names[0], k)} (impr.)" for k in slices)]
+    widths = [max(len(h) + 2, 8) for h in headers]
+    print(f"{'split':<8}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths, strict=True)))
     for split, m in metrics.items():
-        print(
-            f"{split:<8}"
-            + "".join(f"{cell(m.get(n)):>{w}}" for n, w in zip(names, widths, strict=True))
-            + f"{m['impressions']:>9,}"
-            + "".join(
-                f"  {slice_cell(m.get(key), names[0]):<{len(slice_label(names[0], key)) + 7}}"
-                for key in slices
-            )
-        )
+        cells = [*(cell(m.get(n)) for n in names), f"{m['impressions']:,}"]
+        cells += [slice_cell(m.get(key), names[0]) for key in slices]
+        print(f"{split:<8}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
 
 
 def cmd_train(a: argparse.Namespace) -> None:

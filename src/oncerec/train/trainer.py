@@ -39,10 +39,14 @@ from oncerec.train.losses import loss_kind, training_loss
 from oncerec.train.report import plot_curves, write_report
 from oncerec.train.session import VOCAB_FILE, Run
 
-# Keys that may change between an interrupted run and its resumption.
+# Keys that may change between an interrupted run and its resumption (`metrics` and `cold_user_history` say
+# what evaluations report, not what trains; `metric`, which picks the checkpoint, may not change).
 RESUMABLE_KEYS = {
     f"exp.{k}"
-    for k in ("resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps")
+    for k in (
+        *("resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps"),
+        *("metrics", "cold_user_history"),
+    )
 }
 
 
