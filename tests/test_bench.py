@@ -13,11 +13,11 @@ from oncerec.bench.suite import (
     Sizes,
     bench_metrics,
     bench_table,
+    naive_reference_metrics,
     random_ranking,
-    reference_loop,
     run_bench,
 )
-from oncerec.train.metrics import evaluate_groups
+from oncerec.eval.metrics import evaluate_groups
 
 # Every section on the tiny demo data and a small metrics problem: seconds, not minutes.
 TINY = Sizes(
@@ -85,11 +85,11 @@ def test_run_bench_writes_json_and_table(tmp_path: Path):
     assert all(row.startswith("| ") and row.endswith(" |") for row in rows[2:])
 
 
-def test_reference_loop_matches_evaluate_groups_with_ties():
+def test_naive_reference_metrics_matches_evaluate_groups_with_ties():
     labels, scores, group, offsets = random_ranking(5_000, 400, seed=1)
     assert len(np.unique(scores)) < len(scores) // 10  # heavy ties
     assert offsets[-1] == len(labels) and len(np.unique(group)) == 400
-    reference = reference_loop(labels, scores, offsets)
+    reference = naive_reference_metrics(labels, scores, offsets)
     fast = evaluate_groups(labels, scores, group)
     for m in RANKING_METRICS:
         assert abs(reference[m] - fast[m]) <= 1e-9, m

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import SMALL
+
 from oncerec.cli import main
 
 
@@ -49,3 +51,41 @@ def test_score_command_reads_leaderboard_files(tmp_path: Path):
     (tmp_path / "prediction.txt").write_text("1 [2,1,3]\n2 [1 2]\n")
     done = _run("score", str(tmp_path / "prediction.txt"), str(tmp_path / "truth.txt"))
     assert done.returncode == 2 and "prediction.txt:2" in done.stderr
+
+
+def test_train_reports_the_chosen_metrics_and_compare_tables_them(tmp_path: Path, capsys):
+    common = ["data=demo-tiny", "model=naml", "exp=quick", *SMALL, "exp.max_steps=1", "--quiet"]
+    chosen = ["exp.metrics=[gauc,mrr,hit@3,f1@0.5,logloss]", "exp.metric=gauc"]
+    assert main(["train", *common, f"exp.out_dir={tmp_path / 'a'}"]) == 0
+    capsys.readouterr()
+    assert main(["train", *common, *chosen, f"exp.out_dir={tmp_path / 'b'}"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    header = next(line for line in printed if line.startswith("split"))
+    assert [w.strip() for w in header.split("  ") if w.strip()] == [
+        *("split", "GAUC per user", "MRR", "hit@3", "F1@0.5", "logloss", "impr."),
+        *("GAUC per user on new items (impr.)", "GAUC per user on cold users (impr.)"),
+    ]
+    assert printed[printed.index(header) + 1].startswith("valid ")
+    saved = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    test = saved["test"]
+    assert list(test)[:5] == ["gauc", "mrr", "hit@3", "f1@0.5", "logloss"] and "auc" not in test
+    assert test["users"] > 0 and {"gauc", "hit@3", "impressions", "rows", "max_history"} <= set(
+        test["cold_users"]
+    )
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert "| split | GAUC per user | MRR | hit@3 | F1@0.5 | logloss | impressions |" in report
+    # a saved run evaluates again to the same numbers, slices included
+    assert main(["evaluate", str(tmp_path / "b"), "--split", "valid", "test"]) == 0
+    assert json.loads(capsys.readouterr().out) == saved
+
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "| run | model | item | layer | test AUC per impression | MRR | nDCG@5 | nDCG@10 | GAUC per user | hit@3 "
+        "| F1@0.5 | logloss | impressions | AUC per impression on new items | their impressions "
+        "| AUC per impression on cold users | their impressions |"
+    )
+    a, b = (line.strip("| ").split(" | ") for line in lines[2:])
+    assert a[0] == "a" and a[8] == "—" and a[4] != "—"  # run a: no gauc; run b: no per-impression AUC
+    assert b[0] == "b" and b[4] == "—" and b[5] != "—" and b[8] != "—"
+    assert a[12] == b[12] and a[14] == b[14]  # the same impressions and slices

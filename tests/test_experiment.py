@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 
+from oncerec.config.loader import build_config, dump_config
 from oncerec.errors import ConfigError
-from oncerec.train.experiment import load_spec, run_experiment
+from oncerec.train.experiment import load_spec, run_dir, run_experiment, write_table
 
 SPEC = """
 name: grid
@@ -36,11 +38,17 @@ def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Pat
     assert sum(line.startswith("setup:") for line in lines) == 1
     assert (tmp_path / "out" / "grid" / "raw" / "meta.json").is_file()  # {dir} is the experiment folder
     text = table.read_text()
-    assert "| pool/softmax | 2 |" in text and "+0.00%" in text and "AUC vs pool/softmax" in text
+    assert (
+        "| pool/softmax | 2 |" in text and "+0.00%" in text and "AUC per impression vs pool/softmax" in text
+    )
+    header = text.splitlines()[2]
+    assert header.startswith("| run | seeds | AUC per impression | MRR | nDCG@5 | nDCG@10 |")
+    assert "| AUC per impression on new items | AUC per impression on cold users |" in header
     with open(table.parent / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["run"] for r in rows] == ["pool/softmax", "pool/bce"]
     assert 0 <= float(rows[1]["auc_mean"]) <= 1 and float(rows[0]["auc_std"]) >= 0
+    assert {"cold_items.auc_mean", "cold_users.auc_std", "auc_rel_change"} <= set(rows[0])
     lines.clear()
     run_experiment(load_spec(str(spec_file)), tmp_path / "out", [], log=lines.append)
     assert sum("skipped" in line for line in lines) == 4
@@ -122,3 +130,37 @@ def test_the_once_goodreads_setup_imports_and_merges_the_release(tmp_path: Path)
     generated = Dataset(home / "genre" / "generate")
     assert generated.manifest["genre"]["generate"]["items"] == len(cold) - 1  # uid 0 has one book: no user
     assert len(UIDS) == len(HISTORIES) + 1
+
+
+def test_the_table_has_the_metrics_and_slices_the_runs_chose(tmp_path: Path):
+    """Columns: every metric any row chose (a dash where a row did not), then the first one over every slice."""
+    spec_file = tmp_path / "choice.yaml"
+    spec_file.write_text(
+        "name: choice\nseeds: [1]\ncommon: [data=demo-tiny]\n"
+        "axes: {metrics: {plain: [], chosen: ['exp.metrics=[auc,gauc,hit@5]']}}\nbaseline: plain\n"
+    )
+    spec = load_spec(str(spec_file))
+    base = {"groups": 10, "skipped": 0, "rows": 50, "impressions": 10}
+    chosen = {"auc": 0.6, "gauc": 0.55, "hit@5": 0.7, **base, "users": 4}
+    for row, overrides, metrics in [
+        ("plain", [], {"auc": 0.5, "mrr": 0.3, "ndcg@5": 0.4, "ndcg@10": 0.45, **base}),
+        ("chosen", spec.rows[1][1], chosen | {"generated_users": {"auc": 0.8, **base}}),
+    ]:
+        folder = run_dir(tmp_path, spec, row, 1)
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(dump_config(build_config([*spec.common, *overrides])))
+        (folder / "metrics.json").write_text(
+            json.dumps({"test": metrics | {"cold_users": {"auc": 0.4, **base}}})
+        )
+    lines = write_table(spec, tmp_path).read_text().splitlines()
+    assert lines[2] == (
+        "| run | seeds | AUC per impression | MRR | nDCG@5 | nDCG@10 | GAUC per user | hit@5 "
+        "| AUC per impression on cold users | AUC per impression on users with generated items "
+        "| AUC per impression vs plain |"
+    )
+    assert lines[4] == (
+        "| plain | 1 | 0.5000 ± 0.0000 | 0.3000 ± 0.0000 | 0.4000 ± 0.0000 | 0.4500 ± 0.0000 | — | — "
+        "| 0.4000 ± 0.0000 | — | +0.00% |"
+    )
+    assert lines[5].startswith("| chosen | 1 | 0.6000 ± 0.0000 | — | — | — | 0.5500 ± 0.0000 | 0.7000")
+    assert lines[5].endswith("| 0.8000 ± 0.0000 | +20.00% |")

@@ -18,7 +18,7 @@ from oncerec.data.dataset import Dataset
 from oncerec.data.goodreads import BOOKS, INTERACTIONS
 from oncerec.data.prepare import prepare
 from oncerec.errors import DataError
-from oncerec.train.metrics import evaluate_groups
+from oncerec.eval.metrics import evaluate_groups
 from oncerec.train.trainer import train
 
 # protocol knobs small enough for hand-written data

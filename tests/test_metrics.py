@@ -1,17 +1,22 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import f1_score, label_ranking_average_precision_score, log_loss, roc_auc_score
 
-from oncerec.errors import DataError
-from oncerec.train.metrics import (
+from oncerec.config.loader import build_config
+from oncerec.errors import ConfigError, DataError
+from oncerec.eval.leaderboard import read_leaderboard, score_files, write_predictions, write_truth
+from oncerec.eval.metrics import (
+    DEFAULT_METRICS,
+    TIES,
     evaluate_groups,
     group_ranks,
-    read_leaderboard,
-    score_files,
-    write_predictions,
-    write_truth,
+    metric_label,
+    metric_names,
+    table_metrics,
 )
 
 LABELS_A = [0, 1, 0, 1, 0, 0]
@@ -90,7 +95,6 @@ def test_check_vectors_per_group_and_mean():
     assert b["ndcg@5"] == pytest.approx(0.6309, abs=1e-4)
     both = evaluate_groups(LABELS_A + LABELS_B, SCORES_A + SCORES_B, [7] * 6 + [3] * 3)
     assert both["auc"] == pytest.approx(0.6875, abs=1e-4)
-    assert both["gauc"] == both["auc"]
     assert both["mrr"] == pytest.approx(0.5833, abs=1e-4)
     assert both["ndcg@5"] == pytest.approx(0.7753, abs=1e-4)
     assert both["ndcg@10"] == pytest.approx(0.7753, abs=1e-4)
@@ -162,7 +166,7 @@ def test_interleaved_rows_give_same_result():
     contiguous = evaluate_groups(labels, scores, groups)
     interleaved = evaluate_groups(labels[order], scores[order], groups[order])
     # Per-group metrics see identical sorted rows; pooled sums may round differently in another order.
-    for key in ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "groups", "skipped", "rows"):
+    for key in ("auc", "mrr", "ndcg@5", "ndcg@10", "groups", "skipped", "rows"):
         assert interleaved[key] == contiguous[key], key
     for key in ("global_auc", "logloss"):
         assert interleaved[key] == pytest.approx(contiguous[key], abs=1e-12), key
@@ -193,7 +197,7 @@ def test_leaderboard_round_trip_reproduces_metrics(tmp_path):
     want = evaluate_groups(labels, scores, groups)
     got = score_files(tmp_path / "prediction.txt", tmp_path / "truth.txt")
     assert "logloss" not in got and "global_auc" not in got
-    for key in ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "groups", "skipped", "rows"):
+    for key in ("auc", "mrr", "ndcg@5", "ndcg@10", "groups", "skipped", "rows"):
         assert got[key] == want[key], key
 
 
@@ -283,6 +287,10 @@ def test_skipped_groups_and_empty_input():
     assert m["global_auc"] == 1.0
     m = evaluate_groups(np.zeros(0), np.zeros(0), np.zeros(0, dtype=int))
     assert (m["groups"], m["skipped"], m["rows"]) == (0, 0, 0)
+    every = ["auc", "gauc", "global_auc", "mrr", "lrap", "logloss", "ndcg@3", "hit@3", "recall@3", "f1@0.5"]
+    for ties in TIES:
+        m = evaluate_groups(np.zeros(0), np.zeros(0), np.zeros(0, int), every, np.zeros(0, int), ties)
+        assert all(np.isnan(m[name]) for name in every) and m["users"] == 0
 
 
 def test_invalid_inputs_raise():
@@ -292,3 +300,156 @@ def test_invalid_inputs_raise():
         evaluate_groups([0, 1], [0.1, np.nan], [1, 1])
     with pytest.raises(ValueError, match="length"):
         evaluate_groups([0, 1], [0.1], [1, 1])
+
+
+# --- every metric of `exp.metrics`, against per-group references ------------------------------------------
+
+CHOSEN = [
+    "auc",
+    "gauc",
+    "mrr",
+    "lrap",
+    "ndcg@1",
+    "ndcg@3",
+    "ndcg@10",
+    "hit@1",
+    "hit@3",
+    "recall@2",
+    "recall@10",
+]
+
+
+def strict_metrics(y_ranked: np.ndarray) -> dict[str, float]:
+    """Every per-group metric of one group whose labels are listed best-ranked first, by the textbook formulas
+    (sklearn where it has them: AUC and LRAP on strictly decreasing scores)."""
+    n = len(y_ranked)
+    scores = -np.arange(n, dtype=np.float64)
+    out = {
+        "auc": roc_auc_score(y_ranked, scores),
+        "mrr": ref_mrr(y_ranked, scores),
+        "lrap": label_ranking_average_precision_score([y_ranked], [scores]),
+    }
+    for k in (1, 3, 10):
+        out[f"ndcg@{k}"] = ref_ndcg(y_ranked, scores, k)
+        out[f"hit@{k}"] = float(y_ranked[:k].any())
+    for k in (2, 10):
+        out[f"recall@{k}"] = float(y_ranked[:k].sum() / y_ranked.sum())
+    return out
+
+
+def per_group_mean(labels, scores, groups, reduce) -> dict[str, float]:
+    """Mean over the groups with both labels of reduce(y, s) (a dict of metrics), one group at a time."""
+    per: dict[str, list[float]] = {}
+    for g in np.unique(groups):
+        y, s = labels[groups == g].astype(np.float64), scores[groups == g]
+        if 0 < y.sum() < len(y):
+            for name, value in reduce(y, s).items():
+                per.setdefault(name, []).append(value)
+    return {name: float(np.mean(v)) for name, v in per.items()}
+
+
+def by_position(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    return strict_metrics(y[np.argsort(ref_rank(s))])
+
+
+def over_tied_orders(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    """The mean of the strict metrics over every order of the tied rows (each order equally likely)."""
+    blocks = [np.flatnonzero(s == v) for v in np.unique(s)[::-1]]
+    results = [
+        strict_metrics(y[np.concatenate(order)])
+        for order in itertools.product(*(itertools.permutations(b) for b in blocks))
+    ]
+    return {name: float(np.mean([r[name] for r in results])) for name in results[0]}
+
+
+def users_of(groups: np.ndarray, seed: int) -> np.ndarray:
+    """A user for every group (several groups each), repeated on the group's rows."""
+    ids, inverse = np.unique(groups, return_inverse=True)
+    return np.random.default_rng(seed).integers(0, max(len(ids) // 3, 1), len(ids))[inverse]
+
+
+def test_every_metric_matches_the_reference_with_position_ties():
+    labels, scores, groups, _ = random_data(seed=11)
+    users = users_of(groups, seed=12)
+    got = evaluate_groups(labels, scores, groups, CHOSEN, users)
+    want = per_group_mean(labels, scores, groups, by_position)
+    for name in CHOSEN[2:]:
+        assert got[name] == pytest.approx(want[name], abs=1e-12), name
+    assert got["auc"] == pytest.approx(want["auc"], abs=1e-12)
+    # gauc: the user's impressions pooled, ties broken by row order within the pool, averaged over users
+    assert got["gauc"] == pytest.approx(per_group_mean(labels, scores, users, by_position)["auc"], abs=1e-12)
+    assert got["users"] == sum(0 < labels[users == u].sum() < (users == u).sum() for u in np.unique(users))
+    assert list(got) == [*CHOSEN, "groups", "skipped", "rows", "users"]
+
+
+def test_average_ties_are_the_expected_metrics_over_tied_orders():
+    rng = np.random.default_rng(13)
+    sizes = rng.integers(2, 7, 150)
+    groups = np.repeat(np.arange(150), sizes)
+    labels = (rng.random(len(groups)) < 0.4).astype(np.int64)
+    scores = rng.integers(0, 3, len(groups)).astype(np.float64)  # three values: nearly every row tied
+    users = users_of(groups, seed=14)
+    got = evaluate_groups(labels, scores, groups, CHOSEN, users, ties="average")
+    want = per_group_mean(labels, scores, groups, over_tied_orders)
+    for name in CHOSEN[2:]:
+        assert got[name] == pytest.approx(want[name], abs=1e-12), name
+    # for AUC that expectation is sklearn's: a tied pair counts one half
+    sklearn_auc = per_group_mean(labels, scores, groups, lambda y, s: {"auc": roc_auc_score(y, s)})
+    assert got["auc"] == pytest.approx(want["auc"], abs=1e-12)
+    assert got["auc"] == pytest.approx(sklearn_auc["auc"], abs=1e-12)
+    by_user = per_group_mean(labels, scores, users, lambda y, s: {"auc": roc_auc_score(y, s)})
+    assert got["gauc"] == pytest.approx(by_user["auc"], abs=1e-12)
+    # the position rule differs on these ties; without ties both rules agree
+    assert evaluate_groups(labels, scores, groups, ["auc"])["auc"] != pytest.approx(got["auc"])
+    distinct = rng.permutation(len(groups)).astype(np.float64)
+    position = evaluate_groups(labels, distinct, groups, CHOSEN, users)
+    average = evaluate_groups(labels, distinct, groups, CHOSEN, users, ties="average")
+    for name in CHOSEN:
+        assert average[name] == pytest.approx(position[name], abs=1e-12), name
+
+
+def test_f1_thresholds_the_sigmoid_of_the_score():
+    labels, scores, groups, _ = random_data(seed=15)
+    for threshold in (0.0, 0.3, 0.5, 0.9):
+        got = evaluate_groups(labels, scores, groups, [f"f1@{threshold}"])[f"f1@{threshold:g}"]
+        predicted = 1.0 / (1.0 + np.exp(-scores)) >= threshold
+        assert got == pytest.approx(f1_score(labels, predicted), abs=1e-12), threshold
+    # no click and none predicted: undefined (null in metrics.json), not sklearn's 0
+    assert np.isnan(evaluate_groups([0, 0], [-5.0, -6.0], [1, 1], ["f1@0.5"])["f1@0.5"])
+
+
+def test_the_default_metrics_are_the_ones_reported_before_the_choice():
+    labels, scores, groups, _ = random_data(seed=16)
+    m = evaluate_groups(labels, scores, groups)
+    assert list(m) == [*DEFAULT_METRICS, "groups", "skipped", "rows"]
+    assert build_config([]).exp.metrics == list(DEFAULT_METRICS)
+    assert table_metrics(DEFAULT_METRICS) == ["auc", "mrr", "ndcg@5", "ndcg@10"]
+    assert table_metrics(["gauc", "logloss"]) == ["gauc", "logloss"]
+
+
+def test_metric_names_are_checked_and_spelled_one_way():
+    assert metric_names(["AUC", "nDCG@05", "f1@0.50", "hit@1"]) == ["auc", "ndcg@5", "f1@0.5", "hit@1"]
+    assert [metric_label(n) for n in ("auc", "gauc", "global_auc", "ndcg@5")] == [
+        "AUC per impression",
+        "GAUC per user",
+        "AUC pooled",
+        "nDCG@5",
+    ]
+    for bad in ("bleu", "ndcg", "ndcg@0", "hit@x", "f1@2", "f1@nan", "mrr@3"):
+        with pytest.raises(ValueError, match=r"valid: auc, gauc, .*ndcg@K.*f1@T"):
+            metric_names([bad])
+    with pytest.raises(ValueError, match="listed twice"):
+        metric_names(["ndcg@5", "NDCG@5"])
+    with pytest.raises(ValueError, match="gauc groups rows by user"):
+        evaluate_groups([0, 1], [0.1, 0.2], [1, 1], ["gauc"])
+    with pytest.raises(ValueError, match="ties"):
+        evaluate_groups([0, 1], [0.1, 0.2], [1, 1], ties="random")
+
+
+def test_an_unknown_metric_is_a_config_error_listing_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"exp.metrics.*unknown metric `bleu`.*recall@K.*f1@T"):
+        build_config(["exp.metrics=[auc,bleu]"])
+    with pytest.raises(ConfigError, match=r"exp.metric `auc` selects the best checkpoint.*exp.metrics"):
+        build_config(["exp.metrics=[gauc,mrr]"])
+    cfg = build_config(["exp.metrics=[auc,gauc,mrr,ndcg@3,hit@5,recall@10,lrap]", "exp.metric=ndcg@3"])
+    assert cfg.exp.metrics == ["auc", "gauc", "mrr", "ndcg@3", "hit@5", "recall@10", "lrap"]

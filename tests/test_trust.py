@@ -18,9 +18,10 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.data.goodreads import json_lines
 from oncerec.data.prepare import prepare
 from oncerec.errors import ConfigError, OncerecError
+from oncerec.eval.leaderboard import score_files
+from oncerec.eval.metrics import evaluate_groups, metrics_json
 from oncerec.models.embedding import read_glove
 from oncerec.train.experiment import Spec, load_spec, run_experiment
-from oncerec.train.metrics import evaluate_groups, metrics_json, score_files
 from oncerec.train.session import load_run
 from oncerec.train.trainer import train
 
@@ -177,7 +178,7 @@ def test_evaluate_on_other_data_refuses_another_vocabulary_of_the_same_size(tiny
 
 def test_new_items_are_scored_as_their_own_slice(tiny_run: Path):
     """metrics.json `cold_items`: the metrics over the candidates the training split never showed."""
-    from oncerec.train.evaluate import split_metrics
+    from oncerec.eval.slices import split_metrics
 
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     ds = Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, **QUIET))
@@ -192,5 +193,28 @@ def test_new_items_are_scored_as_their_own_slice(tiny_run: Path):
     scores = np.random.default_rng(0).standard_normal(len(cold))
     labels = np.asarray(test.label)
     expected = evaluate_groups(labels[cold], scores[cold], test.row_impression[cold])
-    assert split_metrics(test, scores, ds)["cold_items"] == expected
+    impressions = len(np.unique(test.row_impression[cold]))  # with a new candidate
+    assert split_metrics(test, scores, ds)["cold_items"] == expected | {"impressions": impressions}
     assert metrics["test"]["cold_items"]["rows"] == int(cold.sum())  # every run reports it
+
+
+def test_cold_users_are_the_impressions_with_short_histories(tiny_run: Path):
+    """metrics.json `cold_users`: the impressions whose history holds at most exp.cold_user_history clicks."""
+    from oncerec.eval.slices import split_metrics
+
+    ds = Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, **QUIET))
+    test = ds.split("test")
+    _, lengths, _ = ds.histories
+    clicks = np.array([lengths[h] for h in np.asarray(test.history)])
+    scores = np.random.default_rng(1).standard_normal(len(test.item))
+    labels = np.asarray(test.label)
+    for most in (8, 12):
+        cold = clicks <= most
+        assert 0 < cold.sum() < len(cold)
+        rows = np.repeat(cold, np.diff(np.asarray(test.offsets)))
+        want = evaluate_groups(labels[rows], scores[rows], test.row_impression[rows])
+        exp = build_config([f"exp.cold_user_history={most}"]).exp
+        got = split_metrics(test, scores, ds, exp)["cold_users"]
+        assert got == want | {"impressions": int(cold.sum()), "max_history": most}
+    saved = json.loads((tiny_run / "metrics.json").read_text())["test"]["cold_users"]
+    assert saved["max_history"] == 5 and saved["impressions"] == int((clicks <= 5).sum())

@@ -96,15 +96,20 @@ def cmd_stats(a: argparse.Namespace) -> None:
     _print_stats(ds.stats, ds.root)
 
 
-def _print_metrics(metrics: dict) -> None:
-    print(f"{'split':<8}{'AUC':>8}{'MRR':>8}{'nDCG@5':>8}{'nDCG@10':>9}{'impr.':>9}  AUC new items (impr.)")
-    for name, m in metrics.items():
-        cold = m.get("cold_items", {})
-        new = "—" if cold.get("auc") is None else f"{cold['auc']:.4f} ({cold['groups']:,})"
-        print(
-            f"{name:<8}{m['auc']:>8.4f}{m['mrr']:>8.4f}{m['ndcg@5']:>8.4f}{m['ndcg@10']:>9.4f}{m['impressions']:>9,}"
-            f"  {new}"
-        )
+def _print_metrics(metrics: dict, names: list[str]) -> None:
+    """{split: metrics} of a run that chose `names` (exp.metrics), as an aligned text table."""
+    from oncerec.eval.metrics import metric_label, table_metrics
+    from oncerec.eval.tables import cell, slice_cell, slice_keys, slice_label
+
+    names = table_metrics(names)
+    slices = slice_keys(metrics.values())
+    headers = [*map(metric_label, names), "impr.", *(f"{slice_label(names[0], k)} (impr.)" for k in slices)]
+    widths = [max(len(h) + 2, 8) for h in headers]
+    print(f"{'split':<8}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths, strict=True)))
+    for split, m in metrics.items():
+        cells = [*(cell(m.get(n)) for n in names), f"{m['impressions']:,}"]
+        cells += [slice_cell(m.get(key), names[0]) for key in slices]
+        print(f"{split:<8}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -114,7 +119,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = build_config(a.overrides)
     run_dir, metrics = train(cfg, progress=not a.quiet)
     if metrics:
-        _print_metrics(metrics)
+        _print_metrics(metrics, cfg.exp.metrics)
         print(f"run: {run_dir}")
 
 
@@ -122,8 +127,10 @@ def cmd_demo(a: argparse.Namespace) -> None:
     """The main job: train a model on the built-in data and compare it with popularity and the oracle."""
     from oncerec.config.loader import build_config
     from oncerec.data.dataset import Dataset
+    from oncerec.eval.metrics import metric_label, table_metrics
+    from oncerec.eval.slices import split_metrics
+    from oncerec.eval.tables import cell
     from oncerec.train.baselines import oracle_scores, popularity_scores
-    from oncerec.train.evaluate import split_metrics
     from oncerec.train.trainer import Trainer
 
     # Compact sizes so that the main job trains in a few minutes on 2 CPU cores.
@@ -144,21 +151,25 @@ def cmd_demo(a: argparse.Namespace) -> None:
         "popularity (train clicks)": popularity_scores(ds, test),
     }
     table = {cfg.model.name: metrics["test"]}
-    table.update({name: split_metrics(test, s) for name, s in rows.items() if s is not None})
+    table.update({name: split_metrics(test, s, exp=cfg.exp) for name, s in rows.items() if s is not None})
+    names = table_metrics(cfg.exp.metrics)
+    labels = [metric_label(n) for n in names]
+    widths = [max(len(x), 6) for x in labels]
     print(f"\ntest split of demo-{a.scale}: {test.num_impressions:,} impressions")
-    print(f"| {'model':<32} | {'AUC':>6} | {'MRR':>6} | {'nDCG@5':>6} | {'nDCG@10':>7} |")
-    print(f"|{'-' * 34}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
+    print(f"| {'model':<32} | " + " | ".join(f"{x:>{w}}" for x, w in zip(labels, widths, strict=True)) + " |")
+    print(f"|{'-' * 34}|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for name, m in table.items():
-        print(f"| {name:<32} | {m['auc']:.4f} | {m['mrr']:.4f} | {m['ndcg@5']:.4f} | {m['ndcg@10']:.4f} |")
+        values = [f"{cell(m[n]):>{w}}" for n, w in zip(names, widths, strict=True)]
+        print(f"| {name:<32} | " + " | ".join(values) + " |")
     oracle = table.get("oracle (true click probability)")
-    if oracle:
+    if oracle and "auc" in names:
         gap = (metrics["test"]["auc"] - 0.5) / (oracle["auc"] - 0.5)
         print(f"\n{cfg.model.name} closes {gap:.1%} of the AUC gap between random (0.5) and the oracle.")
     print(f"run directory: {trainer.run_dir}")
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from oncerec.train.metrics import metrics_json
+    from oncerec.eval.metrics import metrics_json
     from oncerec.train.session import load_run
 
     run = load_run(Path(a.run_dir), data=a.data)
@@ -171,7 +182,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def cmd_score(a: argparse.Namespace) -> None:
-    from oncerec.train.metrics import metrics_json, score_files
+    from oncerec.eval.leaderboard import score_files
+    from oncerec.eval.metrics import metrics_json
 
     print(metrics_json(score_files(Path(a.prediction), Path(a.truth))))
 
@@ -179,33 +191,36 @@ def cmd_score(a: argparse.Namespace) -> None:
 def cmd_compare(a: argparse.Namespace) -> None:
     """One Markdown table of the saved metrics of several runs (e.g. a model with and without DIRE)."""
     from oncerec.config.loader import load_saved_config
-    from oncerec.train.metrics import read_metrics
+    from oncerec.eval.metrics import metric_label, read_metrics
+    from oncerec.eval.tables import cell, columns, slice_keys, slice_label
 
-    def cell(value) -> str:
-        return "—" if value is None else f"{value:.4f}"  # null: no impression had both labels
-
-    rows = []
+    runs = []
     for run in map(Path, a.run_dirs):
         metrics_file, config_file = run / "metrics.json", run / "config.yaml"
         if not metrics_file.is_file() or not config_file.is_file():
             raise OncerecError(f"{run}: not a finished run (no metrics.json / config.yaml)")
-        model = load_saved_config(config_file).model
+        cfg = load_saved_config(config_file)
         m = read_metrics(metrics_file).get(a.split)
         if m is None:
             raise OncerecError(f"{metrics_file}: no `{a.split}` metrics (split without labels?)")
+        runs.append((run, cfg, m))
+    names = columns(cfg.exp.metrics for _, cfg, _ in runs)
+    slices = slice_keys(m for _, _, m in runs)
+    headers = ["run", "model", "item", "layer", f"{a.split} {metric_label(names[0])}"]
+    headers += [*map(metric_label, names[1:]), "impressions"]
+    for key in slices:
+        headers += [slice_label(names[0], key), "their impressions"]
+    print("| " + " | ".join(headers) + " |")
+    print("|---|---|---|" + "---:|" * (len(headers) - 3))
+    for run, cfg, m in runs:
+        model = cfg.model
         item = model.item + (f" ({model.item_lm})" if model.item_lm else "")
-        cold = m.get("cold_items", {})
-        rows.append(
-            f"| {run.name} | {model.name} | {item} | {model.layer} | {cell(m.get('auc'))} | {cell(m.get('mrr'))} "
-            f"| {cell(m.get('ndcg@5'))} | {cell(m.get('ndcg@10'))} | {m.get('impressions', 0):,} "
-            f"| {cell(cold.get('auc'))} | {cold.get('groups', 0):,} |"
-        )
-    print(
-        f"| run | model | item | layer | {a.split} AUC | MRR | nDCG@5 | nDCG@10 | impressions "
-        "| AUC new items | their impressions |"
-    )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
+        cells = [run.name, model.name, item, str(model.layer), *(cell(m.get(n)) for n in names)]
+        cells.append(f"{m.get('impressions', 0):,}")
+        for key in slices:  # a dash: the run was saved before the slice existed
+            part = m.get(key)
+            cells += [cell(part.get(names[0])), f"{part['groups']:,}"] if part else ["—", "—"]
+        print("| " + " | ".join(cells) + " |")
 
 
 def cmd_experiment(a: argparse.Namespace) -> None:
@@ -363,13 +378,6 @@ def cmd_genre_export(a: argparse.Namespace) -> None:
         print(f"wrote {store.export_jsonl(a.out):,} records to {a.out}")
     finally:
         store.close()
-
-
-def cmd_genre_evaluate(a: argparse.Namespace) -> None:
-    from oncerec.genre.evaluate import metrics_by_generated, write_and_format
-
-    metrics = metrics_by_generated(Path(a.run_dir), a.split, a.data)
-    print(write_and_format(Path(a.run_dir), a.split, metrics))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -586,11 +594,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", required=True)
     s.add_argument("--out", required=True, help="FILE.jsonl")
     s.set_defaults(func=cmd_genre_export)
-    s = genre.add_parser("evaluate", help="a run's metrics for users with and without generated content")
-    s.add_argument("run_dir")
-    s.add_argument("--split", default="test")
-    s.add_argument("--data", help="dataset override, as for evaluate")
-    s.set_defaults(func=cmd_genre_evaluate)
 
     s = sub.add_parser("stats", help="print the statistics of a prepared dataset")
     s.add_argument("dataset")

@@ -24,7 +24,8 @@ from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.models.recommender import Recommender
-from oncerec.train.evaluate import predict_fast, split_metrics
+from oncerec.eval.slices import split_metrics
+from oncerec.train.evaluate import predict_fast
 def peak_mb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024

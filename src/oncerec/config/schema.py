@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from oncerec.eval.metrics import DEFAULT_METRICS, SYNTAX, metric_name, metric_names
+
 # item columns a data.prompt template may name
 PROMPT_FIELDS = ("title", "abstract", "category", "subcategory")
 
@@ -309,8 +311,23 @@ class ExpConfig(_Strict):
     patience: int = Field(
         2, ge=0, description="Stop after this many evaluations without improvement (0: off)."
     )
-    metric: Literal["auc", "mrr", "ndcg@5", "ndcg@10", "logloss"] = Field(
-        "auc", description="Validation metric that selects the best checkpoint."
+    metric: str = Field(
+        "auc",
+        description="Validation metric that selects the best checkpoint (lowest for logloss, else highest); "
+        "one of `metrics`.",
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_METRICS),
+        description=f"What evaluations report, in this order (the keys of metrics.json; tables show them, "
+        f"the default as auc, mrr, ndcg@5, ndcg@10): {SYNTAX}. auc, mrr, ndcg, hit, recall and lrap are "
+        "averaged over impressions, gauc over users (each user's impressions pooled), global_auc, f1 and "
+        "logloss pool every candidate.",
+    )
+    cold_user_history: int = Field(
+        5,
+        ge=0,
+        description="The `cold_users` slice of the metrics: impressions whose history holds at most this many "
+        "clicks (GENRE's generated items not counted). 5: ONCE's cold users (1-5 clicks).",
     )
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="Autocast precision.")
     out_dir: str = Field("", description="Run directory (default runs/<data>-<model>-<timestamp>).")
@@ -321,6 +338,26 @@ class ExpConfig(_Strict):
         0, ge=0, description="Also checkpoint every N optimizer steps (0: only at evaluations)."
     )
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: no limit).")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        return metric_name(name)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        return metric_names(names)
+
+    @model_validator(mode="after")
+    def _metric_is_reported(self) -> ExpConfig:
+        # The best checkpoint is chosen on the validation metrics evaluations compute, which are `metrics`.
+        if self.metric not in self.metrics:
+            raise ValueError(
+                f"exp.metric `{self.metric}` selects the best checkpoint: add it to exp.metrics "
+                f"({', '.join(self.metrics)}) or choose one of those"
+            )
+        return self
 
 
 class Config(_Strict):

@@ -127,6 +127,13 @@ class Dataset:
         seen[0] = False  # the padding item
         return seen
 
+    @cached_property
+    def generated_items(self) -> np.ndarray | None:
+        """[num_items] bool: the items GENRE generated for cold users (`oncerec genre merge` writes the flags
+        when it adds any); None for a dataset without them."""
+        flags = self.root / "items" / "synthetic.npy"
+        return np.load(flags).astype(bool) if flags.is_file() else None
+
     def vocab(self, name: str) -> list[str]:
         return json.loads((self.root / "vocab" / f"{name}.json").read_text())
 

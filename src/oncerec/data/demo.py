@@ -56,6 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from oncerec.errors import OncerecError
+from oncerec.eval.metrics import evaluate_groups
 from oncerec.paths import check_new_dir, publish_dir
 
 GENERATOR_VERSION = 2
@@ -828,28 +829,6 @@ def _csr_starts(group: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.bincount(group, minlength=n))])
 
 
-def _mean_impression_auc(score: np.ndarray, label: np.ndarray, start: np.ndarray) -> float:
-    """Mean over impressions (rows start[j]:start[j+1]) of the ROC AUC, ties ranked by their average;
-    impressions with only clicks or only non-clicks are skipped."""
-    n, n_imp = len(score), len(start) - 1
-    group = np.repeat(np.arange(n_imp), np.diff(start))
-    order = np.lexsort((score, group))
-    s, g = score[order], group[order]
-    new_run = np.ones(n, bool)
-    new_run[1:] = (s[1:] != s[:-1]) | (g[1:] != g[:-1])
-    run_start = np.flatnonzero(new_run)
-    run_end = np.append(run_start[1:], n)
-    mid = ((run_start + run_end - 1) / 2.0)[np.cumsum(new_run) - 1]
-    rank = mid - start[g] + 1.0
-    lab = label[order].astype(np.float64)
-    n_pos = np.bincount(g, weights=lab, minlength=n_imp)
-    n_neg = np.diff(start) - n_pos
-    rank_sum = np.bincount(g, weights=rank * lab, minlength=n_imp)
-    valid = (n_pos > 0) & (n_neg > 0)
-    auc = (rank_sum[valid] - n_pos[valid] * (n_pos[valid] + 1) / 2) / (n_pos[valid] * n_neg[valid])
-    return float(auc.mean()) if valid.any() else float("nan")
-
-
 # ------------------------------------------------------------------------------------------------ writing
 
 
@@ -969,7 +948,13 @@ def _generate(
     _write_news(folder, cat, np.random.default_rng(text_seed), (train.used, dev.used), progress, new, words)
 
     item, label, prob, size = (np.concatenate(parts) for parts in zip(*dev.kept, strict=True))
-    start = np.concatenate([[0], np.cumsum(size)])
+    impression = np.repeat(np.arange(len(size)), size)
+
+    def mean_auc(score: np.ndarray) -> float:
+        # Tied scores get average ranks: popularity gives many candidates the same click count, and those
+        # ties count as coin flips, not by candidate order.
+        return round(evaluate_groups(label, score, impression, ["auc"], ties="average")["auc"], 4)
+
     summary = {
         "generator": "oncerec.data.demo",
         "version": GENERATOR_VERSION,
@@ -989,10 +974,8 @@ def _generate(
         "train": train.stats(),
         "dev": dev.stats()
         | {
-            "oracle_auc": round(_mean_impression_auc(prob, label, start), 4),
-            "popularity_auc": round(
-                _mean_impression_auc(train_clicks[item].astype(np.float64), label, start), 4
-            ),
+            "oracle_auc": mean_auc(prob),
+            "popularity_auc": mean_auc(train_clicks[item].astype(np.float64)),
         },
     }
     (folder / "meta.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

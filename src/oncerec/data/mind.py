@@ -30,7 +30,7 @@ NEWS_COLUMNS = (
 BEHAVIOR_COLUMNS = ("impression_id", "user_id", "time", "history", "impressions")
 SPLITS = ("train", "dev", "test")
 # Impression ids key MIND's leaderboard files: non-negative integers of at most 18 digits, so that every one
-# fits int64. `prepare` and `oncerec score` (train/metrics.py) apply this one rule.
+# fits int64. `prepare` and `oncerec score` (eval/leaderboard.py) apply this one rule.
 ID_DIGITS = 18
 IMPRESSION_ID = re.compile(rf"\d{{1,{ID_DIGITS}}}")
 BOM = "\ufeff"

@@ -1,4 +1,4 @@
-"""Scoring a split and computing the official metrics.
+"""Scoring a split (its metrics: `oncerec.eval.slices.split_metrics`).
 
 Fast path (default): encode every item once, every distinct (user, history) once, then score each impression
 by lookup. Slow path: run the whole model per impression batch. Both give the same scores (tested).
@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from oncerec.data.batching import ItemContent, histories_for, impression_batch, padded_candidates
 from oncerec.data.dataset import Dataset, Split
+from oncerec.eval.leaderboard import write_predictions
+from oncerec.eval.metrics import group_ranks
 from oncerec.models.recommender import Recommender
-from oncerec.train.metrics import evaluate_groups, group_ranks, write_predictions
 
 
 def _chunks(n: int, size: int):
@@ -120,19 +121,6 @@ def predict_slow(
             s.float().cpu().numpy()[batch.candidate_mask.cpu().numpy()]
         )
     return scores
-
-
-def split_metrics(split: Split, scores: np.ndarray, dataset: Dataset | None = None) -> dict:
-    """The split's metrics; with the dataset, also `cold_items`: the same metrics over the candidates the
-    training split never showed (per impression, among its new candidates: an impression needs a clicked
-    and a skipped new candidate to count), with `rows` and `groups` saying how many."""
-    labels = np.asarray(split.label)
-    m = evaluate_groups(labels, scores, split.row_impression)
-    m["impressions"] = split.num_impressions
-    if dataset is not None:
-        cold = ~dataset.train_items[np.asarray(split.item)]
-        m["cold_items"] = evaluate_groups(labels[cold], scores[cold], split.row_impression[cold])
-    return m
 
 
 def write_split_predictions(path: Path, split: Split, scores: np.ndarray) -> None:

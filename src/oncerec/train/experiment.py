@@ -16,7 +16,8 @@ combination of one value per axis, for every seed, is one run of `oncerec train`
 Runs go to `<out>/<name>/<row>/seed-<s>/` and run in a subprocess each (so one crash or one process-wide
 setting cannot leak into the next); a run with a metrics.json is finished and skipped, an interrupted one
 resumes from its checkpoint. The table (`results.md`, `results.csv`) has the mean and standard deviation over
-seeds of each test metric and the relative AUC change over the baseline row.
+seeds of each test metric the runs chose (`exp.metrics`), of the first one over each slice of the split (new
+items, cold users, ...), and the relative change of the first one over the baseline row.
 """
 
 from __future__ import annotations
@@ -34,18 +35,11 @@ import yaml
 
 from oncerec.config.loader import build_config, config_diff, load_saved_config
 from oncerec.errors import ConfigError, OncerecError
-from oncerec.train.metrics import read_metrics
+from oncerec.eval.metrics import metric_label, read_metrics
+from oncerec.eval.tables import columns, slice_keys, slice_label
 from oncerec.train.trainer import resume_diff
 
 PRESETS = Path(__file__).resolve().parent.parent / "config" / "presets" / "experiment"
-# metrics.json keys (a dot goes into a slice) -> column names
-METRICS = {
-    "auc": "AUC",
-    "mrr": "MRR",
-    "ndcg@5": "nDCG@5",
-    "ndcg@10": "nDCG@10",
-    "cold_items.auc": "AUC new items",
-}
 SPLITS = ("valid", "test")  # the splits a finished run has metrics for
 
 
@@ -217,33 +211,48 @@ def _value(metrics: dict, key: str) -> float | None:
 
 
 def write_table(spec: Spec, out: Path) -> Path:
-    rows = []
+    """results.md and results.csv: per row, the mean ± std over its finished seeds of the metrics the runs
+    chose (tables' columns, see eval/tables.py) and of the first one over each slice, and the relative
+    change of the first one over the baseline row."""
+    found = []
     for row, _ in spec.rows:
-        found = [run_dir(out, spec, row, s) / "metrics.json" for s in spec.seeds]
-        metrics = [read_metrics(f).get(spec.split, {}) for f in found if f.is_file()]
-        if metrics:
-            rows.append((row, len(metrics), {m: _mean_std([_value(x, m) for x in metrics]) for m in METRICS}))
-    base = next((r[2]["auc"][0] for r in rows if r[0] == spec.baseline), None)
+        folders = [run_dir(out, spec, row, s) for s in spec.seeds]
+        done = [f for f in folders if (f / "metrics.json").is_file()]
+        if done:
+            found.append((row, [load_saved_config(f / "config.yaml").exp.metrics for f in done], done))
+    names = columns(choice for _, choices, _ in found for choice in choices)
+    rows = []
+    for row, _, done in found:
+        rows.append((row, [read_metrics(f / "metrics.json").get(spec.split, {}) for f in done]))
+    slices = slice_keys(m for _, metrics in rows for m in metrics)
+    # metrics.json keys (a dot goes into a slice) -> column names
+    keys = {n: metric_label(n) for n in names} | {f"{k}.{names[0]}": slice_label(names[0], k) for k in slices}
+    rows = [
+        (row, len(metrics), {k: _mean_std([_value(x, k) for x in metrics]) for k in keys})
+        for row, metrics in rows
+    ]
+    first = names[0] if names else ""
+    base = next((r[2][first][0] for r in rows if r[0] == spec.baseline), None)
     folder = out / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
         f"# {spec.name}: {spec.split} metrics, mean ± std over seeds {spec.seeds}",
         "",
         "| "
-        + " | ".join(["run", "seeds", *METRICS.values()])
-        + (f" | AUC vs {spec.baseline}" if base else "")
+        + " | ".join(["run", "seeds", *keys.values()])
+        + (f" | {metric_label(first)} vs {spec.baseline}" if base else "")
         + " |",
-        "|---|---:|" + "---:|" * len(METRICS) + ("---:|" if base else ""),
+        "|---|---:|" + "---:|" * len(keys) + ("---:|" if base else ""),
     ]
     with open(folder / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
-            ["run", "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), "auc_rel_change"]
+            ["run", "seeds", *(f"{k}_{s}" for k in keys for s in ("mean", "std")), f"{first}_rel_change"]
         )
         for row, n, m in rows:
-            rel = (m["auc"][0] - base) / base if base else None
+            rel = (m[first][0] - base) / base if base else None
             # undefined over every seed (no impression with new items, or runs saved before the slice): a dash
-            cells = ["—" if math.isnan(m[k][0]) else f"{m[k][0]:.4f} ± {m[k][1]:.4f}" for k in METRICS]
+            cells = ["—" if math.isnan(m[k][0]) else f"{m[k][0]:.4f} ± {m[k][1]:.4f}" for k in keys]
             lines.append(
                 f"| {row} | {n} | " + " | ".join(cells) + (f" | {rel:+.2%}" if rel is not None else "") + " |"
             )
@@ -251,7 +260,7 @@ def write_table(spec: Spec, out: Path) -> Path:
                 [
                     row,
                     n,
-                    *(f"{m[k][i]:.6f}" for k in METRICS for i in (0, 1)),
+                    *(f"{m[k][i]:.6f}" for k in keys for i in (0, 1)),
                     "" if rel is None else f"{rel:.6f}",
                 ]
             )

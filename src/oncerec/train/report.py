@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from oncerec.eval.metrics import metric_label, table_metrics
+from oncerec.eval.tables import cell, slice_cell, slice_keys, slice_label
 
-def plot_curves(log_path: Path, out: Path, metric: str = "auc") -> None:
+
+def plot_curves(log_path: Path, out: Path, metrics: list[str]) -> None:
+    """Training loss and the validation `metrics` (the first: the one that selects the best checkpoint)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +24,7 @@ def plot_curves(log_path: Path, out: Path, metric: str = "auc") -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax1.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue")
     ax1.set(xlabel="optimizer step", ylabel="training loss", title="loss")
-    for key in dict.fromkeys([metric, "auc", "mrr", "ndcg@10"]):
+    for key in dict.fromkeys(metrics):
         ax2.plot([r["step"] for r in evals], [r.get(key) for r in evals], marker="o", label=key)
     ax2.set(xlabel="optimizer step", title="validation")
     ax2.legend()
@@ -43,16 +47,18 @@ def write_report(
         f"- training: {e.epochs} epochs, batch {e.batch_size} x {e.acc_batch}, lr {e.lr}, {e.neg_count} negatives, "
         f"seed {e.seed}; best by `{e.metric}`",
         "",
-        "| split | AUC | MRR | nDCG@5 | nDCG@10 | impressions | AUC new items (their impressions) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    names = table_metrics(e.metrics)
+    slices = slice_keys(metrics.values())
+    headers = ["split", *map(metric_label, names), "impressions"]
+    headers += [f"{slice_label(names[0], key)} (their impressions)" for key in slices]
+    lines += ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for split, s in metrics.items():
-        cold = s.get("cold_items", {})
-        new = "—" if cold.get("auc") is None else f"{cold['auc']:.4f} ({cold['groups']:,})"
-        lines.append(
-            f"| {split} | {s['auc']:.4f} | {s['mrr']:.4f} | {s['ndcg@5']:.4f} | {s['ndcg@10']:.4f} "
-            f"| {s['impressions']:,} | {new} |"
-        )
+        cells = [split, *(cell(s.get(n)) for n in names), f"{s['impressions']:,}"]
+        cells += [slice_cell(s.get(key), names[0]) for key in slices]
+        lines.append("| " + " | ".join(cells) + " |")
+    if "cold_users" in slices:
+        lines += ["", f"Cold users: impressions whose history has at most {e.cold_user_history} clicks."]
     lines += ["", "![training curves](curves.png)", ""]
     for user, recs in examples:
         lines += [f"**Top recommendations for {user}**", ""]

@@ -14,13 +14,13 @@ from oncerec.config.loader import load_group, load_saved_config
 from oncerec.config.schema import Config, DataConfig
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError
+from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
 from oncerec.train.checkpoint import load_latest, load_weights
 from oncerec.train.evaluate import (
     encode_all_items,
     encode_user,
     predict_fast,
-    split_metrics,
     top_items,
     write_split_predictions,
 )
@@ -41,7 +41,7 @@ class Run:
         scores = predict_fast(self.model, self.dataset, split, self.cfg.exp.eval_batch_size, self.device)
         if write_to is not None:
             write_split_predictions(write_to / f"{split_name}.prediction.txt", split, scores)
-        return split_metrics(split, scores, self.dataset) if split.labelled else {}
+        return split_metrics(split, scores, self.dataset, self.cfg.exp) if split.labelled else {}
 
     @torch.no_grad()
     def recommend(self, user: str, history: list[str] | None, top_k: int) -> list[tuple[str, str, float]]:

@@ -29,19 +29,24 @@ from oncerec.config.schema import Config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError, OncerecError
+from oncerec.eval.metrics import lower_is_better, metrics_json, table_metrics
+from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
 from oncerec.paths import write_text_atomic
 from oncerec.train.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
-from oncerec.train.evaluate import predict_fast, predict_slow, split_metrics, write_split_predictions
+from oncerec.train.evaluate import predict_fast, predict_slow, write_split_predictions
 from oncerec.train.losses import loss_kind, training_loss
-from oncerec.train.metrics import metrics_json
 from oncerec.train.report import plot_curves, write_report
 from oncerec.train.session import VOCAB_FILE, Run
 
-# Keys that may change between an interrupted run and its resumption.
+# Keys that may change between an interrupted run and its resumption (`metrics` and `cold_user_history` say
+# what evaluations report, not what trains; `metric`, which picks the checkpoint, may not change).
 RESUMABLE_KEYS = {
     f"exp.{k}"
-    for k in ("resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps")
+    for k in (
+        *("resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps"),
+        *("metrics", "cold_user_history"),
+    )
 }
 
 
@@ -60,7 +65,7 @@ class TrainState:
 def _better(metric: str, new: float, old: float | None) -> bool:
     if old is None or math.isnan(old):
         return not math.isnan(new)
-    return new < old if metric == "logloss" else new > old
+    return new < old if lower_is_better(metric) else new > old
 
 
 def run_dir_for(cfg: Config) -> Path:
@@ -246,7 +251,7 @@ class Trainer:
             return {}
         if write:
             write_split_predictions(self.run_dir / f"{split_name}.prediction.txt", split, scores)
-        return split_metrics(split, scores, self.dataset) if split.labelled else {}
+        return split_metrics(split, scores, self.dataset, self.cfg.exp) if split.labelled else {}
 
     def _validate(self) -> None:
         """Every process evaluates its share; the main process decides; every process learns the decision."""
@@ -271,7 +276,7 @@ class Trainer:
             self._write_log(record)
             self.log(
                 f"valid @ step {s.global_step}: "
-                + "  ".join(f"{k} {m[k]:.4f}" for k in ("auc", "mrr", "ndcg@5", "ndcg@10"))
+                + "  ".join(f"{k} {m[k]:.4f}" for k in table_metrics(self.cfg.exp.metrics))
                 + ("  (best)" if improved else f"  (no gain {s.bad_evals}/{self.cfg.exp.patience or 'inf'})")
             )
             decision = [asdict(s)]
@@ -382,7 +387,11 @@ class Trainer:
                     metrics[name] = m
         if self.main:
             write_text_atomic(self.run_dir / "metrics.json", metrics_json(metrics) + "\n")
-            plot_curves(self.run_dir / "log.jsonl", self.run_dir / "curves.png", self.cfg.exp.metric)
+            plot_curves(
+                self.run_dir / "log.jsonl",
+                self.run_dir / "curves.png",
+                [self.cfg.exp.metric, *table_metrics(self.cfg.exp.metrics)],
+            )
             write_report(self.run_dir, self.cfg, metrics, self._examples())
         # Every process leaves together and closes the process group: one that exits while the others still
         # use it can abort in the collectives' threads ("terminate called without an active exception").
