@@ -191,6 +191,7 @@ def test_bad_requests_get_a_4xx_naming_the_field(server: Server):
 def test_health_and_metrics(server: Server):
     health = server.http.get("/health").json()
     assert health | {"items": 0} == {
+        "pid": server.process.pid,  # one worker: the process started
         "status": "ok",
         "model": "naml",
         "ranking": "inner_product",
@@ -398,6 +399,28 @@ def test_processes_sharing_an_export_see_each_others_items(naml_export: Path, tm
     with pytest.raises(RequestError, match="does not add items") as refused:
         Service(export, adding="read-only here").add_items([content])
     assert refused.value.status == 409
+
+
+def test_two_workers_over_http_share_added_items_and_stop_together(naml_export: Path, tmp_path: Path):
+    """`serve --workers 2`: two processes, each with a listening socket of its own on the port (the kernel
+    spreads connections over them); an item added through one is in the other's answers; stopping `serve`
+    stops both."""
+    import psutil
+
+    export = tmp_path / "export"
+    shutil.copytree(naml_export, export)
+    server = Server(export, "--workers", "2", "--persist")  # ready when both workers have answered
+    children = psutil.Process(server.process.pid).children()  # the workers and multiprocessing's tracker
+    content = {"id": "N-both", "title": "Seen by both workers", "category": "news"}
+    assert httpx.post(f"{server.url}/items", json={"items": [content]}).json()["added"] == 1
+    answered: set[int] = set()
+    for _ in range(40):  # a new connection each time: both workers answer some
+        assert httpx.post(f"{server.url}/recommend", json={"history": ["N-both"], "k": 3}).status_code == 200
+        answered.add(httpx.get(f"{server.url}/health").json()["pid"])
+    assert len(answered) == 2 and answered < {c.pid for c in children}
+    server.stop()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [(c.pid, c.cmdline()) for c in alive]
 
 
 def test_export_checks(naml_run: Path, naml_export: Path, tmp_path: Path, capsys):

@@ -72,8 +72,10 @@ class ServerProcess:
             *options,
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # with several workers, ready when each has answered (each loads the export, then listens)
+        workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
         deadline = time.monotonic() + timeout
-        while not self._healthy():
+        while len(self._answering(workers)) < workers:
             if self.process.poll() is not None:
                 raise OncerecError(
                     f"serve exited with {self.process.returncode}:\n{self.process.stdout.read()}"
@@ -83,12 +85,18 @@ class ServerProcess:
                 raise OncerecError(f"serve did not answer {self.url}/health in {timeout:.0f} s")
             time.sleep(0.2)
 
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=5) as r:
-                return r.status == 200
-        except OSError:
-            return False
+    def _answering(self, workers: int) -> set[int]:
+        """The processes that answer /health, asked (on new connections) until `workers` of them have."""
+        pids: set[int] = set()
+        for _ in range(20 * workers):
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as r:
+                    pids.add(json.load(r)["pid"])
+            except OSError:
+                break
+            if len(pids) == workers:
+                break
+        return pids
 
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind, as a crash or an out-of-memory kill."""
@@ -144,10 +152,10 @@ def bench_serve(sizes: ServeSizes, log: Callable = print) -> dict:
         for kind, workers in sizes.servers:
             name = f"{kind}, {workers} worker{'s' if workers > 1 else ''}"
             with ServerProcess(Path(tmp) / kind, "--workers", str(workers), "--persist") as server:
-                asyncio.run(_load(server.port, warmup, 1))
+                _run(_load(server.port, warmup, 1))
                 levels = {}
                 for c in sizes.levels:
-                    seconds, latencies, replies = asyncio.run(_load(server.port, bodies, c))
+                    seconds, latencies, replies = _run(_load(server.port, bodies, c))
                     levels[c] = _summary(seconds, latencies)
                     if c == 1:
                         answers[name] = [[x["id"] for x in json.loads(r)["items"]] for r in replies]
@@ -200,6 +208,14 @@ def _summary(seconds: float, latencies: list[float]) -> dict:
         "p99_ms": float(np.percentile(ms, 99)),
         "max_ms": float(ms.max()),
     }
+
+
+def _run(load):
+    """The client's event loop: uvloop's (the server's too), which spends less of the cores the client
+    shares with the server it measures."""
+    import uvloop
+
+    return uvloop.run(load)
 
 
 async def _load(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, list[float], list[bytes]]:

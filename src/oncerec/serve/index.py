@@ -132,9 +132,10 @@ class ItemIndex:
         scores, found = self.index.search(queries, k + extra, params=self._params(selector))
         out = []
         for rows, row_scores, left_out in zip(found, scores, exclude, strict=True):
-            items = self.item_of_row[rows[rows >= 0]]
-            keep = ~np.isin(items, left_out)
-            out.append((items[keep][:k], row_scores[rows >= 0][keep][:k]))
+            valid = rows >= 0
+            items, left = self.item_of_row[rows[valid]], set(left_out.tolist())
+            keep = [n for n, item in enumerate(items.tolist()) if item not in left][:k]
+            out.append((items[keep], row_scores[valid][keep]))
         return out
 
     def _params(self, selector):

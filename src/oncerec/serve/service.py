@@ -184,9 +184,10 @@ class Service:
     def _encode_users(self, clicked: list[list[int]], users: list[int]) -> torch.Tensor:
         """User representations [B, ...] of histories right-padded into one batch, as training batches them
         (an empty history is one masked-out padding item, as `encode_user` has it)."""
-        hist = torch.zeros((len(clicked), max(1, *map(len, clicked))), dtype=torch.long)
-        for row, c in zip(hist, clicked, strict=True):
-            row[: len(c)] = torch.tensor(c, dtype=torch.long)
+        padded = np.zeros((len(clicked), max(1, *map(len, clicked))), dtype=np.int64)
+        for row, c in zip(padded, clicked, strict=True):
+            row[: len(c)] = c
+        hist = torch.from_numpy(padded)
         return self.model.encode_users(self.vectors[hist], hist > 0, torch.tensor(users), hist)
 
     def _rank(self, reps: torch.Tensor, exclude: list[np.ndarray], ks: list[int]) -> list[tuple]:
@@ -427,6 +428,7 @@ class Service:
             "items": len(self.index),
             "adds_items": not self.adding,
             "persist": self.persist,
+            "pid": os.getpid(),  # which process answered: each of `--workers N` is one
         }
 
 
