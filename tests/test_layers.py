@@ -1,0 +1,103 @@
+"""The one-way order of imports: a module imports its own package and packages of lower layers, never a
+higher layer or another package of its own layer. Lazy imports (inside functions) count: they are
+dependencies all the same. The README's Development section draws the same map."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# Lowest first. A module belongs to the longest prefix that names it: `oncerec.eval.metrics` (the ranking
+# formulas, numpy only) sits below the configs that name its metrics, the rest of `oncerec.eval` (slices,
+# leaderboard files, tables) above the data it reads.
+LAYERS: list[tuple[str, ...]] = [
+    ("oncerec.errors",),
+    ("oncerec.paths",),  # the cache folder, atomic writes
+    ("oncerec.eval.metrics",),
+    ("oncerec.config",),
+    ("oncerec.lm",),  # language-model files and backbones
+    ("oncerec.data",),  # readers, prepare, datasets, batches, the demo data
+    ("oncerec.dire",),  # the cache of a language model's frozen layers
+    ("oncerec.models", "oncerec.genre"),  # recommenders; LLM generation (which knows no recommender)
+    ("oncerec.eval",),
+    ("oncerec.train",),
+    ("oncerec.serve",),
+    ("oncerec.bench",),
+    ("oncerec.cli",),
+]
+
+
+def _unit(module: str) -> tuple[int, str]:
+    """(layer, the prefix it matched) of a module name."""
+    best = max(
+        (
+            (n, p)
+            for n, layer in enumerate(LAYERS)
+            for p in layer
+            if module == p or module.startswith(p + ".")
+        ),
+        key=lambda x: len(x[1]),
+        default=None,
+    )
+    assert best is not None, f"{module} is in no layer: add it to LAYERS (and to the README's map)"
+    return best
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every oncerec import of a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("oncerec.")]
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").startswith("oncerec.")
+        ):
+            # `from oncerec.eval import metrics` imports the module oncerec.eval.metrics
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return found
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(name: str) -> str:
+    """`oncerec.x.y.NAME` -> the module it comes from (the longest prefix that is a file or a package)."""
+    parts = name.split(".")
+    while parts:
+        base = SRC.joinpath(*parts)
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return ".".join(parts)
+        parts.pop()
+    raise AssertionError(f"{name} is not an oncerec module")
+
+
+def test_no_module_imports_a_higher_layer_or_a_sibling():
+    wrong = []
+    for path in sorted((SRC / "oncerec").rglob("*.py")):
+        me = _module_name(path)
+        if me == "oncerec":
+            continue
+        layer, unit = _unit(me)
+        for line, name in _imports(path):
+            other_layer, other_unit = _unit(_resolve(name))
+            if other_unit != unit and other_layer >= layer:
+                wrong.append(f"{path.relative_to(SRC)}:{line}: {me} ({unit}) imports {name} ({other_unit})")
+    assert not wrong, "imports against the layer order:\n" + "\n".join(wrong)
+
+
+def test_the_rule_catches_an_upward_import(tmp_path: Path):
+    """The check itself: a model importing the trainer is refused."""
+    assert _unit("oncerec.models.user.gru") < _unit("oncerec.train.trainer")
+    assert (
+        _unit("oncerec.eval.metrics")[0] < _unit("oncerec.config.schema")[0] < _unit("oncerec.eval.slices")[0]
+    )
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from oncerec.train.trainer import Trainer\n")
+    assert _imports(f) == [(2, "oncerec.train.trainer.Trainer")]
+    assert _resolve("oncerec.train.trainer.Trainer") == "oncerec.train.trainer"
