@@ -17,11 +17,13 @@ import asyncio
 import gc
 import json
 import multiprocessing
+import os
 import signal
 import socket
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +55,10 @@ class ItemsRequest(BaseModel):
     items: list[dict[str, Any]] = Field(min_length=1)
 
 
-def create_app(service: Service, max_body: int = MAX_BODY):
+def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
     """The ASGI app: the API, inside the request metrics and the body-size limit."""
     api = FastAPI(title="oncerec", docs_url=None, redoc_url=None, openapi_url=None)
-    batcher = _Batcher(service)
+    batcher = _Batcher(service, parallel)
     metrics = _Metrics(_BodyLimit(api, max_body), service, batcher)
 
     # The body is read as JSON whatever its Content-Type says (curl -d sends a form type), then validated.
@@ -117,38 +119,43 @@ class _Batcher:
     """Requests that arrive while the model answers a batch wait for it, and the next call answers all of
     them at once (`Service.recommend_many`). A request alone is answered at once, with no waiting for company;
     under load the fixed cost of a model call and an index search is shared (see `oncerec bench --only
-    serve`). One batch at a time per process: `--workers` spreads the batches over the cores."""
+    serve`). Up to `parallel` batches run at a time, in threads (the model and FAISS release the GIL): one
+    per core this process has to itself."""
 
-    def __init__(self, service: Service, limit: int = 64):
-        self.service, self.limit = service, limit
+    def __init__(self, service: Service, parallel: int = 1, limit: int = 64):
+        self.service, self.parallel, self.limit = service, parallel, limit
+        # threads of its own: anyio's pool (Starlette's run_in_threadpool) costs more per call
+        self.threads = ThreadPoolExecutor(parallel, thread_name_prefix="oncerec-batch")
         self.waiting: list[tuple[Query, asyncio.Future]] = []
-        self.task: asyncio.Task | None = None  # referenced: the loop keeps only a weak reference to tasks
+        self.tasks: set[asyncio.Task] = set()  # referenced: the loop keeps only a weak reference to tasks
         self.batches = self.requests = 0
 
     async def answer(self, query: Query) -> Answer:
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((query, future))
-        if self.task is None:
-            self.task = asyncio.create_task(self._run())
+        if len(self.tasks) < self.parallel:
+            task = asyncio.create_task(self._run())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         answer = await future
         if isinstance(answer, BaseException):
             raise answer
         return answer
 
     async def _run(self) -> None:
-        try:
-            while self.waiting:
-                batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :]
-                self.batches, self.requests = self.batches + 1, self.requests + len(batch)
-                try:
-                    answers = await run_in_threadpool(self.service.recommend_many, [q for q, _ in batch])
-                except Exception as e:  # noqa: BLE001 - whatever failed, every request of the batch hears it
-                    answers = [e] * len(batch)
-                for (_, future), answer in zip(batch, answers, strict=True):
-                    if not future.done():  # its client may have gone
-                        future.set_result(answer)
-        finally:
-            self.task = None
+        while self.waiting:
+            batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :]
+            self.batches, self.requests = self.batches + 1, self.requests + len(batch)
+            try:
+                queries = [q for q, _ in batch]
+                answers = await asyncio.get_running_loop().run_in_executor(
+                    self.threads, self.service.recommend_many, queries
+                )
+            except Exception as e:  # noqa: BLE001 - whatever failed, every request of the batch hears it
+                answers = [e] * len(batch)
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():  # its client may have gone
+                    future.set_result(answer)
 
 
 class _BodyLimit:
@@ -274,7 +281,7 @@ def _service(options: dict) -> Service:
     import faiss
     import torch
 
-    # one thread per request: requests run side by side on the cores, and threads of one would only contend
+    # one thread per batch: batches run side by side on the cores, and threads within one would only contend
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     adding = (
@@ -320,7 +327,7 @@ def _worker(options: dict, run: dict) -> None:
     connections only once it can answer them)."""
     import uvicorn
 
-    app = create_app(_service(options), options["max_body"])
+    app = create_app(_service(options), options["max_body"], options["parallel"])
     sock = _listen(run["host"], run["port"], shared=True)
     uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[sock])
 
@@ -347,6 +354,8 @@ def serve(
         "candidates": candidates,
         "max_body": max_body,
         "added_dir": str(added_dir) if added_dir else "",
+        # batches computed at a time in each process: the cores shared out (more would only contend)
+        "parallel": max(1, len(os.sched_getaffinity(0)) // workers),
     }
     run = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     print(
@@ -354,7 +363,7 @@ def serve(
         file=sys.stderr,
     )
     if workers == 1:
-        app = create_app(_service(options), max_body)
+        app = create_app(_service(options), max_body, options["parallel"])
         uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[_listen(host, port, shared=False)])
         return
     _listen(host, port, shared=True).close()  # a port in use is refused here, before any worker loads
