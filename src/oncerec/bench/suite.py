@@ -32,6 +32,7 @@ from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dir
 from oncerec.bench.genre import bench_genre, genre_rows
 from oncerec.bench.serve import SERVE_FULL, SERVE_QUICK, ServeSizes, bench_serve, serve_rows
 from oncerec.config.loader import build_config
+from oncerec.config.schema import ExpConfig
 from oncerec.data.batching import Batch, TrainSampler
 from oncerec.data.dataset import Dataset, demo_raw_folder, resolve_dataset
 from oncerec.data.mind import split_folders
@@ -40,6 +41,7 @@ from oncerec.eval.metrics import DEFAULT_TABLE, evaluate_groups
 from oncerec.models.recommender import Recommender
 from oncerec.serve import missing_packages
 from oncerec.train.evaluate import predict_fast, predict_slow
+from oncerec.train.losses import batch_loss
 
 PRESETS = ("naml", "nrms", "lstur", "fastformer", "miner")
 REFERENCE_PRESET = "naml"
@@ -190,6 +192,7 @@ _PREPARE_CHILD = """
 import sys, time, json
 from pathlib import Path
 from oncerec.config.loader import build_config
+from oncerec.config.schema import ExpConfig
 from oncerec.data.prepare import prepare
 def rss_mb(field):
     with open("/proc/self/status") as f:
@@ -247,9 +250,9 @@ def bench_train(scale: str, batch_size: int, warmup: int, steps: int, log: Log =
     batches = [sampler.batch(0, i, order) for i in range(warmup + steps)]
     sampler_rate = batch_size * len(batches) / (time.perf_counter() - start)
 
-    models, optimizers = {}, {}
+    models, optimizers, cfgs = {}, {}, {}
     for preset in PRESETS:
-        cfg = build_config([f"data=demo-{scale}", f"model={preset}"])
+        cfg = cfgs[preset] = build_config([f"data=demo-{scale}", f"model={preset}"])
         torch.manual_seed(SEED)
         models[preset] = Recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=_quiet).train()
         optimizers[preset] = torch.optim.AdamW(
@@ -260,7 +263,7 @@ def bench_train(scale: str, batch_size: int, warmup: int, steps: int, log: Log =
     # ratios survive a busy machine better than with one model after the other.
     for i, batch in enumerate(batches):
         for preset in PRESETS:
-            seconds = _train_step(models[preset], optimizers[preset], batch)
+            seconds = _train_step(models[preset], optimizers[preset], batch, cfgs[preset].exp)
             if i >= warmup:
                 step_seconds[preset].append(seconds)
         log(f"  train step {i + 1}/{len(batches)}" + (" (warm-up)" if i < warmup else ""))
@@ -289,13 +292,12 @@ def bench_train(scale: str, batch_size: int, warmup: int, steps: int, log: Log =
     }
 
 
-def _train_step(model: Recommender, optimizer: torch.optim.Optimizer, batch: Batch) -> float:
-    """One optimizer step as the trainer takes it (clicked candidate in column 0, clip at norm 1)."""
+def _train_step(model: Recommender, optimizer: torch.optim.Optimizer, batch: Batch, exp: ExpConfig) -> float:
+    """One optimizer step as the trainer takes it: its loss (`batch_loss`), its clipping, AdamW."""
     start = time.perf_counter()
-    scores = model(batch)
-    loss = torch.nn.functional.cross_entropy(scores.float(), torch.zeros(len(scores), dtype=torch.long))
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    batch_loss(model, model(batch), batch, exp.loss).backward()
+    if exp.clip_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), exp.clip_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return time.perf_counter() - start

@@ -30,3 +30,10 @@ def training_loss(scores: Tensor, batch: Batch, kind: str) -> Tensor:
     valid = batch.candidate_mask.to(scores.dtype)
     losses = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
     return (losses * valid).sum() / valid.sum().clamp(min=1)
+
+
+def batch_loss(model: nn.Module, scores: Tensor, batch: Batch, loss: str) -> Tensor:
+    """The objective of one training batch: `exp.loss` over its clicks (`auto` resolved for the model's
+    predictor) plus the model's own regularisation (`Recommender.regularization`)."""
+    kind = loss_kind(loss, model.predictor)
+    return training_loss(scores, batch, kind) + model.regularization().to(scores.device)

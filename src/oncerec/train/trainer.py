@@ -35,7 +35,7 @@ from oncerec.models.recommender import Recommender
 from oncerec.paths import write_text_atomic
 from oncerec.train.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from oncerec.train.evaluate import predict_fast, predict_slow, write_split_predictions
-from oncerec.train.losses import loss_kind, training_loss
+from oncerec.train.losses import batch_loss
 from oncerec.train.report import plot_curves, write_report
 from oncerec.train.session import VOCAB_FILE, Run
 
@@ -291,9 +291,7 @@ class Trainer:
             batch = self.sampler.batch(epoch, (step * acc + a) * world + rank, order).to(self.acc.device)
             sync = nullcontext() if a == acc - 1 else self.acc.no_sync(self.ddp_model)
             with sync, self.acc.autocast():
-                scores = self.ddp_model(batch)
-                loss = training_loss(scores, batch, loss_kind(self.cfg.exp.loss, self.model.predictor))
-                loss = loss + self.model.regularization().to(loss.device)
+                loss = batch_loss(self.model, self.ddp_model(batch), batch, self.cfg.exp.loss)
             self.acc.backward(loss / acc)
             total += loss.item() / acc
         if self.cfg.exp.clip_norm:
