@@ -338,6 +338,12 @@ class ExpConfig(_Strict):
         0, ge=0, description="Also checkpoint every N optimizer steps (0: only at evaluations)."
     )
     max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: no limit).")
+    tracker: Literal["none", "tensorboard", "wandb"] = Field(
+        "none",
+        description="Also send what log.jsonl records to TensorBoard (RUN_DIR/tensorboard) or Weights & "
+        "Biases (its settings from WANDB_* environment variables); each an extra: pip install "
+        "'oncerec[tensorboard]' / 'oncerec[wandb]'.",
+    )
 
     @field_validator("metric")
     @classmethod

@@ -38,14 +38,15 @@ from oncerec.train.evaluate import predict_fast, predict_slow, write_split_predi
 from oncerec.train.losses import batch_loss
 from oncerec.train.report import plot_curves, write_report
 from oncerec.train.session import VOCAB_FILE, Run
+from oncerec.train.tracking import Tracker, open_tracker, require_tracker, scalars
 
-# Keys that may change between an interrupted run and its resumption (`metrics` and `cold_user_history` say
-# what evaluations report, not what trains; `metric`, which picks the checkpoint, may not change).
+# Keys that may change between an interrupted run and its resumption (`metrics`, `cold_user_history` and
+# `tracker` say what is reported and where, not what trains; `metric`, which picks the checkpoint, may not).
 RESUMABLE_KEYS = {
     f"exp.{k}"
     for k in (
         *("resume", "out_dir", "log_every", "eval_batch_size", "epochs", "patience", "max_steps"),
-        *("metrics", "cold_user_history"),
+        *("metrics", "cold_user_history", "tracker"),
     )
 }
 
@@ -119,8 +120,10 @@ def _lr_lambda(cfg: Config, total_steps: int):
 
 class Trainer:
     def __init__(self, cfg: Config, progress: bool = True, log=print):
+        require_tracker(cfg.exp.tracker)
         self.cfg = cfg
         self.progress = progress
+        self.tracker: Tracker | None = None  # opened by fit, on the main process
         # Without a GPU, accelerate needs cpu=True to treat several launched processes as one DDP job (gloo).
         try:
             self.acc = Accelerator(mixed_precision=cfg.exp.mixed_precision, cpu=not torch.cuda.is_available())
@@ -167,6 +170,8 @@ class Trainer:
         if self.main:
             with open(self.run_dir / "log.jsonl", "a") as f:
                 f.write(metrics_json(record, indent=None) + "\n")
+            if self.tracker is not None:
+                self.tracker.log(record["step"], scalars(record))
 
     def _save(self) -> None:
         # Each process draws its own dropout masks: every process's generators are kept, in rank order.
@@ -308,7 +313,7 @@ class Trainer:
         return self.cfg.exp.patience > 0 and self.state.bad_evals >= self.cfg.exp.patience
 
     def fit(self) -> dict:
-        cfg, s = self.cfg, self.state
+        cfg = self.cfg
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not cfg.exp.resume:
@@ -318,7 +323,20 @@ class Trainer:
                 )
         if cfg.exp.resume:
             self._restore()
-            s = self.state
+        if self.main:
+            resumed = self.state.global_step if cfg.exp.resume else None
+            self.tracker = open_tracker(cfg.exp.tracker, self.run_dir, cfg.model_dump(mode="json"), resumed)
+        try:
+            self._epochs()
+            return self.finish()
+        finally:
+            if self.tracker is not None:
+                self.tracker.close()
+                self.tracker = None
+
+    def _epochs(self) -> None:
+        """Train until the epochs, `max_steps` or the patience run out, evaluating and checkpointing."""
+        cfg, s = self.cfg, self.state
         self.model.train()
         samples_per_step = cfg.exp.batch_size * cfg.exp.acc_batch * self.acc.num_processes
         self.log(
@@ -369,7 +387,6 @@ class Trainer:
             if not s.stopped:
                 # A checkpoint taken at the epoch's last step resumes here, straight into the next epoch.
                 s.epoch, s.step_in_epoch = s.epoch + 1, 0
-        return self.finish()
 
     def finish(self) -> dict:
         """Reload the best weights, evaluate valid and test, write predictions, metrics and curves."""
