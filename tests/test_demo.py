@@ -170,7 +170,7 @@ def test_fresh_words_reach_only_the_dev_days_new_items(tiny, tmp_path):
     """demo_fresh: the same clicks; the new items of the dev day use concept words no earlier item uses."""
     import re
 
-    from oncerec.data import demo
+    from oncerec.data.demo import vocabulary as v
 
     root, _ = tiny
     out = tmp_path / "fresh"
@@ -181,18 +181,18 @@ def test_fresh_words_reach_only_the_dev_days_new_items(tiny, tmp_path):
     # words written only by a fresh synonym (not by an earlier synonym, a template, an audience, a name)
     everything_else = " ".join(
         [
-            *(w for s in demo._SEEN_WORDS for w in s),
-            *demo.TITLE_TEMPLATES,
-            *demo.ABSTRACT_SENTENCES,
-            *(p for tone in demo.TONE_PREFIXES for p in tone),
-            *demo.AUDIENCES.values(),
-            *demo.FIRST_NAMES,
-            *demo.LAST_NAMES,
-            *demo.PLACES,
+            *(w for s in v.SEEN_WORDS for w in s),
+            *v.TITLE_TEMPLATES,
+            *v.ABSTRACT_SENTENCES,
+            *(p for tone in v.TONE_PREFIXES for p in tone),
+            *v.AUDIENCES.values(),
+            *v.FIRST_NAMES,
+            *v.LAST_NAMES,
+            *v.PLACES,
         ]
     )
     known = set(re.findall(r"[\w']+", everything_else.lower()))
-    fresh_only = {w for s in demo._FRESH_WORDS for w in re.findall(r"[\w']+", " ".join(s).lower())} - known
+    fresh_only = {w for s in v.FRESH_WORDS for w in re.findall(r"[\w']+", " ".join(s).lower())} - known
 
     def words(rows) -> set[str]:
         return {w for r in rows for w in re.findall(r"[\w']+", f"{r[3]} {r[4]}".lower())}

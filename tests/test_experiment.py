@@ -10,7 +10,7 @@ import pytest
 
 from oncerec.config.loader import build_config, dump_config
 from oncerec.errors import ConfigError
-from oncerec.train.experiment import load_spec, run_dir, run_experiment, write_table
+from oncerec.experiment import load_spec, run_dir, run_experiment, write_table
 
 SPEC = """
 name: grid

@@ -5,6 +5,7 @@ with the real packaged model."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import random
@@ -29,6 +30,7 @@ from oncerec.data.dataset import Dataset
 from oncerec.data.tokenize import WordTokenizer, pack
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.slices import split_metrics
+from oncerec.genre.backends import Backend, Completion, GenParams
 from oncerec.genre.fake_server import FakeChatServer, default_reply
 from oncerec.genre.limits import (
     FatalError,
@@ -42,9 +44,9 @@ from oncerec.genre.limits import (
 from oncerec.genre.merge import merge
 from oncerec.genre.options import RunOptions, TaskOptions
 from oncerec.genre.parsing import InvalidAnswer
-from oncerec.genre.runner import open_dataset, run_task
+from oncerec.genre.runner import RunContext, Summary, answer, open_dataset, run_task
 from oncerec.genre.store import Store
-from oncerec.genre.tasks import DatasetView, make_task
+from oncerec.genre.tasks import DatasetView, Request, Summarize, make_task
 from oncerec.genre.templates import load_list, load_template
 from oncerec.models.recommender import Recommender
 from oncerec.train.evaluate import predict_fast, predict_slow
@@ -221,6 +223,34 @@ def test_transport_faults_are_retried_and_counted(tiny_root: Path, tmp_path: Pat
     store = Store(tmp_path / "store.sqlite", readonly=True)
     assert store.count() == {"done": 12}
     assert {r.attempts for r in store.records()} == {1, 2}
+
+
+def test_answer_reads_the_run_from_one_context():
+    """`answer(request, key, task, ctx)`: what is fixed for the run (backend, limits, retries, summary) comes
+    from one RunContext; a transport fault and an unusable answer are retried and counted in its summary."""
+    replies: list = [TransientError("busy"), "not json"]
+
+    class Scripted(Backend):
+        kind = "scripted"
+
+        async def complete(self, messages, params, prefix=""):
+            reply = replies.pop(0) if replies else default_reply(messages)
+            if isinstance(reply, Exception):
+                raise reply
+            return Completion(reply, 10, 5)
+
+    task = Summarize(None, TaskOptions(), "news")
+    values = {"title": "Item", "abstract": "An abstract.", "category": "news", "subcategory": "x"}
+    request = Request("summarize", "N1", task.template.messages(values), task.template)
+    summary = Summary("summarize", "scripted:m", task.template.version)
+    opts = RunOptions(max_retries=1, parse_retries=1)
+    ctx = RunContext.build(Scripted("m"), GenParams(max_tokens=task.max_tokens), opts, summary)
+    assert ctx.timeout is None  # a timeout is an OpenAI endpoint's; local backends are bounded by max_tokens
+    ctx = dataclasses.replace(ctx, policy=RetryPolicy(max_retries=1, base_delay=0.0))
+    record = asyncio.run(answer(request, "k", task, ctx))
+    assert (record.status, record.attempts, record.model) == ("done", 3, "scripted:m")
+    assert (summary.transport_retries, summary.parse_retries) == (1, 1)
+    assert (record.tokens_in, record.tokens_out) == (20, 10)
 
 
 def test_failures_are_recorded_and_a_rerun_retries_only_request_errors(

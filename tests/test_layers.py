@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("oncerec.models", "oncerec.genre"),  # recommenders; LLM generation (which knows no recommender)
     ("oncerec.eval",),
     ("oncerec.train",),
-    ("oncerec.serve",),
+    # export and serving; grids of training runs (each a CLI subprocess: no import of the CLI)
+    ("oncerec.serve", "oncerec.experiment"),
     ("oncerec.bench",),
     ("oncerec.cli",),
 ]

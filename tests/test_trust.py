@@ -20,8 +20,8 @@ from oncerec.data.prepare import prepare
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.leaderboard import score_files
 from oncerec.eval.metrics import evaluate_groups, metrics_json
+from oncerec.experiment import Spec, load_spec, run_experiment
 from oncerec.models.embedding import read_glove
-from oncerec.train.experiment import Spec, load_spec, run_experiment
 from oncerec.train.session import load_run
 from oncerec.train.trainer import train
 

@@ -224,7 +224,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
 
 def cmd_experiment(a: argparse.Namespace) -> None:
-    from oncerec.train.experiment import load_spec, run_experiment
+    from oncerec.experiment import load_spec, run_experiment
 
     source = Path(a.source) if a.source else None
     table = run_experiment(load_spec(a.spec), Path(a.out), a.overrides, quiet=not a.verbose, source=source)

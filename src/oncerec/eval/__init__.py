@@ -1,5 +1,5 @@
 """Evaluation: the metrics (one implementation), MIND's leaderboard files, and the slices of a split.
 
-`metrics` needs numpy only, so that every part of oncerec can use it (data/demo.py scores its oracle with it);
+`metrics` needs numpy only, so that every part of oncerec can use it (the demo data scores its oracle with it);
 `leaderboard` and `slices` read oncerec's data formats.
 """

@@ -307,15 +307,9 @@ async def execute(
 ) -> None:
     """Send the pending (request, key) pairs with `opts.concurrency` workers; each outcome is stored at once."""
     queue = deque(pending)
-    limiter = Limiter(opts.rpm, opts.tpm)
-    policy = RetryPolicy(max_retries=opts.max_retries)
-    rng = random.Random()
-    timeout = opts.timeout if backend.kind == "openai" else None  # local generation is bounded by max_tokens
+    ctx = RunContext.build(backend, params, opts, summary)
     bar = tqdm(total=len(queue), desc=task.name, unit="req", disable=not progress, leave=False)
     failures_in_a_row = 0
-
-    def on_retry(error: TransientError, wait: float) -> None:
-        summary.transport_retries += 1
 
     async def worker(index: int) -> None:
         nonlocal failures_in_a_row
@@ -325,9 +319,7 @@ async def execute(
         await asyncio.sleep(index * min(STAGGER_S, RAMP_S / len(workers)))
         while queue:
             request, key = queue.popleft()
-            record = await answer(
-                request, key, task, backend, params, limiter, policy, timeout, rng, opts, summary, on_retry
-            )
+            record = await answer(request, key, task, ctx)
             store.put(record)
             summary.add(record)
             bar.update(1)
@@ -351,20 +343,39 @@ async def execute(
         bar.close()
 
 
-async def answer(
-    request: Request,
-    key: str,
-    task: Task,
-    backend: Backend,
-    params: GenParams,
-    limiter: Limiter,
-    policy: RetryPolicy,
-    timeout: float | None,
-    rng: random.Random,
-    opts: RunOptions,
-    summary: Summary,
-    on_retry=None,
-) -> Record:
+@dataclass(frozen=True)
+class RunContext:
+    """What every request of one `execute` shares, built once: the backend and its generation parameters,
+    the rate limits (one budget for all workers), the retry policy and timeout, the jitter's random stream,
+    and the summary that counts the retries."""
+
+    backend: Backend
+    params: GenParams
+    limiter: Limiter
+    policy: RetryPolicy
+    timeout: float | None  # seconds per attempt; None for local generation, which max_tokens bounds
+    rng: random.Random
+    parse_retries: int  # times an unusable answer goes back to the model with the error
+    summary: Summary
+
+    @classmethod
+    def build(cls, backend: Backend, params: GenParams, opts: RunOptions, summary: Summary) -> RunContext:
+        return cls(
+            backend=backend,
+            params=params,
+            limiter=Limiter(opts.rpm, opts.tpm),
+            policy=RetryPolicy(max_retries=opts.max_retries),
+            timeout=opts.timeout if backend.kind == "openai" else None,
+            rng=random.Random(),
+            parse_retries=opts.parse_retries,
+            summary=summary,
+        )
+
+    def count_retry(self, error: TransientError, wait: float) -> None:
+        self.summary.transport_retries += 1
+
+
+async def answer(request: Request, key: str, task: Task, ctx: RunContext) -> Record:
     """One request through transport retries and parse retries to its stored outcome."""
     started = time.perf_counter()
     record = Record(
@@ -373,27 +384,29 @@ async def answer(
         target=request.target,
         prompt_version=request.template.version,
         prompt_digest=request.template.digest,
-        model=backend.identity,
-        params=json.dumps(params.as_dict(), sort_keys=True),
+        model=ctx.backend.identity,
+        params=json.dumps(ctx.params.as_dict(), sort_keys=True),
         upstream=request.upstream,
         status="error",
     )
     messages = list(request.messages)
-    for round_ in range(opts.parse_retries + 1):
-        estimate = estimate_tokens(messages) + params.max_tokens
-        call = functools.partial(backend.complete, messages, params, request.template.prefix)
+    for round_ in range(ctx.parse_retries + 1):
+        estimate = estimate_tokens(messages) + ctx.params.max_tokens
+        call = functools.partial(ctx.backend.complete, messages, ctx.params, request.template.prefix)
         try:
-            completion, attempts = await with_retries(call, policy, limiter, estimate, timeout, rng, on_retry)
+            completion, attempts = await with_retries(
+                call, ctx.policy, ctx.limiter, estimate, ctx.timeout, ctx.rng, ctx.count_retry
+            )
         except TransientError as e:
-            record.attempts += policy.max_retries + 1
-            record.status, record.error = "error", f"gave up after {policy.max_retries + 1} attempts: {e}"
+            record.attempts += ctx.policy.max_retries + 1
+            record.status, record.error = "error", f"gave up after {ctx.policy.max_retries + 1} attempts: {e}"
             break
         except RejectedError as e:
             record.attempts += 1
             record.status, record.error = "error", f"rejected: {e}"
             break
         record.attempts += attempts
-        limiter.settle(estimate, completion.tokens_in + completion.tokens_out)
+        ctx.limiter.settle(estimate, completion.tokens_in + completion.tokens_out)
         record.tokens_in += completion.tokens_in
         record.tokens_out += completion.tokens_out
         record.raw = completion.text
@@ -403,8 +416,8 @@ async def answer(
             break
         except InvalidAnswer as e:
             record.status, record.error = "invalid", str(e)
-            if round_ < opts.parse_retries:
-                summary.parse_retries += 1
+            if round_ < ctx.parse_retries:
+                ctx.summary.parse_retries += 1
                 # The model sees its answer and what was wrong with it (the conversation grows by two turns).
                 messages = [
                     *messages,
@@ -413,6 +426,6 @@ async def answer(
                 ]
     record.seconds = time.perf_counter() - started
     # Stored, exported and printed from here on: the one place every message and answer passes through.
-    record.error = None if record.error is None else backend.scrub(record.error)
-    record.raw = None if record.raw is None else backend.scrub(record.raw)
+    record.error = None if record.error is None else ctx.backend.scrub(record.error)
+    record.raw = None if record.raw is None else ctx.backend.scrub(record.raw)
     return record

@@ -39,7 +39,7 @@ from oncerec.eval.metrics import metric_label, read_metrics
 from oncerec.eval.tables import columns, slice_keys, slice_label
 from oncerec.train.trainer import resume_diff
 
-PRESETS = Path(__file__).resolve().parent.parent / "config" / "presets" / "experiment"
+PRESETS = Path(__file__).resolve().parent / "config" / "presets" / "experiment"
 SPLITS = ("valid", "test")  # the splits a finished run has metrics for
 
 
