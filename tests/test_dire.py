@@ -203,17 +203,25 @@ def test_an_unsupported_layout_is_refused_naming_every_supported_one():
     assert "decoder.final_layer_norm" in str(e.value) and "final_layernorm" in str(e.value)
 
 
+def _local_model(folder: Path, model_class: type, config) -> Path:
+    """A random model of `config` (seed 0; its vocabulary that of SmolLM2's tokenizer) saved with that
+    tokenizer: a local model folder that loads offline."""
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("smollm2-135m")))
+    config.vocab_size = len(tok)
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
 def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp_path: Path, monkeypatch):
     """Granite (embedding_multiplier) is refused before its cache is built, and a cache of it that exists
     anyway (say, built by an older oncerec) is refused before training reads it."""
     from transformers import GraniteConfig, GraniteModel
 
-    folder = tmp_path / "granite"
-    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("smollm2-135m")))
-    config = GraniteConfig(**{**TINY, "vocab_size": len(tok)}, embedding_multiplier=12.0)
-    torch.manual_seed(0)
-    GraniteModel(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
+    folder = _local_model(
+        tmp_path / "granite", GraniteModel, GraniteConfig(**TINY, embedding_multiplier=12.0)
+    )
     base = [
         "model=llm-naml",
         f"model.item_lm={folder}",
@@ -234,20 +242,14 @@ def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> Path:
     """A small random LLaMA-architecture model in a local folder, with SmolLM2's tokenizer."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("smollm2-135m")))
     config = LlamaConfig(
-        vocab_size=len(tok),
         hidden_size=48,
         intermediate_size=96,
         num_hidden_layers=4,
         num_attention_heads=4,
         num_key_value_heads=2,
     )
-    torch.manual_seed(0)
-    LlamaModel(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return _local_model(tmp_path_factory.mktemp("tiny-llama"), LlamaModel, config)
 
 
 def _tiny_llama_folder(folder: Path, seed: int) -> Path:
@@ -355,13 +357,7 @@ def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_pat
     cache of both widths is refused before it is started, naming them."""
     from transformers import OPTModel
 
-    folder = tmp_path / "opt"
-    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("smollm2-135m")))
-    torch.manual_seed(0)
-    config = _tiny_config("opt-350m")
-    config.vocab_size = len(tok)
-    OPTModel(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
+    folder = _local_model(tmp_path / "opt", OPTModel, _tiny_config("opt-350m"))
     base = [
         "model.item=lm",
         f"model.item_lm={folder}",
