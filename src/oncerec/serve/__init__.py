@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 
-PACKAGES = {"faiss": "faiss-cpu", "fastapi": "fastapi", "uvicorn": "uvicorn"}
+# httptools and uvloop: uvicorn runs without them, slower; the benchmark's client runs on uvloop
+PACKAGES = {
+    "faiss": "faiss-cpu",
+    "fastapi": "fastapi",
+    "uvicorn": "uvicorn",
+    "httptools": "httptools",
+    "uvloop": "uvloop",
+}
 
 
 def missing_packages() -> list[str]:
