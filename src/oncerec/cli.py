@@ -116,7 +116,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from oncerec.config.loader import build_config
     from oncerec.train.trainer import train
 
-    cfg = build_config(a.overrides)
+    cfg = build_config(a.overrides, shared=a.shared)
     run_dir, metrics = train(cfg, progress=not a.quiet)
     if metrics:
         _print_metrics(metrics, cfg.exp.metrics)
@@ -133,7 +133,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
     from oncerec.train.baselines import oracle_scores, popularity_scores
     from oncerec.train.trainer import Trainer
 
-    # Compact sizes so that the main job trains in a few minutes on 2 CPU cores.
+    # Compact sizes so that the main job trains in a few minutes on 2 CPU cores; shared, as a model that has
+    # no attention heads (NAML) ignores model.num_heads.
     compact = [
         "model.hidden_size=64",
         "model.num_heads=4",
@@ -141,7 +142,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
         "model.category_dim=32",
         "embed.dim=64",
     ]
-    cfg = build_config([f"data=demo-{a.scale}", f"model={a.model}", "exp=demo", *compact, *a.overrides])
+    cfg = build_config([f"data=demo-{a.scale}", f"model={a.model}", "exp=demo", *a.overrides], shared=compact)
     trainer = Trainer(cfg, progress=not a.quiet)
     metrics = trainer.fit()
     ds: Dataset = trainer.dataset
@@ -193,6 +194,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
     from oncerec.config.loader import load_saved_config
     from oncerec.eval.metrics import metric_label, read_metrics
     from oncerec.eval.tables import cell, columns, slice_keys, slice_label
+    from oncerec.models.recommender import knobs_read
 
     runs = []
     for run in map(Path, a.run_dirs):
@@ -213,9 +215,10 @@ def cmd_compare(a: argparse.Namespace) -> None:
     print("| " + " | ".join(headers) + " |")
     print("|---|---|---|" + "---:|" * (len(headers) - 3))
     for run, cfg, m in runs:
-        model = cfg.model
-        item = model.item + (f" ({model.item_lm})" if model.item_lm else "")
-        cells = [run.name, model.name, item, str(model.layer), *(cell(m.get(n)) for n in names)]
+        model, read = cfg.model, knobs_read(cfg.model)  # a knob no component of the run reads: a dash
+        item = model.item + (f" ({model.item_lm})" if "item_lm" in read and model.item_lm else "")
+        layer = str(model.layer) if "layer" in read else "—"
+        cells = [run.name, model.name, item, layer, *(cell(m.get(n)) for n in names)]
         cells.append(f"{m.get('impressions', 0):,}")
         for key in slices:  # a dash: the run was saved before the slice existed
             part = m.get(key)
@@ -315,8 +318,10 @@ def cmd_dire_cache(a: argparse.Namespace) -> None:
     from oncerec.config.loader import build_config
     from oncerec.data.dataset import Dataset, resolve_dataset
     from oncerec.dire.cache import build_cache, cache_dir
+    from oncerec.models.recommender import check_knobs
 
     cfg = build_config(a.overrides)
+    check_knobs(cfg)
     if cfg.model.item != "lm":
         raise OncerecError(
             f"model.item={cfg.model.item}: `dire cache` needs a language-model item encoder (item=lm)"
@@ -421,6 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
         "[exp=...] [group.key=value ...]",
     )
     s.add_argument("overrides", nargs="*", help="e.g. data=demo-small model=nrms exp.epochs=2 exp.lr=1e-4")
+    s.add_argument(
+        "--shared",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override that serves many models (e.g. an experiment's common sizes): applied before the others, "
+        "and a model key of it that the chosen components do not read is not an error",
+    )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
 

@@ -13,6 +13,10 @@ combination of one value per axis, for every seed, is one run of `oncerec train`
     baseline: naml/word                              # the row the others are compared with
     source: ONCE's released Goodreads folder         # optional: the spec needs `--source DIR`, `{source}`
 
+The common block and the overrides given after the spec name serve every row: they are shared keys
+(`oncerec train --shared`), which a row's model need not read, though some row must. A key given after the
+spec name wins over a row's own, as it did when it came last.
+
 Runs go to `<out>/<name>/<row>/seed-<s>/` and run in a subprocess each (so one crash or one process-wide
 setting cannot leak into the next); a run with a metrics.json is finished and skipped, an interrupted one
 resumes from its checkpoint. The table (`results.md`, `results.csv`) has the mean and standard deviation over
@@ -33,11 +37,13 @@ from pathlib import Path
 
 import yaml
 
-from oncerec.config.loader import build_config, config_diff, load_saved_config
+from oncerec.config.loader import build_config, load_saved_config
+from oncerec.config.schema import Config
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.metrics import metric_label, read_metrics
 from oncerec.eval.tables import columns, slice_keys, slice_label
-from oncerec.train.trainer import resume_diff
+from oncerec.models.recommender import check_knobs, knobs_read
+from oncerec.train.trainer import resume_diff, run_diff
 
 PRESETS = Path(__file__).resolve().parent / "config" / "presets" / "experiment"
 SPLITS = ("valid", "test")  # the splits a finished run has metrics for
@@ -149,14 +155,24 @@ def run_experiment(
                     f"setup step `oncerec {' '.join(args)}` failed (exit {done.returncode})\n"
                     + ((done.stderr or "")[-2000:] if quiet else "")
                 )
+    shared = [fill(a) for a in [*spec.common, *extra]]
+    given = {a.partition("=")[0] for a in extra}
     todo = []
     for row, overrides in spec.rows:
+        own = [
+            o for o in overrides if o.partition("=")[0] not in given
+        ]  # what comes after the spec name wins
         for seed in spec.seeds:
             folder = run_dir(out, spec, row, seed)
-            args = [*spec.common, *overrides, *extra, f"exp.seed={seed}", f"exp.out_dir={folder}"]
-            todo.append((row, seed, folder, [fill(a) for a in args]))
-    # Every run's config is resolved, and every saved one compared, before the first run trains.
-    started = {folder: _check_saved(folder, args) for _, _, folder, args in todo}
+            args = [fill(a) for a in [*own, f"exp.seed={seed}", f"exp.out_dir={folder}"]]
+            todo.append((row, seed, folder, args))
+    # Every run's config is resolved and its knobs checked, and every saved one compared, before the first
+    # run trains.
+    configs = {folder: build_config(args, shared=shared) for _, _, folder, args in todo}
+    for cfg in configs.values():
+        check_knobs(cfg)
+    _check_shared(shared, list(configs.values()))
+    started = {folder: _check_saved(folder, cfg) for folder, cfg in configs.items()}
     for k, (row, seed, folder, args) in enumerate(todo, 1):
         if (folder / "metrics.json").is_file():
             log(f"[{k}/{len(todo)}] {row} seed {seed}: finished, skipped")
@@ -164,7 +180,8 @@ def run_experiment(
         log(f"[{k}/{len(todo)}] {row} seed {seed} -> {folder}")
         if started[folder]:
             args = [*args, "exp.resume=true"]
-        cmd = [sys.executable, "-m", "oncerec.cli", "train", *args] + (["--quiet"] if quiet else [])
+        cmd = [sys.executable, "-m", "oncerec.cli", "train", *args, *(f"--shared={a}" for a in shared)]
+        cmd += ["--quiet"] if quiet else []
         done = subprocess.run(cmd, capture_output=quiet, text=True)
         if done.returncode != 0:
             raise OncerecError(
@@ -174,17 +191,25 @@ def run_experiment(
     return write_table(spec, out)
 
 
-def _check_saved(folder: Path, args: list[str]) -> bool:
-    """Resolve a run's config (a bad override fails here, before anything trains); True if the folder holds
-    a run of that same config (finished, or to resume). A saved run of another config is an error naming
-    the keys that differ: its results would otherwise stand in the table for the config asked for."""
-    cfg = build_config(args)
+def _check_shared(shared: list[str], configs: list[Config]) -> None:
+    """A shared model key that no run of the grid reads is as silently ignored as an unread key of one run."""
+    read = frozenset().union(*(knobs_read(cfg.model) for cfg in configs))
+    for arg in shared:
+        key = arg.partition("=")[0]
+        if key.startswith("model.") and key.split(".")[1] not in read:
+            raise ConfigError(f"{key}: given to every run of the experiment, but no run's components read it")
+
+
+def _check_saved(folder: Path, cfg: Config) -> bool:
+    """True if the folder holds a run of `cfg` (finished, or to resume). A saved run of another config is an
+    error naming the keys that differ: its results would otherwise stand in the table for the config asked
+    for."""
     saved = folder / "config.yaml"
     if not saved.is_file():
         return False
     before = load_saved_config(saved)
     if (folder / "metrics.json").is_file():  # finished: even epochs or patience would change its numbers
-        diffs = [d for d in config_diff(before, cfg) if d.split(":")[0] not in ("exp.out_dir", "exp.resume")]
+        diffs = run_diff(before, cfg, {"exp.out_dir", "exp.resume"})
     else:
         diffs = resume_diff(before, cfg)
     if diffs:

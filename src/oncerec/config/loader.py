@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def build_config(args: list[str], base: dict | None = None) -> Config:
+def build_config(args: list[str], base: dict | None = None, shared: Sequence[str] = ()) -> Config:
     """Build a config from CLI-style arguments on top of `base` (e.g. a saved run's config).
 
     `data=demo-small`, `model=nrms.yaml`, `data=/path/to/MIND`: replace a whole group;
@@ -92,27 +93,40 @@ def build_config(args: list[str], base: dict | None = None) -> Config:
     Every group preset applies first (a later one of the same group wins), then every key in order, whatever
     their order in `args`: `model.hidden_size=64 model=naml` is NAML with hidden size 64, so that an
     experiment's common keys reach rows that choose their own presets.
+
+    `shared`: arguments of the same kind, applied before `args`, that serve many models (the demo's compact
+    sizes, an experiment's common block): unlike `args`, their model keys may be ones the chosen components do
+    not read (see `Config.explicit`).
     """
     tree: dict = {g: dict(v) for g, v in (base or {}).items()}
     pairs = []
-    for arg in args:
+    for arg, own in [*((a, False) for a in shared), *((a, True) for a in args)]:
         key, sep, raw = arg.partition("=")
         if not sep:
             raise ConfigError(f"`{arg}`: expected key=value (e.g. model=nrms or exp.lr=1e-4)")
         if key not in GROUPS and key.split(".")[0] not in GROUPS:
             raise ConfigError(f"`{key}`: unknown config group; valid groups: {', '.join(GROUPS)}")
-        pairs.append((key, raw))
-    for key, raw in pairs:
+        pairs.append((key, raw, own))
+    explicit: set[str] = set()
+    for key, raw, own in pairs:
         if key in GROUPS:
             tree[key] = load_group(key, raw)
-    for key, raw in pairs:
+            # the keys of the user's own file are chosen as much as key overrides; a packaged preset's are not
+            explicit = {k for k in explicit if not k.startswith(f"{key}.")}
+            if own and raw.endswith((".yaml", ".yml")):
+                explicit |= {f"{key}.{k}" for k in tree[key]}
+    for key, raw, own in pairs:
         if key in GROUPS:
             continue
         _set_dotted(tree, key, raw if _is_text_field(key) else _parse_value(raw))
+        if own:
+            explicit.add(".".join(key.split(".")[:2]))
     try:
-        return Config.model_validate(tree)
+        cfg = Config.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_explain(e)) from None
+    cfg._explicit = frozenset(explicit)
+    return cfg
 
 
 def _is_text_field(key: str) -> bool:

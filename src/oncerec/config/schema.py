@@ -13,7 +13,7 @@ from __future__ import annotations
 import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from oncerec.eval.metrics import DEFAULT_METRICS, SYNTAX, metric_name, metric_names
 
@@ -371,6 +371,15 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     exp: ExpConfig = Field(default_factory=ExpConfig)
+    # `group.key` names the user chose (set by `build_config`); not a key, never saved
+    _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @property
+    def explicit(self) -> frozenset[str]:
+        """The keys given explicitly: key overrides and the keys of the user's own YAML files, not those of
+        packaged presets, shared keys or a base config. `check_knobs` (models/recommender.py) holds each
+        model key among them to the chosen components."""
+        return self._explicit
 
     @model_validator(mode="after")
     def _language_model_inputs(self) -> Config:

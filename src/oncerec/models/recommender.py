@@ -4,21 +4,25 @@ Training (`forward`): every distinct item of the batch (histories and candidates
 then gathered. Evaluation uses `encode_items` / `encode_users` / `score` separately, so that each item and each
 user is encoded once per evaluation (see `train/evaluate.py`). A component with `reads_categories` (MINER's
 category bias) also gets the categories of the clicked items or candidates, looked up by their indices.
+
+Each part declares the ModelConfig fields it reads (`reads`); `check_knobs` makes a key given explicitly that no
+chosen part reads an error.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
-from oncerec.config.schema import EmbedConfig, ModelConfig
+from oncerec.config.schema import Config, EmbedConfig, ModelConfig
 from oncerec.data.batching import Batch, ItemContent
 from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import CATEGORICAL
 from oncerec.errors import ConfigError
 from oncerec.models.embedding import build_word_embedding
-from oncerec.models.layers import disagreement
-from oncerec.models.registry import lookup
+from oncerec.models.registry import KINDS, REGISTRY, lookup
 from oncerec.models.user.attributes import UserAttributes
 
 
@@ -35,6 +39,11 @@ def model_spec(dataset: Dataset) -> dict:
 
 
 class Recommender(nn.Module):
+    # `name` names the run folder; the rest choose and feed the components, whichever they are
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"name", *KINDS, "item_fields", "miner_category_bias", "user_attributes"}
+    )
+
     def __init__(
         self,
         cfg: ModelConfig,
@@ -119,10 +128,8 @@ class Recommender(nn.Module):
     def regularization(self) -> Tensor:
         """The weighted regularisation term of the last training forward, to add to the training loss: MINER's
         disagreement of the interest vectors the predictor scored with (0 for other models)."""
-        interests = getattr(self.predictor, "interests", None)
-        if interests is None or not self.cfg.disagreement_weight:
-            return torch.zeros(())
-        return self.cfg.disagreement_weight * disagreement(interests)
+        term = getattr(self.predictor, "regularization", None)
+        return term() if term is not None else torch.zeros(())
 
     def forward(self, batch: Batch) -> Tensor:
         """Scores [B, K] for the batch's candidates."""
@@ -172,3 +179,53 @@ class Recommender(nn.Module):
         return [
             {"params": ps, "lr": rates[k], "weight_decay": weight_decay} for k, ps in groups.items() if ps
         ]
+
+
+def chosen_parts(cfg: ModelConfig) -> list[type]:
+    """The classes a model of `cfg` is built from: the Recommender, one component of each kind, and the
+    user-attribute plugin when it is on."""
+    parts = [Recommender, *(lookup(kind, getattr(cfg, kind)) for kind in KINDS)]
+    return [*parts, UserAttributes] if cfg.user_attributes else parts
+
+
+def knobs_read(cfg: ModelConfig) -> frozenset[str]:
+    """The ModelConfig fields that the parts `cfg` chooses read: any other field changes nothing."""
+    return frozenset().union(*(part.reads for part in chosen_parts(cfg)))
+
+
+KIND_LABELS = {"item": "item encoder", "user": "user encoder", "predictor": "predictor"}
+
+
+def readers(field: str) -> str:
+    """Which components read `field`, e.g. "user encoder `gru` only"."""
+    parts = []
+    for kind in KINDS:
+        names = sorted(name for name, cls in REGISTRY[kind].items() if field in cls.reads)
+        if names:
+            label = KIND_LABELS[kind] + ("s" if len(names) > 1 else "")
+            parts.append(f"{label} " + ", ".join(f"`{n}`" for n in names))
+    if field in UserAttributes.reads:
+        parts.append("the user-attribute plugin (model.user_attributes=true)")
+    if not parts:
+        return "no component"
+    return "; ".join(parts) + (" only" if len(parts) == 1 and "," not in parts[0] else "")
+
+
+def check_knobs(cfg: Config) -> None:
+    """A model key given explicitly (`Config.explicit`: on the command line or in the user's own file) that no
+    chosen component reads is an error naming the components that do read it: `model=nrms model.gru_mode=con`
+    would otherwise train NRMS and drop the knob without a word. Keys of packaged presets and shared keys
+    (`build_config(shared=...)`, `oncerec train --shared`) are left alone: they serve many models."""
+    read = knobs_read(cfg.model)
+    unread = sorted(k for k in cfg.explicit if k.startswith("model.") and k.split(".")[1] not in read)
+    if not unread:
+        return
+    chosen = ", ".join(f"{kind}={getattr(cfg.model, kind)}" for kind in KINDS)
+    if cfg.model.user_attributes:
+        chosen += ", the user-attribute plugin"
+    raise ConfigError(
+        "\n".join(
+            f"{key}: read by {readers(key.split('.')[1])}; the chosen components ({chosen}) do not read it"
+            for key in unread
+        )
+    )

@@ -1,4 +1,6 @@
-"""The one registry: config names -> component classes. Every class of a kind has the same constructor.
+"""The one registry: config names -> component classes. Each class registers itself beside its definition
+(`@register("item", "cnn")`) and declares the ModelConfig fields it reads (`reads`, see `check_knobs` in
+models/recommender.py). Every class of a kind has the same constructor.
 
 item encoders:  cls(cfg: ModelConfig, words: WordEmbedding | None, spec: dict); a class with
                 `own_inputs = True` gets no word table and gathers its own inputs by item index
@@ -12,68 +14,35 @@ A user encoder with `gives_sequence = True` (`sequence`) pairs only with a predi
 
 from __future__ import annotations
 
-from oncerec.errors import ConfigError
-from oncerec.models.item.fields import (
-    AttentionItemEncoder,
-    CNNItemEncoder,
-    FastformerItemEncoder,
-    IdItemEncoder,
-    PoolItemEncoder,
-)
-from oncerec.models.item.lm import LMItemEncoder
-from oncerec.models.predictors.ctr import (
-    AutoIntPredictor,
-    DCNPredictor,
-    DCNv2Predictor,
-    DeepFMPredictor,
-    DINPredictor,
-    DNNPredictor,
-    FinalMLPPredictor,
-    PNNPredictor,
-)
-from oncerec.models.predictors.dot import DotPredictor, TargetAwarePredictor
-from oncerec.models.user.attention import AdditiveUser, PolyUser, SelfAttentionUser
-from oncerec.models.user.fastformer import FastformerUser
-from oncerec.models.user.gru import GRUUser
-from oncerec.models.user.pool import PoolUser
-from oncerec.models.user.sequence import SequenceUser
+from collections.abc import Callable
 
-REGISTRY: dict[str, dict[str, type]] = {
-    "item": {
-        "cnn": CNNItemEncoder,
-        "attention": AttentionItemEncoder,
-        "fastformer": FastformerItemEncoder,
-        "pool": PoolItemEncoder,
-        "id": IdItemEncoder,
-        "lm": LMItemEncoder,
-    },
-    "user": {
-        "attention": AdditiveUser,
-        "self_attention": SelfAttentionUser,
-        "gru": GRUUser,
-        "fastformer": FastformerUser,
-        "pool": PoolUser,
-        "poly": PolyUser,
-        "sequence": SequenceUser,
-    },
-    "predictor": {
-        "dot": DotPredictor,
-        "target_aware": TargetAwarePredictor,
-        # CTR models: pointwise logits, binary cross-entropy under exp.loss=auto (see predictors/ctr.py)
-        "dnn": DNNPredictor,
-        "dcn": DCNPredictor,
-        "dcnv2": DCNv2Predictor,
-        "deepfm": DeepFMPredictor,
-        "pnn": PNNPredictor,
-        "din": DINPredictor,
-        "finalmlp": FinalMLPPredictor,
-        "autoint": AutoIntPredictor,
-    },
-}
+from oncerec.errors import ConfigError
+
+KINDS = ("item", "user", "predictor")  # the ModelConfig field that names each kind's component
+REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+
+
+def register(kind: str, name: str) -> Callable[[type], type]:
+    """Class decorator: `@register("user", "gru")` makes the class the component `model.user=gru`."""
+
+    def add(cls: type) -> type:
+        if name in REGISTRY[kind]:
+            raise ValueError(f"{kind} component `{name}` is registered twice")
+        REGISTRY[kind][name] = cls
+        return cls
+
+    return add
 
 
 def lookup(kind: str, name: str) -> type:
     table = REGISTRY[kind]
     if name not in table:
-        raise ConfigError(f"model.{kind}={name}: unknown {kind} component; valid: {', '.join(table)}")
+        raise ConfigError(f"model.{kind}={name}: unknown {kind} component; valid: {', '.join(sorted(table))}")
     return table[name]
+
+
+# Every component module, named here rather than found by globbing, so that importing the registry registers
+# them all. Last, because each of them imports `register` from this module.
+from oncerec.models.item import fields, lm  # noqa: E402, F401
+from oncerec.models.predictors import ctr, dot  # noqa: E402, F401
+from oncerec.models.user import attention, fastformer, gru, pool, sequence  # noqa: E402, F401

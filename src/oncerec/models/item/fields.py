@@ -1,10 +1,13 @@
 """The item encoder: one text encoder per text field, an embedding per categorical field, and additive
 attention over the field vectors when there are several (NAML's "attentive multi-view" design).
 
-Every text item encoder in the registry is this class with a different per-field text encoder.
+Every text item encoder in the registry is this class with a different per-field text encoder; it reads
+its own knobs and its text encoder's.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -13,10 +16,14 @@ from oncerec.config.schema import ModelConfig
 from oncerec.data.prepare import CATEGORICAL
 from oncerec.models.item.text import AttentionText, CNNText, FastformerText, PoolText
 from oncerec.models.layers import AdditiveAttention
+from oncerec.models.registry import register
 
 
 class FieldItemEncoder(nn.Module):
     text_encoder: type[nn.Module]  # set by each registered subclass
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"item_fields", "category_dim", "hidden_size", "attention_hidden"}
+    )
 
     def __init__(self, cfg: ModelConfig, words: nn.Module, spec: dict):
         super().__init__()
@@ -47,26 +54,36 @@ class FieldItemEncoder(nn.Module):
         return self.fuse(stacked, torch.ones(stacked.shape[:2], dtype=torch.bool, device=stacked.device))
 
 
+@register("item", "cnn")
 class CNNItemEncoder(FieldItemEncoder):
     text_encoder = CNNText
+    reads: ClassVar[frozenset[str]] = FieldItemEncoder.reads | CNNText.reads
 
 
+@register("item", "attention")
 class AttentionItemEncoder(FieldItemEncoder):
     text_encoder = AttentionText
+    reads: ClassVar[frozenset[str]] = FieldItemEncoder.reads | AttentionText.reads
 
 
+@register("item", "fastformer")
 class FastformerItemEncoder(FieldItemEncoder):
     text_encoder = FastformerText
+    reads: ClassVar[frozenset[str]] = FieldItemEncoder.reads | FastformerText.reads
 
 
+@register("item", "pool")
 class PoolItemEncoder(FieldItemEncoder):
     text_encoder = PoolText
+    reads: ClassVar[frozenset[str]] = FieldItemEncoder.reads | PoolText.reads
 
 
+@register("item", "id")
 class IdItemEncoder(nn.Module):
     """An item-id embedding: no content at all (the classic CTR baseline)."""
 
     own_inputs = True
+    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size"})
 
     def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: dict):
         super().__init__()

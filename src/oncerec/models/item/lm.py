@@ -8,6 +8,8 @@ states and no language-model layer runs or stays in memory; only the pooling and
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -25,6 +27,7 @@ from oncerec.lm.backbone import (
     run_top,
 )
 from oncerec.models.layers import AdditiveAttention, masked_mean
+from oncerec.models.registry import register
 
 # `model.lm_norm=auto`: a decoder's pooled token states of different items are nearly parallel (mean cosine
 # 0.95 for SmolLM2-135M over demo titles; 0.24 for MiniLM), which leaves a fresh projection unable to tell
@@ -32,8 +35,24 @@ from oncerec.models.layers import AdditiveAttention, masked_mean
 AUTO_NORM = {"decoder": "batch", "encoder": "none"}
 
 
+@register("item", "lm")
 class LMItemEncoder(nn.Module):
     own_inputs = True  # reads token ids or cached states by item index, not the word-level item content
+    # with the DIRE cache's own (dire/cache.py: its folder, layers and storage type)
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {
+            "item_lm",
+            "item_fields",
+            "lm_dtype",
+            "layer",
+            "lm_norm",
+            "lm_pooling",
+            "attention_hidden",
+            "hidden_size",
+        }
+        | {"lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
+        | {"dire_cache", "cache_layers", "cache_dtype"}
+    )
 
     def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: dict):
         super().__init__()

@@ -7,6 +7,8 @@ depend on the batch it is encoded in (texts are trimmed to the batch's longest).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
@@ -15,6 +17,8 @@ from oncerec.models.layers import AdditiveAttention, FastformerLayer, SelfAttent
 
 class CNNText(nn.Module):
     """NAML / LSTUR: a 1-D convolution over words, then additive attention."""
+
+    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "kernel_size", "dropout", "attention_hidden"})
 
     def __init__(self, cfg: ModelConfig, in_dim: int):
         super().__init__()
@@ -33,6 +37,10 @@ class CNNText(nn.Module):
 class AttentionText(nn.Module):
     """NRMS: multi-head self-attention over words, then additive attention."""
 
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"hidden_size", "num_heads", "dropout", "attention_residual", "attention_hidden"}
+    )
+
     def __init__(self, cfg: ModelConfig, in_dim: int):
         super().__init__()
         self.proj = nn.Linear(in_dim, cfg.hidden_size)
@@ -47,6 +55,10 @@ class AttentionText(nn.Module):
 
 class FastformerText(nn.Module):
     """Fastformer: learned positions, a stack of Fastformer layers, additive-attention pooling."""
+
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"hidden_size", "num_heads", "dropout", "num_layers", "attention_hidden"}
+    )
 
     def __init__(self, cfg: ModelConfig, in_dim: int, max_len: int = 512):
         super().__init__()
@@ -67,6 +79,8 @@ class FastformerText(nn.Module):
 
 class PoolText(nn.Module):
     """Masked mean of the word vectors, projected: the simplest text encoder (and a strong CTR input)."""
+
+    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "dropout"})
 
     def __init__(self, cfg: ModelConfig, in_dim: int):
         super().__init__()

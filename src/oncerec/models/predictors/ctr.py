@@ -11,11 +11,14 @@ element-wise product u * c as a third field: without it an MLP struggles to lear
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
 from oncerec.errors import ConfigError
+from oncerec.models.registry import register
 from oncerec.models.user.sequence import unpack_sequence
 
 
@@ -80,6 +83,7 @@ class CTRPredictor(nn.Module):
 
     pointwise = True  # trained with binary cross-entropy under exp.loss=auto
     product_field = False  # add u * c as a third field
+    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size"})
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
@@ -105,10 +109,12 @@ class CTRPredictor(nn.Module):
         raise NotImplementedError
 
 
+@register("predictor", "dnn")
 class DNNPredictor(CTRPredictor):
     """DNN (YouTube-style deep model): an MLP over the concatenated fields [u, c, u * c]."""
 
     product_field = True
+    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)
@@ -118,11 +124,13 @@ class DNNPredictor(CTRPredictor):
         return self.mlp(fields.flatten(-2)).squeeze(-1)
 
 
+@register("predictor", "dcn")
 class DCNPredictor(CTRPredictor):
     """DCN (Wang et al., 2017): a cross network and an MLP side by side over [u, c], joined by a linear
     layer. The cross layers build the u x c interactions explicitly."""
 
     matrix = False
+    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"cross_layers", "mlp_layers", "dropout"}
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)
@@ -136,15 +144,19 @@ class DCNPredictor(CTRPredictor):
         return self.out(torch.cat([self.cross(x), self.deep(x)], dim=-1)).squeeze(-1)
 
 
+@register("predictor", "dcnv2")
 class DCNv2Predictor(DCNPredictor):
     """DCN-V2 (Wang et al., 2021): DCN whose cross layers use full weight matrices (parallel structure)."""
 
     matrix = True
 
 
+@register("predictor", "deepfm")
 class DeepFMPredictor(CTRPredictor):
     """DeepFM (Guo et al., 2017): first-order linear terms + factorisation-machine pairwise interactions
     (for the two fields: the dot product u . c, so DeepFM contains the matching model) + an MLP."""
+
+    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)
@@ -156,9 +168,12 @@ class DeepFMPredictor(CTRPredictor):
         return (self.linear(x) + self.deep(x)).squeeze(-1) + pairwise_inner(fields).sum(-1)
 
 
+@register("predictor", "pnn")
 class PNNPredictor(CTRPredictor):
     """PNN (Qu et al., 2016), inner-product variant: the product layer holds the fields themselves (linear
     signal) and the inner products of every field pair (product signal); an MLP on top."""
+
+    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)
@@ -169,12 +184,16 @@ class PNNPredictor(CTRPredictor):
         return self.mlp(torch.cat([fields.flatten(-2), pairwise_inner(fields)], dim=-1)).squeeze(-1)
 
 
+@register("predictor", "autoint")
 class AutoIntPredictor(CTRPredictor):
     """AutoInt+ (Song et al., 2019): stacked multi-head self-attention among the fields [u, c, u * c]
     (`interaction_layers`, `interaction_heads`), a linear read-out, plus a parallel MLP (none when
     mlp_layers is empty)."""
 
     product_field = True
+    reads: ClassVar[frozenset[str]] = (
+        CTRPredictor.reads | {"interaction_heads", "interaction_layers"} | {"mlp_layers", "dropout"}
+    )
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)
@@ -191,10 +210,13 @@ class AutoIntPredictor(CTRPredictor):
         return out.squeeze(-1)
 
 
+@register("predictor", "finalmlp")
 class FinalMLPPredictor(CTRPredictor):
     """FinalMLP (Mao et al., 2023): two MLP streams over [u, c]; stream 1's input is gated by the user field,
     stream 2's by the candidate field (gates 2 * sigmoid(MLP(context)), "feature selection"); the streams are
     fused by a multi-head bilinear layer (`interaction_heads`)."""
+
+    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"interaction_heads"} | {"mlp_layers", "dropout"}
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)
@@ -226,6 +248,7 @@ class FinalMLPPredictor(CTRPredictor):
         return out.squeeze(-1) + torch.einsum("...hi,hij,...hj->...", h1, self.bilinear, h2)
 
 
+@register("predictor", "din")
 class DINPredictor(DNNPredictor):
     """DIN (Zhou et al., 2018): target attention. For each candidate, an activation unit (an MLP over
     [h, c, h - c, h * c], hidden width `attention_hidden`, PReLU) weighs every clicked item h; the weighted
@@ -234,6 +257,7 @@ class DINPredictor(DNNPredictor):
     pooled vector). Costs B x K x H x d per scoring batch: lower exp.eval_batch_size for long impressions."""
 
     takes_sequence = True
+    reads: ClassVar[frozenset[str]] = DNNPredictor.reads | {"attention_hidden"}
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.layers import disagreement
+from oncerec.models.registry import register
 from oncerec.models.user.attention import pool_interests
 from oncerec.models.user.sequence import unpack_sequence
 
 
+@register("predictor", "dot")
 class DotPredictor(nn.Module):
     """Inner product of the user vector and each candidate (NAML, NRMS, LSTUR, Fastformer)."""
+
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
@@ -21,6 +28,7 @@ class DotPredictor(nn.Module):
         return torch.einsum("bd,bkd->bk", user, candidates)
 
 
+@register("predictor", "target_aware")
 class TargetAwarePredictor(nn.Module):
     """MINER's click predictor (Li et al., 2022): each interest vector v_i scores the candidate x (v_i . x), and
     the C scores are averaged with the target-aware attention softmax_i(x . GELU(W v_i)).
@@ -31,9 +39,12 @@ class TargetAwarePredictor(nn.Module):
     clicks of `PolyUser`; the Recommender passes the candidates' categories).
 
     The interest vectors of the last training forward stay in `interests`, for the disagreement regularisation
-    (`train/losses.py`)."""
+    (`regularization`, added to the training loss by `train/losses.py`)."""
 
     chunk = 32  # candidates pooled at a time: bounds the [B, K, C, d] interest vectors of a long impression
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"hidden_size", "miner_category_bias", "num_interests", "category_dim", "disagreement_weight"}
+    )
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
@@ -46,6 +57,7 @@ class TargetAwarePredictor(nn.Module):
             else None
         )
         self.interests: Tensor | None = None
+        self.disagreement_weight = cfg.disagreement_weight
 
     def forward(self, user: Tensor, candidates: Tensor, categories: Tensor | None = None) -> Tensor:
         if self.category is None:
@@ -65,6 +77,12 @@ class TargetAwarePredictor(nn.Module):
             kept.append(interests)
         self.interests = torch.cat(kept, 1) if self.training else None
         return torch.cat(scores, 1)
+
+    def regularization(self) -> Tensor:
+        """The disagreement of the interest vectors of the last training forward, weighted by beta."""
+        if self.interests is None or not self.disagreement_weight:
+            return torch.zeros(())
+        return self.disagreement_weight * disagreement(self.interests)
 
     def _aggregate(self, spec: str, interests: Tensor, candidates: Tensor) -> Tensor:
         scores = torch.einsum(spec, interests, candidates)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
 from oncerec.models.layers import AdditiveAttention, SelfAttention, any_valid, attendable
+from oncerec.models.registry import register
 from oncerec.models.user.sequence import pack_sequence
 
 
+@register("user", "attention")
 class AdditiveUser(nn.Module):
     """NAML: additive attention over clicked items."""
+
+    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden"})
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
@@ -21,8 +27,13 @@ class AdditiveUser(nn.Module):
         return self.pool(clicked, mask)
 
 
+@register("user", "self_attention")
 class SelfAttentionUser(nn.Module):
     """NRMS: multi-head self-attention among clicked items, then additive attention."""
+
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"hidden_size", "num_heads", "dropout", "attention_residual", "attention_hidden"}
+    )
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
@@ -43,6 +54,7 @@ def pool_interests(logits: Tensor, clicked: Tensor, mask: Tensor) -> Tensor:
     return interests * any_valid(mask).view(shape[:-1] + (1,)).to(interests.dtype)
 
 
+@register("user", "poly")
 class PolyUser(nn.Module):
     """MINER's poly attention (Li et al., 2022): `num_interests` learned context codes c_i each attend over the
     clicked items n_j with the logits c_i . tanh(W n_j), giving several interest vectors [B, C, d].
@@ -51,6 +63,10 @@ class PolyUser(nn.Module):
     moves to the predictor (`target_aware`): the representation is then the clicks themselves, each with its
     C logits and its category id, packed to the dataset's history length (`pack_sequence`: one fixed width, so
     that fast evaluation can concatenate and index the representations of every user)."""
+
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"num_interests", "attention_hidden", "hidden_size", "miner_category_bias"}
+    )
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()

@@ -11,6 +11,8 @@ vectors (MINER) the profile is fused into each.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -22,6 +24,10 @@ from oncerec.models.layers import AdditiveAttention
 
 
 class UserAttributes(nn.Module):
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"miner_category_bias", "user", "category_dim", "hidden_size", "attention_hidden"}
+    )
+
     def __init__(self, cfg: ModelConfig, dataset: Dataset, gives_sequence: bool = False):
         super().__init__()
         self.names: list[str] = list(dataset.manifest.get("user_attributes", []))

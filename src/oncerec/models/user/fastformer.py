@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
 from oncerec.models.layers import AdditiveAttention, FastformerLayer
+from oncerec.models.registry import register
 
 
+@register("user", "fastformer")
 class FastformerUser(nn.Module):
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"hidden_size", "num_heads", "dropout", "num_layers", "attention_hidden"}
+    )
+
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
         self.pos = nn.Embedding(spec["history_len"], cfg.hidden_size)

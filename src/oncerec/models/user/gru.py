@@ -7,13 +7,19 @@ Recommenders: the user index spans every split, so that user's own embedding row
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.registry import register
 
 
+@register("user", "gru")
 class GRUUser(nn.Module):
+    reads: ClassVar[frozenset[str]] = frozenset({"gru_mode", "hidden_size", "user_id_dropout"})
+
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
         self.mode = cfg.gru_mode

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
 from oncerec.models.layers import masked_mean
+from oncerec.models.registry import register
 
 
+@register("user", "pool")
 class PoolUser(nn.Module):
+    reads: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
 

@@ -8,11 +8,14 @@ evaluation path encodes each history once and scores impressions by lookup).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.registry import register
 
 
 def pack_sequence(clicked: Tensor, mask: Tensor, length: int) -> Tensor:
@@ -31,10 +34,12 @@ def unpack_sequence(packed: Tensor) -> tuple[Tensor, Tensor]:
     return packed[..., :-1], packed[..., -1] > 0.5
 
 
+@register("user", "sequence")
 class SequenceUser(nn.Module):
     """No pooling: hands the clicked-item vectors and their mask to the predictor (use with `din`)."""
 
     gives_sequence = True
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
