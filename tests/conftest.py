@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-# compact model sizes for short test trainings (tests/test_train.py, tests/test_genre.py)
+# compact model sizes for short test trainings (tests/test_train.py, tests/test_genre.py); shared keys
+# (`build_config(shared=SMALL)`, `SHARED` on the command line) where the model does not read every one (NAML
+# has no attention heads)
 SMALL = [
     "model.hidden_size=32",
     "model.num_heads=4",
@@ -15,6 +17,7 @@ SMALL = [
     "exp.batch_size=16",
     "exp.eval_batch_size=64",
 ]
+SHARED = [f"--shared={arg}" for arg in SMALL]
 
 NEWS_TRAIN = [
     "N1\tsports\tbasketball_nba\tLakers win the \u201cbig\u201d game\tA late shot seals it.\thttps://x/N1\t[]\t[]",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SMALL, write_mind
+from conftest import SHARED, SMALL, write_mind
 
 from oncerec.cli import main
 from oncerec.config.loader import build_config
@@ -46,7 +46,7 @@ class Context:
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = build_config(
-        ["data=demo-tiny", "model=naml", "exp=quick", *SMALL, "exp.max_steps=2", f"exp.out_dir={out}"]
+        ["data=demo-tiny", "model=naml", "exp=quick", "exp.max_steps=2", f"exp.out_dir={out}"], shared=SMALL
     )
     train(cfg, progress=False, log=lambda *_: None)
     return out, resolve_dataset(cfg.data, progress=False, log=lambda *_: None)
@@ -59,7 +59,7 @@ def _train(c: Context, *extra: str) -> list[str]:
         "data=demo-tiny",
         "model=naml",
         "exp=quick",
-        *SMALL,
+        *SHARED,
         "exp.max_steps=1",
         out,
         *extra,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL
+from conftest import SHARED, SMALL
 
 from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
@@ -268,12 +268,11 @@ def test_a_short_training_learns(tmp_path: Path):
     args = [
         "data=demo-small",
         "model=naml",
-        *SMALL,
         "exp.batch_size=64",
         "exp.max_steps=120",
         f"exp.out_dir={tmp_path / 'r'}",
     ]
-    cfg = build_config(args)
+    cfg = build_config(args, shared=SMALL)
     small = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
     torch.manual_seed(cfg.exp.seed)
     untrained = Recommender(cfg.model, cfg.embed, small, seed=cfg.exp.seed, log=lambda *_: None)
@@ -293,7 +292,7 @@ def test_resume_after_sigkill_reaches_the_same_metrics(tiny: Dataset, tmp_path: 
         "train",
         "data=demo-tiny",
         "model=lstur",
-        *SMALL,
+        *SHARED,
         "exp.batch_size=4",
         "exp.epochs=2",
         "exp.epoch_batch=-2",
@@ -375,7 +374,7 @@ def test_config_errors_name_the_key_and_the_valid_choices():
 
 def test_unknown_component_lists_valid_names(tiny: Dataset):
     cfg = build_config(["model.user=lstm"])
-    with pytest.raises(ConfigError, match="valid: attention, self_attention, gru, fastformer, pool, poly"):
+    with pytest.raises(ConfigError, match="valid: attention, fastformer, gru, poly, pool, self_attention, sequence"):
         Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
 
 
