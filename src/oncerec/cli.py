@@ -431,8 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an override that serves many models (e.g. an experiment's common sizes): applied before the others, "
-        "and a model key of it that the chosen components do not read is not an error",
+        help="an override that serves many models (e.g. an experiment's common sizes): applied before the "
+        "others, and not an error when the chosen components do not read it",
     )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)

@@ -159,9 +159,8 @@ def run_experiment(
     given = {a.partition("=")[0] for a in extra}
     todo = []
     for row, overrides in spec.rows:
-        own = [
-            o for o in overrides if o.partition("=")[0] not in given
-        ]  # what comes after the spec name wins
+        # a key or group given after the spec name wins over the row's own, as when it came after the row
+        own = [o for o in overrides if o.partition("=")[0] not in given]
         for seed in spec.seeds:
             folder = run_dir(out, spec, row, seed)
             args = [fill(a) for a in [*own, f"exp.seed={seed}", f"exp.out_dir={folder}"]]

@@ -38,20 +38,10 @@ AUTO_NORM = {"decoder": "batch", "encoder": "none"}
 @register("item", "lm")
 class LMItemEncoder(nn.Module):
     own_inputs = True  # reads token ids or cached states by item index, not the word-level item content
-    # with the DIRE cache's own (dire/cache.py: its folder, layers and storage type)
     reads: ClassVar[frozenset[str]] = frozenset(
-        {
-            "item_lm",
-            "item_fields",
-            "lm_dtype",
-            "layer",
-            "lm_norm",
-            "lm_pooling",
-            "attention_hidden",
-            "hidden_size",
-        }
-        | {"lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
-        | {"dire_cache", "cache_layers", "cache_dtype"}
+        {"item_lm", "item_fields", "lm_dtype", "layer", "lm_norm", "lm_pooling", "attention_hidden"}
+        | {"hidden_size", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
+        | {"dire_cache", "cache_layers", "cache_dtype"}  # read by the DIRE cache it opens or builds
     )
 
     def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: dict):

@@ -191,9 +191,12 @@ class AutoIntPredictor(CTRPredictor):
     mlp_layers is empty)."""
 
     product_field = True
-    reads: ClassVar[frozenset[str]] = (
-        CTRPredictor.reads | {"interaction_heads", "interaction_layers"} | {"mlp_layers", "dropout"}
-    )
+    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {
+        "interaction_heads",
+        "interaction_layers",
+        "mlp_layers",
+        "dropout",
+    }
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)
@@ -216,7 +219,7 @@ class FinalMLPPredictor(CTRPredictor):
     stream 2's by the candidate field (gates 2 * sigmoid(MLP(context)), "feature selection"); the streams are
     fused by a multi-head bilinear layer (`interaction_heads`)."""
 
-    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"interaction_heads"} | {"mlp_layers", "dropout"}
+    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"interaction_heads", "mlp_layers", "dropout"}
 
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__(cfg, spec)
