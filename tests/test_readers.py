@@ -329,10 +329,11 @@ def test_ebnerd_behaviors_history_and_articles(tmp_path: Path):
     assert _item(ds, a[2])["abstract"] == "" and _item(ds, a[2])["subcategory"] == ""  # nulls: empty
 
 
-def test_ebnerd_time_is_utc_seconds(tmp_path: Path):
-    ds = _prepare(write_ebnerd(tmp_path / "eb"), tmp_path / "ds", "ebnerd")
+def test_ebnerd_time_in_utc_seconds_history_cut_to_history_len(tmp_path: Path):
+    ds = _prepare(write_ebnerd(tmp_path / "eb"), tmp_path / "ds", "ebnerd", "data.history_len=2")
     utc = int((T0 - datetime(1970, 1, 1)).total_seconds())
     assert list(ds.split("train").time) == [utc, utc + 60, utc + 3600]
+    assert _impressions(ds, "valid")[0][2] == [str(A2), str(A5)]  # the most recent clicks
 
 
 EB_BAD = [

@@ -11,7 +11,8 @@
 Read with pyarrow in record batches (EB-NeRD-large's behaviours stream in bounded memory). An impression is one
 behaviours row: candidates `article_ids_inview` (shuffled by Ekstra Bladet already), labels from
 `article_ids_clicked` (as the ebrec toolbox does: an in-view article is a positive when it was clicked),
-history the user's `article_id_fixed` of the same split. Every problem names the file, the 1-based row and the
+history the user's `article_id_fixed` of the same split (its last `data.history_len` clicks, all that
+`prepare` keeps). Every problem names the file, the 1-based row and the
 column.
 """
 
@@ -116,7 +117,7 @@ def _no_nulls(array: pa.Array, path: Path, first: int, field: str, what: str = "
         raise DataError(path, what, field=field, row=first + r)
 
 
-def _lists(array: pa.Array, path: Path, first: int, field: str) -> tuple[np.ndarray, list[int]]:
+def _lists(array: pa.Array, path: Path, first: int, field: str) -> tuple[np.ndarray, np.ndarray]:
     """(row offsets, flat values) of a list column, refusing null lists and null elements."""
     _no_nulls(array, path, first, field, "empty list (null)")
     values = array.flatten()  # of a sliced array: from its first list on
@@ -126,7 +127,7 @@ def _lists(array: pa.Array, path: Path, first: int, field: str) -> tuple[np.ndar
         at = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
         row = int(np.searchsorted(offsets, at, side="right")) - 1  # the list holding that element
         raise DataError(path, "null article id in the list", field=field, row=first + row)
-    return offsets, values.to_pylist()
+    return offsets, values.to_numpy()
 
 
 def _seconds(array: pa.Array) -> np.ndarray:
@@ -158,22 +159,40 @@ def read_articles(path: Path) -> Iterator[News]:
             )
 
 
-def read_histories(path: Path) -> dict[int, list[str]]:
-    """user_id -> clicked article ids (as item ids), oldest first."""
-    f, columns = _open(path, HISTORY_COLUMNS)
-    out: dict[int, list[str]] = {}
-    for first, batch in _batches(f, columns):
-        users = batch.column("user_id")
-        _no_nulls(users, path, first, "user_id")
-        offsets, values = _lists(batch.column("article_id_fixed"), path, first, "article_id_fixed")
-        for r, user in enumerate(users.to_pylist()):
-            if user in out:
-                raise DataError(path, f"user {user} has two history rows", field="user_id", row=first + r)
-            out[user] = [str(a) for a in values[offsets[r] : offsets[r + 1]]]
-    return out
+class Histories:
+    """A split's click histories as flat arrays (EB-NeRD-large: ~800k users, tens of millions of clicks, too
+    many for Python strings): user_id -> the last `keep` clicked article ids, oldest first. `prepare` keeps no
+    more than `data.history_len` clicks, so only those are turned into item ids (and checked against the
+    articles)."""
+
+    def __init__(self, path: Path, keep: int):
+        f, columns = _open(path, HISTORY_COLUMNS)
+        self.keep = keep
+        self.row: dict[int, int] = {}
+        offsets, values, base = [np.zeros(1, np.int64)], [], 0
+        for first, batch in _batches(f, columns):
+            users = batch.column("user_id")
+            _no_nulls(users, path, first, "user_id")
+            off, val = _lists(batch.column("article_id_fixed"), path, first, "article_id_fixed")
+            for r, user in enumerate(users.to_pylist()):
+                if user in self.row:
+                    raise DataError(path, f"user {user} has two history rows", field="user_id", row=first + r)
+                self.row[user] = len(self.row)
+            offsets.append(off[1:] + base)
+            values.append(val)
+            base += len(val)
+        self.offsets = np.concatenate(offsets)
+        self.values = np.concatenate(values) if values else np.zeros(0, np.int64)
+
+    def get(self, user: int) -> list[str]:
+        r = self.row.get(user)
+        if r is None:
+            return []
+        start, end = self.offsets[r], self.offsets[r + 1]
+        return [str(a) for a in self.values[max(start, end - self.keep) : end].tolist()]
 
 
-def read_behaviors(path: Path, history: dict[int, list[str]], counts: dict) -> Iterator[Behavior]:
+def read_behaviors(path: Path, history: Histories, counts: dict) -> Iterator[Behavior]:
     """Impressions of one split. Unlabelled (test) when the file has no `article_ids_clicked`. The test
     download's beyond-accuracy rows (`is_beyond_accuracy`: synthetic impressions sharing id 0) are skipped and
     counted, as are clicked articles that were not in view (no candidate to label)."""
@@ -190,6 +209,8 @@ def read_behaviors(path: Path, history: dict[int, list[str]], counts: dict) -> I
         offsets, inview = _lists(batch.column("article_ids_inview"), path, first, "article_ids_inview")
         if labelled:
             c_off, clicked = _lists(batch.column("article_ids_clicked"), path, first, "article_ids_clicked")
+            clicked = clicked.tolist()
+        inview = inview.tolist()
         for r, imp in enumerate(ids):
             if skip is not None and skip[r]:
                 counts["beyond_accuracy_rows_skipped"] = counts.get("beyond_accuracy_rows_skipped", 0) + 1
@@ -215,7 +236,7 @@ def read_behaviors(path: Path, history: dict[int, list[str]], counts: dict) -> I
                 imp,
                 str(users[r]),
                 int(times[r]),
-                history.get(users[r], []),
+                history.get(users[r]),
                 [str(a) for a in shown],
                 labels,
             )

@@ -182,8 +182,9 @@ class EbnerdSource(Source):
     fields = {"history": "article_id_fixed", "candidates": "article_ids_inview"}
     rows = True
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cfg: DataConfig):
         self.paths = ebnerd.ebnerd_files(root)
+        self.history_len = cfg.history_len
         self.files = [p for files in self.paths.values() for p in files.values()]
         self.splits = [s for s in ebnerd.FOLDERS if s in self.paths]
         self.protocol = {}  # counts of what was skipped
@@ -192,7 +193,7 @@ class EbnerdSource(Source):
         return ebnerd.read_articles(self.paths["articles"]["articles"]) if split == "train" else iter(())
 
     def behaviors(self, split: str) -> Iterator[Behavior]:
-        history = ebnerd.read_histories(self.paths[split]["history"])
+        history = ebnerd.Histories(self.paths[split]["history"], self.history_len)
         counts = self.protocol.setdefault(split, {})
         return ebnerd.read_behaviors(self.paths[split]["behaviors"], history, counts)
 
@@ -278,7 +279,7 @@ def open_source(root: Path, cfg: DataConfig, progress: bool = False) -> Source:
     if fmt == "pens":
         return PensSource(root, cfg, progress)
     if fmt == "ebnerd":
-        return EbnerdSource(root)
+        return EbnerdSource(root, cfg)
     if fmt == "adressa":
         if cfg.negatives <= 0:
             raise ConfigError(
