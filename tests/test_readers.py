@@ -178,6 +178,9 @@ def test_pens_impressions_news_and_shuffled_candidates(tmp_path: Path):
     assert [t[3] for t in _impressions(_prepare(plain, tmp_path / "ds3", "pens"), "train")] == [
         t[3] for t in train
     ]
+    # a header spelled otherwise (`NewsID`, `news_id`) is still a header
+    spelled = write_pens(tmp_path / "spelled", news=["NewsID\tc\tt\th\tb\te\tx", *PENS_NEWS[1:]])
+    assert "NewsID" not in _prepare(spelled, tmp_path / "ds5", "pens").items_table.column("id").to_pylist()
     # data.split=once halves valid.tsv into valid and test
     once = _prepare(write_pens(tmp_path / "pens"), tmp_path / "ds4", "pens", "data.split=once")
     assert once.split_names == ["train", "valid", "test"]

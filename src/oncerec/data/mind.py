@@ -88,10 +88,12 @@ def tsv_rows(
     path: Path, columns: tuple[str, ...], progress: bool = False, desc: str = "", header: str = ""
 ) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of a tab-separated file whose every line has exactly `columns`. `header`: the name of
-    the first column when the file may start with a header line (PENS ships one, MIND none); it is skipped."""
+    the first column when the file may start with a header line (PENS ships one, MIND none); it is skipped
+    (compared without case and spaces: `News ID`, `NewsID` and `news_id` are all a header)."""
+    key = _header_key(header)
     for n, text in iter_lines(path, progress, desc):
         cols = text.split("\t")
-        if header and n == 1 and cols[0] == header:
+        if key and n == 1 and _header_key(cols[0]) == key:
             continue
         if len(cols) != len(columns):
             raise DataError(
@@ -100,6 +102,10 @@ def tsv_rows(
                 n,
             )
         yield n, cols
+
+
+def _header_key(name: str) -> str:
+    return name.replace(" ", "").replace("_", "").lower()
 
 
 def read_news(

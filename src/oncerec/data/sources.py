@@ -256,7 +256,7 @@ def _grouped(
     files: list[Path],
     where: Path,
     protocol: dict | None = None,
-    key: str = "",
+    key: str = "protocol",
 ) -> GroupSource:
     groups = user_groups(x, cfg, cfg.split_seed)
     seen: dict[int, set] = {}
