@@ -39,11 +39,11 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     from oncerec.data.prepare import prepare
 
     raw = Path(a.raw)
-    # ONCE's Goodreads release: the protocol's defaults (negatives, text fields) come from its data preset,
-    # unless another data group is given
+    # ONCE's Goodreads release and Adressa: the protocol's defaults (negatives, text fields) come from their data
+    # preset, unless another data group is given
     preset = (
-        ["data=once-goodreads"]
-        if a.format == "once-goodreads" and not any(o.startswith("data=") for o in a.overrides)
+        [f"data={a.format}"]
+        if a.format in ("once-goodreads", "adressa") and not any(o.startswith("data=") for o in a.overrides)
         else []
     )
     cfg = build_config(
@@ -392,11 +392,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prepare", help="raw data folder -> dataset directory")
     s.add_argument(
         "raw",
-        help="raw data folder (MIND: train/, dev/, optional test/; Goodreads: the two .json.gz files; "
-        "once-goodreads: ONCE's released Goodreads folder, with the data preset once-goodreads; "
-        "generic: items + interactions files)",
+        help="raw data folder (MIND: train/, dev/, optional test/; xMIND: the MIND folder, with "
+        "data.translations=<xMIND language folder>; PENS: news.tsv, train.tsv, valid.tsv; EB-NeRD: "
+        "articles.parquet, train/, validation/, optional test/; Adressa: the event files, with the data preset "
+        "adressa; Goodreads: the two .json.gz files; once-goodreads: ONCE's released Goodreads folder, with the "
+        "data preset once-goodreads; generic: items + interactions files)",
     )
-    s.add_argument("--format", choices=["mind", "goodreads", "once-goodreads", "generic"], default="mind")
+    s.add_argument(
+        "--format",
+        choices=["mind", "xmind", "pens", "ebnerd", "adressa", "goodreads", "once-goodreads", "generic"],
+        default="mind",
+    )
     s.add_argument(
         "--out", help="dataset directory to create (default: <raw>-prepared beside the raw folder)"
     )

@@ -14,13 +14,24 @@ class ConfigError(OncerecError):
 
 
 class DataError(OncerecError):
-    """Bad raw data. Names the file, the 1-based line number and what was expected there."""
+    """Bad raw data. Names the file, the 1-based line number (or, in a table such as Parquet, the 1-based row)
+    and what was expected there."""
 
-    def __init__(self, path: str | Path, message: str, line: int | None = None, field: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        message: str,
+        line: int | None = None,
+        field: str | None = None,
+        row: int | None = None,
+    ):
         self.path = str(path)
         self.line = line
+        self.row = row
         self.field = field
         where = self.path if line is None else f"{self.path}:{line}"
+        if row is not None:
+            where = f"{self.path}:row {row}"
         if field:
             where += f" (field {field})"
         super().__init__(f"{where}: {message}")

@@ -32,13 +32,23 @@ class DataConfig(_Strict):
         description="Raw data folder (MIND format) or prepared dataset directory. Empty with format=demo: "
         "the demo data is generated into the cache.",
     )
-    format: Literal["mind", "goodreads", "once-goodreads", "generic", "demo"] = Field(
+    format: Literal[
+        "mind", "xmind", "pens", "ebnerd", "adressa", "goodreads", "once-goodreads", "generic", "demo"
+    ] = Field(
         "mind",
         description="Raw format of `source`: `mind` (train/ dev/ [test/] with news.tsv + behaviors.tsv), "
-        "`goodreads` (the UCSD Book Graph's gzipped JSON lines), `once-goodreads` (ONCE's released Goodreads "
-        "folder: tok.bid.dat, tok.uid.dat, book.csv, histories.jsonl; leave-last-out protocol, see "
-        "data/once_goodreads.py), `generic` (items + interactions as TSV / CSV / Parquet, see README), or "
-        "`demo` (generated, see demo_format).",
+        "`xmind` (a MIND folder with one xMIND language's translated news, see `translations`), `pens` "
+        "(news.tsv, train.tsv, valid.tsv), `ebnerd` (EB-NeRD: articles.parquet, train/ validation/ [test/] "
+        "with behaviors.parquet + history.parquet), `adressa` (one_week/ or three_month/ event files; ONCE "
+        "protocol with random negatives), `goodreads` (the UCSD Book Graph's gzipped JSON lines), "
+        "`once-goodreads` (ONCE's released Goodreads folder: tok.bid.dat, tok.uid.dat, book.csv, "
+        "histories.jsonl; leave-last-out protocol, see data/once_goodreads.py), `generic` (items + "
+        "interactions as TSV / CSV / Parquet, see README), or `demo` (generated, see demo_format).",
+    )
+    translations: str = Field(
+        "",
+        description="format=xmind: one language's xMIND folder (e.g. xMIND/ron, holding xMINDsmall_train/"
+        "news.tsv, ...); its titles and abstracts replace the MIND news text of `source`.",
     )
     demo_format: Literal["mind", "goodreads"] = Field(
         "mind", description="Raw format the demo data is generated in (format=demo)."

@@ -188,7 +188,8 @@ class Dataset:
 
 def _config_key(cfg: DataConfig) -> str:
     # the format version too: a dataset cached by an older `prepare` is prepared again, not refused
-    relevant = cfg.model_dump(exclude={"name", "source", "strict", "split_list"}) | {
+    # (the raw files' digest covers the content of `source` and `translations`, wherever they are)
+    relevant = cfg.model_dump(exclude={"name", "source", "translations", "strict", "split_list"}) | {
         "format_version": FORMAT_VERSION
     }
     if not cfg.demo_fresh:  # off: the keys of datasets prepared before the option existed stay valid

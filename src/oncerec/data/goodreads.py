@@ -72,7 +72,8 @@ def json_lines(
         raise
 
 
-def _field(obj: dict, key: str, path: Path, n: int, kind=str):
+def json_field(obj: dict, key: str, path: Path, n: int, kind=str):
+    """obj[key], of type `kind`, or a DataError naming file:line and the field (shared with Adressa)."""
     if key not in obj:
         raise DataError(path, "missing field", n, key)
     value = obj[key]
@@ -91,7 +92,7 @@ def read_interactions(path: Path, cfg: DataConfig, progress: bool = False) -> In
     items: dict[str, int] = {}
     u, i, lab, t = [], [], [], []
     for n, obj in json_lines(path, progress):
-        rating = _field(obj, "rating", path, n, int)
+        rating = json_field(obj, "rating", path, n, int)
         if not 0 <= rating <= 5:
             raise DataError(path, f"rating {rating} outside 0..5", n, "rating")
         if rating > cfg.rating_positive_above:
@@ -100,9 +101,9 @@ def read_interactions(path: Path, cfg: DataConfig, progress: bool = False) -> In
             label = 0
         else:
             continue
-        user, book = _field(obj, "user_id", path, n), _field(obj, "book_id", path, n)
+        user, book = json_field(obj, "user_id", path, n), json_field(obj, "book_id", path, n)
         try:
-            when = parse_goodreads_time(_field(obj, "date_added", path, n))
+            when = parse_goodreads_time(json_field(obj, "date_added", path, n))
         except ValueError:
             raise DataError(
                 path,
@@ -123,10 +124,10 @@ def read_books(path: Path, wanted: set[str], progress: bool = False) -> dict[str
     """The wanted books as items, by book id."""
     found: dict[str, News] = {}
     for n, obj in json_lines(path, progress):
-        book = _field(obj, "book_id", path, n)
+        book = json_field(obj, "book_id", path, n)
         if book not in wanted:
             continue
-        title = obj.get("title_without_series") or _field(obj, "title", path, n)
+        title = obj.get("title_without_series") or json_field(obj, "title", path, n)
         description = obj.get("description") or ""
         authors = obj.get("authors") or []
         if not isinstance(authors, list) or not all(isinstance(a, dict) for a in authors):

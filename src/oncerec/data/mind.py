@@ -84,22 +84,47 @@ def iter_lines(path: Path, progress: bool = False, desc: str = "") -> Iterator[t
                 yield n, text
 
 
-def read_news(path: Path, progress: bool = False) -> Iterator[News]:
-    seen: set[str] = set()
-    for n, text in iter_lines(path, progress):
+def tsv_rows(
+    path: Path, columns: tuple[str, ...], progress: bool = False, desc: str = "", header: str = ""
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a tab-separated file whose every line has exactly `columns`. `header`: the name of
+    the first column when the file may start with a header line (PENS ships one, MIND none); it is skipped
+    (compared without case and spaces: `News ID`, `NewsID` and `news_id` are all a header)."""
+    key = _header_key(header)
+    for n, text in iter_lines(path, progress, desc):
         cols = text.split("\t")
-        if len(cols) != len(NEWS_COLUMNS):
+        if key and n == 1 and _header_key(cols[0]) == key:
+            continue
+        if len(cols) != len(columns):
             raise DataError(
                 path,
-                f"expected {len(NEWS_COLUMNS)} tab-separated columns ({', '.join(NEWS_COLUMNS)}), got {len(cols)}",
+                f"expected {len(columns)} tab-separated columns ({', '.join(columns)}), got {len(cols)}",
                 n,
             )
+        yield n, cols
+
+
+def _header_key(name: str) -> str:
+    return name.replace(" ", "").replace("_", "").lower()
+
+
+def read_news(
+    path: Path,
+    progress: bool = False,
+    columns: tuple[str, ...] = NEWS_COLUMNS,
+    make=lambda cols: News(*cols[:6]),
+    header: str = "",
+) -> Iterator:
+    """One `make(fields)` per line of a news file whose first column is a unique, non-empty id (MIND's
+    layout by default; PENS and xMIND pass their own columns)."""
+    seen: set[str] = set()
+    for n, cols in tsv_rows(path, columns, progress, header=header):
         if not cols[0]:
-            raise DataError(path, "empty news id", n, "news_id")
+            raise DataError(path, "empty news id", n, columns[0])
         if cols[0] in seen:
-            raise DataError(path, f"news id {cols[0]} appears twice in this file", n, "news_id")
+            raise DataError(path, f"news id {cols[0]} appears twice in this file", n, columns[0])
         seen.add(cols[0])
-        yield News(*cols[:6])
+        yield make(cols)
 
 
 _MONTH_DAY: dict[str, int] = {}
@@ -123,18 +148,19 @@ def parse_time(value: str) -> int:
     return day + (h % 12 + (12 if half == "PM" else 0)) * 3600 + mi * 60 + s
 
 
+def time_field(value: str, path: Path, n: int, field: str) -> int:
+    """MIND's time format (also PENS'), or a DataError naming the line and field."""
+    try:
+        return parse_time(value)
+    except ValueError as e:
+        raise DataError(path, str(e), n, field) from None
+
+
 def read_behaviors(path: Path, progress: bool = False) -> Iterator[Behavior]:
     """Labelled or not is decided by the first line and must then hold for every line."""
     labelled: bool | None = None
     seen_ids: set[int] = set()
-    for n, text in iter_lines(path, progress, desc=f"{path.parent.name}/{path.name}"):
-        cols = text.split("\t")
-        if len(cols) != len(BEHAVIOR_COLUMNS):
-            raise DataError(
-                path,
-                f"expected {len(BEHAVIOR_COLUMNS)} tab-separated columns ({', '.join(BEHAVIOR_COLUMNS)}), got {len(cols)}",
-                n,
-            )
+    for n, cols in tsv_rows(path, BEHAVIOR_COLUMNS, progress, desc=f"{path.parent.name}/{path.name}"):
         imp_raw, user, time_raw, hist_raw, cand_raw = cols
         if not IMPRESSION_ID.fullmatch(imp_raw):
             raise DataError(
@@ -149,10 +175,7 @@ def read_behaviors(path: Path, progress: bool = False) -> Iterator[Behavior]:
         seen_ids.add(imp_id)
         if not user:
             raise DataError(path, "empty user id", n, "user_id")
-        try:
-            t = parse_time(time_raw)
-        except ValueError as e:
-            raise DataError(path, str(e), n, "time") from None
+        t = time_field(time_raw, path, n, "time")
         tokens = cand_raw.split()
         if not tokens:
             raise DataError(path, "no candidates", n, "impressions")

@@ -43,7 +43,6 @@ from oncerec.paths import check_new_dir, publish_dir
 FORMAT_VERSION = 2
 CATEGORICAL = ("category", "subcategory")
 DEFAULT_MAX_LEN = 64
-PROTOCOL_STATS = "once_goodreads"  # stats.json's key for what a source records about its protocol
 
 
 class _Index:
@@ -291,6 +290,8 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
             )
     n_news = len(items.ids)
     log(f"read {n_news - 1} items")
+    for line in source.warnings():
+        log(f"warning: {line}")
 
     users = _Index("<unk>")
     hist_key: dict[tuple[int, int], int] = {}
@@ -298,7 +299,6 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
     missing = {"history": {}, "candidates": {}}
     splits: dict[str, dict[str, np.ndarray]] = {}
     for split in source.splits:
-        path = source.where(split)
         arrays = _SplitArrays()
         for b in source.behaviors(split):
             u = users.add(b.user_id)
@@ -309,7 +309,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
                 for nid in b.history:
                     i = items.index.get(nid)
                     if i is None:
-                        _missing(missing["history"], nid, path, b.line, cfg.strict, "history")
+                        _missing(missing, "history", nid, source, split, b.line, cfg.strict)
                     else:
                         row.append(i)
                 row = row[-cfg.history_len :]
@@ -321,7 +321,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
             for nid in b.candidates:
                 i = items.index.get(nid)
                 if i is None:
-                    _missing(missing["candidates"], nid, path, b.line, cfg.strict, "impressions")
+                    _missing(missing, "candidates", nid, source, split, b.line, cfg.strict)
                     i = 0
                 arrays.item.append(i)
             arrays.label.extend(b.labels if b.labels is not None else [-1] * len(b.candidates))
@@ -435,7 +435,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         "token_lengths": token_stats,
         "missing": miss,
         **split_how,
-        **({PROTOCOL_STATS: source.protocol} if source.protocol else {}),
+        **({source.protocol_key: source.protocol} if source.protocol else {}),
     }
 
 
@@ -450,10 +450,20 @@ def _items_in_training(
     return seen
 
 
-def _missing(counter: dict, nid: str, path: Path, line: int, strict: bool, field: str) -> None:
+def _missing(
+    missing: dict, which: str, nid: str, source: Source, split: str, line: int, strict: bool
+) -> None:
+    """Count an id of a history (`which`: history) or of the candidates (candidates) that no items file has;
+    with --strict, refuse it where it was read."""
     if strict:
-        raise DataError(path, f"news id {nid} is not in any split's news.tsv", line, field)
-    counter[nid] = counter.get(nid, 0) + 1
+        where = {"row": line} if source.rows else {"line": line}
+        raise DataError(
+            source.where(split),
+            f"news id {nid} is not in {source.items_file}",
+            field=source.fields[which],
+            **where,
+        )
+    missing[which][nid] = missing[which].get(nid, 0) + 1
 
 
 def prompt_text(template: str, fields: dict[str, str]) -> str:

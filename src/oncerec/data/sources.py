@@ -5,6 +5,10 @@
   user's (or group's) interactions in a split into one impression, so evaluation groups by user (or group).
 - `once-goodreads`: ONCE's released Goodreads histories; leave-last-out (`data/once_goodreads.py`): one
   group per held-out book.
+- `xmind`: a MIND folder whose news text is replaced by one language's xMIND translation (`data/xmind.py`).
+- `pens`, `ebnerd`: impressions of their own (`data/pens.py`, `data/ebnerd.py`), seen as MIND's train / dev
+  [/ test] splits, so `data.split=mind|once` apply as for MIND.
+- `adressa`: page-view events, clicks only: the ONCE protocol with random negatives (`data/adressa.py`).
 """
 
 from __future__ import annotations
@@ -15,15 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oncerec.config.schema import DataConfig
-from oncerec.data import generic, goodreads, once_goodreads
+from oncerec.data import adressa, ebnerd, generic, goodreads, once_goodreads, pens, xmind
 from oncerec.data.mind import Behavior, News, read_behaviors, read_news, split_folders
 from oncerec.data.protocol import Group, Interactions, add_random_negatives, shuffle_candidates, user_groups
+from oncerec.errors import ConfigError
 
 
 class Source:
     splits: list[str]  # in reading order; train first
     files: list[Path]  # what the content hash covers
-    protocol: dict | None = None  # what stats.json records about the protocol, if anything (once-goodreads)
+    protocol: dict | None = None  # what stats.json records about the format or protocol, if anything
+    protocol_key = "protocol"  # ... under this key
+    items_file = "any split's news.tsv"  # where an id missing from every items file was looked for
+    fields = {"history": "history", "candidates": "impressions"}  # the columns messages about them name
+    rows = False  # Behavior.line is a table's row (Parquet), not a text line
+
+    def warnings(self) -> list[str]:
+        """Lines for the preparation log once everything is read (what was counted, not refused)."""
+        return []
 
     def news(self, split: str) -> Iterator[News]:
         raise NotImplementedError
@@ -69,7 +82,24 @@ def raw_files(root: Path, cfg: DataConfig) -> list[Path]:
         return list(goodreads.goodreads_files(Path(root)))
     if fmt == "once-goodreads":
         return list(once_goodreads.once_goodreads_files(Path(root)))
+    if fmt == "xmind":
+        return raw_files(root, DataConfig()) + xmind.xmind_files(_translations(cfg))
+    if fmt == "pens":
+        return list(pens.pens_files(Path(root)).values())
+    if fmt == "ebnerd":
+        return [p for files in ebnerd.ebnerd_files(Path(root)).values() for p in files.values()]
+    if fmt == "adressa":
+        return adressa.adressa_files(Path(root))
     return list(generic.generic_files(Path(root)))
+
+
+def _translations(cfg: DataConfig) -> Path:
+    if not cfg.translations:
+        raise ConfigError(
+            "data.format=xmind needs data.translations: the xMIND folder of one language (e.g. xMIND/ron); "
+            "data.source stays the MIND folder"
+        )
+    return Path(cfg.translations)
 
 
 class MindSource(Source):
@@ -89,6 +119,88 @@ class MindSource(Source):
         return self.folders[split] / "behaviors.tsv"
 
 
+class XmindSource(MindSource):
+    """MIND's users and impressions, with the news text of one xMIND language."""
+
+    protocol_key = "xmind"
+
+    def __init__(self, root: Path, cfg: DataConfig, progress: bool = False):
+        super().__init__(root, progress)
+        folder = _translations(cfg)
+        files = xmind.xmind_files(folder)
+        self.files = self.files + files
+        self.translate = xmind.Translator(xmind.read_translations(files, progress), folder, cfg.strict)
+
+    def news(self, split: str) -> Iterator[News]:
+        path = self.folders[split] / "news.tsv"
+        return self.translate(super().news(split), path)
+
+    @property
+    def protocol(self) -> dict:  # read after every news file went through
+        return self.translate.stats()
+
+    def warnings(self) -> list[str]:
+        s = self.translate.stats()
+        if not s["untranslated"]:
+            return []
+        return [
+            f"{s['untranslated']} news have no translation in {s['translations']} and keep MIND's English text "
+            f"(e.g. {', '.join(s['untranslated_examples'][:3])}); see stats.json (xmind), or --strict"
+        ]
+
+
+class PensSource(Source):
+    """PENS: one news file, train.tsv and valid.tsv as MIND's train and dev."""
+
+    items_file = "news.tsv"
+    fields = {"history": "ClicknewsID", "candidates": "pos/neg"}
+
+    def __init__(self, root: Path, cfg: DataConfig, progress: bool = False):
+        self.paths = pens.pens_files(root)
+        self.files = list(self.paths.values())
+        self.splits = ["train", "dev"]
+        self.seed = cfg.split_seed
+        self.progress = progress
+
+    def news(self, split: str) -> Iterator[News]:
+        # the news belong to no split: listed once, with train (the word vocabulary is built on them)
+        return pens.read_pens_news(self.paths["news"], self.progress) if split == "train" else iter(())
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        # split k's candidate order is drawn with split_seed + k, as the protocol's groups are
+        return pens.read_impressions(self.paths[split], self.seed + self.splits.index(split), self.progress)
+
+    def where(self, split: str) -> Path:
+        return self.paths[split]
+
+
+class EbnerdSource(Source):
+    """EB-NeRD: one articles file; train / validation [/ test] as MIND's train / dev [/ test]."""
+
+    protocol_key = "ebnerd"
+    items_file = ebnerd.ARTICLES
+    fields = {"history": "article_id_fixed", "candidates": "article_ids_inview"}
+    rows = True
+
+    def __init__(self, root: Path, cfg: DataConfig):
+        self.paths = ebnerd.ebnerd_files(root)
+        self.history_len = cfg.history_len
+        self.files = [p for files in self.paths.values() for p in files.values()]
+        self.splits = [s for s in ebnerd.FOLDERS if s in self.paths]
+        self.protocol = {}  # counts of what was skipped
+
+    def news(self, split: str) -> Iterator[News]:
+        return ebnerd.read_articles(self.paths["articles"]["articles"]) if split == "train" else iter(())
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        history = ebnerd.Histories(self.paths[split]["history"], self.history_len)
+        counts = self.protocol.setdefault(split, {})
+        return ebnerd.read_behaviors(self.paths[split]["behaviors"], history, counts)
+
+    def where(self, split: str) -> Path:
+        return self.paths[split]["behaviors"]
+
+
 @dataclass
 class GroupSource(Source):
     """Items and protocol groups held in memory (the protocol needs every user's interactions at once)."""
@@ -100,6 +212,7 @@ class GroupSource(Source):
     interactions_file: Path
     files: list[Path]
     protocol: dict | None = None
+    protocol_key: str = "once_goodreads"
 
     def __post_init__(self):
         self.splits = list(self.groups)
@@ -137,7 +250,13 @@ def sample_negatives(
 
 
 def _grouped(
-    x: Interactions, items: dict[str, News], cfg: DataConfig, files: list[Path], where: Path
+    x: Interactions,
+    items: dict[str, News],
+    cfg: DataConfig,
+    files: list[Path],
+    where: Path,
+    protocol: dict | None = None,
+    key: str = "protocol",
 ) -> GroupSource:
     groups = user_groups(x, cfg, cfg.split_seed)
     seen: dict[int, set] = {}
@@ -147,7 +266,7 @@ def _grouped(
     # only the items the kept groups use (filtering drops the rest)
     used = {i for gs in groups.values() for g in gs for i in (*g.history, *g.items)}
     kept = {x.item_ids[i]: items[x.item_ids[i]] for i in sorted(used)}
-    return GroupSource(kept, groups, x.item_ids, x.user_ids, where, files)
+    return GroupSource(kept, groups, x.item_ids, x.user_ids, where, files, protocol, key)
 
 
 def open_source(root: Path, cfg: DataConfig, progress: bool = False) -> Source:
@@ -155,6 +274,21 @@ def open_source(root: Path, cfg: DataConfig, progress: bool = False) -> Source:
     root = Path(root)
     if fmt == "mind":
         return MindSource(root, progress)
+    if fmt == "xmind":
+        return XmindSource(root, cfg, progress)
+    if fmt == "pens":
+        return PensSource(root, cfg, progress)
+    if fmt == "ebnerd":
+        return EbnerdSource(root, cfg)
+    if fmt == "adressa":
+        if cfg.negatives <= 0:
+            raise ConfigError(
+                "data.format=adressa has clicks only: set data.negatives (random unclicked articles per group), "
+                "or start from the data preset `adressa`"
+            )
+        files = adressa.adressa_files(root)
+        x, items, counts = adressa.read_events(files, progress)
+        return _grouped(x, items, cfg, files, root, counts, "adressa")
     if fmt == "goodreads":
         books, interactions = goodreads.goodreads_files(root)
         x = goodreads.read_interactions(interactions, cfg, progress)

@@ -1,0 +1,85 @@
+"""xMIND (https://github.com/andreeaiana/xMIND): MIND's news machine-translated (NLLB 3.3B) into 14 languages.
+xMIND ships only the translated text; users, impressions, categories and URLs stay MIND's. So `data.source` is
+the MIND folder and `data.translations` one language's xMIND folder, laid out as xMIND's download script
+writes it:
+
+    <lang>/xMINDsmall_train/news.tsv, <lang>/xMINDsmall_dev/news.tsv, <lang>/xMINDlarge_{train,dev,test}/...
+    (or <lang>/{train,dev,test}/news.tsv)
+
+each news.tsv with 3 tab-separated columns (nid, title, abstract) and no header. Every translation file found
+is read and merged (small and large translate the same MIND ids); each MIND news item then takes its translated
+title and abstract. MIND news without a translation keep their English text, counted in stats.json (`xmind`)
+and reported; `--strict` makes them an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from oncerec.data.mind import SPLITS, News, read_news
+from oncerec.errors import DataError
+
+COLUMNS = ("nid", "title", "abstract")
+_FOLDER = re.compile(rf"(xMIND(small|large)_)?({'|'.join(SPLITS)})")
+
+
+def xmind_files(folder: Path) -> list[Path]:
+    """The translation files under one language's folder, in name order."""
+    if not folder.is_dir():
+        raise DataError(
+            folder, "xMIND folder not found (data.translations: one language's folder, e.g. xMIND/ron)"
+        )
+    files = sorted(p / "news.tsv" for p in folder.iterdir() if _FOLDER.fullmatch(p.name) and p.is_dir())
+    missing = [p for p in files if not p.is_file()]
+    if missing:
+        raise DataError(missing[0], "missing xMIND news file")
+    if not files:
+        raise DataError(
+            folder,
+            "no xMIND news: expected xMINDsmall_train/news.tsv, xMINDlarge_dev/news.tsv, ... "
+            "(or train/news.tsv, dev/news.tsv) in this language's folder",
+        )
+    return files
+
+
+def read_translations(files: list[Path], progress: bool = False) -> dict[str, tuple[str, str]]:
+    """nid -> (title, abstract), merged over the files (the first file naming an id wins)."""
+    out: dict[str, tuple[str, str]] = {}
+    for path in files:
+        for nid, title, abstract in read_news(path, progress, COLUMNS, tuple):
+            out.setdefault(nid, (title, abstract))
+    return out
+
+
+class Translator:
+    """MIND news with the translated title and abstract; counts what stays untranslated."""
+
+    def __init__(self, translations: dict[str, tuple[str, str]], folder: Path, strict: bool):
+        self.translations = translations
+        self.folder = folder
+        self.strict = strict
+        self.translated: set[str] = set()
+        self.untranslated: set[str] = set()
+
+    def __call__(self, news: Iterator[News], path: Path) -> Iterator[News]:
+        for item in news:
+            text = self.translations.get(item.news_id)
+            if text is None:
+                if self.strict:
+                    raise DataError(path, f"news id {item.news_id} has no translation in {self.folder}")
+                self.untranslated.add(item.news_id)
+                yield item
+            else:
+                self.translated.add(item.news_id)
+                yield dataclasses.replace(item, title=text[0], abstract=text[1])
+
+    def stats(self) -> dict:
+        return {
+            "translations": str(self.folder),
+            "translated": len(self.translated),
+            "untranslated": len(self.untranslated - self.translated),
+            "untranslated_examples": sorted(self.untranslated - self.translated)[:10],
+        }
