@@ -19,7 +19,7 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import CheckpointError, ConfigError, OncerecError
 from oncerec.eval.leaderboard import score_files, write_truth
 from oncerec.eval.slices import split_metrics
-from oncerec.models.layers import SelfAttention, disagreement
+from oncerec.models.layers import SelfAttention, attendable, disagreement
 from oncerec.models.recommender import Recommender
 from oncerec.train.baselines import popularity_scores
 from oncerec.train.checkpoint import load_latest, load_weights
@@ -193,6 +193,29 @@ def test_attention_residual_adds_the_layer_input(tiny: Dataset):
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_self_attention_is_multihead_attention_bit_for_bit_in_training(residual: bool):
+    """`project` + `attend` are nn.MultiheadAttention's arithmetic (so NRMS trains as it did before the
+    split): the same outputs and gradients to the bit, dropout included; projecting each item alone (as
+    inference does, once per item) gives the same outputs to rounding."""
+    torch.manual_seed(0)
+    layer = SelfAttention(16, 4, 0.2, residual).train()
+    x = torch.randn(3, 7, 16, requires_grad=True)
+    mask = torch.tensor([[True] * 7, [True, True, True, False, False, False, False], [False] * 7])
+    torch.manual_seed(1)
+    ours = layer(x, mask)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), x)
+    torch.manual_seed(1)
+    theirs, _ = layer.attn(x, x, x, key_padding_mask=~attendable(mask), need_weights=False)
+    theirs = x + theirs if residual else theirs
+    (grad_theirs,) = torch.autograd.grad(theirs.sum(), x)
+    assert torch.equal(ours, theirs) and torch.equal(grad_ours, grad_theirs)
+    layer.eval()
+    with torch.no_grad():
+        table = layer.project(x.reshape(-1, 16)).view(3, 7, -1)
+        torch.testing.assert_close(layer.attend(table, mask), layer(x, mask))
 
 
 def test_sampler_is_deterministic_and_uses_the_impression(tiny: Dataset):

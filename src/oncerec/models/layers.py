@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 def any_valid(mask: Tensor) -> Tensor:
@@ -38,18 +39,46 @@ class AdditiveAttention(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over a padded sequence (NRMS); `residual` adds the input to the output."""
+    """Multi-head self-attention over a padded sequence (NRMS); `residual` adds the input to the output.
+
+    Split in two so that inference can do the per-item half once per item: `project` (each position's query,
+    key and value, and its input when `residual`) and `attend` (the positions meet). The weights are an
+    `nn.MultiheadAttention`'s and the arithmetic is its own, in its order and memory layout, so that training
+    gives bit for bit what that module gives (tests/test_models.py holds both to it)."""
 
     def __init__(self, dim: int, heads: int, dropout: float, residual: bool = False):
         super().__init__()
         if dim % heads:
             raise ValueError(f"hidden_size {dim} must be divisible by num_heads {heads}")
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.residual = residual
+        self.dim, self.heads, self.residual = dim, heads, residual
+
+    def project(self, x: Tensor) -> Tensor:
+        """x [..., D] -> [..., 3D] (queries, keys, values), [..., 4D] with the input appended when `residual`."""
+        w, b = self.attn.in_proj_weight, self.attn.in_proj_bias
+        # a sequence [B, L, D] is projected position-major, as nn.MultiheadAttention does
+        qkv = F.linear(x.transpose(0, 1), w, b).transpose(0, 1) if x.dim() == 3 else F.linear(x, w, b)
+        return torch.cat([qkv, x], -1) if self.residual else qkv
+
+    def attend(self, projected: Tensor, mask: Tensor) -> Tensor:
+        """`project`ed positions [B, L, 3D or 4D], mask [B, L] -> outputs [B, L, D]."""
+        (b, n), d, h = mask.shape, self.dim, self.heads
+        qkv = projected[..., : 3 * d].transpose(0, 1).unflatten(-1, (3, d))  # [L, B, 3, D]
+        q, k, v = (
+            t.reshape(n, b * h, d // h).transpose(0, 1).view(b, h, n, d // h)
+            for t in qkv.unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous()
+        )
+        ignored = torch.zeros(b, n, dtype=q.dtype, device=q.device).masked_fill(
+            ~attendable(mask), float("-inf")
+        )
+        ignored = ignored.view(b, 1, 1, n).expand(-1, h, -1, -1).reshape(b * h, 1, n).view(b, h, 1, n)
+        dropout = self.attn.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, ignored, dropout)
+        out = self.attn.out_proj(out.permute(2, 0, 1, 3).reshape(n * b, d)).view(n, b, d).transpose(0, 1)
+        return projected[..., 3 * d :] + out if self.residual else out
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        out, _ = self.attn(x, x, x, key_padding_mask=~attendable(mask), need_weights=False)
-        return x + out if self.residual else out
+        return self.attend(self.project(x), mask)
 
 
 class FastformerLayer(nn.Module):

@@ -22,6 +22,7 @@ from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import CATEGORICAL
 from oncerec.errors import ConfigError
 from oncerec.models.embedding import build_word_embedding
+from oncerec.models.interfaces import Predictor, UserEncoder
 from oncerec.models.registry import KINDS, REGISTRY, lookup
 from oncerec.models.user.attributes import UserAttributes
 
@@ -68,7 +69,7 @@ class Recommender(nn.Module):
                 )
         item_cls = lookup("item", cfg.item)
         # an encoder with its own inputs (item ids, language-model tokens or cached states) needs no word table
-        own = getattr(item_cls, "own_inputs", False)
+        own = item_cls.own_inputs
         self.item_encoder = None
         if item_encoder:
             words = None
@@ -78,7 +79,7 @@ class Recommender(nn.Module):
                 words = build_word_embedding(embed, vocab, size, seed, log, word_table)
             self.item_encoder = item_cls(cfg, words, spec | {"dataset": dataset, "log": log})
         user_cls, predictor_cls = lookup("user", cfg.user), lookup("predictor", cfg.predictor)
-        if getattr(user_cls, "gives_sequence", False) != getattr(predictor_cls, "takes_sequence", False):
+        if user_cls.gives_sequence != predictor_cls.takes_sequence:
             raise ConfigError(
                 f"model.user={cfg.user} with model.predictor={cfg.predictor}: the `sequence` user encoder "
                 "hands the clicked items to a target-attention predictor (`din`), which needs it; "
@@ -93,9 +94,7 @@ class Recommender(nn.Module):
         self.predictor = predictor_cls(cfg, spec)
         # GENRE user profiles (model.user_attributes): fused into the user vector, see models/user/attributes.py
         self.user_attributes = (
-            UserAttributes(cfg, dataset, getattr(user_cls, "gives_sequence", False))
-            if cfg.user_attributes
-            else None
+            UserAttributes(cfg, dataset, user_cls.gives_sequence) if cfg.user_attributes else None
         )
         lookups = ("category",) if cfg.miner_category_bias else ()
         fields = [] if own or not item_encoder else cfg.item_fields
@@ -105,11 +104,16 @@ class Recommender(nn.Module):
         """Item indices [N] -> item vectors [N, d]."""
         return self.item_encoder(self.content.gather(items))
 
+    def user_inputs(self, item_vectors: Tensor) -> Tensor:
+        """Item vectors [..., d] -> what the user encoder reads of each clicked item [..., f] (its `per_item`:
+        NRMS's attention projections). Inference computes it once for every item and gathers it by index."""
+        return self.user_encoder.per_item(item_vectors)
+
     def encode_users(
         self, clicked: Tensor, mask: Tensor, user: Tensor, history: Tensor | None = None
     ) -> Tensor:
-        """Clicked-item vectors [B, H, d] with their mask, user indices [B] and, for a user encoder that reads
-        the clicks' categories, their item indices [B, H] -> user representations."""
+        """The clicked items' `user_inputs` [B, H, f] with their mask, user indices [B] and, for a user encoder
+        that reads the clicks' categories, their item indices [B, H] -> user representations."""
         vectors = self.user_encoder(clicked, mask, user, **self._categories(self.user_encoder, history))
         return vectors if self.user_attributes is None else self.user_attributes(vectors, user)
 
@@ -118,8 +122,8 @@ class Recommender(nn.Module):
         categories, their item indices [B, K] -> scores [B, K]."""
         return self.predictor(user, candidates, **self._categories(self.predictor, items))
 
-    def _categories(self, component: nn.Module, items: Tensor | None) -> dict[str, Tensor]:
-        if not getattr(component, "reads_categories", False):
+    def _categories(self, component: UserEncoder | Predictor, items: Tensor | None) -> dict[str, Tensor]:
+        if not component.reads_categories:
             return {}
         if items is None:
             raise ValueError(f"{type(component).__name__} reads item categories: pass the item indices")
@@ -128,8 +132,7 @@ class Recommender(nn.Module):
     def regularization(self) -> Tensor:
         """The weighted regularisation term of the last training forward, to add to the training loss: MINER's
         disagreement of the interest vectors the predictor scored with (0 for other models)."""
-        term = getattr(self.predictor, "regularization", None)
-        return term() if term is not None else torch.zeros(())
+        return self.predictor.regularization()
 
     def forward(self, batch: Batch) -> Tensor:
         """Scores [B, K] for the batch's candidates."""
@@ -137,7 +140,7 @@ class Recommender(nn.Module):
         unique, inverse = torch.unique(every, return_inverse=True)
         vectors = self.encode_items(unique)
         n_hist = batch.history.numel()
-        clicked = vectors[inverse[:n_hist]].view(*batch.history.shape, -1)
+        clicked = self.user_inputs(vectors[inverse[:n_hist]].view(*batch.history.shape, -1))
         cands = vectors[inverse[n_hist:]].view(*batch.candidates.shape, -1)
         user = self.encode_users(clicked, batch.history_mask, batch.user, batch.history)
         return self.score(user, cands, batch.candidates)

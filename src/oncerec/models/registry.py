@@ -2,14 +2,9 @@
 (`@register("item", "cnn")`) and declares the ModelConfig fields it reads (`reads`, see `check_knobs` in
 models/recommender.py). Every class of a kind has the same constructor.
 
-item encoders:  cls(cfg: ModelConfig, words: WordEmbedding | None, spec: dict); a class with
-                `own_inputs = True` gets no word table and gathers its own inputs by item index
-user encoders:  cls(cfg: ModelConfig, spec: dict)
-predictors:     cls(cfg: ModelConfig, spec: dict)
-
-A predictor with `pointwise = True` (the CTR models) is trained with binary cross-entropy under exp.loss=auto.
-A user encoder with `gives_sequence = True` (`sequence`) pairs only with a predictor with
-`takes_sequence = True` (`din`); the Recommender checks this.
+Each kind's interface (constructor, forward, declared capabilities such as `own_inputs`, `pointwise`,
+`gives_sequence` / `takes_sequence`) is its base class in models/interfaces.py, which a registered class must
+subclass.
 """
 
 from __future__ import annotations
@@ -17,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from oncerec.errors import ConfigError
+from oncerec.models.interfaces import KIND_BASES
 
 KINDS = ("item", "user", "predictor")  # the ModelConfig field that names each kind's component
 REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
@@ -26,6 +22,10 @@ def register(kind: str, name: str) -> Callable[[type], type]:
     """Class decorator: `@register("user", "gru")` makes the class the component `model.user=gru`."""
 
     def add(cls: type) -> type:
+        if not issubclass(cls, KIND_BASES[kind]):
+            raise TypeError(
+                f"{cls.__name__} is registered as a {kind} component: subclass {KIND_BASES[kind].__name__}"
+            )
         if name in REGISTRY[kind]:
             raise ValueError(f"{kind} component `{name}` is registered twice")
         REGISTRY[kind][name] = cls

@@ -59,7 +59,7 @@ def inner_product(cfg: Config) -> bool:
 def adds_items(cfg: Config) -> bool:
     """Whether new items can be encoded from their content: not for item-id embeddings (no content) nor for
     DIRE's language-model encoder (it reads the training data's cache of its frozen layers)."""
-    return not getattr(lookup("item", cfg.model.item), "own_inputs", False)
+    return not lookup("item", cfg.model.item).own_inputs
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:

@@ -123,6 +123,9 @@ class Service:
         self.num_items = len(ex.vectors)
         self.vectors = torch.from_numpy(ex.vectors)
         self.mean_item = self.vectors[1:].mean(0)  # where two-stage models are linearised
+        # what the user encoder reads of each item, computed once here rather than for every click of every
+        # request (NRMS: its attention projections; the largest part of a request's model time)
+        self.user_table = self._user_inputs(self.vectors)
         self.popularity = ex.popularity
         self.ids: list[str] = list(ex.data.ids)
         self.index_of = {x: i for i, x in enumerate(self.ids) if i}  # row 0 is the padding item
@@ -188,7 +191,11 @@ class Service:
         for row, c in zip(padded, clicked, strict=True):
             row[: len(c)] = c
         hist = torch.from_numpy(padded)
-        return self.model.encode_users(self.vectors[hist], hist > 0, torch.tensor(users), hist)
+        return self.model.encode_users(self.user_table[hist], hist > 0, torch.tensor(users), hist)
+
+    @torch.no_grad()
+    def _user_inputs(self, vectors: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.model.user_inputs(chunk) for chunk in vectors.split(16384)])
 
     def _rank(self, reps: torch.Tensor, exclude: list[np.ndarray], ks: list[int]) -> list[tuple]:
         """Each user's top k: (item indices, scores)."""
@@ -230,14 +237,13 @@ class Service:
 
     def _knows(self, user: int) -> bool:
         """Whether the model has something of this user besides clicks: a GENRE profile, or a user embedding
-        that trained (LSTUR's, whose user encoder keeps `train_users`)."""
+        that trained (LSTUR's)."""
         if not user:
             return False
         attributes = self.model.user_attributes
         if attributes is not None and bool(attributes.profile(torch.tensor([user]))[1][0]):
             return True
-        trained = getattr(self.model.user_encoder, "train_users", None)
-        return trained is not None and bool(trained[user])
+        return self.model.user_encoder.knows(user)
 
     @property
     def popular(self) -> np.ndarray:
@@ -351,6 +357,8 @@ class Service:
         self.num_items += added
         self.vectors = grown(self.vectors, self.num_items)
         self.vectors[index] = torch.from_numpy(vectors)
+        self.user_table = grown(self.user_table, self.num_items)
+        self.user_table[index] = self._user_inputs(self.vectors[index])
         self.popularity = np.concatenate([self.popularity, np.zeros(added, self.popularity.dtype)])
         self._popular = None
         self.index.put(np.array(rows), vectors)

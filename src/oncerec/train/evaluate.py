@@ -64,23 +64,25 @@ def encode_histories(
     progress: bool = False,
 ) -> torch.Tensor:
     """User representations for the given history rows, in that order."""
+    inputs = model.user_inputs(item_vectors)
     out = []
     for c in tqdm(list(_chunks(len(rows), batch_size)), "users", disable=not progress, leave=False):
         hist, mask, user = histories_for(dataset, rows[c])
         hist, mask, user = hist.to(device), mask.to(device), user.to(device)
-        out.append(model.encode_users(item_vectors[hist], mask, user, hist))
+        out.append(model.encode_users(inputs[hist], mask, user, hist))
     return torch.cat(out)
 
 
 @torch.no_grad()
 def encode_user(
-    model: Recommender, item_vectors: torch.Tensor, clicked: list[int], user: int, device
+    model: Recommender, user_inputs: torch.Tensor, clicked: list[int], user: int, device
 ) -> torch.Tensor:
-    """One user's representation [1, ...] from clicked item indices, oldest first (none: an empty history,
-    which the user encoder sees as one masked-out padding item), and the user index (0: unknown)."""
+    """One user's representation [1, ...] from every item's `user_inputs`, the clicked item indices, oldest
+    first (none: an empty history, which the user encoder sees as one masked-out padding item), and the user
+    index (0: unknown)."""
     hist = torch.tensor([clicked or [0]], device=device)
     mask = torch.tensor([[True] * len(clicked) or [False]], device=device)
-    return model.encode_users(item_vectors[hist], mask, torch.tensor([user], device=device), hist)
+    return model.encode_users(user_inputs[hist], mask, torch.tensor([user], device=device), hist)
 
 
 @torch.no_grad()

@@ -8,13 +8,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from oncerec.data.batching import Batch
+from oncerec.models.interfaces import Predictor
 
 
-def loss_kind(name: str, predictor: nn.Module) -> str:
+def loss_kind(name: str, predictor: Predictor) -> str:
     """exp.loss, with `auto` resolved: bce for pointwise (CTR) predictors, softmax for matching ones."""
     if name != "auto":
         return name
-    return "bce" if getattr(predictor, "pointwise", False) else "softmax"
+    return "bce" if predictor.pointwise else "softmax"
 
 
 def training_loss(scores: Tensor, batch: Batch, kind: str) -> Tensor:

@@ -65,7 +65,7 @@ class Run:
         else:
             raise OncerecError(f"user {user!r} is not in the dataset; give --history ITEM1,ITEM2,... instead")
         self.model.eval()
-        rep = encode_user(self.model, self.item_vectors, clicked, u, self.device)
+        rep = encode_user(self.model, self.user_inputs, clicked, u, self.device)
         top, scores = top_items(self.model, self.item_vectors, rep, clicked, top_k)
         titles = table.column("title").to_pylist()
         return [(ids[i], titles[i], s) for i, s in zip(top, scores, strict=True)]
@@ -75,6 +75,11 @@ class Run:
         """Every item encoded once: the weights of a loaded run do not change, so recommend() reuses them."""
         self.model.eval()
         return encode_all_items(self.model, self.cfg.exp.eval_batch_size, self.device)
+
+    @cached_property
+    @torch.no_grad()
+    def user_inputs(self) -> torch.Tensor:
+        return self.model.user_inputs(self.item_vectors)
 
     def _latest_history(self, user: int) -> list[int]:
         best_time, row = -1, None

@@ -14,12 +14,13 @@ from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
 from oncerec.data.prepare import CATEGORICAL
+from oncerec.models.interfaces import ItemEncoder
 from oncerec.models.item.text import AttentionText, CNNText, FastformerText, PoolText
 from oncerec.models.layers import AdditiveAttention
 from oncerec.models.registry import register
 
 
-class FieldItemEncoder(nn.Module):
+class FieldItemEncoder(ItemEncoder):
     text_encoder: type[nn.Module]  # set by each registered subclass
     reads: ClassVar[frozenset[str]] = frozenset(
         {"item_fields", "category_dim", "hidden_size", "attention_hidden"}
@@ -79,7 +80,7 @@ class PoolItemEncoder(FieldItemEncoder):
 
 
 @register("item", "id")
-class IdItemEncoder(nn.Module):
+class IdItemEncoder(ItemEncoder):
     """An item-id embedding: no content at all (the classic CTR baseline)."""
 
     own_inputs = True

@@ -26,6 +26,7 @@ from oncerec.lm.backbone import (
     output_size,
     run_top,
 )
+from oncerec.models.interfaces import ItemEncoder
 from oncerec.models.layers import AdditiveAttention, masked_mean
 from oncerec.models.registry import register
 
@@ -36,7 +37,7 @@ AUTO_NORM = {"decoder": "batch", "encoder": "none"}
 
 
 @register("item", "lm")
-class LMItemEncoder(nn.Module):
+class LMItemEncoder(ItemEncoder):
     own_inputs = True  # reads token ids or cached states by item index, not the word-level item content
     reads: ClassVar[frozenset[str]] = frozenset(
         {"item_lm", "item_fields", "lm_dtype", "layer", "lm_norm", "lm_pooling", "attention_hidden"}

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
 from oncerec.errors import ConfigError
+from oncerec.models.interfaces import Predictor
 from oncerec.models.registry import register
 from oncerec.models.user.sequence import unpack_sequence
 
@@ -78,7 +79,7 @@ class InteractingLayer(nn.Module):
         return torch.relu(out + self.res(x))
 
 
-class CTRPredictor(nn.Module):
+class CTRPredictor(Predictor):
     """Base: builds the fields [B, K, F, d] from (u, c[, u * c]); a subclass turns them into logits [B, K]."""
 
     pointwise = True  # trained with binary cross-entropy under exp.loss=auto

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.interfaces import Predictor
 from oncerec.models.layers import disagreement
 from oncerec.models.registry import register
 from oncerec.models.user.attention import pool_interests
@@ -16,7 +17,7 @@ from oncerec.models.user.sequence import unpack_sequence
 
 
 @register("predictor", "dot")
-class DotPredictor(nn.Module):
+class DotPredictor(Predictor):
     """Inner product of the user vector and each candidate (NAML, NRMS, LSTUR, Fastformer)."""
 
     reads: ClassVar[frozenset[str]] = frozenset()
@@ -29,7 +30,7 @@ class DotPredictor(nn.Module):
 
 
 @register("predictor", "target_aware")
-class TargetAwarePredictor(nn.Module):
+class TargetAwarePredictor(Predictor):
     """MINER's click predictor (Li et al., 2022): each interest vector v_i scores the candidate x (v_i . x), and
     the C scores are averaged with the target-aware attention softmax_i(x . GELU(W v_i)).
 

@@ -8,13 +8,14 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.interfaces import UserEncoder
 from oncerec.models.layers import AdditiveAttention, SelfAttention, any_valid, attendable
 from oncerec.models.registry import register
 from oncerec.models.user.sequence import pack_sequence
 
 
 @register("user", "attention")
-class AdditiveUser(nn.Module):
+class AdditiveUser(UserEncoder):
     """NAML: additive attention over clicked items."""
 
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden"})
@@ -28,7 +29,7 @@ class AdditiveUser(nn.Module):
 
 
 @register("user", "self_attention")
-class SelfAttentionUser(nn.Module):
+class SelfAttentionUser(UserEncoder):
     """NRMS: multi-head self-attention among clicked items, then additive attention."""
 
     reads: ClassVar[frozenset[str]] = frozenset(
@@ -41,8 +42,11 @@ class SelfAttentionUser(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
 
+    def per_item(self, vectors: Tensor) -> Tensor:
+        return self.attn.project(vectors)
+
     def forward(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
-        return self.pool(self.drop(self.attn(clicked, mask)), mask)
+        return self.pool(self.drop(self.attn.attend(clicked, mask)), mask)
 
 
 def pool_interests(logits: Tensor, clicked: Tensor, mask: Tensor) -> Tensor:
@@ -55,7 +59,7 @@ def pool_interests(logits: Tensor, clicked: Tensor, mask: Tensor) -> Tensor:
 
 
 @register("user", "poly")
-class PolyUser(nn.Module):
+class PolyUser(UserEncoder):
     """MINER's poly attention (Li et al., 2022): `num_interests` learned context codes c_i each attend over the
     clicked items n_j with the logits c_i . tanh(W n_j), giving several interest vectors [B, C, d].
 

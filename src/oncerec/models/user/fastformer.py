@@ -7,12 +7,13 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.interfaces import UserEncoder
 from oncerec.models.layers import AdditiveAttention, FastformerLayer
 from oncerec.models.registry import register
 
 
 @register("user", "fastformer")
-class FastformerUser(nn.Module):
+class FastformerUser(UserEncoder):
     reads: ClassVar[frozenset[str]] = frozenset(
         {"hidden_size", "num_heads", "dropout", "num_layers", "attention_hidden"}
     )

@@ -13,11 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.interfaces import UserEncoder
 from oncerec.models.registry import register
 
 
 @register("user", "gru")
-class GRUUser(nn.Module):
+class GRUUser(UserEncoder):
     reads: ClassVar[frozenset[str]] = frozenset({"gru_mode", "hidden_size", "user_id_dropout"})
 
     def __init__(self, cfg: ModelConfig, spec: dict):
@@ -29,6 +30,9 @@ class GRUUser(nn.Module):
         self.id_dropout = cfg.user_id_dropout
         self.gru = nn.GRU(cfg.hidden_size, cfg.hidden_size, batch_first=True)
         self.out = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size) if self.mode == "con" else None
+
+    def knows(self, user: int) -> bool:
+        return bool(self.train_users[user])
 
     def forward(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
         if self.train_users.device != user.device:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.interfaces import UserEncoder
 from oncerec.models.layers import masked_mean
 from oncerec.models.registry import register
 
 
 @register("user", "pool")
-class PoolUser(nn.Module):
+class PoolUser(UserEncoder):
     reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: ModelConfig, spec: dict):

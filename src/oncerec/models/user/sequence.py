@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
+from oncerec.models.interfaces import UserEncoder
 from oncerec.models.registry import register
 
 
@@ -35,7 +36,7 @@ def unpack_sequence(packed: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @register("user", "sequence")
-class SequenceUser(nn.Module):
+class SequenceUser(UserEncoder):
     """No pooling: hands the clicked-item vectors and their mask to the predictor (use with `din`)."""
 
     gives_sequence = True
