@@ -1,0 +1,144 @@
+"""Full-ranking evaluation (`exp.full_ranking`): each user's held-out items ranked among every item of the
+catalogue, as retrieval systems are judged (the impression metrics rank a few shown candidates only).
+
+- A user is one user id of the split; the user is encoded once, from the history of their earliest
+  impression of the split (MIND repeats that history on every impression of the user; on time-ordered data
+  it holds nothing of the split).
+- Held out: the user's clicked candidates over all their impressions of the split, each item once, those
+  in that history left out (they cannot be ranked: see next). A user with none is not ranked.
+- Ranked: every item of the catalogue (every item of the dataset, of every split) except the items of that
+  history, as usual in retrieval: recommending what the user has read says nothing.
+- Scores: the model's own. An inner-product predictor (`dot`) scores a block of users against every item in
+  one matrix product; any other predictor (MINER's target-aware one, the CTR heads, DIN) is run on every
+  (user, item) pair of the block, a slice of items at a time. That is exact, the same scores as the
+  impression evaluation, but costs a head evaluation per pair (users x items) instead of a dot product;
+  refusing would leave half the models without the numbers, and a GPU makes the cost bearable.
+- Per block of users only the scores of that block are held ([block, items]), and only its top K kept
+  (torch.topk): users x items is never materialised. The metrics of the top K are computed by
+  `oncerec.eval.metrics.evaluate_top_k` (the impression formulas, a user being a group).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from oncerec.data.dataset import Dataset, Split
+from oncerec.eval.metrics import FULL_PREFIX, evaluate_top_k, full_ranking_names, parse_metric
+from oncerec.models.recommender import Recommender
+from oncerec.train.evaluate import encode_all_items, encode_histories
+
+# (user, item) pairs one call of a non-inner-product predictor scores: bounds its [pairs, fields, d] inputs.
+HEAD_PAIRS = 1 << 15
+
+
+def held_out(dataset: Dataset, split: Split) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], int]:
+    """(users, their history rows, their held-out item indices, users without a held-out item) of the split:
+    see the module docstring."""
+    user_of_imp = np.asarray(split.user)
+    # each user's earliest impression (the first of equal times): sort by (user, time, position)
+    order = np.lexsort((np.arange(split.num_impressions), np.asarray(split.time), user_of_imp))
+    first = order[np.r_[True, user_of_imp[order][1:] != user_of_imp[order][:-1]]]
+    users, history = user_of_imp[first], np.asarray(split.history)[first]
+
+    clicked = np.flatnonzero(np.asarray(split.label) == 1)
+    pairs = np.unique(
+        np.stack([user_of_imp[split.row_impression[clicked]], np.asarray(split.item)[clicked]]), axis=1
+    )
+    slot = np.searchsorted(users, pairs[0])  # `users` is sorted: the lexsort's last key
+    items, lengths, _ = dataset.histories
+    rows = history[slot]
+    hist = np.asarray(items[rows])
+    in_history = (
+        (hist == pairs[1][:, None]) & (np.arange(hist.shape[1]) < np.asarray(lengths)[rows][:, None])
+    ).any(1)
+    pairs, slot = pairs[:, ~in_history], slot[~in_history]
+    counts = np.bincount(slot, minlength=len(users))
+    kept = counts > 0
+    per_user = np.split(pairs[1], np.cumsum(counts)[:-1])
+    return (
+        users[kept],
+        history[kept],
+        [p for p, k in zip(per_user, kept, strict=True) if k],
+        int((~kept).sum()),
+    )
+
+
+@torch.no_grad()
+def _block_scores(model: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Scores [B, N] of a block of user representations against every item vector."""
+    if model.cfg.predictor == "dot":
+        return users @ items.T
+    n, width = len(items), max(1, HEAD_PAIRS // len(users))
+    out = []
+    for start in range(0, n, width):
+        idx = torch.arange(start, min(start + width, n), device=items.device).expand(len(users), -1)
+        out.append(model.score(users, items[idx], idx))
+    return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def rank_catalogue(
+    model: Recommender,
+    dataset: Dataset,
+    split: Split,
+    k: int,
+    batch_size: int,
+    device,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """`found` [U, k] (whether each of a user's top k items is held out), `held` [U] (held-out items per
+    user) over the split's users with a held-out item, and the sizes: `items` ranked, `skipped` users.
+    Users are scored `batch_size` at a time."""
+    model.eval()
+    vectors = encode_all_items(model, batch_size, device, progress)
+    users, history, targets, skipped = held_out(dataset, split)
+    reps = encode_histories(model, dataset, history, vectors, batch_size, device, progress)
+    hist_items = np.asarray(dataset.histories[0])
+    k = min(k, len(vectors) - 1)
+    found = np.zeros((len(users), k), dtype=bool)
+    for start in tqdm(range(0, len(users), batch_size), "full ranking", disable=not progress, leave=False):
+        end = min(start + batch_size, len(users))
+        scores = _block_scores(model, reps[start:end], vectors).float()
+        # item 0 is padding, and the history (padded with 0) is not ranked
+        hist = torch.from_numpy(hist_items[history[start:end]].astype(np.int64)).to(scores.device)
+        scores[:, 0] = float("-inf")
+        scores.scatter_(1, hist, float("-inf"))
+        top = torch.topk(scores, k, dim=1)
+        block = targets[start:end]
+        target = torch.zeros_like(scores, dtype=torch.bool)
+        rows = np.repeat(np.arange(len(block)), [len(t) for t in block])
+        cols = torch.from_numpy(np.concatenate(block).astype(np.int64))
+        target[torch.from_numpy(rows).to(target.device), cols.to(target.device)] = True
+        # a user with fewer rankable items than k gets excluded ones (-inf) at the end: never held out
+        hit = target.gather(1, top.indices) & torch.isfinite(top.values)
+        found[start:end] = hit.cpu().numpy()
+    held = np.array([len(t) for t in targets], dtype=np.int64)
+    return found, held, {"items": len(vectors) - 1, "skipped": skipped}
+
+
+def full_ranking_metrics(
+    model: Recommender,
+    dataset: Dataset,
+    split: Split,
+    metrics: list[str],
+    batch_size: int,
+    device,
+    progress: bool = False,
+) -> dict:
+    """The `metrics` (recall@K, ndcg@K, hit@K) of the full ranking under `full/<name>`, with `full/users`
+    (averaged over), `full/skipped` (users of the split without a held-out item) and `full/items` (the
+    catalogue's size)."""
+    names = full_ranking_names(metrics)
+    if not names:
+        return {}
+    k = max(parse_metric(n)[1] for n in names)
+    found, held, sizes = rank_catalogue(model, dataset, split, k, batch_size, device, progress)
+    # a catalogue smaller than K: every item is ranked, the deeper cut-offs read the same top
+    m = (
+        evaluate_top_k(np.pad(found, ((0, 0), (0, k - found.shape[1]))), held, names)
+        if len(held)
+        else {**dict.fromkeys(names, float("nan")), "users": 0}
+    )
+    return {f"{FULL_PREFIX}{key}": value for key, value in {**m, **sizes}.items()}
