@@ -79,30 +79,25 @@ def _block_scores(model: Recommender, users: torch.Tensor, items: torch.Tensor) 
 
 
 @torch.no_grad()
-def rank_catalogue(
+def rank_vectors(
     model: Recommender,
-    dataset: Dataset,
-    split: Split,
+    reps: torch.Tensor,
+    vectors: torch.Tensor,
+    history: np.ndarray,
+    targets: list[np.ndarray],
     k: int,
     batch_size: int,
-    device,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """`found` [U, k] (whether each of a user's top k items is held out), `held` [U] (held-out items per
-    user) over the split's users with a held-out item, and the sizes: `items` ranked, `skipped` users.
-    Users are scored `batch_size` at a time."""
-    model.eval()
-    vectors = encode_all_items(model, batch_size, device, progress)
-    users, history, targets, skipped = held_out(dataset, split)
-    reps = encode_histories(model, dataset, history, vectors, batch_size, device, progress)
-    hist_items = np.asarray(dataset.histories[0])
+) -> np.ndarray:
+    """`found` [U, k]: whether each of a user's top k items is one of their `targets` (held-out item indices),
+    users `reps` scored against every item vector (row 0: padding, never ranked) by the model's predictor,
+    `batch_size` users at a time, their `history` items [U, L] (padded with 0) not ranked."""
     k = min(k, len(vectors) - 1)
-    found = np.zeros((len(users), k), dtype=bool)
-    for start in tqdm(range(0, len(users), batch_size), "full ranking", disable=not progress, leave=False):
-        end = min(start + batch_size, len(users))
+    found = np.zeros((len(reps), k), dtype=bool)
+    for start in tqdm(range(0, len(reps), batch_size), "full ranking", disable=not progress, leave=False):
+        end = min(start + batch_size, len(reps))
         scores = _block_scores(model, reps[start:end], vectors).float()
-        # item 0 is padding, and the history (padded with 0) is not ranked
-        hist = torch.from_numpy(hist_items[history[start:end]].astype(np.int64)).to(scores.device)
+        hist = torch.from_numpy(history[start:end].astype(np.int64)).to(scores.device)
         scores[:, 0] = float("-inf")
         scores.scatter_(1, hist, float("-inf"))
         top = torch.topk(scores, k, dim=1)
@@ -114,6 +109,27 @@ def rank_catalogue(
         # a user with fewer rankable items than k gets excluded ones (-inf) at the end: never held out
         hit = target.gather(1, top.indices) & torch.isfinite(top.values)
         found[start:end] = hit.cpu().numpy()
+    return found
+
+
+@torch.no_grad()
+def rank_catalogue(
+    model: Recommender,
+    dataset: Dataset,
+    split: Split,
+    k: int,
+    batch_size: int,
+    device,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """`found` [U, k] (see `rank_vectors`) and `held` [U] (held-out items per user) over the split's users
+    with a held-out item, and the sizes: `items` ranked, `skipped` users."""
+    model.eval()
+    vectors = encode_all_items(model, batch_size, device, progress)
+    users, history, targets, skipped = held_out(dataset, split)
+    reps = encode_histories(model, dataset, history, vectors, batch_size, device, progress)
+    clicked = np.asarray(dataset.histories[0])[history]
+    found = rank_vectors(model, reps, vectors, clicked, targets, k, batch_size, progress)
     held = np.array([len(t) for t in targets], dtype=np.int64)
     return found, held, {"items": len(vectors) - 1, "skipped": skipped}
 
