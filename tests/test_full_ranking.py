@@ -196,3 +196,22 @@ def test_end_to_end_on_demo_small(tmp_path: Path):
     ]
     table = _cli("compare", str(run))
     assert "nDCG@10 of all items" in table.splitlines()[0]
+
+
+def test_experiment_table_has_the_full_ranking_columns(tmp_path: Path):
+    from oncerec.config.loader import dump_config
+    from oncerec.experiment import load_spec, run_dir, write_table
+
+    spec_file = tmp_path / "full.yaml"
+    spec_file.write_text("name: full\nseeds: [1]\ncommon: [data=demo-tiny]\naxes: {run: {a: [], b: []}}\n")
+    spec = load_spec(str(spec_file))
+    base = {"auc": 0.5, "mrr": 0.3, "ndcg@5": 0.4, "ndcg@10": 0.45, "groups": 10, "skipped": 0, "rows": 50}
+    full = {"full/recall@10": 0.25, "full/users": 8, "full/items": 300, "full/skipped": 1}
+    for row, metrics in [("a", base | full), ("b", base)]:  # b: evaluated without full ranking
+        folder = run_dir(tmp_path, spec, row, 1)
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(dump_config(build_config(spec.common)))
+        (folder / "metrics.json").write_text(json.dumps({"test": metrics | {"impressions": 10}}))
+    lines = write_table(spec, tmp_path).read_text().splitlines()
+    assert lines[2].endswith("| nDCG@10 | recall@10 of all items |")
+    assert lines[4].endswith("| 0.2500 ± 0.0000 |") and lines[5].endswith("| — |")
