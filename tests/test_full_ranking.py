@@ -4,6 +4,7 @@ history's exclusion, block sizes, and end to end on the demo data (train, report
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -154,6 +155,14 @@ def test_held_out_items_and_history_exclusion(tiny: Dataset, monkeypatch):
     got = full_ranking_metrics(_model(tiny, "nrms"), tiny, split, ["recall@5", "ndcg@5"], 16, "cpu")
     assert got["full/ndcg@5"] == pytest.approx(1.0)
     assert got["full/recall@5"] == pytest.approx(np.mean([min(len(t), 5) / len(t) for t in targets]))
+
+
+def test_a_split_without_clicks_ranks_nobody(tiny: Dataset):
+    split = tiny.split("valid")
+    unclicked = dataclasses.replace(split, label=np.zeros_like(split.label))
+    got = full_ranking_metrics(_model(tiny, "nrms"), tiny, unclicked, ["recall@10"], 64, "cpu")
+    assert math.isnan(got["full/recall@10"]) and got["full/users"] == 0
+    assert got["full/skipped"] == len(np.unique(split.user))
 
 
 def _cli(*args: str) -> str:

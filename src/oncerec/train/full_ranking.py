@@ -34,33 +34,31 @@ HEAD_PAIRS = 1 << 15
 
 
 def held_out(dataset: Dataset, split: Split) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], int]:
-    """(users, their history rows, their held-out item indices, users without a held-out item) of the split:
-    see the module docstring."""
+    """(users, their history rows, their held-out item indices, how many users have none) of the split, the
+    users in id order: see the module docstring."""
     user_of_imp = np.asarray(split.user)
-    # each user's earliest impression (the first of equal times): sort by (user, time, position)
+    # each user's earliest impression (the first of equal times): sorted by (user, time, position)
     order = np.lexsort((np.arange(split.num_impressions), np.asarray(split.time), user_of_imp))
     first = order[np.r_[True, user_of_imp[order][1:] != user_of_imp[order][:-1]]]
     users, history = user_of_imp[first], np.asarray(split.history)[first]
 
+    # (user, item) of every click, each pair once, sorted by user
     clicked = np.flatnonzero(np.asarray(split.label) == 1)
-    pairs = np.unique(
+    user, item = np.unique(
         np.stack([user_of_imp[split.row_impression[clicked]], np.asarray(split.item)[clicked]]), axis=1
     )
-    slot = np.searchsorted(users, pairs[0])  # `users` is sorted: the lexsort's last key
+    slot = np.searchsorted(users, user)
     items, lengths, _ = dataset.histories
     rows = history[slot]
-    hist = np.asarray(items[rows])
-    in_history = (
-        (hist == pairs[1][:, None]) & (np.arange(hist.shape[1]) < np.asarray(lengths)[rows][:, None])
-    ).any(1)
-    pairs, slot = pairs[:, ~in_history], slot[~in_history]
-    counts = np.bincount(slot, minlength=len(users))
+    held = np.arange(items.shape[1]) < np.asarray(lengths)[rows][:, None]
+    new = ~((np.asarray(items[rows]) == item[:, None]) & held).any(axis=1)  # not in the user's history
+    counts = np.bincount(slot[new], minlength=len(users))
+    per_user = np.split(item[new], np.cumsum(counts)[:-1])
     kept = counts > 0
-    per_user = np.split(pairs[1], np.cumsum(counts)[:-1])
     return (
         users[kept],
         history[kept],
-        [p for p, k in zip(per_user, kept, strict=True) if k],
+        [t for t, k in zip(per_user, kept, strict=True) if k],
         int((~kept).sum()),
     )
 
@@ -127,11 +125,14 @@ def rank_catalogue(
     model.eval()
     vectors = encode_all_items(model, batch_size, device, progress)
     users, history, targets, skipped = held_out(dataset, split)
+    sizes = {"items": len(vectors) - 1, "skipped": skipped}
+    if not len(users):  # no click in the split
+        return np.zeros((0, k), dtype=bool), np.zeros(0, dtype=np.int64), sizes
     reps = encode_histories(model, dataset, history, vectors, batch_size, device, progress)
     clicked = np.asarray(dataset.histories[0])[history]
     found = rank_vectors(model, reps, vectors, clicked, targets, k, batch_size, progress)
     held = np.array([len(t) for t in targets], dtype=np.int64)
-    return found, held, {"items": len(vectors) - 1, "skipped": skipped}
+    return found, held, sizes
 
 
 def full_ranking_metrics(
