@@ -99,16 +99,27 @@ def cmd_stats(a: argparse.Namespace) -> None:
 def _print_metrics(metrics: dict, names: list[str]) -> None:
     """{split: metrics} of a run that chose `names` (exp.metrics), as an aligned text table."""
     from oncerec.eval.metrics import metric_label, table_metrics
-    from oncerec.eval.tables import cell, slice_cell, slice_keys, slice_label
+    from oncerec.eval.tables import (
+        cell,
+        full_cells,
+        full_headers,
+        full_keys,
+        slice_cell,
+        slice_keys,
+        slice_label,
+    )
 
     names = table_metrics(names)
     slices = slice_keys(metrics.values())
+    full = full_keys(metrics.values())
     headers = [*map(metric_label, names), "impr.", *(f"{slice_label(names[0], k)} (impr.)" for k in slices)]
+    headers += full_headers(full)
     widths = [max(len(h) + 2, 8) for h in headers]
     print(f"{'split':<8}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths, strict=True)))
     for split, m in metrics.items():
         cells = [*(cell(m.get(n)) for n in names), f"{m['impressions']:,}"]
         cells += [slice_cell(m.get(key), names[0]) for key in slices]
+        cells += full_cells(m, full)
         print(f"{split:<8}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
 
 
@@ -170,13 +181,19 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from oncerec.eval.metrics import metrics_json
+    from oncerec.eval.metrics import FULL_RANKING_DEFAULT, full_ranking_names, metrics_json
     from oncerec.train.session import load_run
 
+    full = a.full_ranking
+    if full is not None:  # the flag alone: the default metrics
+        try:
+            full = full_ranking_names(full or FULL_RANKING_DEFAULT)
+        except ValueError as e:
+            raise OncerecError(f"--full-ranking: {e}") from None
     run = load_run(Path(a.run_dir), data=a.data)
     metrics = {}
     for split in a.split:
-        m = run.evaluate(split, write_to=Path(a.run_dir) if a.write else None)
+        m = run.evaluate(split, write_to=Path(a.run_dir) if a.write else None, full_ranking=full)
         if m:
             metrics[split] = m
     print(metrics_json(metrics))
@@ -193,7 +210,15 @@ def cmd_compare(a: argparse.Namespace) -> None:
     """One Markdown table of the saved metrics of several runs (e.g. a model with and without DIRE)."""
     from oncerec.config.loader import load_saved_config
     from oncerec.eval.metrics import metric_label, read_metrics
-    from oncerec.eval.tables import cell, columns, slice_keys, slice_label
+    from oncerec.eval.tables import (
+        cell,
+        columns,
+        full_cells,
+        full_headers,
+        full_keys,
+        slice_keys,
+        slice_label,
+    )
     from oncerec.models.recommender import knobs_read
 
     runs = []
@@ -212,6 +237,8 @@ def cmd_compare(a: argparse.Namespace) -> None:
     headers += [*map(metric_label, names[1:]), "impressions"]
     for key in slices:
         headers += [slice_label(names[0], key), "their impressions"]
+    full = full_keys(m for _, _, m in runs)
+    headers += full_headers(full)
     print("| " + " | ".join(headers) + " |")
     print("|---|---|---|" + "---:|" * (len(headers) - 3))
     for run, cfg, m in runs:
@@ -223,6 +250,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
         for key in slices:  # a dash: the run was saved before the slice existed
             part = m.get(key)
             cells += [cell(part.get(names[0])), f"{part['groups']:,}"] if part else ["—", "—"]
+        cells += full_cells(m, full)  # dashes: a run evaluated without exp.full_ranking
         print("| " + " | ".join(cells) + " |")
 
 
@@ -455,6 +483,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", nargs="+", default=["test"])
     s.add_argument("--data", help="another dataset (preset, file or folder) with the same vocabularies")
     s.add_argument("--write", action="store_true", help="also rewrite <split>.prediction.txt in the run dir")
+    s.add_argument(
+        "--full-ranking",
+        nargs="*",
+        metavar="METRIC",
+        help="also rank each user's clicked items of the split among all items, their history excluded "
+        "(metrics.json keys full/...): these metrics, recall@K, ndcg@K or hit@K (none named: recall@10 "
+        "recall@50 ndcg@10 hit@10); without the flag: the run's exp.full_ranking",
+    )
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("score", help="official MIND metrics of a leaderboard prediction file against truth")

@@ -41,7 +41,7 @@ from oncerec.config.loader import build_config, load_saved_config
 from oncerec.config.schema import Config
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.metrics import metric_label, read_metrics
-from oncerec.eval.tables import columns, slice_keys, slice_label
+from oncerec.eval.tables import columns, full_keys, full_label, slice_keys, slice_label
 from oncerec.models.recommender import check_knobs, knobs_read
 from oncerec.train.trainer import resume_diff, run_diff
 
@@ -251,6 +251,7 @@ def write_table(spec: Spec, out: Path) -> Path:
     slices = slice_keys(m for _, metrics in rows for m in metrics)
     # metrics.json keys (a dot goes into a slice) -> column names
     keys = {n: metric_label(n) for n in names} | {f"{k}.{names[0]}": slice_label(names[0], k) for k in slices}
+    keys |= {k: full_label(k) for k in full_keys(m for _, metrics in rows for m in metrics)}
     rows = [
         (row, len(metrics), {k: _mean_std([_value(x, k) for x in metrics]) for k in keys})
         for row, metrics in rows

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from oncerec.eval.metrics import DEFAULT_METRICS, SYNTAX, metric_name, metric_names
+from oncerec.eval.metrics import DEFAULT_METRICS, SYNTAX, full_ranking_names, metric_name, metric_names
 
 # item columns a data.prompt template may name
 PROMPT_FIELDS = ("title", "abstract", "category", "subcategory")
@@ -333,6 +333,13 @@ class ExpConfig(_Strict):
         "averaged over impressions, gauc over users (each user's impressions pooled), global_auc, f1 and "
         "logloss pool every candidate.",
     )
+    full_ranking: list[str] = Field(
+        default_factory=list,
+        description="Also rank each user's held-out items (the clicked candidates of the split) among every "
+        "item of the catalogue, the user's history excluded, and report these metrics of it under `full/` "
+        "(e.g. [recall@10,recall@50,ndcg@10,hit@10]; recall@K, ndcg@K and hit@K only; empty: off). At the end "
+        "of training (valid and test) and in `oncerec evaluate`; not during validation.",
+    )
     cold_user_history: int = Field(
         5,
         ge=0,
@@ -364,6 +371,11 @@ class ExpConfig(_Strict):
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
         return metric_names(names)
+
+    @field_validator("full_ranking")
+    @classmethod
+    def _known_full_ranking(cls, names: list[str]) -> list[str]:
+        return full_ranking_names(names)
 
     @model_validator(mode="after")
     def _metric_is_reported(self) -> ExpConfig:

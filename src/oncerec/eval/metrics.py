@@ -129,6 +129,62 @@ def table_metrics(names: Sequence[str]) -> list[str]:
     return list(DEFAULT_TABLE) if tuple(names) == DEFAULT_METRICS else names
 
 
+# Full-ranking evaluation (`exp.full_ranking`): each user's held-out items ranked among every item of the
+# catalogue. Only metrics of the top K can be read off torch.topk without a rank for every item, so only these.
+FULL_RANKING_KINDS = ("recall", "ndcg", "hit")
+FULL_RANKING_DEFAULT = ("recall@10", "recall@50", "ndcg@10", "hit@10")
+FULL_PREFIX = "full/"  # metrics.json keys of the full-ranking metrics: full/recall@10, full/users, ...
+
+
+def full_ranking_names(names: Iterable[str]) -> list[str]:
+    """Canonical full-ranking metric names (none: off); ValueError for a name that is not a top-K metric."""
+    names = list(names)
+    if not names:
+        return []
+    out = metric_names(names)
+    bad = [n for n in out if parse_metric(n)[0] not in FULL_RANKING_KINDS]
+    if bad:
+        raise ValueError(
+            f"full ranking reports recall@K, ndcg@K and hit@K only (what the top K of the catalogue tells); "
+            f"not {', '.join(bad)}"
+        )
+    return out
+
+
+def evaluate_top_k(found, held_out, metrics: Sequence[str]) -> dict[str, float | int]:
+    """Full-ranking `metrics` of users whose ranking of the whole catalogue is known only as far as its top K:
+    `found` [U, K] (True where the item at that rank is one of the user's held-out items), `held_out` [U] (how
+    many the user has, >= 1). Every metric of `FULL_RANKING_KINDS` at k <= K is exact from this.
+
+    The per-group formulas of `evaluate_groups` compute them, a user being a group: the K ranked rows, then the
+    held-out items outside the top K (ranked below it: their exact ranks do not matter at k <= K) and one
+    unclicked row standing for the rest of the catalogue (a user whose top K holds only held-out items is
+    still averaged over). Returns the metrics and `users` (averaged over)."""
+    names = full_ranking_names(metrics)
+    found, held_out = np.asarray(found, dtype=bool), np.asarray(held_out, dtype=np.int64)
+    if found.ndim != 2 or held_out.shape != (len(found),):
+        raise ValueError("found must be [users, K] and held_out [users]")
+    users, k = found.shape
+    missed = held_out - found.sum(axis=1)
+    if (held_out < 1).any() or (missed < 0).any():
+        raise ValueError("every user needs a held-out item, and at least as many as found in the top K")
+    too_deep = [n for n in names if parse_metric(n)[1] > k]
+    if too_deep:
+        raise ValueError(f"{', '.join(too_deep)}: the top {k} was ranked, not deeper")
+    user = np.arange(users)
+    labels = np.concatenate([found.ravel(), np.ones(missed.sum()), np.zeros(users)])
+    scores = np.concatenate(
+        [
+            np.tile(-np.arange(k, dtype=np.float64), users),
+            np.full(missed.sum(), -k - 1.0),
+            np.full(users, -k - 2.0),
+        ]
+    )
+    groups = np.concatenate([np.repeat(user, k), np.repeat(user, missed), user])
+    result = evaluate_groups(labels, scores, groups, names)
+    return {**{n: result[n] for n in names}, "users": result["groups"]}
+
+
 def _check_inputs(labels, scores, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)

@@ -24,6 +24,7 @@ from oncerec.train.evaluate import (
     top_items,
     write_split_predictions,
 )
+from oncerec.train.full_ranking import full_ranking_metrics
 
 # Beside a run's config.yaml: the hashes of its training data's vocabularies (`Dataset.vocab_digests`).
 VOCAB_FILE = "vocab.json"
@@ -36,12 +37,21 @@ class Run:
     model: Recommender
     device: torch.device
 
-    def evaluate(self, split_name: str, write_to: Path | None = None) -> dict:
+    def evaluate(
+        self, split_name: str, write_to: Path | None = None, full_ranking: list[str] | None = None
+    ) -> dict:
+        """The split's metrics and, for `full_ranking` (default: the run's `exp.full_ranking`), the full-ranking
+        ones (`full/...`)."""
         split = self.dataset.split(split_name)
-        scores = predict_fast(self.model, self.dataset, split, self.cfg.exp.eval_batch_size, self.device)
+        batch = self.cfg.exp.eval_batch_size
+        scores = predict_fast(self.model, self.dataset, split, batch, self.device)
         if write_to is not None:
             write_split_predictions(write_to / f"{split_name}.prediction.txt", split, scores)
-        return split_metrics(split, scores, self.dataset, self.cfg.exp) if split.labelled else {}
+        if not split.labelled:
+            return {}
+        m = split_metrics(split, scores, self.dataset, self.cfg.exp)
+        names = self.cfg.exp.full_ranking if full_ranking is None else full_ranking
+        return m | full_ranking_metrics(self.model, self.dataset, split, names, batch, self.device)
 
     @torch.no_grad()
     def recommend(self, user: str, history: list[str] | None, top_k: int) -> list[tuple[str, str, float]]:
