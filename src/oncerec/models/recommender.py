@@ -34,6 +34,13 @@ def model_spec(dataset: Dataset) -> dict:
     }
 
 
+def _check_pair(a: tuple[str, str, type, str], b: tuple[str, str, type, str], why: str) -> None:
+    """Components whose representation is not a plain vector pair only with the component that reads it:
+    (kind, name, class, flag) of the giver and of the taker."""
+    if getattr(a[2], a[3], False) != getattr(b[2], b[3], False):
+        raise ConfigError(f"model.{a[0]}={a[1]} with model.{b[0]}={b[1]}: {why}")
+
+
 class Recommender(nn.Module):
     def __init__(
         self,
@@ -69,12 +76,23 @@ class Recommender(nn.Module):
                 words = build_word_embedding(embed, vocab, size, seed, log, word_table)
             self.item_encoder = item_cls(cfg, words, spec | {"dataset": dataset, "log": log})
         user_cls, predictor_cls = lookup("user", cfg.user), lookup("predictor", cfg.predictor)
-        if getattr(user_cls, "gives_sequence", False) != getattr(predictor_cls, "takes_sequence", False):
-            raise ConfigError(
-                f"model.user={cfg.user} with model.predictor={cfg.predictor}: the `sequence` user encoder "
-                "hands the clicked items to a target-attention predictor (`din`), which needs it; "
-                "every other predictor needs a pooled user encoder (e.g. `pool`, `attention`)"
-            )
+        _check_pair(
+            ("user", cfg.user, user_cls, "gives_sequence"),
+            ("predictor", cfg.predictor, predictor_cls, "takes_sequence"),
+            "the `sequence` user encoder hands the clicked items to a target-attention predictor (`din`, "
+            "`bst`), which needs it; every other predictor needs a pooled user encoder (e.g. `pool`, `attention`)",
+        )
+        _check_pair(
+            ("item", cfg.item, item_cls, "gives_word_states"),
+            ("user", cfg.user, user_cls, "takes_word_states"),
+            "NPA's item encoder (`npa`) gives word states, which only NPA's user encoder (`npa`) pools",
+        )
+        _check_pair(
+            ("user", cfg.user, user_cls, "gives_word_key"),
+            ("predictor", cfg.predictor, predictor_cls, "takes_word_key"),
+            "NPA's user encoder (`npa`) gives the user vector with its word-attention key, which only NPA's "
+            "predictor (`npa`) reads",
+        )
         if cfg.miner_category_bias and (cfg.user, cfg.predictor) != ("poly", "target_aware"):
             raise ConfigError(
                 "model.miner_category_bias=true: MINER's category-aware attention needs model.user=poly with "
@@ -84,7 +102,11 @@ class Recommender(nn.Module):
         self.predictor = predictor_cls(cfg, spec)
         # GENRE user profiles (model.user_attributes): fused into the user vector, see models/user/attributes.py
         self.user_attributes = (
-            UserAttributes(cfg, dataset, getattr(user_cls, "gives_sequence", False))
+            UserAttributes(
+                cfg,
+                dataset,
+                getattr(user_cls, "gives_sequence", False) or getattr(user_cls, "gives_word_key", False),
+            )
             if cfg.user_attributes
             else None
         )

@@ -7,7 +7,10 @@ predictors:     cls(cfg: ModelConfig, spec: dict)
 
 A predictor with `pointwise = True` (the CTR models) is trained with binary cross-entropy under exp.loss=auto.
 A user encoder with `gives_sequence = True` (`sequence`) pairs only with a predictor with
-`takes_sequence = True` (`din`); the Recommender checks this.
+`takes_sequence = True` (`din`, `bst`); the Recommender checks this, and the same for NPA's personalised
+attention: an item encoder with `gives_word_states` (`npa`: word states, not a vector) pairs only with a user
+encoder with `takes_word_states`, a user encoder with `gives_word_key` only with a predictor with
+`takes_word_key`.
 """
 
 from __future__ import annotations
@@ -21,20 +24,25 @@ from oncerec.models.item.fields import (
     PoolItemEncoder,
 )
 from oncerec.models.item.lm import LMItemEncoder
+from oncerec.models.item.words import WordStatesItemEncoder
 from oncerec.models.predictors.ctr import (
     AutoIntPredictor,
+    BSTPredictor,
     DCNPredictor,
     DCNv2Predictor,
     DeepFMPredictor,
     DINPredictor,
     DNNPredictor,
     FinalMLPPredictor,
+    GDCNPredictor,
+    MaskNetPredictor,
     PNNPredictor,
 )
-from oncerec.models.predictors.dot import DotPredictor, TargetAwarePredictor
+from oncerec.models.predictors.dot import DotPredictor, PersonalDotPredictor, TargetAwarePredictor
 from oncerec.models.user.attention import AdditiveUser, PolyUser, SelfAttentionUser
 from oncerec.models.user.fastformer import FastformerUser
 from oncerec.models.user.gru import GRUUser
+from oncerec.models.user.npa import NPAUser
 from oncerec.models.user.pool import PoolUser
 from oncerec.models.user.sequence import SequenceUser
 
@@ -46,6 +54,7 @@ REGISTRY: dict[str, dict[str, type]] = {
         "pool": PoolItemEncoder,
         "id": IdItemEncoder,
         "lm": LMItemEncoder,
+        "npa": WordStatesItemEncoder,
     },
     "user": {
         "attention": AdditiveUser,
@@ -55,10 +64,12 @@ REGISTRY: dict[str, dict[str, type]] = {
         "pool": PoolUser,
         "poly": PolyUser,
         "sequence": SequenceUser,
+        "npa": NPAUser,
     },
     "predictor": {
         "dot": DotPredictor,
         "target_aware": TargetAwarePredictor,
+        "npa": PersonalDotPredictor,
         # CTR models: pointwise logits, binary cross-entropy under exp.loss=auto (see predictors/ctr.py)
         "dnn": DNNPredictor,
         "dcn": DCNPredictor,
@@ -68,6 +79,9 @@ REGISTRY: dict[str, dict[str, type]] = {
         "din": DINPredictor,
         "finalmlp": FinalMLPPredictor,
         "autoint": AutoIntPredictor,
+        "masknet": MaskNetPredictor,
+        "gdcn": GDCNPredictor,
+        "bst": BSTPredictor,
     },
 }
 
