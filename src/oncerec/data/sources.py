@@ -14,10 +14,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from oncerec.config.schema import DataConfig
 from oncerec.data import generic, goodreads, once_goodreads
-from oncerec.data.mind import Behavior, News, read_behaviors, read_news, split_folders
+from oncerec.data.mind import (
+    ENTITY_FILE,
+    Behavior,
+    News,
+    read_behaviors,
+    read_entity_vectors,
+    read_news,
+    split_folders,
+)
 from oncerec.data.protocol import Group, Interactions, add_random_negatives, shuffle_candidates, user_groups
+from oncerec.errors import DataError
 
 
 class Source:
@@ -34,6 +45,10 @@ class Source:
     def where(self, split: str) -> Path:
         """The file named in messages about this split's impressions."""
         raise NotImplementedError
+
+    def entity_vectors(self, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Vectors of the wanted entities (MIND's entity_embedding.vec files); none by default."""
+        return {}
 
 
 def files_digest(files: list[Path]) -> str:
@@ -64,12 +79,18 @@ def raw_files(root: Path, cfg: DataConfig) -> list[Path]:
     fmt = raw_format(cfg)
     if fmt == "mind":
         folders = split_folders(Path(root))
-        return [folders[s] / n for s in sorted(folders) for n in ("news.tsv", "behaviors.tsv")]
+        files = [folders[s] / n for s in sorted(folders) for n in ("news.tsv", "behaviors.tsv")]
+        return files + entity_files(folders)
     if fmt == "goodreads":
         return list(goodreads.goodreads_files(Path(root)))
     if fmt == "once-goodreads":
         return list(once_goodreads.once_goodreads_files(Path(root)))
     return list(generic.generic_files(Path(root)))
+
+
+def entity_files(folders: dict[str, Path]) -> list[Path]:
+    """The split folders' entity_embedding.vec files, where present (MIND ships one per split)."""
+    return [folders[s] / ENTITY_FILE for s in sorted(folders) if (folders[s] / ENTITY_FILE).is_file()]
 
 
 class MindSource(Source):
@@ -87,6 +108,18 @@ class MindSource(Source):
 
     def where(self, split: str) -> Path:
         return self.folders[split] / "behaviors.tsv"
+
+    def entity_vectors(self, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Every split's file, merged: the same entity has the same vector in each (the first one is kept)."""
+        vectors: dict[str, np.ndarray] = {}
+        for path in entity_files(self.folders):
+            for key, v in read_entity_vectors(path, wanted - vectors.keys()).items():
+                if vectors and len(v) != len(next(iter(vectors.values()))):
+                    raise DataError(
+                        path, f"entity {key}: {len(v)} numbers, the other files have another width"
+                    )
+                vectors[key] = v
+        return vectors
 
 
 @dataclass

@@ -80,7 +80,7 @@ class Recommender(nn.Module):
             ("user", cfg.user, user_cls, "gives_sequence"),
             ("predictor", cfg.predictor, predictor_cls, "takes_sequence"),
             "the `sequence` user encoder hands the clicked items to a target-attention predictor (`din`, "
-            "`bst`), which needs it; every other predictor needs a pooled user encoder (e.g. `pool`, `attention`)",
+            "`dkn`, `bst`), which needs it; every other predictor needs a pooled user encoder (e.g. `pool`, `attention`)",
         )
         _check_pair(
             ("item", cfg.item, item_cls, "gives_word_states"),
@@ -112,7 +112,8 @@ class Recommender(nn.Module):
         )
         lookups = ("category",) if cfg.miner_category_bias else ()
         fields = [] if own or not item_encoder else cfg.item_fields
-        self.content = ItemContent(dataset, fields, embed.tokenizer, lookups)
+        entities = getattr(item_cls, "reads_entities", False) and item_encoder
+        self.content = ItemContent(dataset, fields, embed.tokenizer, lookups, entities)
 
     def encode_items(self, items: Tensor) -> Tensor:
         """Item indices [N] -> item vectors [N, d]."""

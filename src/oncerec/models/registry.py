@@ -7,7 +7,7 @@ predictors:     cls(cfg: ModelConfig, spec: dict)
 
 A predictor with `pointwise = True` (the CTR models) is trained with binary cross-entropy under exp.loss=auto.
 A user encoder with `gives_sequence = True` (`sequence`) pairs only with a predictor with
-`takes_sequence = True` (`din`, `bst`); the Recommender checks this, and the same for NPA's personalised
+`takes_sequence = True` (`din`, `dkn`, `bst`); the Recommender checks this, and the same for NPA's personalised
 attention: an item encoder with `gives_word_states` (`npa`: word states, not a vector) pairs only with a user
 encoder with `takes_word_states`, a user encoder with `gives_word_key` only with a predictor with
 `takes_word_key`.
@@ -23,6 +23,7 @@ from oncerec.models.item.fields import (
     IdItemEncoder,
     PoolItemEncoder,
 )
+from oncerec.models.item.kcnn import KCNNItemEncoder
 from oncerec.models.item.lm import LMItemEncoder
 from oncerec.models.item.words import WordStatesItemEncoder
 from oncerec.models.predictors.ctr import (
@@ -32,6 +33,7 @@ from oncerec.models.predictors.ctr import (
     DCNv2Predictor,
     DeepFMPredictor,
     DINPredictor,
+    DKNPredictor,
     DNNPredictor,
     FinalMLPPredictor,
     GDCNPredictor,
@@ -55,6 +57,7 @@ REGISTRY: dict[str, dict[str, type]] = {
         "id": IdItemEncoder,
         "lm": LMItemEncoder,
         "npa": WordStatesItemEncoder,
+        "kcnn": KCNNItemEncoder,
     },
     "user": {
         "attention": AdditiveUser,
@@ -79,6 +82,7 @@ REGISTRY: dict[str, dict[str, type]] = {
         "din": DINPredictor,
         "finalmlp": FinalMLPPredictor,
         "autoint": AutoIntPredictor,
+        "dkn": DKNPredictor,
         "masknet": MaskNetPredictor,
         "gdcn": GDCNPredictor,
         "bst": BSTPredictor,

@@ -51,6 +51,3 @@ class WordStatesItemEncoder(nn.Module):
         ids, mask = content[self.field], content[f"{self.field}_mask"]
         states = self.cnn.states(self.words(ids), mask)
         return pack_sequence(states[:, : self.width], mask[:, : self.width], self.width).flatten(1)
-
-
-

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
 from oncerec.errors import ConfigError
+from oncerec.models.layers import any_valid, attendable
 from oncerec.models.user.sequence import unpack_sequence
 
 
@@ -388,3 +389,29 @@ class BSTPredictor(CTRPredictor):
         )
         out = out * flat_mask.unsqueeze(-1).to(out.dtype)
         return self.mlp(out.flatten(1)).view(b, k)
+
+
+class DKNPredictor(DNNPredictor):
+    """DKN's attention (Wang et al., 2018): for the candidate title t_j, each clicked title t_k gets the weight
+    s_k = softmax_k(H([e(t_k), e(t_j)])), H a DNN (one hidden layer of `attention_hidden`, ReLU) over the two
+    KCNN vectors; the user vector is u = sum_k s_k e(t_k) (softmax-normalised, unlike DIN's), and the DNN
+    head scores [u, c, u * c] (the paper's G: a DNN over the user and the candidate; the product field as
+    for every MLP head here). Needs `model.user=sequence`."""
+
+    takes_sequence = True
+    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden", "mlp_layers", "dropout"})
+
+    def __init__(self, cfg: ModelConfig, spec: dict):
+        super().__init__(cfg, spec)
+        # H's first layer over [h, c], split by input so that the [B, K, H, 2d] concatenation is never built
+        self.att_hist = nn.Linear(self.dim, cfg.attention_hidden)
+        self.att_cand = nn.Linear(self.dim, cfg.attention_hidden, bias=False)
+        self.att_out = nn.Sequential(nn.ReLU(), nn.Linear(cfg.attention_hidden, 1))
+
+    def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
+        hist, mask = unpack_sequence(user)  # [B, H, d], [B, H]
+        hidden = self.att_hist(hist).unsqueeze(1) + self.att_cand(candidates).unsqueeze(2)  # [B, K, H, a]
+        logits = self.att_out(hidden).squeeze(-1).masked_fill(~attendable(mask).unsqueeze(1), float("-inf"))
+        weights = torch.softmax(logits, dim=-1) * any_valid(mask).unsqueeze(1).to(hidden.dtype)
+        interest = torch.einsum("bkh,bhd->bkd", weights, hist)
+        return self.logits(self.fields(interest, candidates))
