@@ -22,6 +22,12 @@ class GRUUser(nn.Module):
         self.gru = nn.GRU(cfg.hidden_size, cfg.hidden_size, batch_first=True)
         self.out = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size) if self.mode == "con" else None
 
+    @property
+    def train_users(self) -> Tensor:
+        """The users whose embedding trained: a service answers them from it even without clicks (NPA's user
+        embedding only steers attention over clicks, so its encoder does not say this)."""
+        return self.user_emb.train_users
+
     def forward(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
         long_term = self.user_emb(user)
         if self.training and self.id_dropout:
