@@ -23,7 +23,8 @@ NEWS_TRAIN = [
     "N1\tsports\tbasketball_nba\tLakers win the \u201cbig\u201d game\tA late shot seals it.\thttps://x/N1\t[]\t[]",
     "N2\tfinance\tmarkets\tStocks rally as rates fall\t\t\t[]\t[]",
     'N3\tfood\trecipes\tCr\u00e8me br\u00fbl\u00e9e in 10 minutes \U0001f370\tEasy "dessert" tips\thttps://x/N3\t'
-    '[{"Label": "Cr\u00e8me", "Type": "F"}]\t[]',
+    '[{"Label": "Cr\u00e8me br\u00fbl\u00e9e", "Type": "F", "WikidataId": "Q207185", "Confidence": 1.0, '
+    '"OccurrenceOffsets": [0], "SurfaceForms": ["Cr\u00e8me br\u00fbl\u00e9e"]}]\t[]',
     "N4\tsports\tsoccer\tUnited draw at home\tFans unhappy.\thttps://x/N4\t[]\t[]",
 ]
 NEWS_DEV = [

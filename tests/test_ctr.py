@@ -22,7 +22,7 @@ from oncerec.train.losses import loss_kind, training_loss
 from oncerec.train.session import Run
 from oncerec.train.trainer import train
 
-CTR = ["dnn", "dcn", "dcnv2", "deepfm", "pnn", "din", "finalmlp", "autoint"]
+CTR = ["dnn", "dcn", "dcnv2", "deepfm", "pnn", "din", "finalmlp", "autoint", "masknet", "gdcn", "bst"]
 SMALL = [
     "model.hidden_size=32",
     "model.attention_hidden=16",

@@ -41,6 +41,11 @@ def _digests(root: Path) -> dict[str, str]:
 def test_tiny_is_raw_mind(tiny):
     out, _ = tiny
     assert {p.name for p in out.iterdir()} == {"train", "dev", "meta.json"}
+    assert {p.name for p in (out / "train").iterdir()} == {
+        "news.tsv",
+        "behaviors.tsv",
+        "entity_embedding.vec",
+    }
     empty_history = empty_abstract = False
     days = {"train": {f"11/{d:02d}/2019" for d in range(9, 15)}, "dev": {"11/15/2019"}}
     for split in ("train", "dev"):
@@ -49,7 +54,7 @@ def test_tiny_is_raw_mind(tiny):
         news_ids = {cols[0] for cols in news}
         assert len(news_ids) == len(news)
         empty_abstract |= any(cols[4] == "" for cols in news)
-        assert all(cols[6] == cols[7] == "[]" for cols in news)
+        assert all(cols[7] == "[]" for cols in news)  # title entities: tests/test_models.py
 
         behaviors = _lines(out / split / "behaviors.tsv")
         assert all(len(cols) == 5 for cols in behaviors)

@@ -228,7 +228,9 @@ class ModelConfig(_Strict):
         "`q_proj, v_proj` in OPT, Phi and LLaMA-like models, `query, value` in BERT-like ones).",
     )
     hidden_size: int = Field(256, ge=1, description="Width of item and user vectors.")
-    num_heads: int = Field(8, ge=1, description="Attention heads (self-attention / Fastformer encoders).")
+    num_heads: int = Field(
+        8, ge=1, description="Attention heads (self-attention / Fastformer encoders, BST's transformer)."
+    )
     attention_residual: bool = Field(
         False,
         description="Self-attention encoders (NRMS) add each layer's input to its output, a Transformer "
@@ -237,7 +239,9 @@ class ModelConfig(_Strict):
     attention_hidden: int = Field(200, ge=1, description="Hidden width of additive attention.")
     kernel_size: int = Field(3, ge=1, description="CNN window (NAML, LSTUR).")
     category_dim: int = Field(100, ge=1, description="Width of category / subcategory embeddings.")
-    num_layers: int = Field(2, ge=1, description="Layers of the Fastformer / transformer encoders.")
+    num_layers: int = Field(
+        2, ge=1, description="Layers of the Fastformer / transformer encoders (BST: transformer layers)."
+    )
     gru_mode: Literal["ini", "con"] = Field(
         "ini", description="LSTUR: user-id embedding initialises the GRU (`ini`) or is concatenated (`con`)."
     )
@@ -262,15 +266,27 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on word embeddings and encoder outputs.")
     mlp_layers: list[int] = Field(
         default_factory=lambda: [256, 128],
-        description="CTR predictors: hidden widths of their MLPs (DNN, DCN, DCNv2, DeepFM, PNN, DIN head, "
-        "FinalMLP streams, AutoInt+'s parallel MLP).",
+        description="CTR predictors: hidden widths of their MLPs (DNN, DCN, DCNv2, GDCN, DeepFM, PNN, DIN, DKN "
+        "and BST heads, FinalMLP streams, AutoInt+'s parallel MLP); MaskNet: the widths of its serial MaskBlocks.",
     )
-    cross_layers: int = Field(3, ge=1, description="DCN / DCNv2: cross layers.")
+    cross_layers: int = Field(3, ge=1, description="DCN / DCNv2 / GDCN: cross layers.")
     interaction_layers: int = Field(2, ge=1, description="AutoInt: self-attention layers over the fields.")
     interaction_heads: int = Field(
         2,
         ge=1,
         description="AutoInt: attention heads over the fields; FinalMLP: heads of the bilinear fusion.",
+    )
+    mask_ratio: float = Field(
+        2.0,
+        gt=0,
+        description="MaskNet: reduction ratio r of the instance-guided mask; its aggregation layer is r times "
+        "as wide as the input it masks.",
+    )
+    user_id_dim: int = Field(50, ge=1, description="NPA: width of the user-id embedding.")
+    window_sizes: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4],
+        description="DKN (item=kcnn): window sizes of the KCNN filters; hidden_size / len(window_sizes) "
+        "filters each.",
     )
     user_attributes: bool = Field(
         False,

@@ -21,9 +21,17 @@ class ItemContent:
     Kept outside the nn.Module on purpose: it is data, not state, and must not be broadcast by DDP or saved.
     """
 
-    def __init__(self, dataset: Dataset, fields: list[str], tokenizer: str, lookups: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        dataset: Dataset,
+        fields: list[str],
+        tokenizer: str,
+        lookups: tuple[str, ...] = (),
+        entities: bool = False,
+    ):
         """`fields` are gathered for the item encoder; `lookups`, categorical fields read by other components
-        (MINER's category bias), are only kept for `lookup`."""
+        (MINER's category bias), are only kept for `lookup`; `entities`: each text field's token entities too,
+        as `<field>_entities` (DKN)."""
         self.fields = fields
         self.tensors: dict[str, Tensor] = {}
         for f in dict.fromkeys([*fields, *lookups]):
@@ -33,6 +41,9 @@ class ItemContent:
                 ids, lengths = dataset.tokens(tokenizer, f)
                 self.tensors[f] = torch.from_numpy(np.asarray(ids, dtype=np.int64))
                 self.tensors[f"{f}_len"] = torch.from_numpy(np.asarray(lengths, dtype=np.int64))
+                if entities:
+                    found = np.asarray(dataset.token_entities(tokenizer, f), dtype=np.int64)
+                    self.tensors[f"{f}_entities"] = torch.from_numpy(found)
         self.num_items = dataset.num_items
 
     @classmethod
@@ -70,6 +81,8 @@ class ItemContent:
             # Trim to the longest text in this batch: most titles are far shorter than max_len.
             width = max(int(lengths.max()) if len(lengths) else 1, 1)
             out[f] = self.tensors[f][items, :width]
+            if f"{f}_entities" in self.tensors:
+                out[f"{f}_entities"] = self.tensors[f"{f}_entities"][items, :width]
             out[f"{f}_mask"] = torch.arange(width, device=items.device) < lengths.unsqueeze(1)
         return out
 

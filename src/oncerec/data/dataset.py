@@ -162,6 +162,20 @@ class Dataset:
         folder = tokenizer_dir(tokenizer)
         return self._load("items", folder, f"{field}.npy"), self._load("items", folder, f"{field}.len.npy")
 
+    def token_entities(self, tokenizer: str, field: str) -> np.ndarray:
+        """[N, L] the entity index of each token of a text field (0: none), aligned with `tokens`: prepared
+        for the `word` tokens of the title."""
+        if (tokenizer, field) != ("word", "title"):
+            raise OncerecError(
+                f"entities are aligned with the `word` tokens of the title; got tokenizer `{tokenizer}`, "
+                f"field `{field}`"
+            )
+        return self._load("items", tokenizer_dir(tokenizer), f"{field}.entities.npy")
+
+    def entity_vectors(self) -> np.ndarray:
+        """[E, D] float32: row e is entity e's vector (zero for row 0 and entities without one)."""
+        return np.load(self.root / "items" / "entity_vectors.npy")
+
     def categorical(self, field: str) -> np.ndarray:
         return self._load("items", f"{field}.npy")
 

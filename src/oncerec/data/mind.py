@@ -8,11 +8,13 @@ the 1-based line and the field.
 from __future__ import annotations
 
 import calendar
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from oncerec.errors import DataError
@@ -36,6 +38,9 @@ IMPRESSION_ID = re.compile(rf"\d{{1,{ID_DIGITS}}}")
 BOM = "\ufeff"
 
 
+ENTITY_FILE = "entity_embedding.vec"  # in each split folder: entity id, then its vector (TransE, 100 floats)
+
+
 @dataclass(frozen=True, slots=True)
 class News:
     news_id: str
@@ -44,6 +49,8 @@ class News:
     title: str
     abstract: str
     url: str
+    # the title's entities: (entity id, start, end) character spans in the title, from title_entities
+    title_entities: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +119,11 @@ def read_news(
     path: Path,
     progress: bool = False,
     columns: tuple[str, ...] = NEWS_COLUMNS,
-    make=lambda cols: News(*cols[:6]),
+    make=None,
     header: str = "",
 ) -> Iterator:
-    """One `make(fields)` per line of a news file whose first column is a unique, non-empty id (MIND's
-    layout by default; PENS and xMIND pass their own columns)."""
+    """One `make(fields)` per line of a news file whose first column is a unique, non-empty id (default:
+    MIND's layout, a `News` with its title entities; PENS and xMIND pass their own columns)."""
     seen: set[str] = set()
     for n, cols in tsv_rows(path, columns, progress, header=header):
         if not cols[0]:
@@ -124,7 +131,74 @@ def read_news(
         if cols[0] in seen:
             raise DataError(path, f"news id {cols[0]} appears twice in this file", n, columns[0])
         seen.add(cols[0])
-        yield make(cols)
+        yield make(cols) if make else News(*cols[:6], parse_entities(cols[6], path, n))
+
+
+def parse_entities(text: str, path: Path, line: int) -> tuple[tuple[str, int, int], ...]:
+    """MIND's TitleEntities JSON (a list of {"WikidataId", "OccurrenceOffsets", "SurfaceForms", ...}) ->
+    (entity id, start, end) spans, one per occurrence; empty or `[]`: none."""
+    if text in ("", "[]"):
+        return ()
+
+    def bad(what: str) -> DataError:
+        return DataError(path, what, line, "title_entities")
+
+    try:
+        entities = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise bad(f"not valid JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(entities, list):
+        raise bad("expected a JSON list of entities")
+    spans = []
+    for k, e in enumerate(entities):
+        if not isinstance(e, dict):
+            raise bad(f"entity {k} is not a JSON object")
+        wid, offsets, forms = e.get("WikidataId"), e.get("OccurrenceOffsets"), e.get("SurfaceForms")
+        if not isinstance(wid, str) or not wid:
+            raise bad(f"entity {k} has no WikidataId")
+        if not isinstance(offsets, list) or not isinstance(forms, list) or len(offsets) != len(forms):
+            raise bad(f"entity {k} ({wid}): OccurrenceOffsets and SurfaceForms must be lists of one length")
+        for off, form in zip(offsets, forms, strict=True):
+            if isinstance(off, bool) or not isinstance(off, int) or off < 0 or not isinstance(form, str):
+                raise bad(f"entity {k} ({wid}): bad occurrence {off!r} / {form!r}")
+            spans.append((wid, off, off + len(form)))
+    return tuple(spans)
+
+
+def read_entity_vectors(path: Path, wanted: set[str] | None = None) -> dict[str, np.ndarray]:
+    """entity_embedding.vec: `id<TAB>v1<TAB>...<TAB>vD` per line (MIND ends lines with a tab) -> id ->
+    float32 vector, only the `wanted` ids when given. Every line must have the first line's width."""
+    vectors: dict[str, np.ndarray] = {}
+    seen: set[str] = set()
+    dim = None
+    for n, text in iter_lines(path):
+        cols = text.split()
+        if len(cols) < 2:
+            raise DataError(path, "expected an entity id and its vector", n)
+        key, values = cols[0], cols[1:]
+        if dim is None:
+            dim = len(values)
+        if len(values) != dim:
+            raise DataError(path, f"expected {dim} numbers after the entity id, got {len(values)}", n)
+        if key in seen:
+            raise DataError(path, f"entity {key} appears twice in this file", n)
+        seen.add(key)
+        if wanted is not None and key not in wanted:
+            continue
+        try:
+            vectors[key] = np.asarray(values, dtype=np.float32)
+        except ValueError:
+            bad = next(v for v in values if not _is_number(v))
+            raise DataError(path, f"{bad!r} is not a number (entity {key})", n) from None
+    return vectors
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _MONTH_DAY: dict[str, int] = {}

@@ -8,7 +8,10 @@ Layout of a dataset directory (other tools rely on it):
     items/<tokenizer>/<field>.npy       int32 [N, max_len] token ids, right-padded with 0, start of text kept
     items/<tokenizer>/<field>.len.npy   int32 [N] kept lengths (masks come from these, not from pad ids)
     items/category.npy, items/subcategory.npy   int32 [N] (0 = padding / unknown)
-    vocab/<tokenizer>.json, vocab/category.json, vocab/subcategory.json, vocab/user.json
+    items/word/title.entities.npy       int32 [N, max_len] the entity of each title word (0: none; DKN)
+    items/entity_vectors.npy     float32 [E, D] the entities' vectors (entity_embedding.vec; row 0 and entities
+                                 without a vector are zero), D = 0 when the raw data has no vectors
+    vocab/<tokenizer>.json, vocab/category.json, vocab/subcategory.json, vocab/user.json, vocab/entity.json
     histories/items.npy          int32 [H, history_len] item indices, oldest first, right-padded with 0
     histories/length.npy, histories/user.npy    int32 [H]
     <split>/{imp_id,user,time,history,offsets,item,label}.npy   impressions in CSR form: impression j's
@@ -35,12 +38,12 @@ import pyarrow.parquet as pq
 
 from oncerec.config.schema import PROMPT_FIELDS, DataConfig
 from oncerec.data.sources import Source, files_digest, format_domain, open_source
-from oncerec.data.tokenize import make_tokenizer, pack
+from oncerec.data.tokenize import make_tokenizer, pack, word_spans
 from oncerec.errors import ConfigError, DataError, OncerecError
 from oncerec.paths import check_new_dir, publish_dir
 
-# 2: categories unseen in the training split map to 0 (unknown)
-FORMAT_VERSION = 2
+# 2: categories unseen in the training split map to 0 (unknown); 3: title entities and their vectors
+FORMAT_VERSION = 3
 CATEGORICAL = ("category", "subcategory")
 DEFAULT_MAX_LEN = 64
 
@@ -267,6 +270,7 @@ def _write_json(path: Path, obj) -> None:
 def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> dict:
     items = _Index()
     columns: dict[str, list[str]] = {k: [""] for k in (*CATEGORICAL, "title", "abstract", "url")}
+    title_entities: list[tuple] = [()]
     train_items: list[int] = []
     for split in source.splits:
         for news in source.news(split):
@@ -277,6 +281,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
             if not known:
                 for k in columns:
                     columns[k].append(getattr(news, k))
+                title_entities.append(news.title_entities)
     if "prompt" in cfg.text_fields:
         columns["prompt"] = [""] + [
             prompt_text(cfg.prompt, {k: columns[k][i] for k in PROMPT_FIELDS})
@@ -372,6 +377,11 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
             np.save(folder / f"{field}.npy", ids)
             np.save(folder / f"{field}.len.npy", kept)
             token_stats[tok_name][field] = _percentiles(full[1:], max_len)
+        if tok_name == "word" and "title" in cfg.text_fields:
+            max_len = cfg.max_lengths.get("title", DEFAULT_MAX_LEN)
+            aligned, entity_stats = _entities(source, columns["title"], title_entities, max_len, tmp)
+            np.save(folder / "title.entities.npy", aligned)
+            vocab_sizes["entity"] = entity_stats["entities"] + 1
         if tok_name == "word":
             _write_json(tmp / "vocab" / "word.json", tok.vocab)
             vocab_sizes["word"] = len(tok.vocab)
@@ -434,9 +444,38 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         "vocab": vocab_sizes,
         "token_lengths": token_stats,
         "missing": miss,
+        **({"title_entities": entity_stats} if "entity" in vocab_sizes else {}),
         **split_how,
         **({source.protocol_key: source.protocol} if source.protocol else {}),
     }
+
+
+def _entities(
+    source: Source, titles: list[str], spans: list[tuple], max_len: int, tmp: Path
+) -> tuple[np.ndarray, dict]:
+    """The entity of each title word [N, max_len] (0: none), aligned with the `word` tokenizer's tokens (a
+    word belongs to the entity whose occurrence holds its first character), and the entities' vectors
+    (vocab/entity.json, items/entity_vectors.npy). Only entities of a word kept in some title are indexed."""
+    index = _Index("<none>")
+    aligned = np.zeros((len(titles), max_len), np.int32)
+    tagged = 0
+    for i, (title, occurrences) in enumerate(zip(titles, spans, strict=True)):
+        if not occurrences:
+            continue
+        for k, (start, _) in enumerate(word_spans(title)[:max_len]):
+            entity = next((e for e, a, b in occurrences if a <= start < b), None)
+            if entity is not None:
+                aligned[i, k] = index.add(entity)
+                tagged += 1
+    vectors = source.entity_vectors(set(index.ids[1:]))
+    dim = len(next(iter(vectors.values()))) if vectors else 0
+    table = np.zeros((len(index.ids), dim), np.float32)
+    for e, v in vectors.items():
+        table[index.index[e]] = v
+    np.save(tmp / "items" / "entity_vectors.npy", table)
+    _write_json(tmp / "vocab" / "entity.json", index.ids)
+    stats = {"entities": len(index.ids) - 1, "with_vector": len(vectors), "dim": dim, "words": tagged}
+    return aligned, stats
 
 
 def _items_in_training(

@@ -18,11 +18,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from oncerec.config.schema import DataConfig
 from oncerec.data import adressa, ebnerd, generic, goodreads, once_goodreads, pens, xmind
-from oncerec.data.mind import Behavior, News, read_behaviors, read_news, split_folders
+from oncerec.data.mind import (
+    ENTITY_FILE,
+    Behavior,
+    News,
+    read_behaviors,
+    read_entity_vectors,
+    read_news,
+    split_folders,
+)
 from oncerec.data.protocol import Group, Interactions, add_random_negatives, shuffle_candidates, user_groups
-from oncerec.errors import ConfigError
+from oncerec.errors import ConfigError, DataError
 
 
 class Source:
@@ -47,6 +57,10 @@ class Source:
     def where(self, split: str) -> Path:
         """The file named in messages about this split's impressions."""
         raise NotImplementedError
+
+    def entity_vectors(self, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Vectors of the wanted entities (MIND's entity_embedding.vec files); none by default."""
+        return {}
 
 
 def files_digest(files: list[Path]) -> str:
@@ -77,7 +91,8 @@ def raw_files(root: Path, cfg: DataConfig) -> list[Path]:
     fmt = raw_format(cfg)
     if fmt == "mind":
         folders = split_folders(Path(root))
-        return [folders[s] / n for s in sorted(folders) for n in ("news.tsv", "behaviors.tsv")]
+        files = [folders[s] / n for s in sorted(folders) for n in ("news.tsv", "behaviors.tsv")]
+        return files + entity_files(folders)
     if fmt == "goodreads":
         return list(goodreads.goodreads_files(Path(root)))
     if fmt == "once-goodreads":
@@ -102,6 +117,11 @@ def _translations(cfg: DataConfig) -> Path:
     return Path(cfg.translations)
 
 
+def entity_files(folders: dict[str, Path]) -> list[Path]:
+    """The split folders' entity_embedding.vec files, where present (MIND ships one per split)."""
+    return [folders[s] / ENTITY_FILE for s in sorted(folders) if (folders[s] / ENTITY_FILE).is_file()]
+
+
 class MindSource(Source):
     def __init__(self, root: Path, progress: bool = False):
         self.folders = split_folders(root)
@@ -117,6 +137,18 @@ class MindSource(Source):
 
     def where(self, split: str) -> Path:
         return self.folders[split] / "behaviors.tsv"
+
+    def entity_vectors(self, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Every split's file, merged: the same entity has the same vector in each (the first one is kept)."""
+        vectors: dict[str, np.ndarray] = {}
+        for path in entity_files(self.folders):
+            for key, v in read_entity_vectors(path, wanted - vectors.keys()).items():
+                if vectors and len(v) != len(next(iter(vectors.values()))):
+                    raise DataError(
+                        path, f"entity {key}: {len(v)} numbers, the other files have another width"
+                    )
+                vectors[key] = v
+        return vectors
 
 
 class XmindSource(MindSource):

@@ -20,6 +20,12 @@ def words(text: str, lowercase: bool = True) -> list[str]:
     return _WORD.findall(text.lower() if lowercase else text)
 
 
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of the tokens `words` gives (found in the text as written, so that they
+    match offsets into it, e.g. MIND's entity occurrences)."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
 class WordTokenizer:
     name = "word"
 

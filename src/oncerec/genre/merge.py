@@ -239,6 +239,14 @@ class _Merge:
                 _save(ids_path, np.concatenate([old_ids, ids.astype(old_ids.dtype)]))
                 _save(len_path, np.concatenate([old_len, kept.astype(old_len.dtype)]))
                 handled |= {ids_path, len_path}
+                entities = folder / f"{field}.entities.npy"
+                if entities.is_file():  # the title words' entities (DKN): generated items name none
+                    old_ent = np.load(entities)
+                    _save(
+                        entities,
+                        np.concatenate([old_ent, np.zeros((len(rows), old_ent.shape[1]), old_ent.dtype)]),
+                    )
+                    handled.add(entities)
         # Refuse to leave an item array behind (one added by a newer `prepare`): it would be shorter.
         for path in (self.root / "items").rglob("*.npy"):
             if path not in handled and np.load(path, mmap_mode="r").shape[:1] == (first,):

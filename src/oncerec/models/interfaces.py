@@ -12,6 +12,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+# What a representation is, for the check that each component takes what the one before it gives
+# (`Recommender.check_pairs`): a vector, or one of the packed forms that only particular partners read.
+VECTOR = "a vector"
+SEQUENCE = "the click sequence (packed)"  # `sequence` -> a target-attention predictor (din, dkn, bst)
+WORD_STATES = "word states (packed)"  # NPA's item encoder -> NPA's user encoder
+VECTOR_AND_WORD_KEY = "a vector and a word-attention key"  # NPA's user encoder -> NPA's predictor
+
 
 class ItemEncoder(nn.Module):
     """`forward(content: dict[str, Tensor]) -> item vectors [N, d]`, the content gathered by item index
@@ -21,6 +28,8 @@ class ItemEncoder(nn.Module):
     # True: it gathers its own inputs by item index (ids, language-model tokens, DIRE states) and gets no
     # word table
     own_inputs: ClassVar[bool] = False
+    reads_entities: ClassVar[bool] = False  # True: its content also holds each title word's entity (DKN)
+    gives: ClassVar[str] = VECTOR  # what it gives the user encoder and the predictor (per item)
 
 
 class UserEncoder(nn.Module):
@@ -28,8 +37,8 @@ class UserEncoder(nn.Module):
     `per_item` of each clicked item's vector. Constructor: `(cfg: ModelConfig, spec: dict)`."""
 
     reads: ClassVar[frozenset[str]] = frozenset()
-    # True: the representation is the click sequence itself (packed), for a predictor that attends over it
-    gives_sequence: ClassVar[bool] = False
+    takes: ClassVar[str] = VECTOR  # what it takes of each clicked item (the item encoder's `gives`)
+    gives: ClassVar[str] = VECTOR  # what its user representation is (the predictor's `takes`)
     # True (set by the instance from its config): forward also takes `categories` [B, H] of the clicks
     reads_categories: bool = False
 
@@ -52,8 +61,7 @@ class Predictor(nn.Module):
     reads: ClassVar[frozenset[str]] = frozenset()
     # True: one logit per candidate (the CTR heads), trained with binary cross-entropy under exp.loss=auto
     pointwise: ClassVar[bool] = False
-    # True: it scores against the click sequence of a `gives_sequence` user encoder (and needs one)
-    takes_sequence: ClassVar[bool] = False
+    takes: ClassVar[str] = VECTOR  # the user representation it scores (the user encoder's `gives`)
     reads_categories: bool = False  # as for user encoders: forward also takes the candidates' `categories`
 
     def regularization(self) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -128,3 +129,28 @@ def disagreement(interests: Tensor) -> Tensor:
     averaged over the users (and candidates). Minimising it spreads the interests apart."""
     v = nn.functional.normalize(interests.float(), dim=-1)
     return (v @ v.transpose(-1, -2)).mean()
+
+
+class UserEmbedding(nn.Embedding):
+    """A user-id embedding (LSTUR, NPA). A user without a training impression is the unknown user 0, a zero
+    row, as in LSTUR and Microsoft Recommenders: the user index spans every split, so that user's own row
+    never trained."""
+
+    def __init__(self, train_users: np.ndarray, dim: int):
+        super().__init__(len(train_users), dim, padding_idx=0)
+        # Data, not state (like ItemContent): off the state dict and DDP's broadcasts, moved on first use.
+        self.train_users = torch.from_numpy(train_users)
+
+    def forward(self, user: Tensor) -> Tensor:
+        if self.train_users.device != user.device:
+            self.train_users = self.train_users.to(user.device)
+        return super().forward(torch.where(self.train_users[user], user, 0))
+
+
+def personal_pool(states: Tensor, mask: Tensor, key: Tensor) -> Tensor:
+    """NPA's personalised attention: states c_i [..., L, F] with their mask [..., L] and a key k [..., F]
+    (the user's projected query, tanh(W q_u + b)) -> sum_i softmax_i(c_i . k) c_i [..., F]; zero when no
+    position is valid."""
+    logits = torch.einsum("...lf,...f->...l", states, key)
+    weights = torch.softmax(logits.masked_fill(~attendable(mask), float("-inf")), dim=-1)
+    return torch.einsum("...l,...lf->...f", weights, states) * any_valid(mask).to(states.dtype)

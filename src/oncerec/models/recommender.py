@@ -39,6 +39,21 @@ def model_spec(dataset: Dataset) -> dict:
     }
 
 
+def check_pairs(cfg: ModelConfig) -> None:
+    """Each chosen component takes the representation the one before it gives (declared as `gives` /
+    `takes`: a vector, unless a pair such as `sequence` + `din` says otherwise)."""
+    chosen = {"item": cfg.item, "user": cfg.user, "predictor": cfg.predictor}
+    for a, b in (("item", "user"), ("user", "predictor")):
+        giver, taker = lookup(a, chosen[a]), lookup(b, chosen[b])
+        if giver.gives != taker.takes:
+            takers = sorted(n for n, c in REGISTRY[b].items() if c.takes == giver.gives)
+            raise ConfigError(
+                f"model.{a}={chosen[a]} with model.{b}={chosen[b]}: the {a} component gives "
+                f"{giver.gives}, the {b} component takes {taker.takes}; {b} components that take "
+                f"{giver.gives}: {', '.join(takers)}"
+            )
+
+
 class Recommender(nn.Module):
     # `name` names the run folder; the rest choose and feed the components, whichever they are
     reads: ClassVar[frozenset[str]] = frozenset(
@@ -79,12 +94,7 @@ class Recommender(nn.Module):
                 words = build_word_embedding(embed, vocab, size, seed, log, word_table)
             self.item_encoder = item_cls(cfg, words, spec | {"dataset": dataset, "log": log})
         user_cls, predictor_cls = lookup("user", cfg.user), lookup("predictor", cfg.predictor)
-        if user_cls.gives_sequence != predictor_cls.takes_sequence:
-            raise ConfigError(
-                f"model.user={cfg.user} with model.predictor={cfg.predictor}: the `sequence` user encoder "
-                "hands the clicked items to a target-attention predictor (`din`), which needs it; "
-                "every other predictor needs a pooled user encoder (e.g. `pool`, `attention`)"
-            )
+        check_pairs(cfg)
         if cfg.miner_category_bias and (cfg.user, cfg.predictor) != ("poly", "target_aware"):
             raise ConfigError(
                 "model.miner_category_bias=true: MINER's category-aware attention needs model.user=poly with "
@@ -94,11 +104,12 @@ class Recommender(nn.Module):
         self.predictor = predictor_cls(cfg, spec)
         # GENRE user profiles (model.user_attributes): fused into the user vector, see models/user/attributes.py
         self.user_attributes = (
-            UserAttributes(cfg, dataset, user_cls.gives_sequence) if cfg.user_attributes else None
+            UserAttributes(cfg, dataset, user_cls.gives != "vector") if cfg.user_attributes else None
         )
         lookups = ("category",) if cfg.miner_category_bias else ()
         fields = [] if own or not item_encoder else cfg.item_fields
-        self.content = ItemContent(dataset, fields, embed.tokenizer, lookups)
+        entities = item_cls.reads_entities and item_encoder
+        self.content = ItemContent(dataset, fields, embed.tokenizer, lookups, entities)
 
     def encode_items(self, items: Tensor) -> Tensor:
         """Item indices [N] -> item vectors [N, d]."""

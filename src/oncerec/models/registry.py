@@ -2,9 +2,9 @@
 (`@register("item", "cnn")`) and declares the ModelConfig fields it reads (`reads`, see `check_knobs` in
 models/recommender.py). Every class of a kind has the same constructor.
 
-Each kind's interface (constructor, forward, declared capabilities such as `own_inputs`, `pointwise`,
-`gives_sequence` / `takes_sequence`) is its base class in models/interfaces.py, which a registered class must
-subclass.
+Each kind's interface (constructor, forward, declared capabilities such as `own_inputs`, `pointwise`, and
+what representation it `gives` / `takes`) is its base class in models/interfaces.py, which a registered class
+must subclass.
 """
 
 from __future__ import annotations
@@ -43,6 +43,6 @@ def lookup(kind: str, name: str) -> type:
 
 # Every component module, named here rather than found by globbing, so that importing the registry registers
 # them all. Last, because each of them imports `register` from this module.
-from oncerec.models.item import fields, lm  # noqa: E402, F401
+from oncerec.models.item import fields, kcnn, lm, words  # noqa: E402, F401
 from oncerec.models.predictors import ctr, dot  # noqa: E402, F401
-from oncerec.models.user import attention, fastformer, gru, pool, sequence  # noqa: E402, F401
+from oncerec.models.user import attention, fastformer, gru, npa, pool, sequence  # noqa: E402, F401

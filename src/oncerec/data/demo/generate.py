@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from oncerec.data.demo.arrays import csr_starts
 from oncerec.data.demo.catalogue import Catalogue, Pools, draw_catalogue
+from oncerec.data.demo.entities import entity_vectors
 from oncerec.data.demo.impressions import draw_histories, draw_impressions
 from oncerec.data.demo.scales import SCALES, DemoScale
 from oncerec.data.demo.timeline import DAY, DEV_END, DEV_START, HISTORY_DAYS, TRAIN_START
@@ -28,7 +29,7 @@ from oncerec.errors import OncerecError
 from oncerec.eval.metrics import evaluate_groups
 from oncerec.paths import check_new_dir, publish_dir
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: title entities and entity_embedding.vec
 CHUNK_USERS = 25_000
 
 
@@ -68,8 +69,9 @@ def write_demo_mind(
 def _generate(
     folder: Path, scale: str, sizes: DemoScale, seed: int, progress: bool, fresh: float = 0.0
 ) -> dict:
-    # a fourth stream for the fresh-word draws: the first three (and so fresh=0 data) are as before
-    catalogue_seed, text_seed, users_seed, fresh_seed = np.random.SeedSequence(seed).spawn(4)
+    # a fourth stream for the fresh-word draws, a fifth for the entity vectors: a child depends only on its
+    # position, so the first three (and so fresh=0 data) are as before
+    catalogue_seed, text_seed, users_seed, fresh_seed, entity_seed = np.random.SeedSequence(seed).spawn(5)
     cat = draw_catalogue(np.random.default_rng(catalogue_seed), sizes.n_news)
     pools = Pools(cat)
     n_chunks = -(-sizes.n_users // CHUNK_USERS)
@@ -92,7 +94,10 @@ def _generate(
         SEEN_WORDS if fresh else CONCEPT_SYNONYMS,
         FRESH_WORDS if fresh else CONCEPT_SYNONYMS,
     )
-    write_news(folder, cat, np.random.default_rng(text_seed), (train.used, dev.used), progress, new, words)
+    vectors = entity_vectors(np.random.default_rng(entity_seed))
+    write_news(
+        folder, cat, np.random.default_rng(text_seed), (train.used, dev.used), progress, new, words, vectors
+    )
 
     item, label, prob, size = (np.concatenate(parts) for parts in zip(*dev.kept, strict=True))
     impression = np.repeat(np.arange(len(size)), size)

@@ -51,31 +51,45 @@ class Draws:
 
 def news_text(
     draw: Draws, category: str, sub: int, concept: int, tone: int, synonyms: list[tuple[str, ...]]
-) -> tuple[str, str]:
+) -> tuple[str, str, list[tuple[int, int, int]]]:
+    """(title, abstract, the title's concept mentions as (concept, start, end) character spans: its entities)."""
     others = [
         c for c in range(SUB_FIRST_CONCEPT[sub], SUB_FIRST_CONCEPT[sub] + SUB_N_CONCEPTS[sub]) if c != concept
     ]
-    fillers: dict[str, Callable[[], str]] = {
-        "c": lambda: draw.pick(synonyms[concept]),
-        "c2": lambda: draw.pick(synonyms[others[int(draw.uniform() * len(others))]]),
-        "who": lambda: draw.pick(AUDIENCE_WORDS[category]),
-        "person": lambda: f"{draw.pick(FIRST_NAMES)} {draw.pick(LAST_NAMES)}",
-        "place": lambda: draw.pick(PLACES),
-        "num": lambda: str(3 + int(draw.uniform() * 23)),
+    # each filler gives (text, the concept it names or None); the draws are the same as without the concept
+    fillers: dict[str, Callable[[], tuple[str, int | None]]] = {
+        "c": lambda: (draw.pick(synonyms[concept]), concept),
+        "c2": lambda: (lambda o: (draw.pick(synonyms[o]), o))(others[int(draw.uniform() * len(others))]),
+        "who": lambda: (draw.pick(AUDIENCE_WORDS[category]), None),
+        "person": lambda: (f"{draw.pick(FIRST_NAMES)} {draw.pick(LAST_NAMES)}", None),
+        "place": lambda: (draw.pick(PLACES), None),
+        "num": lambda: (str(3 + int(draw.uniform() * 23)), None),
     }
 
-    def fill(template: str) -> str:
-        return _capitalise(_SLOT.sub(lambda m: fillers[m.group(1)](), template))
+    def fill(template: str, offset: int = 0) -> tuple[str, list[tuple[int, int, int]]]:
+        parts, spans, at, length = [], [], 0, offset
+        for m in _SLOT.finditer(template):
+            text, named = fillers[m.group(1)]()
+            parts += [template[at : m.start()], text]
+            length += m.start() - at
+            if named is not None:
+                spans.append((named, length, length + len(text)))
+            length += len(text)
+            at = m.end()
+        # capitalising keeps every length, so the spans hold
+        return _capitalise("".join(parts) + template[at:]), spans
 
     # retry templates until the title has a MIND-like length; four tries suffice in practice
     for _ in range(4):
-        title = draw.pick(TONE_PREFIXES[tone]) + fill(draw.pick(TITLE_TEMPLATES))
+        prefix = draw.pick(TONE_PREFIXES[tone])
+        body, mentions = fill(draw.pick(TITLE_TEMPLATES), len(prefix))
+        title = prefix + body
         if TITLE_WORDS[0] <= len(title.split()) <= TITLE_WORDS[1]:
             break
     if draw.uniform() < EMPTY_ABSTRACT_SHARE:
-        return title, ""
+        return title, "", mentions
     n_sentences = 1 + (draw.uniform() < 0.5)
-    return title, " ".join(fill(draw.pick(ABSTRACT_SENTENCES)) for _ in range(n_sentences))
+    return title, " ".join(fill(draw.pick(ABSTRACT_SENTENCES))[0] for _ in range(n_sentences)), mentions
 
 
 def _capitalise(text: str) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from oncerec.data.demo.catalogue import Catalogue
+from oncerec.data.demo.entities import ENTITY_FILE, title_entities, write_entity_vectors
 from oncerec.data.demo.impressions import Impressions
 from oncerec.data.demo.text import DRAWS_PER_ITEM, Draws, news_text
 from oncerec.data.demo.vocabulary import SUBCATEGORIES
@@ -111,9 +112,12 @@ def write_news(
     progress: bool,
     fresh: np.ndarray,
     words: tuple[list[tuple[str, ...]], list[tuple[str, ...]]],
+    vectors: np.ndarray,
 ) -> None:
     """news.tsv of each split in catalogue order; an item's text depends only on the seed and its number.
-    `words`: the synonyms of every concept for most items and for the `fresh` ones."""
+    `words`: the synonyms of every concept for most items and for the `fresh` ones. Each split's
+    entity_embedding.vec: the `vectors` of the concepts its titles name (see entities.py)."""
+    named: tuple[set[int], set[int]] = (set(), set())
     block = 10_000
     with _open_tsv(folder / "train" / "news.tsv") as train, _open_tsv(folder / "dev" / "news.tsv") as dev:
         files = (train, dev)
@@ -126,7 +130,7 @@ def write_news(
                 if not any(wanted):
                     continue
                 category, sub = SUBCATEGORIES[cat.sub[i]]
-                title, abstract = news_text(
+                title, abstract, mentions = news_text(
                     Draws(row),
                     category,
                     int(cat.sub[i]),
@@ -136,12 +140,16 @@ def write_news(
                 )
                 nid = cat.ids[i]
                 url = f"https://example.org/demo/{nid}.html"
-                line = f"{nid}\t{category}\t{sub}\t{title}\t{abstract}\t{url}\t[]\t[]\n"
-                for w, ls in zip(wanted, lines, strict=True):
+                entities = title_entities(title, mentions)
+                line = f"{nid}\t{category}\t{sub}\t{title}\t{abstract}\t{url}\t{entities}\t[]\n"
+                for w, ls, concepts in zip(wanted, lines, named, strict=True):
                     if w:
                         ls.append(line)
+                        concepts.update(c for c, _, _ in mentions)
             for f, ls in zip(files, lines, strict=True):
                 f.write("".join(ls))
+    for split, concepts in zip(("train", "dev"), named, strict=True):
+        write_entity_vectors(folder / split / ENTITY_FILE, vectors, concepts)
 
 
 def _open_tsv(path: Path) -> TextIO:

@@ -15,8 +15,8 @@ from oncerec.config.schema import ModelConfig
 from oncerec.models.layers import AdditiveAttention, FastformerLayer, SelfAttention, masked_mean
 
 
-class CNNText(nn.Module):
-    """NAML / LSTUR: a 1-D convolution over words, then additive attention."""
+class WordCNN(nn.Module):
+    """A 1-D convolution over words (hidden_size filters, window kernel_size), ReLU: one state per word."""
 
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "kernel_size", "dropout", "attention_hidden"})
 
@@ -24,14 +24,24 @@ class CNNText(nn.Module):
         super().__init__()
         self.conv = nn.Conv1d(in_dim, cfg.hidden_size, cfg.kernel_size, padding=cfg.kernel_size // 2)
         self.drop = nn.Dropout(cfg.dropout)
-        self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def states(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x [B, L, E], mask [B, L] -> [B, L, hidden_size], dropout applied."""
         # Zero the padded positions: a padding row need not be zero (Hugging Face tables, a width projection)
         # and the batch's width varies, so a window reaching past the text would make the vector batch-dependent.
         x = self.drop(x).masked_fill(~mask.unsqueeze(-1), 0)
-        h = self.conv(x.transpose(1, 2)).transpose(1, 2)[:, : x.shape[1]].relu()
-        return self.pool(self.drop(h), mask)
+        return self.drop(self.conv(x.transpose(1, 2)).transpose(1, 2)[:, : x.shape[1]].relu())
+
+
+class CNNText(WordCNN):
+    """NAML / LSTUR: a 1-D convolution over words, then additive attention."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int):
+        super().__init__(cfg, in_dim)
+        self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.pool(self.states(x, mask), mask)
 
 
 class AttentionText(nn.Module):

@@ -9,8 +9,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import Predictor
-from oncerec.models.layers import disagreement
+from oncerec.models.interfaces import VECTOR_AND_WORD_KEY, Predictor
+from oncerec.models.item.words import unpack_words
+from oncerec.models.layers import disagreement, personal_pool
 from oncerec.models.registry import register
 from oncerec.models.user.attention import pool_interests
 from oncerec.models.user.sequence import unpack_sequence
@@ -89,3 +90,22 @@ class TargetAwarePredictor(Predictor):
         scores = torch.einsum(spec, interests, candidates)
         weights = torch.softmax(torch.einsum(spec, F.gelu(self.proj(interests)), candidates), dim=-1)
         return (weights * scores).sum(-1)
+
+
+@register("predictor", "npa")
+class PersonalDotPredictor(Predictor):
+    """NPA's click predictor: each candidate's word states are pooled with the user's word key k_w (the
+    personalised attention of the news encoder, see `models/user/npa.py`) into r', scored u . r'."""
+
+    takes = VECTOR_AND_WORD_KEY
+    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size"})
+
+    def __init__(self, cfg: ModelConfig, spec: dict):
+        super().__init__()
+        self.dim = cfg.hidden_size
+
+    def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
+        u, word_key = user.split(self.dim, dim=-1)
+        states, mask = unpack_words(candidates, self.dim)  # [B, K, W, d]
+        news = personal_pool(states, mask, word_key.unsqueeze(1))  # r' [B, K, d]
+        return torch.einsum("bd,bkd->bk", u, news)

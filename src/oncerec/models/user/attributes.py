@@ -28,7 +28,7 @@ class UserAttributes(nn.Module):
         {"miner_category_bias", "user", "category_dim", "hidden_size", "attention_hidden"}
     )
 
-    def __init__(self, cfg: ModelConfig, dataset: Dataset, gives_sequence: bool = False):
+    def __init__(self, cfg: ModelConfig, dataset: Dataset, unpooled: bool = False):
         super().__init__()
         self.names: list[str] = list(dataset.manifest.get("user_attributes", []))
         if not self.names:
@@ -42,10 +42,10 @@ class UserAttributes(nn.Module):
                 "depend on the candidate and are pooled in the predictor, so there is no user vector to fuse "
                 "a profile into; set model.miner_category_bias=false"
             )
-        if gives_sequence:
+        if unpooled:
             raise ConfigError(
                 f"model.user_attributes=true with model.user={cfg.user}: the plugin fuses a profile into a "
-                "pooled user vector; a `sequence` user encoder has none"
+                f"pooled user vector; the `{cfg.user}` user encoder gives none"
             )
         # Data, not state (like ItemContent): kept off the state dict and out of DDP's buffer broadcasts,
         # moved to the model's device on first use.

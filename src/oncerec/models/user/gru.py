@@ -1,8 +1,7 @@
 """LSTUR's user encoder: a GRU over clicked items (short-term interest) and a user-id embedding (long-term),
 either initialising the GRU state (`ini`) or concatenated with its output and projected (`con`).
 
-A user with no training impression is the unknown user 0 (a zero embedding), as in LSTUR and Microsoft
-Recommenders: the user index spans every split, so that user's own embedding row never trained.
+A user with no training impression is the unknown user 0 (a zero embedding, see `UserEmbedding`).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
 from oncerec.models.interfaces import UserEncoder
+from oncerec.models.layers import UserEmbedding
 from oncerec.models.registry import register
 
 
@@ -24,20 +24,16 @@ class GRUUser(UserEncoder):
     def __init__(self, cfg: ModelConfig, spec: dict):
         super().__init__()
         self.mode = cfg.gru_mode
-        self.user_emb = nn.Embedding(spec["num_users"], cfg.hidden_size, padding_idx=0)
-        # Data, not state (like ItemContent): off the state dict and DDP's broadcasts, moved on first use.
-        self.train_users = torch.from_numpy(spec["train_users"])
+        self.user_emb = UserEmbedding(spec["train_users"], cfg.hidden_size)
         self.id_dropout = cfg.user_id_dropout
         self.gru = nn.GRU(cfg.hidden_size, cfg.hidden_size, batch_first=True)
         self.out = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size) if self.mode == "con" else None
 
     def knows(self, user: int) -> bool:
-        return bool(self.train_users[user])
+        return bool(self.user_emb.train_users[user])
 
     def forward(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
-        if self.train_users.device != user.device:
-            self.train_users = self.train_users.to(user.device)
-        long_term = self.user_emb(torch.where(self.train_users[user], user, 0))
+        long_term = self.user_emb(user)
         if self.training and self.id_dropout:
             # LSTUR masks the whole user embedding at random, so the model also learns to serve unseen users.
             keep = torch.rand(user.shape[0], 1, device=user.device) >= self.id_dropout

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import UserEncoder
+from oncerec.models.interfaces import SEQUENCE, UserEncoder
 from oncerec.models.registry import register
 
 
@@ -39,7 +39,7 @@ def unpack_sequence(packed: Tensor) -> tuple[Tensor, Tensor]:
 class SequenceUser(UserEncoder):
     """No pooling: hands the clicked-item vectors and their mask to the predictor (use with `din`)."""
 
-    gives_sequence = True
+    gives = SEQUENCE
     reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: ModelConfig, spec: dict):
