@@ -398,7 +398,7 @@ def test_config_errors_name_the_key_and_the_valid_choices():
 def test_unknown_component_lists_valid_names(tiny: Dataset):
     cfg = build_config(["model.user=lstm"])
     with pytest.raises(
-        ConfigError, match="valid: attention, fastformer, gru, poly, pool, self_attention, sequence"
+        ConfigError, match="valid: attention, fastformer, gru, npa, poly, pool, self_attention, sequence"
     ):
         Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
 

@@ -22,7 +22,7 @@ from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import CATEGORICAL
 from oncerec.errors import ConfigError
 from oncerec.models.embedding import build_word_embedding
-from oncerec.models.interfaces import Predictor, UserEncoder
+from oncerec.models.interfaces import VECTOR, Predictor, UserEncoder
 from oncerec.models.registry import KINDS, REGISTRY, lookup
 from oncerec.models.user.attributes import UserAttributes
 
@@ -104,7 +104,7 @@ class Recommender(nn.Module):
         self.predictor = predictor_cls(cfg, spec)
         # GENRE user profiles (model.user_attributes): fused into the user vector, see models/user/attributes.py
         self.user_attributes = (
-            UserAttributes(cfg, dataset, user_cls.gives != "vector") if cfg.user_attributes else None
+            UserAttributes(cfg, dataset, user_cls.gives != VECTOR) if cfg.user_attributes else None
         )
         lookups = ("category",) if cfg.miner_category_bias else ()
         fields = [] if own or not item_encoder else cfg.item_fields
