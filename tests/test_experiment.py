@@ -10,6 +10,7 @@ import pytest
 
 from oncerec.config.loader import build_config, dump_config
 from oncerec.errors import ConfigError
+from oncerec.eval.metrics import metric_label
 from oncerec.experiment import load_spec, run_dir, run_experiment, write_table
 
 SPEC = """
@@ -137,11 +138,11 @@ def test_the_table_has_the_metrics_and_slices_the_runs_chose(tmp_path: Path):
     spec_file = tmp_path / "choice.yaml"
     spec_file.write_text(
         "name: choice\nseeds: [1]\ncommon: [data=demo-tiny]\n"
-        "axes: {metrics: {plain: [], chosen: ['exp.metrics=[auc,gauc,hit@5]']}}\nbaseline: plain\n"
+        "axes: {metrics: {plain: [], chosen: ['exp.metrics=[auc,gauc,hit@5,f1@0.5]']}}\nbaseline: plain\n"
     )
     spec = load_spec(str(spec_file))
     base = {"groups": 10, "skipped": 0, "rows": 50, "impressions": 10}
-    chosen = {"auc": 0.6, "gauc": 0.55, "hit@5": 0.7, **base, "users": 4}
+    chosen = {"auc": 0.6, "gauc": 0.55, "hit@5": 0.7, "f1@0.5": 0.65, **base, "users": 4}
     for row, overrides, metrics in [
         ("plain", [], {"auc": 0.5, "mrr": 0.3, "ndcg@5": 0.4, "ndcg@10": 0.45, **base}),
         ("chosen", spec.rows[1][1], chosen | {"generated_users": {"auc": 0.8, **base}}),
@@ -154,13 +155,16 @@ def test_the_table_has_the_metrics_and_slices_the_runs_chose(tmp_path: Path):
         )
     lines = write_table(spec, tmp_path).read_text().splitlines()
     assert lines[2] == (
-        "| run | seeds | AUC per impression | MRR | nDCG@5 | nDCG@10 | GAUC per user | hit@5 "
+        f"| run | seeds | AUC per impression | MRR | nDCG@5 | nDCG@10 | GAUC per user | hit@5 | {metric_label('f1@0.5')} "
         "| AUC per impression on cold users | AUC per impression on users with generated items "
         "| AUC per impression vs plain |"
     )
     assert lines[4] == (
-        "| plain | 1 | 0.5000 ± 0.0000 | 0.3000 ± 0.0000 | 0.4000 ± 0.0000 | 0.4500 ± 0.0000 | — | — "
+        "| plain | 1 | 0.5000 ± 0.0000 | 0.3000 ± 0.0000 | 0.4000 ± 0.0000 | 0.4500 ± 0.0000 | — | — | — "
         "| 0.4000 ± 0.0000 | — | +0.00% |"
     )
-    assert lines[5].startswith("| chosen | 1 | 0.6000 ± 0.0000 | — | — | — | 0.5500 ± 0.0000 | 0.7000")
+    # a metric whose name holds a dot (f1@0.5) is found, not taken for a slice
+    assert lines[5].startswith(
+        "| chosen | 1 | 0.6000 ± 0.0000 | — | — | — | 0.5500 ± 0.0000 | 0.7000 ± 0.0000 | 0.6500 ± 0.0000 |"
+    )
     assert lines[5].endswith("| 0.8000 ± 0.0000 | +20.00% |")

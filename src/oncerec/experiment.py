@@ -229,9 +229,12 @@ def _mean_std(values: list[float | None]) -> tuple[float, float]:
 
 
 def _value(metrics: dict, key: str) -> float | None:
-    for part in key.split("."):
-        metrics = metrics.get(part) if isinstance(metrics, dict) else None
-    return metrics
+    """A metric of the split (its name may hold a dot: `f1@0.5`) or of a slice (`cold_items.auc`)."""
+    if key in metrics:
+        return metrics[key]
+    part, _, name = key.partition(".")
+    inner = metrics.get(part)
+    return inner.get(name) if isinstance(inner, dict) else None
 
 
 def write_table(spec: Spec, out: Path) -> Path:
