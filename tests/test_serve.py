@@ -3,6 +3,7 @@ parts that need no HTTP (two-stage ranking, GENRE profiles, several processes) o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError
 from oncerec.serve.export import export_for, load_export
-from oncerec.serve.service import Query, RequestError, Service
+from oncerec.serve.service import Answer, Query, RequestError, Service
 from oncerec.train.session import load_run
 from oncerec.train.trainer import train
 
@@ -127,6 +128,27 @@ def test_concurrent_requests_get_the_answers_they_get_one_at_a_time(server: Serv
     after = _batches(server)
     assert after["requests"] - before["requests"] == 2 * len(bodies)
     assert after["batches"] - before["batches"] < 2 * len(bodies)  # some were answered together
+
+
+def test_a_request_right_after_a_batch_ends_is_answered():
+    """The caller of a batch's last answer wakes before the batch loop's task is finished: a request it makes
+    at once must start a loop of its own (it once waited forever there)."""
+    from oncerec.serve.app import _Batcher
+
+    class Echo:
+        def recommend_many(self, queries: list[Query]) -> list[Answer]:
+            return [Answer([(q.history[0], 1.0)], "model") for q in queries]
+
+    async def one_after_another() -> list[str]:
+        batcher = _Batcher(Echo(), parallel=1)
+        asked = [Query([f"N{n}"], None, 1) for n in range(5)]
+        # awaited in this task itself: a task of its own (wait_for's) would start after the callback
+        return [(await batcher.answer(q)).items[0][0] for q in asked]
+
+    async def within_a_time_limit() -> list[str]:
+        return await asyncio.wait_for(one_after_another(), 10)
+
+    assert asyncio.run(within_a_time_limit()) == [f"N{n}" for n in range(5)]
 
 
 def _batches(server: Server) -> dict[str, float]:

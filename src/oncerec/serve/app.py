@@ -128,12 +128,17 @@ class _Batcher:
         self.threads = ThreadPoolExecutor(parallel, thread_name_prefix="oncerec-batch")
         self.waiting: list[tuple[Query, asyncio.Future]] = []
         self.tasks: set[asyncio.Task] = set()  # referenced: the loop keeps only a weak reference to tasks
+        # batch loops running, counted by the loops themselves: a loop that has found the queue empty stops
+        # counting at once. Counting `tasks` instead left a request waiting forever when it arrived after the
+        # loop's last answer woke its caller but before the finished task's done-callback dropped it.
+        self.running = 0
         self.batches = self.requests = 0
 
     async def answer(self, query: Query) -> Answer:
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((query, future))
-        if len(self.tasks) < self.parallel:
+        if self.running < self.parallel:
+            self.running += 1
             task = asyncio.create_task(self._run())
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -143,19 +148,22 @@ class _Batcher:
         return answer
 
     async def _run(self) -> None:
-        while self.waiting:
-            batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :]
-            self.batches, self.requests = self.batches + 1, self.requests + len(batch)
-            try:
-                queries = [q for q, _ in batch]
-                answers = await asyncio.get_running_loop().run_in_executor(
-                    self.threads, self.service.recommend_many, queries
-                )
-            except Exception as e:  # noqa: BLE001 - whatever failed, every request of the batch hears it
-                answers = [e] * len(batch)
-            for (_, future), answer in zip(batch, answers, strict=True):
-                if not future.done():  # its client may have gone
-                    future.set_result(answer)
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :]
+                self.batches, self.requests = self.batches + 1, self.requests + len(batch)
+                try:
+                    queries = [q for q, _ in batch]
+                    answers = await asyncio.get_running_loop().run_in_executor(
+                        self.threads, self.service.recommend_many, queries
+                    )
+                except Exception as e:  # noqa: BLE001 - whatever failed, every request of the batch hears it
+                    answers = [e] * len(batch)
+                for (_, future), answer in zip(batch, answers, strict=True):
+                    if not future.done():  # its client may have gone
+                        future.set_result(answer)
+        finally:
+            self.running -= 1
 
 
 class _BodyLimit:
