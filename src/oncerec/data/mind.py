@@ -185,12 +185,18 @@ def read_entity_vectors(path: Path, wanted: set[str] | None = None) -> dict[str,
         seen.add(key)
         if wanted is not None and key not in wanted:
             continue
-        try:
-            vectors[key] = np.asarray(values, dtype=np.float32)
-        except ValueError:
-            bad = next(v for v in values if not _is_number(v))
-            raise DataError(path, f"{bad!r} is not a number (entity {key})", n) from None
+        vectors[key] = vector_row(values, path, n, f"entity {key}")
     return vectors
+
+
+def vector_row(values: list[str], path: Path, line: int, owner: str) -> np.ndarray:
+    """The numbers of one line of a vector file (entity_embedding.vec, GloVe) as float32; a value that is not
+    a number is an error naming it, the line and whose vector it is."""
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except ValueError:
+        bad = next(v for v in values if not _is_number(v))
+        raise DataError(path, f"{bad!r} is not a number ({owner})", line) from None
 
 
 def _is_number(text: str) -> bool:

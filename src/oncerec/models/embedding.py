@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import EmbedConfig
+from oncerec.data.mind import vector_row
 from oncerec.errors import ConfigError, DataError
 
 
@@ -53,25 +54,13 @@ def read_glove(path: Path, vocab: list[str], rng: np.random.Generator) -> tuple[
                     raise DataError(
                         path, f"expected {table.shape[1]} numbers after the word, got {len(values)}", n
                     )
-                try:
-                    table[i] = np.asarray(values, dtype=np.float32)
-                except ValueError:
-                    bad = next(v for v in values if not _is_number(v))
-                    raise DataError(path, f"{bad!r} is not a number (word {word!r})", n) from None
+                table[i] = vector_row(values, path, n, f"word {word!r}")
                 found += 1
     except UnicodeDecodeError as e:
         raise DataError(path, f"not valid UTF-8 (byte {e.start} of the line)", n + 1) from None
     if table is None:
         raise DataError(path, "file is empty")
     return table, found
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def build_word_embedding(
