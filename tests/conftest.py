@@ -75,3 +75,26 @@ def _session_cache(tmp_path_factory):
     os.environ["ONCEREC_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine two spinning threads cost ~10x
+    (a module takes it with `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The prepared demo-tiny dataset, once per module (modules that need it otherwise define their own)."""
+    from oncerec.config.loader import build_config
+    from oncerec.data.dataset import Dataset, resolve_dataset
+
+    return Dataset(
+        resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False, log=lambda *_: None)
+    )

@@ -11,7 +11,7 @@ import torch
 
 from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
-from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.data.dataset import Dataset
 from oncerec.errors import ConfigError
 from oncerec.models.predictors.ctr import CTRPredictor, pairwise_inner
 from oncerec.models.recommender import Recommender
@@ -35,18 +35,7 @@ SMALL = [
 QUIET = {"progress": False, "log": lambda *_: None}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine two spinning threads cost ~10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Dataset:
-    return Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, **QUIET))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(tiny: Dataset, preset: str, *overrides: str) -> Recommender:

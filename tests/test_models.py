@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from oncerec.config.loader import build_config
 from oncerec.config.schema import DataConfig
 from oncerec.data.batching import TrainSampler
-from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.data.dataset import Dataset
 from oncerec.data.mind import parse_entities
 from oncerec.data.prepare import prepare
 from oncerec.errors import ConfigError, DataError
@@ -29,17 +29,7 @@ QUIET = {"progress": False, "log": lambda *_: None}
 MODELS = ["npa", "dkn", "masknet", "gdcn", "bst"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Dataset:
-    return Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, **QUIET))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(tiny: Dataset, preset: str, *overrides: str) -> Recommender:
