@@ -22,6 +22,7 @@ from oncerec.experiment import PRESETS, Spec, load_spec, run_experiment
 from oncerec.models.recommender import Recommender, check_knobs, chosen_parts, knobs_read
 from oncerec.models.registry import REGISTRY
 from oncerec.models.user.attributes import UserAttributes
+from oncerec.train.build import build_recommender, language_model_inputs
 from oncerec.train.trainer import Trainer, run_diff
 
 # What check_knobs consults on its own; any other class a part hands the config to belongs to that part.
@@ -119,8 +120,20 @@ def test_every_config_field_a_component_reads_is_in_its_reads(cls: type):
 def test_the_analysis_sees_delegated_reads():
     """It follows the config into text encoders and the DIRE cache's functions (what `reads` must cover)."""
     assert {"kernel_size", "dropout"} <= _class_reads(REGISTRY["item"]["cnn"])
-    assert {"cache_dtype", "dire_cache", "cache_layers"} <= _class_reads(REGISTRY["item"]["lm"])
+    dire = _function_reads(language_model_inputs, frozenset({"cfg"}), Recommender)
+    assert {"cache_dtype", "dire_cache", "cache_layers", "lm_dtype"} <= dire
     assert len(DECLARING) > len(PARTS)  # the text encoders too
+
+
+def test_what_the_builder_reads_for_the_model_its_parts_declare():
+    """`train/build.py` reads the data for the Recommender and for DIRE's encoder (its language model and
+    cache): knobs of theirs, which check_knobs must count as read when they are chosen."""
+    lm = REGISTRY["item"]["lm"]
+    assert _function_reads(language_model_inputs, frozenset({"cfg"}), Recommender) <= lm.reads
+    wiring = _function_reads(build_recommender, frozenset({"cfg"}), Recommender)
+    assert (
+        wiring - _function_reads(language_model_inputs, frozenset({"cfg"}), Recommender) <= Recommender.reads
+    )
 
 
 def test_every_knob_is_read_by_some_component():

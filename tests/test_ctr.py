@@ -17,6 +17,7 @@ from oncerec.models.predictors.ctr import CTRPredictor, pairwise_inner
 from oncerec.models.recommender import Recommender
 from oncerec.models.registry import REGISTRY
 from oncerec.models.user.sequence import pack_sequence, unpack_sequence
+from oncerec.train.build import build_recommender
 from oncerec.train.evaluate import predict_fast, predict_slow
 from oncerec.train.losses import loss_kind, training_loss
 from oncerec.train.session import Run
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _model(tiny: Dataset, preset: str, *overrides: str) -> Recommender:
     cfg = build_config([f"model={preset}", *SMALL, *overrides])
     torch.manual_seed(0)
-    return Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+    return build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
 
 
 def test_every_ctr_predictor_is_registered_with_a_preset():
@@ -154,7 +155,9 @@ def test_a_short_training_beats_random(tiny: Dataset, name: str, tmp_path: Path)
 def test_din_recommends_from_a_history(tiny: Dataset):
     """`oncerec recommend` scores the whole catalogue against one history: [1, N] candidates through DIN."""
     cfg = build_config(["model=din", *SMALL])
-    run = Run(cfg, tiny, Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None), torch.device("cpu"))
+    run = Run(
+        cfg, tiny, build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None), torch.device("cpu")
+    )
     ids = tiny.items_table.column("id").to_pylist()
     top = run.recommend("nobody", ids[1:4], 5)
     assert len(top) == 5 and not {t[0] for t in top} & set(ids[1:4])

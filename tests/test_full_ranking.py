@@ -22,6 +22,7 @@ from oncerec.errors import ConfigError
 from oncerec.eval.metrics import evaluate_top_k
 from oncerec.models.recommender import Recommender
 from oncerec.train import full_ranking
+from oncerec.train.build import build_recommender
 from oncerec.train.evaluate import encode_all_items
 from oncerec.train.full_ranking import full_ranking_metrics, held_out
 
@@ -69,7 +70,7 @@ def test_only_top_k_metrics_are_accepted():
 def _model(ds: Dataset, preset: str) -> Recommender:
     cfg = build_config([f"model={preset}", *SMALL])
     torch.manual_seed(0)
-    return Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+    return build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
 
 
 @torch.no_grad()

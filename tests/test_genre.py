@@ -48,7 +48,7 @@ from oncerec.genre.runner import RunContext, Summary, answer, open_dataset, run_
 from oncerec.genre.store import Store
 from oncerec.genre.tasks import DatasetView, Request, Summarize, make_task
 from oncerec.genre.templates import load_list, load_template
-from oncerec.models.recommender import Recommender
+from oncerec.train.build import build_recommender
 from oncerec.train.evaluate import predict_fast, predict_slow
 from oncerec.train.trainer import train
 
@@ -589,7 +589,7 @@ def test_fast_evaluation_equals_slow_path_with_user_attributes(merged: SimpleNam
     ds = Dataset(merged.root)
     cfg = build_config([*model, *SMALL, "model.user_attributes=true"])
     torch.manual_seed(0)
-    model = Recommender(cfg.model, cfg.embed, ds, log=quiet)
+    model = build_recommender(cfg.model, cfg.embed, ds, log=quiet)
     valid = ds.split("valid")
     split = valid.select(np.arange(60))  # the first 60 impressions keep it quick
     fast = predict_fast(model, ds, split, 37, "cpu")
@@ -609,13 +609,13 @@ def test_fast_evaluation_equals_slow_path_with_user_attributes(merged: SimpleNam
 def test_user_attributes_need_profiles_and_a_pooled_user_encoder(merged: SimpleNamespace, tiny_root: Path):
     cfg = build_config(["model=naml", *SMALL, "model.user_attributes=true"])
     with pytest.raises(ConfigError, match="no user attributes"):
-        Recommender(cfg.model, cfg.embed, Dataset(tiny_root), log=quiet)
+        build_recommender(cfg.model, cfg.embed, Dataset(tiny_root), log=quiet)
     cfg = build_config(["model=din", *SMALL, "model.user_attributes=true"])
     with pytest.raises(ConfigError, match="sequence"):
-        Recommender(cfg.model, cfg.embed, Dataset(merged.root), log=quiet)
+        build_recommender(cfg.model, cfg.embed, Dataset(merged.root), log=quiet)
     cfg = build_config(["model=miner", *SMALL, "model.user_attributes=true"])
     with pytest.raises(ConfigError, match="miner_category_bias=false"):
-        Recommender(cfg.model, cfg.embed, Dataset(merged.root), log=quiet)
+        build_recommender(cfg.model, cfg.embed, Dataset(merged.root), log=quiet)
 
 
 # ------------------------------------------------------------------------------------------- local backend

@@ -18,9 +18,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("oncerec.eval.metrics",),
     ("oncerec.config",),
     ("oncerec.lm",),  # language-model files and backbones
+    ("oncerec.models",),  # recommenders: sizes and tensors in, scores out (no file, no dataset)
     ("oncerec.data",),  # readers, prepare, datasets, batches, the demo data
-    ("oncerec.dire",),  # the cache of a language model's frozen layers
-    ("oncerec.models", "oncerec.genre"),  # recommenders; LLM generation (which knows no recommender)
+    # the cache of a language model's frozen layers; LLM generation (which knows no recommender)
+    ("oncerec.dire", "oncerec.genre"),
     ("oncerec.eval",),
     ("oncerec.train",),
     # export and serving; grids of training runs (each a CLI subprocess: no import of the CLI)

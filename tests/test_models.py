@@ -22,6 +22,7 @@ from oncerec.errors import ConfigError, DataError
 from oncerec.models.predictors.ctr import GatedCrossNetwork
 from oncerec.models.recommender import Recommender
 from oncerec.models.user.sequence import pack_sequence
+from oncerec.train.build import build_recommender
 from oncerec.train.evaluate import predict_fast, predict_slow
 
 SMALL = ["model.hidden_size=32", "model.attention_hidden=16", "model.mlp_layers=[24,16]", "embed.dim=24"]
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _model(tiny: Dataset, preset: str, *overrides: str) -> Recommender:
     cfg = build_config([f"model={preset}", *SMALL, "model.num_heads=4", *overrides])
     torch.manual_seed(0)
-    return Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    return build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -262,7 +263,7 @@ def test_dkn_needs_entity_vectors(tmp_path: Path):
     prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
     cfg = build_config(["model=dkn", *SMALL])
     with pytest.raises(ConfigError, match="needs entity vectors"):
-        Recommender(cfg.model, cfg.embed, Dataset(tmp_path / "ds"), log=lambda *_: None)
+        build_recommender(cfg.model, cfg.embed, Dataset(tmp_path / "ds"), log=lambda *_: None)
 
 
 def test_demo_entities_name_the_concepts_and_related_ones_lie_close(tiny: Dataset):

@@ -20,8 +20,8 @@ from oncerec.errors import CheckpointError, ConfigError, OncerecError
 from oncerec.eval.leaderboard import score_files, write_truth
 from oncerec.eval.slices import split_metrics
 from oncerec.models.layers import SelfAttention, attendable, disagreement
-from oncerec.models.recommender import Recommender
 from oncerec.train.baselines import popularity_scores
+from oncerec.train.build import build_recommender
 from oncerec.train.checkpoint import load_latest, load_weights
 from oncerec.train.evaluate import predict_fast, predict_slow
 from oncerec.train.losses import training_loss
@@ -45,7 +45,7 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
 def test_fast_evaluation_equals_slow_path(tiny: Dataset, preset: str):
     cfg = build_config([f"model={preset}", *SMALL, "model.gru_mode=con"])
     torch.manual_seed(0)
-    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
     split = tiny.split("valid")
     fast = predict_fast(model, tiny, split, 37, "cpu")
     slow = predict_slow(model, tiny, split, 11, "cpu")
@@ -61,7 +61,7 @@ def test_miner_category_bias_follows_the_candidates_category(tiny: Dataset):
     cfg = build_config(["model=miner", *SMALL])
     assert cfg.model.miner_category_bias and cfg.model.num_interests == 32
     torch.manual_seed(0)
-    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
     category = model.content.lookup("category", torch.arange(tiny.num_items))
     first = [int(torch.nonzero(category == c)[0]) for c in (1, 2)]
     hist = torch.tensor([[first[0], first[1], int(torch.nonzero(category == 1)[1])]])
@@ -88,7 +88,7 @@ def test_miner_category_bias_follows_the_candidates_category(tiny: Dataset):
         assert not torch.allclose(as_1[0, 0], by_hand(torch.tanh))  # GELU, not tanh
     bad = build_config(["model=miner", *SMALL, "model.predictor=dot"])
     with pytest.raises(ConfigError, match="needs model.user=poly with model.predictor=target_aware"):
-        Recommender(bad.model, bad.embed, tiny, log=lambda *_: None)
+        build_recommender(bad.model, bad.embed, tiny, log=lambda *_: None)
 
 
 def test_miner_disagreement_regularisation_reaches_the_training_loss(tiny: Dataset, tmp_path: Path):
@@ -123,7 +123,7 @@ def test_fast_evaluation_equals_slow_path_with_minilm_embeddings(tiny_minilm: Da
     differently in the two paths (cnn: naml, attention: nrms, fastformer, pool: dnn)."""
     cfg = build_config([f"model={preset}", "embed=minilm", *SMALL])
     torch.manual_seed(0)
-    model = Recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None)
     split = tiny_minilm.split("valid")
     fast = predict_fast(model, tiny_minilm, split, 37, "cpu")
     slow = predict_slow(model, tiny_minilm, split, 11, "cpu")
@@ -137,7 +137,7 @@ def test_an_item_vector_does_not_depend_on_its_batch(tiny_minilm: Dataset, item:
         ["model=naml", f"model.item={item}", "model.item_fields=[title]", "embed=minilm", *SMALL]
     )
     torch.manual_seed(0)
-    model = Recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None).eval()
     lengths = model.content.tensors["title_len"]
     short = int(torch.where(lengths > 0, lengths, lengths.max() + 1).argmin())
     long = int(lengths.argmax())
@@ -157,7 +157,7 @@ def test_lstur_users_unseen_in_training_are_the_unknown_user(tiny: Dataset, mode
     unseen, known = int(np.flatnonzero(~seen[1:])[0]) + 1, int(np.flatnonzero(seen)[0])
     cfg = build_config(["model=lstur", *SMALL, f"model.gru_mode={mode}"])
     torch.manual_seed(0)
-    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
     clicked = torch.randn(1, 4, cfg.model.hidden_size).expand(3, -1, -1)  # the same clicks for three users
     mask = torch.ones(3, 4, dtype=torch.bool)
     with torch.no_grad():
@@ -183,7 +183,7 @@ def test_attention_residual_adds_the_layer_input(tiny: Dataset):
     torch.testing.assert_close(residual(x, mask), x + plain(x, mask))
     # NRMS with it: every self-attention layer has it, and fast evaluation still equals the slow path
     cfg = build_config(["model=nrms", *SMALL, "model.attention_residual=true"])
-    model = Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
     layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
     assert len(layers) == 2 and all(m.residual for m in layers)
     split = tiny.split("valid")
@@ -298,7 +298,7 @@ def test_a_short_training_learns(tmp_path: Path):
     cfg = build_config(args, shared=SMALL)
     small = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
     torch.manual_seed(cfg.exp.seed)
-    untrained = Recommender(cfg.model, cfg.embed, small, seed=cfg.exp.seed, log=lambda *_: None)
+    untrained = build_recommender(cfg.model, cfg.embed, small, seed=cfg.exp.seed, log=lambda *_: None)
     test = small.split("test")
     before = split_metrics(test, predict_fast(untrained, small, test, 512, "cpu"))["auc"]
     popularity = split_metrics(test, popularity_scores(small, test))["auc"]
@@ -400,7 +400,7 @@ def test_unknown_component_lists_valid_names(tiny: Dataset):
     with pytest.raises(
         ConfigError, match="valid: attention, fastformer, gru, npa, poly, pool, self_attention, sequence"
     ):
-        Recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+        build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
 
 
 def test_yaml_config_file_and_cli_override(tmp_path: Path):
@@ -422,7 +422,7 @@ def test_glove_and_hf_embeddings(tiny: Dataset, tmp_path: Path):
     )
     cfg = build_config(["model=nrms", "embed=glove", *SMALL, f"embed.path={glove}", "embed.freeze=true"])
     messages = []
-    model = Recommender(cfg.model, cfg.embed, tiny, log=messages.append)
+    model = build_recommender(cfg.model, cfg.embed, tiny, log=messages.append)
     words = model.item_encoder.words
     assert "10 of" in messages[0]
     assert words.table.weight[2, 0].item() == 0.5 and not words.table.weight.requires_grad
@@ -439,11 +439,11 @@ def test_glove_and_hf_embeddings(tiny: Dataset, tmp_path: Path):
         )
     )
     cfg = build_config(["model=nrms", "embed=minilm", *SMALL])
-    model = Recommender(cfg.model, cfg.embed, minilm, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, minilm, log=lambda *_: None)
     assert model.item_encoder.words.table.weight.shape == (30522, 384)
     groups = model.param_groups(1e-3, 1e-5, 0.0, 0.0)
     assert groups[0]["lr"] == 1e-5 and groups[0]["params"] == [model.item_encoder.words.table.weight]
-    random = Recommender(cfg.model, build_config(["embed=random"]).embed, tiny, log=lambda *_: None)
+    random = build_recommender(cfg.model, build_config(["embed=random"]).embed, tiny, log=lambda *_: None)
     groups = random.param_groups(1e-3, 1e-5, 5e-2, 0.0)
     assert [g["lr"] for g in groups] == [5e-2, 1e-3]
     assert groups[0]["params"] == [random.item_encoder.words.table.weight]
@@ -508,3 +508,35 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny: Dataset, tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert 0 <= json.loads((out / "metrics.json").read_text())["test"]["auc"] <= 1
+
+
+def test_a_recommender_is_built_from_sizes_and_tensors_alone():
+    """`models/` knows no dataset or file: NRMS from a ModelSpec, a word table and item content as tensors
+    (what `train/build.py` reads from a dataset), trained a step and scored."""
+    from oncerec.data.batching import ItemContent
+    from oncerec.models.embedding import WordEmbedding
+    from oncerec.models.interfaces import Batch, ModelSpec
+    from oncerec.models.recommender import Recommender
+
+    cfg = build_config(["model=nrms", *SMALL])
+    items, words, width = 12, 30, 5
+    spec = ModelSpec(
+        num_items=items,
+        num_users=4,
+        train_users=np.array([False, True, True, True]),
+        history_len=3,
+        vocab_sizes={"category": 3, "subcategory": 3},
+    )
+    g = torch.Generator().manual_seed(0)
+    title = torch.randint(1, words, (items, width), generator=g)
+    content = ItemContent.of(["title"], {"title": title, "title_len": torch.full((items,), width)})
+    table = WordEmbedding(torch.randn(words, cfg.embed.dim, generator=g), False, cfg.embed.dim, False)
+    model = Recommender(cfg.model, spec, content, table)
+    hist = torch.tensor([[1, 2, 0], [3, 4, 5]])
+    cands = torch.tensor([[6, 7, 8], [9, 10, 11]])
+    batch = Batch(hist, hist > 0, torch.tensor([1, 2]), cands, torch.ones_like(cands, dtype=torch.bool), None)
+    scores = model(batch)
+    assert scores.shape == (2, 3) and torch.isfinite(scores).all()
+    scores.sum().backward()
+    groups = model.param_groups(1e-3, 1e-5, 5e-2, 0.0)  # the table declares its own rate (embed_lr)
+    assert groups[0]["lr"] == 5e-2 and groups[0]["params"] == [table.table.weight]

@@ -17,11 +17,11 @@ from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.data.goodreads import json_lines
 from oncerec.data.prepare import prepare
+from oncerec.data.word_vectors import read_glove
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.leaderboard import score_files
 from oncerec.eval.metrics import evaluate_groups, metrics_json
 from oncerec.experiment import Spec, load_spec, run_experiment
-from oncerec.models.embedding import read_glove
 from oncerec.train.session import load_run
 from oncerec.train.trainer import train
 

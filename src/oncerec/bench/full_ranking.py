@@ -23,7 +23,7 @@ import torch
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.eval.metrics import evaluate_top_k
-from oncerec.models.recommender import Recommender
+from oncerec.train.build import build_recommender
 from oncerec.train.full_ranking import rank_vectors
 
 MIND_SMALL_ITEMS = 65_238  # news of MIND-small (train and dev news.tsv together)
@@ -35,7 +35,7 @@ def bench(items: int, users: int, preset: str, k: int, batch: int, of: int, seed
     # the model supplies the predictor only; demo-tiny is the smallest dataset to build it on
     cfg = build_config(["data=demo-tiny", f"model={preset}"])
     ds = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
-    model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
     dim = cfg.model.hidden_size
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)

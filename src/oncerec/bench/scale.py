@@ -23,7 +23,7 @@ import numpy as np, torch
 from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.models.recommender import Recommender
+from oncerec.train.build import build_recommender
 from oncerec.eval.slices import split_metrics
 from oncerec.train.evaluate import predict_fast
 def peak_mb():
@@ -33,7 +33,7 @@ scale, steps, n_eval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cfg = build_config([f"data=demo-{scale}", "model=nrms"])
 ds = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
 torch.manual_seed(0)
-model = Recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).train()
+model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).train()
 opt = torch.optim.AdamW(model.param_groups(1e-3, 1e-5, 0.0, 0.0))
 sampler = TrainSampler(ds, ds.split("train"), 64, 4, seed=0)
 order = sampler.order(0)

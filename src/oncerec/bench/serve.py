@@ -29,8 +29,8 @@ import torch
 
 from oncerec.config.loader import build_config
 from oncerec.errors import OncerecError
-from oncerec.models.recommender import Recommender
 from oncerec.serve.export import export_run
+from oncerec.train.build import build_recommender
 from oncerec.train.session import Run
 
 TARGET_P99_MS = 20.0  # at concurrency 8 with the approximate index
@@ -120,7 +120,7 @@ def bench_serve(sizes: ServeSizes, log: Callable = print) -> dict:
     dataset = demo_dataset(sizes.scale)
     cfg = build_config([f"data=demo-{sizes.scale}", "model=nrms"])
     torch.manual_seed(SEED)
-    model = Recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=lambda *_: None).eval()
     run = Run(cfg, dataset, model, torch.device("cpu"))
     table = dataset.items_table
     ids = table.column("id").to_pylist()

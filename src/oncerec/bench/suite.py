@@ -40,6 +40,7 @@ from oncerec.errors import OncerecError
 from oncerec.eval.metrics import DEFAULT_TABLE, evaluate_groups
 from oncerec.models.recommender import Recommender
 from oncerec.serve import missing_packages
+from oncerec.train.build import build_recommender
 from oncerec.train.evaluate import predict_fast, predict_slow
 from oncerec.train.losses import batch_loss
 
@@ -254,7 +255,7 @@ def bench_train(scale: str, batch_size: int, warmup: int, steps: int, log: Log =
     for preset in PRESETS:
         cfg = cfgs[preset] = build_config([f"data=demo-{scale}", f"model={preset}"])
         torch.manual_seed(SEED)
-        models[preset] = Recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=_quiet).train()
+        models[preset] = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=_quiet).train()
         optimizers[preset] = torch.optim.AdamW(
             models[preset].param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.embed_lr, cfg.exp.weight_decay)
         )
@@ -309,7 +310,7 @@ def bench_eval(scale: str, slow_impressions: int, log: Log = print) -> dict:
     split = dataset.split("valid")
     cfg = build_config([f"data=demo-{scale}", "model=nrms"])
     torch.manual_seed(SEED)
-    model = Recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=_quiet)
+    model = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=_quiet)
 
     start = time.perf_counter()
     fast = predict_fast(model, dataset, split, EVAL_BATCH, "cpu")

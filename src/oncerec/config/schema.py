@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from oncerec.eval.metrics import DEFAULT_METRICS, SYNTAX, full_ranking_names, metric_name, metric_names
 
+# The categorical item fields (one value per item); every other item field is text.
+CATEGORICAL = ("category", "subcategory")
+
 # item columns a data.prompt template may name
 PROMPT_FIELDS = ("title", "abstract", "category", "subcategory")
 

@@ -5,14 +5,13 @@ Nothing here builds one Python object per impression: batches are gathered from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from oncerec.config.schema import CATEGORICAL
 from oncerec.data.dataset import Dataset, Split
-from oncerec.data.prepare import CATEGORICAL
+from oncerec.models.interfaces import Batch
 
 
 class ItemContent:
@@ -102,22 +101,6 @@ def trimmed_rows(array: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> tu
     n = torch.from_numpy(np.asarray(lengths[rows], dtype=np.int64))
     width = max(int(n.max()) if len(n) else 1, 1)
     return torch.from_numpy(np.ascontiguousarray(array[rows, :width])), torch.arange(width) < n.unsqueeze(1)
-
-
-@dataclass
-class Batch:
-    """`history` [B, H] item indices (0 = padding) with `history_mask`; `user` [B]; `candidates` [B, K] item
-    indices with `candidate_mask` (False = padding); `labels` [B, K] (training: the click is column 0)."""
-
-    history: Tensor
-    history_mask: Tensor
-    user: Tensor
-    candidates: Tensor
-    candidate_mask: Tensor
-    labels: Tensor
-
-    def to(self, device) -> Batch:
-        return Batch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
 def histories_for(dataset: Dataset, history_rows: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:

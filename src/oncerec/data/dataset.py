@@ -172,6 +172,18 @@ class Dataset:
             )
         return self._load("items", tokenizer_dir(tokenizer), f"{field}.entities.npy")
 
+    def user_attributes(self) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+        """GENRE user profiles (`oncerec genre merge`): attribute name -> ([U, K] value ids, most relevant
+        first; [U, K] weights, 1 / rank; the number of values)."""
+        return {
+            name: (
+                np.load(self.root / "users" / f"{name}.npy"),
+                np.load(self.root / "users" / f"{name}.weight.npy"),
+                len(self.vocab(name)),
+            )
+            for name in self.manifest.get("user_attributes", [])
+        }
+
     def entity_vectors(self) -> np.ndarray:
         """[E, D] float32: row e is entity e's vector (zero for row 0 and entities without one)."""
         return np.load(self.root / "items" / "entity_vectors.npy")

@@ -36,7 +36,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from oncerec.config.schema import PROMPT_FIELDS, DataConfig
+from oncerec.config.schema import CATEGORICAL, PROMPT_FIELDS, DataConfig
 from oncerec.data.sources import Source, files_digest, format_domain, open_source
 from oncerec.data.tokenize import make_tokenizer, pack, word_spans
 from oncerec.errors import ConfigError, DataError, OncerecError
@@ -44,7 +44,6 @@ from oncerec.paths import check_new_dir, publish_dir
 
 # 2: categories unseen in the training split map to 0 (unknown); 3: title entities and their vectors
 FORMAT_VERSION = 3
-CATEGORICAL = ("category", "subcategory")
 DEFAULT_MAX_LEN = 64
 
 

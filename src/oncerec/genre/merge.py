@@ -35,8 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from oncerec.config.schema import CATEGORICAL
 from oncerec.data.dataset import Dataset
-from oncerec.data.prepare import CATEGORICAL, DEFAULT_MAX_LEN, _percentiles, prompt_text, tokenizer_dir
+from oncerec.data.prepare import DEFAULT_MAX_LEN, _percentiles, prompt_text, tokenizer_dir
 from oncerec.data.tokenize import UNK, HFTokenizer, WordTokenizer, pack
 from oncerec.errors import OncerecError
 from oncerec.genre.options import STORE_NAME

@@ -7,8 +7,11 @@ server ask the component instead of probing it for attributes it may not have.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -20,21 +23,77 @@ WORD_STATES = "word states (packed)"  # NPA's item encoder -> NPA's user encoder
 VECTOR_AND_WORD_KEY = "a vector and a word-attention key"  # NPA's user encoder -> NPA's predictor
 
 
+@dataclass
+class ModelSpec:
+    """What the components are given of the data: sizes and tensors, never a file or a dataset. The data side
+    (`train/build.py`) reads them; a component takes the ones it needs."""
+
+    num_items: int
+    num_users: int
+    train_users: np.ndarray  # [num_users] bool: the users with a training impression (user embeddings)
+    history_len: int
+    vocab_sizes: dict[str, int]  # categorical field (category, subcategory) -> its number of values
+    # the longest text of each text field over the dataset's tokenizers (NPA packs word states this wide)
+    text_widths: dict[str, int] = field(default_factory=dict)
+    entity_vectors: np.ndarray | None = None  # [E, D] title-entity vectors (DKN), when the encoder reads them
+    # A language-model item encoder's inputs by item index: rows -> (token ids or cached states, mask), and
+    # the model (loaded, its cache checked against it); see `train/build.py`
+    item_inputs: Callable[[np.ndarray], tuple[Tensor, Tensor]] | None = None
+    lm: nn.Module | None = None
+    # GENRE user profiles: name -> ([num_users, K] value ids, [num_users, K] weights, number of values)
+    user_attributes: dict[str, tuple[np.ndarray, np.ndarray, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """What a recommender trains on: `history` [B, H] item indices (0 = padding) with `history_mask`; `user`
+    [B]; `candidates` [B, K] item indices with `candidate_mask` (False = padding); `labels` [B, K] (training:
+    the click is column 0). Made by the data side (`data.batching`)."""
+
+    history: Tensor
+    history_mask: Tensor
+    user: Tensor
+    candidates: Tensor
+    candidate_mask: Tensor
+    labels: Tensor
+
+    def to(self, device) -> Batch:
+        return Batch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+
+class ItemTable(Protocol):
+    """The content of every item, gathered by index (the data side's `data.batching.ItemContent`): kept out
+    of the model's state, as it is data."""
+
+    def gather(self, items: Tensor) -> dict[str, Tensor]: ...
+
+    def lookup(self, field: str, items: Tensor) -> Tensor: ...
+
+
 class ItemEncoder(nn.Module):
     """`forward(content: dict[str, Tensor]) -> item vectors [N, d]`, the content gathered by item index
-    (`data.batching.ItemContent`). Constructor: `(cfg: ModelConfig, words: WordEmbedding | None, spec: dict)`."""
+    (an `ItemTable`). Constructor: `(cfg: ModelConfig, words: WordEmbedding | None, spec: ModelSpec)`."""
 
     reads: ClassVar[frozenset[str]] = frozenset()  # the ModelConfig fields it reads (`check_knobs`)
     # True: it gathers its own inputs by item index (ids, language-model tokens, DIRE states) and gets no
     # word table
     own_inputs: ClassVar[bool] = False
     reads_entities: ClassVar[bool] = False  # True: its content also holds each title word's entity (DKN)
+    # True: it runs a pretrained language model over the item text (DIRE), given as `spec.lm` with its
+    # inputs by item index, `spec.item_inputs`
+    language_model: ClassVar[bool] = False
     gives: ClassVar[str] = VECTOR  # what it gives the user encoder and the predictor (per item)
+
+    def rate_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Its parameters that learn at a rate of their own, by group: `item` (exp.item_lr) for pretrained
+        language-model weights. Its word table's group is the table's own (`WordEmbedding.rate_group`); the
+        rest learn at exp.lr. Default: none."""
+        return {}
 
 
 class UserEncoder(nn.Module):
     """`forward(clicked [B, H, f], mask [B, H], user [B]) -> user representations`, where `clicked` holds
-    `per_item` of each clicked item's vector. Constructor: `(cfg: ModelConfig, spec: dict)`."""
+    `per_item` of each clicked item's vector. Constructor: `(cfg: ModelConfig, spec: ModelSpec)`."""
 
     reads: ClassVar[frozenset[str]] = frozenset()
     takes: ClassVar[str] = VECTOR  # what it takes of each clicked item (the item encoder's `gives`)
@@ -56,7 +115,7 @@ class UserEncoder(nn.Module):
 
 class Predictor(nn.Module):
     """`forward(user representations, candidates [B, K, d]) -> scores [B, K]`. Constructor:
-    `(cfg: ModelConfig, spec: dict)`."""
+    `(cfg: ModelConfig, spec: ModelSpec)`."""
 
     reads: ClassVar[frozenset[str]] = frozenset()
     # True: one logit per candidate (the CTR heads), trained with binary cross-entropy under exp.loss=auto

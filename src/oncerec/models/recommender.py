@@ -16,27 +16,20 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from oncerec.config.schema import Config, EmbedConfig, ModelConfig
-from oncerec.data.batching import Batch, ItemContent
-from oncerec.data.dataset import Dataset
-from oncerec.data.prepare import CATEGORICAL
+from oncerec.config.schema import Config, ModelConfig
 from oncerec.errors import ConfigError
-from oncerec.models.embedding import build_word_embedding
-from oncerec.models.interfaces import VECTOR, Predictor, UserEncoder
+from oncerec.models.embedding import WordEmbedding
+from oncerec.models.interfaces import (
+    VECTOR,
+    Batch,
+    ItemEncoder,
+    ItemTable,
+    ModelSpec,
+    Predictor,
+    UserEncoder,
+)
 from oncerec.models.registry import KINDS, REGISTRY, lookup
 from oncerec.models.user.attributes import UserAttributes
-
-
-def model_spec(dataset: Dataset) -> dict:
-    """What a component may need from the data: sizes, and which users the training split has."""
-    return {
-        "num_items": dataset.num_items,
-        "num_users": dataset.num_users,
-        "train_users": dataset.train_users,
-        "history_len": dataset.history_len,
-        "category_vocab": dataset.vocab_size("category"),
-        "subcategory_vocab": dataset.vocab_size("subcategory"),
-    }
 
 
 def check_pairs(cfg: ModelConfig) -> None:
@@ -63,36 +56,20 @@ class Recommender(nn.Module):
     def __init__(
         self,
         cfg: ModelConfig,
-        embed: EmbedConfig,
-        dataset: Dataset,
-        seed: int = 0,
-        log=print,
-        word_table: Tensor | None = None,
+        spec: ModelSpec,
+        content: ItemTable,
+        words: WordEmbedding | None = None,
         item_encoder: bool = True,
     ):
-        """`word_table`: the word-embedding table to use instead of building one (a served export holds it);
-        `item_encoder=False` leaves the item encoder out (`None`): a served export ranks stored item vectors,
-        and a DIRE encoder could not be built without its training data's cache."""
+        """`content`: every item's content, gathered by index for the item encoder (and for MINER's category
+        bias); `words`: the word table of an encoder without `own_inputs`. `item_encoder=False` leaves the
+        item encoder out (`None`): a served export ranks stored item vectors. `train/build.py` makes all of
+        these from a dataset."""
         super().__init__()
         self.cfg = cfg
-        spec = model_spec(dataset)
-        for f in cfg.item_fields:
-            if f not in CATEGORICAL and f not in dataset.text_fields:
-                raise ConfigError(
-                    f"model.item_fields: `{f}` is not a prepared field; "
-                    f"valid: {', '.join([*dataset.text_fields, *CATEGORICAL])}"
-                )
+        self.content = content
         item_cls = lookup("item", cfg.item)
-        # an encoder with its own inputs (item ids, language-model tokens or cached states) needs no word table
-        own = item_cls.own_inputs
-        self.item_encoder = None
-        if item_encoder:
-            words = None
-            if not own:
-                vocab = dataset.vocab("word") if embed.tokenizer == "word" else None
-                size = dataset.vocab_size(embed.tokenizer)
-                words = build_word_embedding(embed, vocab, size, seed, log, word_table)
-            self.item_encoder = item_cls(cfg, words, spec | {"dataset": dataset, "log": log})
+        self.item_encoder = item_cls(cfg, words, spec) if item_encoder else None
         user_cls, predictor_cls = lookup("user", cfg.user), lookup("predictor", cfg.predictor)
         check_pairs(cfg)
         if cfg.miner_category_bias and (cfg.user, cfg.predictor) != ("poly", "target_aware"):
@@ -104,12 +81,8 @@ class Recommender(nn.Module):
         self.predictor = predictor_cls(cfg, spec)
         # GENRE user profiles (model.user_attributes): fused into the user vector, see models/user/attributes.py
         self.user_attributes = (
-            UserAttributes(cfg, dataset, user_cls.gives != VECTOR) if cfg.user_attributes else None
+            UserAttributes(cfg, spec, user_cls.gives != VECTOR) if cfg.user_attributes else None
         )
-        lookups = ("category",) if cfg.miner_category_bias else ()
-        fields = [] if own or not item_encoder else cfg.item_fields
-        entities = item_cls.reads_entities and item_encoder
-        self.content = ItemContent(dataset, fields, embed.tokenizer, lookups, entities)
 
     def encode_items(self, items: Tensor) -> Tensor:
         """Item indices [N] -> item vectors [N, d]."""
@@ -186,10 +159,17 @@ class Recommender(nn.Module):
         """Pretrained language-model weights learn at item_lr, a word-embedding table of our own at embed_lr
         (0: lr), everything else at lr. Rare words get few updates, so their table often wants a larger rate."""
         rates = {"item": item_lr, "embed": embed_lr or lr, "rest": lr}
+        declared = {  # the parts that declare parameters of a rate of their own
+            id(p): group
+            for module in self.modules()
+            if isinstance(module, ItemEncoder | WordEmbedding)
+            for group, params in module.rate_groups().items()
+            for p in params
+        }
         groups: dict[str, list] = {k: [] for k in rates}
         for p in self.parameters():
             if p.requires_grad:
-                groups[getattr(p, "lr_group", "rest")].append(p)
+                groups[declared.get(id(p), "rest")].append(p)
         return [
             {"params": ps, "lr": rates[k], "weight_decay": weight_decay} for k, ps in groups.items() if ps
         ]

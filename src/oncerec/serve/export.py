@@ -32,15 +32,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from oncerec.config.loader import dump_config, load_saved_config
-from oncerec.config.schema import Config
+from oncerec.config.schema import CATEGORICAL, Config
 from oncerec.data.dataset import Dataset
-from oncerec.data.prepare import CATEGORICAL, tokenizer_dir
+from oncerec.data.prepare import tokenizer_dir
 from oncerec.errors import OncerecError
 from oncerec.models.recommender import Recommender
 from oncerec.models.registry import lookup
 from oncerec.paths import check_new_dir, publish_dir
 from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
 from oncerec.train.baselines import train_clicks
+from oncerec.train.build import build_recommender
 from oncerec.train.session import Run
 
 FORMAT = 1
@@ -211,13 +212,13 @@ def load_export(root: Path) -> Export:
     cfg = load_saved_config(root / "config.yaml")
     data = ExportData(root / "data")
     state = load_file(root / "model.safetensors")
-    model = Recommender(
+    model = build_recommender(
         cfg.model,
         cfg.embed,
         data,
         seed=cfg.exp.seed,
         log=lambda *_: None,
-        word_table=state.get(WORD_TABLE),
+        word_weights=state.get(WORD_TABLE),
         item_encoder=manifest["adds_items"],
     )
     try:

@@ -16,6 +16,7 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
+from oncerec.train.build import build_recommender
 from oncerec.train.checkpoint import load_latest, load_weights
 from oncerec.train.evaluate import (
     encode_all_items,
@@ -122,7 +123,7 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
                 "same training data, e.g. one made by `oncerec genre merge`"
             )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = Recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None)
     model.load_checkpoint_state(run_weights(run_dir))
     model.to(device)
     model.content.to(device)

@@ -31,8 +31,9 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.metrics import lower_is_better, metrics_json, table_metrics
 from oncerec.eval.slices import split_metrics
-from oncerec.models.recommender import Recommender, check_knobs, knobs_read
+from oncerec.models.recommender import check_knobs, knobs_read
 from oncerec.paths import write_text_atomic
+from oncerec.train.build import build_recommender
 from oncerec.train.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from oncerec.train.evaluate import predict_fast, predict_slow, write_split_predictions
 from oncerec.train.full_ranking import full_ranking_metrics
@@ -151,7 +152,7 @@ class Trainer:
         self.run_dir = Path(holder[0])
         check_run_dir(self.run_dir, cfg)
         torch.manual_seed(cfg.exp.seed)
-        self.model = Recommender(cfg.model, cfg.embed, self.dataset, seed=cfg.exp.seed, log=self.log)
+        self.model = build_recommender(cfg.model, cfg.embed, self.dataset, seed=cfg.exp.seed, log=self.log)
         self.model.content.to(self.acc.device)
         self.sampler = TrainSampler(
             self.dataset, self.dataset.split("train"), cfg.exp.batch_size, cfg.exp.neg_count, cfg.exp.seed

@@ -12,9 +12,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from oncerec.config.schema import ModelConfig
-from oncerec.data.prepare import CATEGORICAL
-from oncerec.models.interfaces import ItemEncoder
+from oncerec.config.schema import CATEGORICAL, ModelConfig
+from oncerec.models.interfaces import ItemEncoder, ModelSpec
 from oncerec.models.item.text import AttentionText, CNNText, FastformerText, PoolText
 from oncerec.models.layers import AdditiveAttention
 from oncerec.models.registry import register
@@ -26,7 +25,7 @@ class FieldItemEncoder(ItemEncoder):
         {"item_fields", "category_dim", "hidden_size", "attention_hidden"}
     )
 
-    def __init__(self, cfg: ModelConfig, words: nn.Module, spec: dict):
+    def __init__(self, cfg: ModelConfig, words: nn.Module, spec: ModelSpec):
         super().__init__()
         self.words = words
         self.text_fields = [f for f in cfg.item_fields if f not in CATEGORICAL]
@@ -35,7 +34,7 @@ class FieldItemEncoder(ItemEncoder):
         self.cats = nn.ModuleDict(
             {
                 f: nn.Sequential(
-                    nn.Embedding(spec[f"{f}_vocab"], cfg.category_dim, padding_idx=0),
+                    nn.Embedding(spec.vocab_sizes[f], cfg.category_dim, padding_idx=0),
                     nn.Linear(cfg.category_dim, cfg.hidden_size),
                     nn.ReLU(),
                 )
@@ -86,9 +85,9 @@ class IdItemEncoder(ItemEncoder):
     own_inputs = True
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size"})
 
-    def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: dict):
+    def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: ModelSpec):
         super().__init__()
-        self.emb = nn.Embedding(spec["num_items"], cfg.hidden_size, padding_idx=0)
+        self.emb = nn.Embedding(spec.num_items, cfg.hidden_size, padding_idx=0)
 
     def forward(self, content: dict[str, Tensor]) -> Tensor:
         return self.emb(content["item"])

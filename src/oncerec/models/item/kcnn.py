@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
 from oncerec.errors import ConfigError
-from oncerec.models.interfaces import ItemEncoder
+from oncerec.models.interfaces import ItemEncoder, ModelSpec
 from oncerec.models.layers import any_valid, attendable
 from oncerec.models.registry import register
 
@@ -32,7 +32,7 @@ class KCNNItemEncoder(ItemEncoder):
     reads_entities = True  # the Recommender then gathers `title_entities`
     reads: ClassVar[frozenset[str]] = frozenset({"item_fields", "hidden_size", "window_sizes", "dropout"})
 
-    def __init__(self, cfg: ModelConfig, words: nn.Module, spec: dict):
+    def __init__(self, cfg: ModelConfig, words: nn.Module, spec: ModelSpec):
         super().__init__()
         if cfg.item_fields != ["title"]:
             raise ConfigError(
@@ -45,8 +45,8 @@ class KCNNItemEncoder(ItemEncoder):
                 f"model.item=kcnn: model.hidden_size {cfg.hidden_size} must be a multiple of the number of "
                 f"model.window_sizes ({len(cfg.window_sizes)})"
             )
-        table = spec["dataset"].entity_vectors()
-        if not table.any():
+        table = spec.entity_vectors
+        if table is None or not table.any():
             raise ConfigError(
                 "model.item=kcnn (DKN) needs entity vectors: the dataset has no title entity with a vector "
                 "(MIND's news.tsv title_entities and each split's entity_embedding.vec; the demo data has both)"

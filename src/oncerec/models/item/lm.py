@@ -14,19 +14,16 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
-from oncerec.data.batching import trimmed_rows
 from oncerec.errors import ConfigError
 from oncerec.lm.backbone import (
     add_lora,
     blocks,
     family,
     keep_top,
-    lm_dtype,
-    load_lm,
     output_size,
     run_top,
 )
-from oncerec.models.interfaces import ItemEncoder
+from oncerec.models.interfaces import ItemEncoder, ModelSpec
 from oncerec.models.layers import AdditiveAttention, masked_mean
 from oncerec.models.registry import register
 
@@ -36,59 +33,44 @@ from oncerec.models.registry import register
 AUTO_NORM = {"decoder": "batch", "encoder": "none"}
 
 
+def all_frozen(cfg: ModelConfig, lm: nn.Module) -> bool:
+    """Whether `model.layer` freezes every layer of `lm` (then the cache holds its final token states); an
+    error with LoRA on, which would have nothing to adapt. Asked before a cache is built, and by the encoder."""
+    frozen = cfg.layer == len(blocks(lm))
+    if frozen and cfg.lora:
+        raise ConfigError(
+            f"model.layer={cfg.layer} freezes every layer of {cfg.item_lm}: there is nothing for LoRA "
+            "to adapt; set model.lora=false (or a lower model.layer)"
+        )
+    return frozen
+
+
 @register("item", "lm")
 class LMItemEncoder(ItemEncoder):
     own_inputs = True  # reads token ids or cached states by item index, not the word-level item content
+    language_model = True
     reads: ClassVar[frozenset[str]] = frozenset(
         {"item_lm", "item_fields", "lm_dtype", "layer", "lm_norm", "lm_pooling", "attention_hidden"}
         | {"hidden_size", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
-        | {"dire_cache", "cache_layers", "cache_dtype"}  # read by the DIRE cache it opens or builds
+        | {"dire_cache", "cache_layers", "cache_dtype"}  # read by the DIRE cache it is given (train/build.py)
     )
 
-    def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: dict):
+    def __init__(self, cfg: ModelConfig, words: nn.Module | None, spec: ModelSpec):
+        """`spec.lm`: the language model, whole (its frozen bottom is dropped here); `spec.item_inputs`: the
+        inputs of layer `model.layer` by item index (token ids, or the DIRE cache's states checked against
+        the model), both made by `train/build.py`."""
         super().__init__()
-        if not cfg.item_lm:
-            raise ConfigError(
-                "model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>"
-            )
-        from oncerec.dire.cache import build_cache, check_cache, open_cache
-
-        dataset = spec["dataset"]
+        if spec.lm is None or spec.item_inputs is None:
+            raise ValueError("model.item=lm needs spec.lm and spec.item_inputs: see train/build.py")
         self.layer = cfg.layer
-        self.lm = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
-        dim = output_size(self.lm)  # the top's output width (OPT-350m projects 1024 -> 512)
-        self.norm_kind = cfg.lm_norm if cfg.lm_norm != "auto" else AUTO_NORM[family(self.lm)]
-        frozen = self.layer == len(blocks(self.lm))  # every layer: the cache holds the final states
-        if frozen and cfg.lora:
-            raise ConfigError(
-                f"model.layer={self.layer} freezes every layer of {cfg.item_lm}: there is nothing for LoRA "
-                "to adapt; set model.lora=false (or a lower model.layer)"
-            )
-        if self.layer:
-            # Built on first use (resumable), from this model before its bottom is dropped: loaded once. A
-            # cache of another model or data is refused, and one without this layer is an error listing its
-            # layers: rebuilding would silently drop them.
-            self.cache = open_cache(dataset, cfg) or build_cache(
-                dataset, cfg, log=spec.get("log", print), model=self.lm
-            )
-            self.cache.states(self.layer)
-            # the model (bottom still loaded) over a few items must match its top from their cached states
-            check_cache(self.lm, self.cache, dataset, cfg)
-        else:
-            self.ids, self.lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
-        if frozen:
-            self.lm = None  # nothing of the model is needed any more: training runs no layer of it
-            self._head(cfg, dim)
-            return
-        keep_top(self.lm, self.layer)
-        if cfg.lora:
-            add_lora(self.lm, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-        for p in self.lm.parameters():
-            p.lr_group = "item"  # exp.item_lr
-        self._head(cfg, dim)
-
-    def _head(self, cfg: ModelConfig, dim: int) -> None:
-        """Pooling of the token states and projection to hidden_size (trained at exp.lr)."""
+        self.inputs = spec.item_inputs
+        dim = output_size(spec.lm)  # the top's output width (OPT-350m projects 1024 -> 512)
+        self.norm_kind = cfg.lm_norm if cfg.lm_norm != "auto" else AUTO_NORM[family(spec.lm)]
+        self.lm = None  # every layer frozen: the cache holds the final states and no layer runs
+        if not all_frozen(cfg, spec.lm):
+            self.lm = keep_top(spec.lm, self.layer)
+            if cfg.lora:
+                add_lora(self.lm, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
         self.pooling = cfg.lm_pooling
         self.pool = AdditiveAttention(dim, cfg.attention_hidden) if self.pooling == "attention" else None
         # Evaluation uses a moving average of recent batches' statistics, not the average over all of them: the
@@ -96,19 +78,15 @@ class LMItemEncoder(ItemEncoder):
         # the attention sink, and the whole-run average (momentum=None) then normalised evaluation wrongly
         # (SmolLM2 on ONCE's Goodreads titles: valid AUC 0.55 at a training loss below word embeddings').
         self.norm = nn.BatchNorm1d(dim) if self.norm_kind == "batch" else nn.Identity()
-        self.proj = nn.Linear(dim, cfg.hidden_size)
+        self.proj = nn.Linear(dim, cfg.hidden_size)  # pooling and projection train at exp.lr
 
-    def _inputs(self, items: Tensor) -> tuple[Tensor, Tensor]:
-        rows = items.cpu().numpy()
-        if self.layer:
-            x, mask = self.cache.gather(self.layer, rows)
-        else:
-            x, mask = trimmed_rows(self.ids, self.lengths, rows)
-            x = x.long()
-        return x.to(items.device), mask.to(items.device)
+    def rate_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"item": [p for p in self.lm.parameters() if p.requires_grad]} if self.lm is not None else {}
 
     def forward(self, content: dict[str, Tensor]) -> Tensor:
-        x, mask = self._inputs(content["item"])
+        items = content["item"]
+        x, mask = self.inputs(items.cpu().numpy())
+        x, mask = x.to(items.device), mask.to(items.device)
         # the padding item (index 0) has no tokens: give it one masked-in position so attention is defined
         mask = mask.clone()
         mask[:, 0] |= ~mask.any(1)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
 from torch import Tensor, nn
 
-from oncerec.config.schema import ModelConfig
-from oncerec.data.prepare import CATEGORICAL
+from oncerec.config.schema import CATEGORICAL, ModelConfig
 from oncerec.errors import ConfigError
-from oncerec.models.interfaces import WORD_STATES, ItemEncoder
+from oncerec.models.interfaces import WORD_STATES, ItemEncoder, ModelSpec
 from oncerec.models.item.text import WordCNN
 from oncerec.models.registry import register
 from oncerec.models.user.sequence import pack_sequence, unpack_sequence
@@ -38,7 +36,7 @@ class WordStatesItemEncoder(ItemEncoder):
         {"item", "item_fields", "hidden_size", "kernel_size", "dropout"}
     )
 
-    def __init__(self, cfg: ModelConfig, words: nn.Module, spec: dict):
+    def __init__(self, cfg: ModelConfig, words: nn.Module, spec: ModelSpec):
         super().__init__()
         if len(cfg.item_fields) != 1 or cfg.item_fields[0] in CATEGORICAL:
             raise ConfigError(
@@ -47,10 +45,7 @@ class WordStatesItemEncoder(ItemEncoder):
         self.field = cfg.item_fields[0]
         self.words = words
         self.cnn = WordCNN(cfg, words.dim)
-        dataset = spec["dataset"]
-        self.width = max(
-            max(int(np.max(dataset.tokens(t, self.field)[1], initial=0)), 1) for t in dataset.tokenizers
-        )
+        self.width = spec.text_widths[self.field]
 
     def forward(self, content: dict[str, Tensor]) -> Tensor:
         ids, mask = content[self.field], content[f"{self.field}_mask"]

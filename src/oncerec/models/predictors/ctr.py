@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
 from oncerec.errors import ConfigError
-from oncerec.models.interfaces import SEQUENCE, Predictor
+from oncerec.models.interfaces import SEQUENCE, ModelSpec, Predictor
 from oncerec.models.layers import any_valid, attendable
 from oncerec.models.registry import register
 from oncerec.models.user.sequence import unpack_sequence
@@ -122,7 +122,7 @@ class CTRPredictor(Predictor):
     product_field = False  # add u * c as a third field
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size"})
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
         self.dim = cfg.hidden_size
         self.num_fields = 3 if self.product_field else 2
@@ -153,7 +153,7 @@ class DNNPredictor(CTRPredictor):
     product_field = True
     reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         self.mlp = MLP(self.num_fields * self.dim, cfg.mlp_layers, cfg.dropout)
 
@@ -169,7 +169,7 @@ class DCNPredictor(CTRPredictor):
     matrix = False
     reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"cross_layers", "mlp_layers", "dropout"}
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         width = self.num_fields * self.dim
         self.cross = self.cross_network(width, cfg.cross_layers)
@@ -213,7 +213,7 @@ class MaskNetPredictor(CTRPredictor):
 
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "mlp_layers", "mask_ratio"})
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         if not cfg.mlp_layers:
             raise ConfigError("model.predictor=masknet needs model.mlp_layers (the widths of its MaskBlocks)")
@@ -240,7 +240,7 @@ class DeepFMPredictor(CTRPredictor):
 
     reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         self.linear = nn.Linear(self.num_fields * self.dim, 1)
         self.deep = MLP(self.num_fields * self.dim, cfg.mlp_layers, cfg.dropout)
@@ -257,7 +257,7 @@ class PNNPredictor(CTRPredictor):
 
     reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         pairs = self.num_fields * (self.num_fields - 1) // 2
         self.mlp = MLP(self.num_fields * self.dim + pairs, cfg.mlp_layers, cfg.dropout)
@@ -280,7 +280,7 @@ class AutoIntPredictor(CTRPredictor):
         "dropout",
     }
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         self.layers = nn.Sequential(
             *(InteractingLayer(self.dim, cfg.interaction_heads) for _ in range(cfg.interaction_layers))
@@ -303,7 +303,7 @@ class FinalMLPPredictor(CTRPredictor):
 
     reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"interaction_heads", "mlp_layers", "dropout"}
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         width = self.num_fields * self.dim
         if not cfg.mlp_layers:
@@ -344,7 +344,7 @@ class DINPredictor(DNNPredictor):
     takes = SEQUENCE
     reads: ClassVar[frozenset[str]] = DNNPredictor.reads | {"attention_hidden"}
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         d, a = self.dim, cfg.attention_hidden
         # One linear layer over [h, c, h - c, h * c], split by input so the [B, K, H, 4d] concatenation is
@@ -383,9 +383,9 @@ class BSTPredictor(CTRPredictor):
         {"hidden_size", "num_heads", "num_layers", "mlp_layers", "dropout"}
     )
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
-        d, length = self.dim, spec["history_len"] + 1
+        d, length = self.dim, spec.history_len + 1
         if d % cfg.num_heads:
             raise ConfigError(f"model.hidden_size {d} must be divisible by model.num_heads {cfg.num_heads}")
         self.pos = nn.Embedding(length, d)
@@ -431,7 +431,7 @@ class DKNPredictor(DNNPredictor):
     takes = SEQUENCE
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden", "mlp_layers", "dropout"})
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         # H's first layer over [h, c], split by input so that the [B, K, H, 2d] concatenation is never built
         self.att_hist = nn.Linear(self.dim, cfg.attention_hidden)

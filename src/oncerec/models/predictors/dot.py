@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import VECTOR_AND_WORD_KEY, Predictor
+from oncerec.models.interfaces import VECTOR_AND_WORD_KEY, ModelSpec, Predictor
 from oncerec.models.item.words import unpack_words
 from oncerec.models.layers import disagreement, personal_pool
 from oncerec.models.registry import register
@@ -23,7 +23,7 @@ class DotPredictor(Predictor):
 
     reads: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
 
     def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
@@ -48,13 +48,13 @@ class TargetAwarePredictor(Predictor):
         {"hidden_size", "miner_category_bias", "num_interests", "category_dim", "disagreement_weight"}
     )
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
         self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
         self.reads_categories = cfg.miner_category_bias
         self.channels = [cfg.hidden_size, cfg.num_interests, 1]  # of a packed click: vector, logits, category
         self.category = (
-            nn.Embedding(spec["category_vocab"], cfg.category_dim, padding_idx=0)
+            nn.Embedding(spec.vocab_sizes["category"], cfg.category_dim, padding_idx=0)
             if self.reads_categories
             else None
         )
@@ -100,7 +100,7 @@ class PersonalDotPredictor(Predictor):
     takes = VECTOR_AND_WORD_KEY
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size"})
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
         self.dim = cfg.hidden_size
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import UserEncoder
+from oncerec.models.interfaces import ModelSpec, UserEncoder
 from oncerec.models.layers import AdditiveAttention, SelfAttention, any_valid, attendable
 from oncerec.models.registry import register
 from oncerec.models.user.sequence import pack_sequence
@@ -20,7 +20,7 @@ class AdditiveUser(UserEncoder):
 
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden"})
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
         self.pool = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)
 
@@ -36,7 +36,7 @@ class SelfAttentionUser(UserEncoder):
         {"hidden_size", "num_heads", "dropout", "attention_residual", "attention_hidden"}
     )
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
         self.attn = SelfAttention(cfg.hidden_size, cfg.num_heads, cfg.dropout, cfg.attention_residual)
         self.drop = nn.Dropout(cfg.dropout)
@@ -72,13 +72,13 @@ class PolyUser(UserEncoder):
         {"num_interests", "attention_hidden", "hidden_size", "miner_category_bias"}
     )
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
         codes = torch.empty(cfg.num_interests, cfg.attention_hidden)
         self.codes = nn.Parameter(nn.init.xavier_uniform_(codes, gain=nn.init.calculate_gain("tanh")))
         self.proj = nn.Linear(cfg.hidden_size, cfg.attention_hidden, bias=False)
         self.reads_categories = cfg.miner_category_bias  # the Recommender then passes the clicks' categories
-        self.length = spec["history_len"]
+        self.length = spec.history_len
 
     def forward(
         self, clicked: Tensor, mask: Tensor, user: Tensor, categories: Tensor | None = None

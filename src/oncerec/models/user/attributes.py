@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
-from oncerec.data.dataset import Dataset
 from oncerec.errors import ConfigError
+from oncerec.models.interfaces import ModelSpec
 from oncerec.models.layers import AdditiveAttention
 
 
@@ -28,9 +28,9 @@ class UserAttributes(nn.Module):
         {"miner_category_bias", "user", "category_dim", "hidden_size", "attention_hidden"}
     )
 
-    def __init__(self, cfg: ModelConfig, dataset: Dataset, unpooled: bool = False):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec, unpooled: bool = False):
         super().__init__()
-        self.names: list[str] = list(dataset.manifest.get("user_attributes", []))
+        self.names: list[str] = list(spec.user_attributes)
         if not self.names:
             raise ConfigError(
                 "model.user_attributes=true: the dataset has no user attributes; give a dataset made by "
@@ -51,11 +51,8 @@ class UserAttributes(nn.Module):
         # moved to the model's device on first use.
         self.tables: dict[str, tuple[Tensor, Tensor]] = {}
         self.embed = nn.ModuleDict()
-        for name in self.names:
-            ids = np.load(dataset.root / "users" / f"{name}.npy")
-            weights = np.load(dataset.root / "users" / f"{name}.weight.npy")
+        for name, (ids, weights, size) in spec.user_attributes.items():
             self.tables[name] = (torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(weights))
-            size = len(dataset.vocab(name))
             self.embed[name] = nn.Embedding(size, cfg.category_dim, padding_idx=0)
         self.proj = nn.Linear(len(self.names) * cfg.category_dim, cfg.hidden_size)
         self.fuse = AdditiveAttention(cfg.hidden_size, cfg.attention_hidden)

@@ -7,7 +7,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import UserEncoder
+from oncerec.models.interfaces import ModelSpec, UserEncoder
 from oncerec.models.layers import AdditiveAttention, FastformerLayer
 from oncerec.models.registry import register
 
@@ -18,9 +18,9 @@ class FastformerUser(UserEncoder):
         {"hidden_size", "num_heads", "dropout", "num_layers", "attention_hidden"}
     )
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
-        self.pos = nn.Embedding(spec["history_len"], cfg.hidden_size)
+        self.pos = nn.Embedding(spec.history_len, cfg.hidden_size)
         self.layers = nn.ModuleList(
             FastformerLayer(cfg.hidden_size, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers)
         )

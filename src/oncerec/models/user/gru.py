@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import UserEncoder
+from oncerec.models.interfaces import ModelSpec, UserEncoder
 from oncerec.models.layers import UserEmbedding
 from oncerec.models.registry import register
 
@@ -21,10 +21,10 @@ from oncerec.models.registry import register
 class GRUUser(UserEncoder):
     reads: ClassVar[frozenset[str]] = frozenset({"gru_mode", "hidden_size", "user_id_dropout"})
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
         self.mode = cfg.gru_mode
-        self.user_emb = UserEmbedding(spec["train_users"], cfg.hidden_size)
+        self.user_emb = UserEmbedding(spec.train_users, cfg.hidden_size)
         self.id_dropout = cfg.user_id_dropout
         self.gru = nn.GRU(cfg.hidden_size, cfg.hidden_size, batch_first=True)
         self.out = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size) if self.mode == "con" else None

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import VECTOR_AND_WORD_KEY, WORD_STATES, UserEncoder
+from oncerec.models.interfaces import VECTOR_AND_WORD_KEY, WORD_STATES, ModelSpec, UserEncoder
 from oncerec.models.item.words import unpack_words
 from oncerec.models.layers import UserEmbedding, personal_pool
 from oncerec.models.registry import register
@@ -36,10 +36,10 @@ class NPAUser(UserEncoder):
     takes, gives = WORD_STATES, VECTOR_AND_WORD_KEY
     reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden", "user_id_dim"})
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
         self.dim = cfg.hidden_size
-        self.user_emb = UserEmbedding(spec["train_users"], cfg.user_id_dim)
+        self.user_emb = UserEmbedding(spec.train_users, cfg.user_id_dim)
         self.word_key = preference_key(cfg)
         self.news_key = preference_key(cfg)
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import UserEncoder
+from oncerec.models.interfaces import ModelSpec, UserEncoder
 from oncerec.models.layers import masked_mean
 from oncerec.models.registry import register
 
@@ -16,7 +16,7 @@ from oncerec.models.registry import register
 class PoolUser(UserEncoder):
     reads: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
 
     def forward(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:

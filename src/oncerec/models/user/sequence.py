@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import SEQUENCE, UserEncoder
+from oncerec.models.interfaces import SEQUENCE, ModelSpec, UserEncoder
 from oncerec.models.registry import register
 
 
@@ -42,9 +42,9 @@ class SequenceUser(UserEncoder):
     gives = SEQUENCE
     reads: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, cfg: ModelConfig, spec: dict):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
-        self.length = spec["history_len"]
+        self.length = spec.history_len
 
     def forward(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
         return pack_sequence(clicked[:, -self.length :], mask[:, -self.length :], self.length)

@@ -1,0 +1,113 @@
+"""From a dataset to a recommender: what the data side reads for the model before the model exists.
+
+The components of `oncerec.models` take sizes and tensors (`ModelSpec`), a word table and an `ItemTable`;
+here they are read from a dataset (or an export's `data/` folder). For DIRE (`model.item=lm`) that means the
+language model, loaded once, and the inputs of its layer `model.layer` by item index: token ids, or the DIRE
+cache (built on first use, resumable; checked against the model, whose bottom is still loaded) before the
+encoder drops the frozen layers.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+from torch import Tensor, nn
+
+from oncerec.config.schema import CATEGORICAL, EmbedConfig, ModelConfig
+from oncerec.data.batching import ItemContent, trimmed_rows
+from oncerec.data.dataset import Dataset
+from oncerec.data.word_vectors import word_table
+from oncerec.errors import ConfigError
+from oncerec.lm.backbone import lm_dtype, load_lm
+from oncerec.models.embedding import WordEmbedding
+from oncerec.models.interfaces import ModelSpec
+from oncerec.models.item.lm import all_frozen
+from oncerec.models.recommender import Recommender
+from oncerec.models.registry import lookup
+
+
+def build_recommender(
+    cfg: ModelConfig,
+    embed: EmbedConfig,
+    dataset: Dataset,
+    seed: int = 0,
+    log=print,
+    word_weights: Tensor | None = None,
+    item_encoder: bool = True,
+) -> Recommender:
+    """`word_weights`: the word table to use instead of building one (a served export holds its trained
+    table); `item_encoder=False` leaves the item encoder out: a served export ranks stored item vectors, and
+    a DIRE encoder could not be built without its training data's cache."""
+    for f in cfg.item_fields:
+        if f not in CATEGORICAL and f not in dataset.text_fields:
+            raise ConfigError(
+                f"model.item_fields: `{f}` is not a prepared field; "
+                f"valid: {', '.join([*dataset.text_fields, *CATEGORICAL])}"
+            )
+    item_cls = lookup("item", cfg.item)
+    # an encoder with its own inputs (item ids, language-model tokens or cached states) needs no word table
+    reads_content = item_encoder and not item_cls.own_inputs
+    spec = model_spec(cfg, dataset, embed.tokenizer if reads_content else None)
+    if item_encoder and item_cls.reads_entities:
+        spec.entity_vectors = dataset.entity_vectors()
+    if item_encoder and item_cls.language_model:
+        spec.lm, spec.item_inputs = language_model_inputs(cfg, dataset, log)
+    words = None
+    if reads_content:
+        weights = word_table(embed, dataset, seed, log) if word_weights is None else word_weights
+        words = WordEmbedding(weights, embed.freeze, embed.dim, pretrained=embed.type == "hf")
+    content = ItemContent(
+        dataset,
+        cfg.item_fields if reads_content else [],
+        embed.tokenizer,
+        lookups=("category",) if cfg.miner_category_bias else (),
+        entities=item_encoder and item_cls.reads_entities,
+    )
+    return Recommender(cfg, spec, content, words, item_encoder)
+
+
+def model_spec(cfg: ModelConfig, dataset: Dataset, tokenizer: str | None) -> ModelSpec:
+    """Sizes of the dataset, which users trained, GENRE user profiles; with `tokenizer`, the longest text of
+    each text field the item encoder reads."""
+    widths = {}
+    if tokenizer is not None:
+        for f in cfg.item_fields:
+            if f not in CATEGORICAL:
+                widths[f] = max(int(np.max(dataset.tokens(tokenizer, f)[1], initial=0)), 1)
+    return ModelSpec(
+        num_items=dataset.num_items,
+        num_users=dataset.num_users,
+        train_users=dataset.train_users,
+        history_len=dataset.history_len,
+        vocab_sizes={f: dataset.vocab_size(f) for f in CATEGORICAL},
+        text_widths=widths,
+        user_attributes=dataset.user_attributes() if cfg.user_attributes else {},
+    )
+
+
+def language_model_inputs(cfg: ModelConfig, dataset: Dataset, log=print):
+    """DIRE's language model (whole) and its inputs by item index: token ids for `model.layer=0`, else the
+    states entering layer k, read from the DIRE cache."""
+    if not cfg.item_lm:
+        raise ConfigError("model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>")
+    from oncerec.dire.cache import build_cache, check_cache, open_cache
+
+    lm: nn.Module = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
+    all_frozen(cfg, lm)  # LoRA over no trainable layer: an error before any cache is built
+    if not cfg.layer:
+        ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+        return lm, partial(_token_rows, ids, lengths)
+    # Built on first use (resumable), from this model before its bottom is dropped: loaded once. A cache of
+    # another model or data is refused, and one without this layer is an error listing its layers:
+    # rebuilding would silently drop them.
+    cache = open_cache(dataset, cfg) or build_cache(dataset, cfg, log=log, model=lm)
+    cache.states(cfg.layer)
+    # the model (bottom still loaded) over a few items must match its top from their cached states
+    check_cache(lm, cache, dataset, cfg)
+    return lm, partial(cache.gather, cfg.layer)
+
+
+def _token_rows(ids: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+    x, mask = trimmed_rows(ids, lengths, rows)
+    return x.long(), mask
