@@ -60,12 +60,13 @@ def test_train_reports_the_chosen_metrics_and_compare_tables_them(tmp_path: Path
     capsys.readouterr()
     assert main(["train", *common, *chosen, f"exp.out_dir={tmp_path / 'b'}"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    header = next(line for line in printed if line.startswith("split"))
-    assert [w.strip() for w in header.split("  ") if w.strip()] == [
-        *("split", "GAUC per user", "MRR", "hit@3", "F1@0.5", "logloss", "impr."),
-        *("GAUC per user on new items (impr.)", "GAUC per user on cold users (impr.)"),
+    header = next(line for line in printed if line.startswith("| split "))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        *("split", "GAUC per user", "MRR", "hit@3", "F1@0.5", "logloss", "impressions"),
+        *("GAUC per user on new items", "their impressions", "GAUC per user on cold users", "their impressions"),
     ]
-    assert printed[printed.index(header) + 1].startswith("valid ")
+    assert printed[printed.index(header) + 2].startswith("| valid ")  # padded Markdown: aligned columns
+    assert len({len(line) for line in printed[printed.index(header) :][:4]}) == 1
     saved = json.loads((tmp_path / "b" / "metrics.json").read_text())
     test = saved["test"]
     assert list(test)[:5] == ["gauc", "mrr", "hit@3", "f1@0.5", "logloss"] and "auc" not in test
@@ -74,18 +75,21 @@ def test_train_reports_the_chosen_metrics_and_compare_tables_them(tmp_path: Path
     )
     report = (tmp_path / "b" / "report.md").read_text()
     assert "| split | GAUC per user | MRR | hit@3 | F1@0.5 | logloss | impressions |" in report
+    assert "Cold users: impressions whose history has at most" in report
     # a saved run evaluates again to the same numbers, slices included
     assert main(["evaluate", str(tmp_path / "b"), "--split", "valid", "test"]) == 0
     assert json.loads(capsys.readouterr().out) == saved
 
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (
-        "| run | model | item | layer | test AUC per impression | MRR | nDCG@5 | nDCG@10 | GAUC per user | hit@3 "
+    assert lines[0] == "`test` split of 2 runs"
+    assert lines[2] == (
+        "| run | model | item | layer | AUC per impression | MRR | nDCG@5 | nDCG@10 | GAUC per user | hit@3 "
         "| F1@0.5 | logloss | impressions | AUC per impression on new items | their impressions "
         "| AUC per impression on cold users | their impressions |"
     )
-    a, b = (line.strip("| ").split(" | ") for line in lines[2:])
+    a, b = (line.strip("| ").split(" | ") for line in lines[4:6])
+    assert lines[7].startswith("Cold users:")  # the notes under the table
     assert a[0] == "a" and a[8] == "—" and a[4] != "—"  # run a: no gauc; run b: no per-impression AUC
     assert b[0] == "b" and b[4] == "—" and b[5] != "—" and b[8] != "—"
     assert a[12] == b[12] and a[14] == b[14]  # the same impressions and slices

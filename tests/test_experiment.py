@@ -43,8 +43,11 @@ def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Pat
         "| pool/softmax | 2 |" in text and "+0.00%" in text and "AUC per impression vs pool/softmax" in text
     )
     header = text.splitlines()[2]
-    assert header.startswith("| run | seeds | AUC per impression | MRR | nDCG@5 | nDCG@10 |")
-    assert "| AUC per impression on new items | AUC per impression on cold users |" in header
+    assert header.startswith("| run | seeds | AUC per impression | MRR | nDCG@5 | nDCG@10 | impressions |")
+    assert (
+        "| AUC per impression on new items | their impressions | AUC per impression on cold users "
+        "| their impressions |" in header
+    )
     with open(table.parent / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["run"] for r in rows] == ["pool/softmax", "pool/bce"]
@@ -156,15 +159,15 @@ def test_the_table_has_the_metrics_and_slices_the_runs_chose(tmp_path: Path):
     lines = write_table(spec, tmp_path).read_text().splitlines()
     assert lines[2] == (
         f"| run | seeds | AUC per impression | MRR | nDCG@5 | nDCG@10 | GAUC per user | hit@5 | {metric_label('f1@0.5')} "
-        "| AUC per impression on cold users | AUC per impression on users with generated items "
-        "| AUC per impression vs plain |"
+        "| impressions | AUC per impression on cold users | their impressions "
+        "| AUC per impression on users with generated items | their impressions | AUC per impression vs plain |"
     )
     assert lines[4] == (
         "| plain | 1 | 0.5000 ± 0.0000 | 0.3000 ± 0.0000 | 0.4000 ± 0.0000 | 0.4500 ± 0.0000 | — | — | — "
-        "| 0.4000 ± 0.0000 | — | +0.00% |"
+        "| 10 | 0.4000 ± 0.0000 | 10 | — | — | +0.00% |"
     )
     # a metric whose name holds a dot (f1@0.5) is found, not taken for a slice
     assert lines[5].startswith(
         "| chosen | 1 | 0.6000 ± 0.0000 | — | — | — | 0.5500 ± 0.0000 | 0.7000 ± 0.0000 | 0.6500 ± 0.0000 |"
     )
-    assert lines[5].endswith("| 0.8000 ± 0.0000 | +20.00% |")
+    assert lines[5].endswith("| 0.8000 ± 0.0000 | 10 | +20.00% |")

@@ -207,7 +207,7 @@ def test_end_to_end_on_demo_small(tmp_path: Path):
         "full/skipped",
     ]
     table = _cli("compare", str(run))
-    assert "nDCG@10 of all items" in table.splitlines()[0]
+    assert "nDCG@10 of all items" in table.splitlines()[2]
 
 
 def test_experiment_table_has_the_full_ranking_columns(tmp_path: Path):
@@ -225,5 +225,5 @@ def test_experiment_table_has_the_full_ranking_columns(tmp_path: Path):
         (folder / "config.yaml").write_text(dump_config(build_config(spec.common)))
         (folder / "metrics.json").write_text(json.dumps({"test": metrics | {"impressions": 10}}))
     lines = write_table(spec, tmp_path).read_text().splitlines()
-    assert lines[2].endswith("| nDCG@10 | recall@10 of all items |")
-    assert lines[4].endswith("| 0.2500 ± 0.0000 |") and lines[5].endswith("| — |")
+    assert lines[2].endswith("| nDCG@10 | impressions | recall@10 of all items | users ranked |")
+    assert lines[4].endswith("| 10 | 0.2500 ± 0.0000 | 8 |") and lines[5].endswith("| 10 | — | — |")

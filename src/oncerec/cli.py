@@ -97,30 +97,11 @@ def cmd_stats(a: argparse.Namespace) -> None:
 
 
 def _print_metrics(metrics: dict, names: list[str]) -> None:
-    """{split: metrics} of a run that chose `names` (exp.metrics), as an aligned text table."""
-    from oncerec.eval.metrics import metric_label, table_metrics
-    from oncerec.eval.tables import (
-        cell,
-        full_cells,
-        full_headers,
-        full_keys,
-        slice_cell,
-        slice_keys,
-        slice_label,
-    )
+    """{split: metrics} of a run that chose `names` (exp.metrics), as an aligned Markdown table."""
+    from oncerec.eval.tables import metric_table
 
-    names = table_metrics(names)
-    slices = slice_keys(metrics.values())
-    full = full_keys(metrics.values())
-    headers = [*map(metric_label, names), "impr.", *(f"{slice_label(names[0], k)} (impr.)" for k in slices)]
-    headers += full_headers(full)
-    widths = [max(len(h) + 2, 8) for h in headers]
-    print(f"{'split':<8}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths, strict=True)))
-    for split, m in metrics.items():
-        cells = [*(cell(m.get(n)) for n in names), f"{m['impressions']:,}"]
-        cells += [slice_cell(m.get(key), names[0]) for key in slices]
-        cells += full_cells(m, full)
-        print(f"{split:<8}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
+    table, _ = metric_table(["split"], [([split], [m]) for split, m in metrics.items()], [names])
+    print(table.markdown(pad=True))
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -138,9 +119,9 @@ def cmd_demo(a: argparse.Namespace) -> None:
     """The main job: train a model on the built-in data and compare it with popularity and the oracle."""
     from oncerec.config.loader import build_config
     from oncerec.data.dataset import Dataset
-    from oncerec.eval.metrics import metric_label, table_metrics
+    from oncerec.eval.metrics import table_metrics
     from oncerec.eval.slices import split_metrics
-    from oncerec.eval.tables import cell
+    from oncerec.eval.tables import metric_table
     from oncerec.train.baselines import oracle_scores, popularity_scores
     from oncerec.train.trainer import Trainer
 
@@ -162,19 +143,13 @@ def cmd_demo(a: argparse.Namespace) -> None:
         "oracle (true click probability)": oracle_scores(ds, test),
         "popularity (train clicks)": popularity_scores(ds, test),
     }
-    table = {cfg.model.name: metrics["test"]}
-    table.update({name: split_metrics(test, s, exp=cfg.exp) for name, s in rows.items() if s is not None})
-    names = table_metrics(cfg.exp.metrics)
-    labels = [metric_label(n) for n in names]
-    widths = [max(len(x), 6) for x in labels]
+    runs = {cfg.model.name: metrics["test"]}
+    runs.update({name: split_metrics(test, s, exp=cfg.exp) for name, s in rows.items() if s is not None})
+    table, _ = metric_table(["model"], [([name], [m]) for name, m in runs.items()], [cfg.exp.metrics])
     print(f"\ntest split of demo-{a.scale}: {test.num_impressions:,} impressions")
-    print(f"| {'model':<32} | " + " | ".join(f"{x:>{w}}" for x, w in zip(labels, widths, strict=True)) + " |")
-    print(f"|{'-' * 34}|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for name, m in table.items():
-        values = [f"{cell(m[n]):>{w}}" for n, w in zip(names, widths, strict=True)]
-        print(f"| {name:<32} | " + " | ".join(values) + " |")
-    oracle = table.get("oracle (true click probability)")
-    if oracle and "auc" in names:
+    print(table.markdown(pad=True))
+    oracle = runs.get("oracle (true click probability)")
+    if oracle and "auc" in table_metrics(cfg.exp.metrics):
         gap = (metrics["test"]["auc"] - 0.5) / (oracle["auc"] - 0.5)
         print(f"\n{cfg.model.name} closes {gap:.1%} of the AUC gap between random (0.5) and the oracle.")
     print(f"run directory: {trainer.run_dir}")
@@ -209,19 +184,11 @@ def cmd_score(a: argparse.Namespace) -> None:
 def cmd_compare(a: argparse.Namespace) -> None:
     """One Markdown table of the saved metrics of several runs (e.g. a model with and without DIRE)."""
     from oncerec.config.loader import load_saved_config
-    from oncerec.eval.metrics import metric_label, read_metrics
-    from oncerec.eval.tables import (
-        cell,
-        columns,
-        full_cells,
-        full_headers,
-        full_keys,
-        slice_keys,
-        slice_label,
-    )
+    from oncerec.eval.metrics import read_metrics
+    from oncerec.eval.tables import metric_table
     from oncerec.models.recommender import knobs_read
 
-    runs = []
+    rows, choices = [], []
     for run in map(Path, a.run_dirs):
         metrics_file, config_file = run / "metrics.json", run / "config.yaml"
         if not metrics_file.is_file() or not config_file.is_file():
@@ -230,28 +197,13 @@ def cmd_compare(a: argparse.Namespace) -> None:
         m = read_metrics(metrics_file).get(a.split)
         if m is None:
             raise OncerecError(f"{metrics_file}: no `{a.split}` metrics (split without labels?)")
-        runs.append((run, cfg, m))
-    names = columns(cfg.exp.metrics for _, cfg, _ in runs)
-    slices = slice_keys(m for _, _, m in runs)
-    headers = ["run", "model", "item", "layer", f"{a.split} {metric_label(names[0])}"]
-    headers += [*map(metric_label, names[1:]), "impressions"]
-    for key in slices:
-        headers += [slice_label(names[0], key), "their impressions"]
-    full = full_keys(m for _, _, m in runs)
-    headers += full_headers(full)
-    print("| " + " | ".join(headers) + " |")
-    print("|---|---|---|" + "---:|" * (len(headers) - 3))
-    for run, cfg, m in runs:
         model, read = cfg.model, knobs_read(cfg.model)  # a knob no component of the run reads: a dash
         item = model.item + (f" ({model.item_lm})" if "item_lm" in read and model.item_lm else "")
-        layer = str(model.layer) if "layer" in read else "—"
-        cells = [run.name, model.name, item, layer, *(cell(m.get(n)) for n in names)]
-        cells.append(f"{m.get('impressions', 0):,}")
-        for key in slices:  # a dash: the run was saved before the slice existed
-            part = m.get(key)
-            cells += [cell(part.get(names[0])), f"{part['groups']:,}"] if part else ["—", "—"]
-        cells += full_cells(m, full)  # dashes: a run evaluated without exp.full_ranking
-        print("| " + " | ".join(cells) + " |")
+        rows.append(([run.name, model.name, item, str(model.layer) if "layer" in read else "—"], [m]))
+        choices.append(cfg.exp.metrics)
+    table, _ = metric_table(["run", "model", "item", "layer"], rows, choices)
+    print(f"`{a.split}` split of {len(rows)} runs\n")
+    print(table.markdown())
 
 
 def cmd_experiment(a: argparse.Namespace) -> None:

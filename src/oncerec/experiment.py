@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -40,8 +39,8 @@ import yaml
 from oncerec.config.loader import build_config, load_saved_config
 from oncerec.config.schema import Config
 from oncerec.errors import ConfigError, OncerecError
-from oncerec.eval.metrics import metric_label, read_metrics
-from oncerec.eval.tables import columns, full_keys, full_label, slice_keys, slice_label
+from oncerec.eval.metrics import read_metrics
+from oncerec.eval.tables import DASH, mean_std, metric_table, value
 from oncerec.models.recommender import check_knobs, knobs_read
 from oncerec.train.trainer import resume_diff, run_diff
 
@@ -220,77 +219,40 @@ def _check_saved(folder: Path, cfg: Config) -> bool:
     return True
 
 
-def _mean_std(values: list[float | None]) -> tuple[float, float]:
-    """Over the seeds where the metric is defined (null in metrics.json: no group to average)."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def _value(metrics: dict, key: str) -> float | None:
-    """A metric of the split (its name may hold a dot: `f1@0.5`) or of a slice (`cold_items.auc`)."""
-    if key in metrics:
-        return metrics[key]
-    part, _, name = key.partition(".")
-    inner = metrics.get(part)
-    return inner.get(name) if isinstance(inner, dict) else None
-
-
 def write_table(spec: Spec, out: Path) -> Path:
     """results.md and results.csv: per row, the mean ± std over its finished seeds of the metrics the runs
-    chose (tables' columns, see eval/tables.py) and of the first one over each slice, and the relative
-    change of the first one over the baseline row."""
-    found = []
+    chose (the columns of every table, eval/tables.py), and the relative change of the first one over the
+    baseline row."""
+    rows, choices = [], []
     for row, _ in spec.rows:
-        folders = [run_dir(out, spec, row, s) for s in spec.seeds]
-        done = [f for f in folders if (f / "metrics.json").is_file()]
+        done = [f for f in (run_dir(out, spec, row, s) for s in spec.seeds) if (f / "metrics.json").is_file()]
         if done:
-            found.append((row, [load_saved_config(f / "config.yaml").exp.metrics for f in done], done))
-    names = columns(choice for _, choices, _ in found for choice in choices)
-    rows = []
-    for row, _, done in found:
-        rows.append((row, [read_metrics(f / "metrics.json").get(spec.split, {}) for f in done]))
-    slices = slice_keys(m for _, metrics in rows for m in metrics)
-    # metrics.json keys (a dot goes into a slice) -> column names
-    keys = {n: metric_label(n) for n in names} | {f"{k}.{names[0]}": slice_label(names[0], k) for k in slices}
-    keys |= {k: full_label(k) for k in full_keys(m for _, metrics in rows for m in metrics)}
-    rows = [
-        (row, len(metrics), {k: _mean_std([_value(x, k) for x in metrics]) for k in keys})
-        for row, metrics in rows
-    ]
-    first = names[0] if names else ""
-    base = next((r[2][first][0] for r in rows if r[0] == spec.baseline), None)
+            rows.append(
+                ([row, str(len(done))], [read_metrics(f / "metrics.json").get(spec.split, {}) for f in done])
+            )
+            choices += [load_saved_config(f / "config.yaml").exp.metrics for f in done]
+    table, cols = metric_table(["run", "seeds"], rows, choices, seeds=True)
+    first = cols[0].key
+    means = [{c.key: mean_std(value(m, c.key) for m in ms) for c in cols} for _, ms in rows]
+    base = next(
+        (mean[first][0] for (labels, _), mean in zip(rows, means, strict=True) if labels[0] == spec.baseline),
+        None,
+    )
+    rel = [(mean[first][0] - base) / base if base else None for mean in means]
+    if base:
+        table.add_column(
+            f"{cols[0].header} vs {spec.baseline}", [DASH if math.isnan(r) else f"{r:+.2%}" for r in rel]
+        )
     folder = out / spec.name
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"# {spec.name}: {spec.split} metrics, mean ± std over seeds {spec.seeds}",
-        "",
-        "| "
-        + " | ".join(["run", "seeds", *keys.values()])
-        + (f" | {metric_label(first)} vs {spec.baseline}" if base else "")
-        + " |",
-        "|---|---:|" + "---:|" * len(keys) + ("---:|" if base else ""),
-    ]
     with open(folder / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
-            ["run", "seeds", *(f"{k}_{s}" for k in keys for s in ("mean", "std")), f"{first}_rel_change"]
+            ["run", "seeds", *(f"{c.key}_{s}" for c in cols for s in ("mean", "std")), f"{first}_rel_change"]
         )
-        for row, n, m in rows:
-            rel = (m[first][0] - base) / base if base else None
-            # undefined over every seed (no impression with new items, or runs saved before the slice): a dash
-            cells = ["—" if math.isnan(m[k][0]) else f"{m[k][0]:.4f} ± {m[k][1]:.4f}" for k in keys]
-            lines.append(
-                f"| {row} | {n} | " + " | ".join(cells) + (f" | {rel:+.2%}" if rel is not None else "") + " |"
-            )
-            w.writerow(
-                [
-                    row,
-                    n,
-                    *(f"{m[k][i]:.6f}" for k in keys for i in (0, 1)),
-                    "" if rel is None else f"{rel:.6f}",
-                ]
-            )
-    (folder / "results.md").write_text("\n".join(lines) + "\n")
+        for (labels, _), mean, r in zip(rows, means, rel, strict=True):
+            stats = (f"{mean[c.key][i]:.6f}" for c in cols for i in (0, 1))
+            w.writerow([*labels, *stats, "" if r is None else f"{r:.6f}"])
+    title = f"# {spec.name}: {spec.split} metrics, mean ± std over seeds {spec.seeds}"
+    (folder / "results.md").write_text(f"{title}\n\n{table.markdown()}\n")
     return folder / "results.md"

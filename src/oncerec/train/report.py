@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from oncerec.eval.metrics import metric_label, table_metrics
-from oncerec.eval.tables import cell, full_cells, full_headers, full_keys, slice_cell, slice_keys, slice_label
+from oncerec.eval.tables import metric_table
 
 
 def plot_curves(log_path: Path, out: Path, metrics: list[str]) -> None:
@@ -48,28 +47,9 @@ def write_report(
         f"seed {e.seed}; best by `{e.metric}`",
         "",
     ]
-    names = table_metrics(e.metrics)
-    slices = slice_keys(metrics.values())
-    headers = ["split", *map(metric_label, names), "impressions"]
-    headers += [f"{slice_label(names[0], key)} (their impressions)" for key in slices]
-    full = full_keys(metrics.values())
-    headers += full_headers(full)
-    lines += ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
-    for split, s in metrics.items():
-        cells = [split, *(cell(s.get(n)) for n in names), f"{s['impressions']:,}"]
-        cells += [slice_cell(s.get(key), names[0]) for key in slices]
-        cells += full_cells(s, full)
-        lines.append("| " + " | ".join(cells) + " |")
-    if "cold_users" in slices:
-        lines += ["", f"Cold users: impressions whose history has at most {e.cold_user_history} clicks."]
-    if full:
-        items = next(s.get("full/items") for s in metrics.values() if "full/items" in s)
-        lines += [
-            "",
-            f"Of all items: each user's clicked items of the split ranked among all {items:,} items, the "
-            "user's history excluded.",
-        ]
-    lines += ["", "![training curves](curves.png)", ""]
+    table, _ = metric_table(["split"], [([split], [m]) for split, m in metrics.items()], [e.metrics])
+    lines += [table.markdown(), ""]
+    lines += ["![training curves](curves.png)", ""]
     for user, recs in examples:
         lines += [f"**Top recommendations for {user}**", ""]
         lines += [f"{i}. {title} (`{item}`, {score:.3f})" for i, (item, title, score) in enumerate(recs, 1)]
