@@ -63,7 +63,12 @@ def test_train_reports_the_chosen_metrics_and_compare_tables_them(tmp_path: Path
     header = next(line for line in printed if line.startswith("| split "))
     assert [c.strip() for c in header.strip("|").split("|")] == [
         *("split", "GAUC per user", "MRR", "hit@3", "F1@0.5", "logloss", "impressions"),
-        *("GAUC per user on new items", "their impressions", "GAUC per user on cold users", "their impressions"),
+        *(
+            "GAUC per user on new items",
+            "their impressions",
+            "GAUC per user on cold users",
+            "their impressions",
+        ),
     ]
     assert printed[printed.index(header) + 2].startswith("| valid ")  # padded Markdown: aligned columns
     assert len({len(line) for line in printed[printed.index(header) :][:4]}) == 1

@@ -54,47 +54,77 @@ def test_trains_and_fast_evaluation_equals_slow_path(tiny: Dataset, name: str):
     assert np.std(fast) > 0
 
 
-def test_npa_personalised_attention_is_the_papers(tiny: Dataset):
-    """Wu et al. 2019: q_w = ReLU(V_w e_u + v_w), a_i = c_i . tanh(W_p q_w + b_p), r = sum softmax(a)_i c_i;
-    the same at news level with q_d; score u . r' with r' pooled by the user's own word query."""
-    model = _model(tiny, "npa")
-    items = torch.tensor([3, 5, 8, 13, 21])
-    packed = model.encode_items(items)
+def _npa_title_states(model: Recommender, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """c_i = ReLU(conv(title words)) [N, L, d] and the title mask, written out from the module's weights."""
     content = model.content.gather(items)
     ids, mask = content["title"], content["title_mask"]
     conv = model.item_encoder.cnn.conv
-    c = (
-        F.conv1d(
-            model.item_encoder.words(ids).masked_fill(~mask[..., None], 0).transpose(1, 2),
-            conv.weight,
-            conv.bias,
-            padding=1,
-        )
-        .transpose(1, 2)
-        .relu()
-    )  # c_i [N, L, d]
+    words = model.item_encoder.words(ids).masked_fill(~mask[..., None], 0)
+    return F.conv1d(words.transpose(1, 2), conv.weight, conv.bias, padding=1).transpose(1, 2).relu(), mask
 
+
+def _check_npa(tiny: Dataset, model: Recommender, word_pool, news_pool) -> None:
+    """Scores of two users (user 2 clicked two news) against two candidates each equal u . r', with u and r'
+    pooled by `word_pool(c, mask, b)` / `news_pool(r, b)` for user b."""
+    items = torch.tensor([3, 5, 8, 13, 21])
+    c, mask = _npa_title_states(model, items)
+    hist = torch.tensor([[0, 1, 2], [3, 4, 0]])  # rows of `items`
+    hmask = torch.tensor([[True, True, True], [True, True, False]])
+    cands = [[4, 0], [1, 2]]
+    packed = model.encode_items(items)
+    user = torch.tensor([1, 2])
+    got = model.score(model.encode_users(packed[hist], hmask, user), packed[torch.tensor(cands)])
+    for b in range(2):
+        r = torch.stack([word_pool(c[j], mask[j], b) for j in hist[b][hmask[b]]])
+        u = news_pool(r, b)
+        for k, j in enumerate(cands[b]):
+            torch.testing.assert_close(got[b, k], u @ word_pool(c[j], mask[j], b), rtol=1e-4, atol=1e-5)
+
+
+def _user_vectors(tiny: Dataset, model: Recommender) -> torch.Tensor:
     user = torch.tensor([1, 2])
     enc = model.user_encoder
-    e = enc.user_emb.weight[user] * torch.from_numpy(tiny.train_users[user.numpy()])[:, None]
+    return enc.user_emb.weight[user] * torch.from_numpy(tiny.train_users[user.numpy()])[:, None]
+
+
+def _softmax_pool(values, keys, m, q):
+    return torch.softmax((keys @ q).masked_fill(~m, float("-inf")), 0) @ values
+
+
+def test_npa_personalised_attention_is_the_papers(tiny: Dataset):
+    """Wu et al. 2019 as printed (`model.npa_attention=paper`): q_w = ReLU(V_w e_u + v_w), a_i = c_i .
+    tanh(W_p q_w + b_p), r = sum softmax(a)_i c_i; the same at news level with q_d; score u . r' with r'
+    pooled by the user's own word query."""
+    model = _model(tiny, "npa", "model.npa_attention=paper")
+    enc, e = model.user_encoder, _user_vectors(tiny, model)
 
     def key(seq):  # tanh(W ReLU(V e + v) + b)
         return torch.tanh(seq[2](torch.relu(seq[0](e))))
 
-    kw, kd = key(enc.word_key), key(enc.news_key)
+    kw, kd = key(enc.word_query), key(enc.news_query)
+    _check_npa(
+        tiny,
+        model,
+        lambda c, m, b: _softmax_pool(c, c, m, kw[b]),
+        lambda r, b: _softmax_pool(r, r, torch.ones(len(r), dtype=torch.bool), kd[b]),
+    )
 
-    def pool(states, m, k):
-        a = (states @ k).masked_fill(~m, float("-inf"))
-        return torch.softmax(a, 0) @ states
 
-    hist = torch.tensor([[0, 1, 2], [3, 4, 0]])  # rows of `items`; user 2 clicked two news
-    hmask = torch.tensor([[True, True, True], [True, True, False]])
-    got = model.score(model.encode_users(packed[hist], hmask, user), packed[torch.tensor([[4, 0], [1, 2]])])
-    for b in range(2):
-        r = torch.stack([pool(c[j], mask[j], kw[b]) for j in hist[b][hmask[b]]])
-        u = pool(r, torch.ones(len(r), dtype=torch.bool), kd[b])
-        for k, j in enumerate([[4, 0], [1, 2]][b]):
-            torch.testing.assert_close(got[b, k], u @ pool(c[j], mask[j], kw[b]), rtol=1e-4, atol=1e-5)
+def test_npa_additive_attention_is_the_authors_code(tiny: Dataset):
+    """The default, as Microsoft Recommenders' NPA (the authors' code, `PersonalizedAttentivePooling`):
+    q = ReLU(V e_u + v), a_i = q . tanh(W c_i + b), at word level (W of the news encoder, shared by clicked and
+    candidate titles) and at news level (W of the user encoder)."""
+    model = _model(tiny, "npa")
+    assert model.cfg.npa_attention == "additive"
+    enc, e = model.user_encoder, _user_vectors(tiny, model)
+    qw, qd = (torch.relu(seq[0](e)) for seq in (enc.word_query, enc.news_query))
+    wk, nk = model.item_encoder.keys[0], enc.news_keys[0]
+    _check_npa(
+        tiny,
+        model,
+        lambda c, m, b: _softmax_pool(c, torch.tanh(wk(c)), m, qw[b]),
+        lambda r, b: _softmax_pool(r, torch.tanh(nk(r)), torch.ones(len(r), dtype=torch.bool), qd[b]),
+    )
 
 
 def test_npa_pairs_only_with_its_own_parts(tiny: Dataset):

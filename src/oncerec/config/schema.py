@@ -286,6 +286,12 @@ class ModelConfig(_Strict):
         "as wide as the input it masks.",
     )
     user_id_dim: int = Field(50, ge=1, description="NPA: width of the user-id embedding.")
+    npa_attention: Literal["additive", "paper"] = Field(
+        "additive",
+        description="NPA: where the personalised attention's tanh sits. `additive` (the authors' code in "
+        "Microsoft Recommenders): a_i = q . tanh(W c_i + b), bounded by |q|; `paper` (the equation as printed): "
+        "a_i = c_i . tanh(W q + b), which grows with the states and does not train on the demo data.",
+    )
     window_sizes: list[int] = Field(
         default_factory=lambda: [1, 2, 3, 4],
         description="DKN (item=kcnn): window sizes of the KCNN filters; hidden_size / len(window_sizes) "

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 VECTOR = "a vector"
 SEQUENCE = "the click sequence (packed)"  # `sequence` -> a target-attention predictor (din, dkn, bst)
 WORD_STATES = "word states (packed)"  # NPA's item encoder -> NPA's user encoder
-VECTOR_AND_WORD_KEY = "a vector and a word-attention key"  # NPA's user encoder -> NPA's predictor
+VECTOR_AND_WORD_QUERY = "a vector and a word-attention query"  # NPA's user encoder -> NPA's predictor
 
 
 @dataclass

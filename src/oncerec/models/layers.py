@@ -147,10 +147,10 @@ class UserEmbedding(nn.Embedding):
         return super().forward(torch.where(self.train_users[user], user, 0))
 
 
-def personal_pool(states: Tensor, mask: Tensor, key: Tensor) -> Tensor:
-    """NPA's personalised attention: states c_i [..., L, F] with their mask [..., L] and a key k [..., F]
-    (the user's projected query, tanh(W q_u + b)) -> sum_i softmax_i(c_i . k) c_i [..., F]; zero when no
-    position is valid."""
-    logits = torch.einsum("...lf,...f->...l", states, key)
+def personal_pool(values: Tensor, keys: Tensor, mask: Tensor, query: Tensor) -> Tensor:
+    """NPA's personalised attention: sum_i softmax_i(k_i . q) v_i over values v_i [..., L, F] with keys k_i
+    [..., L, A], their mask [..., L] and the user's query q [..., A]; zero when no position is valid. The keys
+    are the values themselves in the paper's form, tanh(W v_i + b) in the additive one (`model.npa_attention`)."""
+    logits = torch.einsum("...la,...a->...l", keys, query)
     weights = torch.softmax(logits.masked_fill(~attendable(mask), float("-inf")), dim=-1)
-    return torch.einsum("...l,...lf->...f", weights, states) * any_valid(mask).to(states.dtype)
+    return torch.einsum("...l,...lf->...f", weights, values) * any_valid(mask).to(values.dtype)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import VECTOR_AND_WORD_KEY, ModelSpec, Predictor
+from oncerec.models.interfaces import VECTOR_AND_WORD_QUERY, ModelSpec, Predictor
 from oncerec.models.item.words import unpack_words
 from oncerec.models.layers import disagreement, personal_pool
 from oncerec.models.registry import register
@@ -94,18 +94,18 @@ class TargetAwarePredictor(Predictor):
 
 @register("predictor", "npa")
 class PersonalDotPredictor(Predictor):
-    """NPA's click predictor: each candidate's word states are pooled with the user's word key k_w (the
+    """NPA's click predictor: each candidate's word states are pooled with the user's word query q_w (the
     personalised attention of the news encoder, see `models/user/npa.py`) into r', scored u . r'."""
 
-    takes = VECTOR_AND_WORD_KEY
-    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size"})
+    takes = VECTOR_AND_WORD_QUERY
+    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden", "npa_attention"})
 
     def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
-        self.dim = cfg.hidden_size
+        self.cfg = cfg
 
     def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
-        u, word_key = user.split(self.dim, dim=-1)
-        states, mask = unpack_words(candidates, self.dim)  # [B, K, W, d]
-        news = personal_pool(states, mask, word_key.unsqueeze(1))  # r' [B, K, d]
+        u, word_query = user.split([self.cfg.hidden_size, user.shape[-1] - self.cfg.hidden_size], dim=-1)
+        states, keys, mask = unpack_words(candidates, self.cfg)  # [B, K, W, d], [B, K, W, a]
+        news = personal_pool(states, keys, mask, word_query.unsqueeze(1))  # r' [B, K, d]
         return torch.einsum("bd,bkd->bk", u, news)

@@ -1,10 +1,12 @@
 """NPA's user encoder (Wu et al., 2019): personalised attention at both levels.
 
 The user-id embedding e_u gives two preference queries, q_w = ReLU(V_w e_u + v_w) for words and
-q_d = ReLU(V_d e_u + v_d) for news, each projected to an attention key k = tanh(W q + b). Each clicked title's
-word states c_i (from the `npa` item encoder) are pooled by softmax_i(c_i . k_w), the clicked news vectors
-r_j by softmax_j(r_j . k_d): u = sum_j alpha_j r_j. The representation is [u, k_w]: the `npa` predictor pools
-each candidate's words with the same word key k_w and scores u . r'.
+q_d = ReLU(V_d e_u + v_d) for news. Each clicked title's word states c_i (from the `npa` item encoder) are
+pooled by softmax_i(q_w . tanh(W_w c_i + b_w)), the clicked news vectors r_j by softmax_j(q_d . tanh(W_d r_j +
+b_d)): u = sum_j alpha_j r_j. That is the additive form of the authors' code (Microsoft Recommenders); the
+paper prints softmax_i(c_i . tanh(W_p q_w + b_p)) (`model.npa_attention=paper`), whose logits grow with the
+states. The representation is [u, q_w]: the `npa` predictor pools each candidate's words with the same word
+query and scores u . r'.
 """
 
 from __future__ import annotations
@@ -15,38 +17,41 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import VECTOR_AND_WORD_KEY, WORD_STATES, ModelSpec, UserEncoder
-from oncerec.models.item.words import unpack_words
+from oncerec.models.interfaces import VECTOR_AND_WORD_QUERY, WORD_STATES, ModelSpec, UserEncoder
+from oncerec.models.item.words import attention_keys, unpack_words
 from oncerec.models.layers import UserEmbedding, personal_pool
 from oncerec.models.registry import register
 
 
-def preference_key(cfg: ModelConfig) -> nn.Module:
-    """e_u -> k = tanh(W ReLU(V e_u + v) + b): the query q (attention_hidden wide) and its projection."""
-    return nn.Sequential(
-        nn.Linear(cfg.user_id_dim, cfg.attention_hidden),
-        nn.ReLU(),
-        nn.Linear(cfg.attention_hidden, cfg.hidden_size),
-        nn.Tanh(),
-    )
+def preference_query(cfg: ModelConfig) -> nn.Module:
+    """e_u -> the user's query: q = ReLU(V e_u + v) (attention_hidden wide) in the additive form; its
+    projection tanh(W q + b) (hidden_size wide, the width of the states it meets) in the paper's."""
+    layers = [nn.Linear(cfg.user_id_dim, cfg.attention_hidden), nn.ReLU()]
+    if cfg.npa_attention == "paper":
+        layers += [nn.Linear(cfg.attention_hidden, cfg.hidden_size), nn.Tanh()]
+    return nn.Sequential(*layers)
 
 
 @register("user", "npa")
 class NPAUser(UserEncoder):
-    takes, gives = WORD_STATES, VECTOR_AND_WORD_KEY
-    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden", "user_id_dim"})
+    takes, gives = WORD_STATES, VECTOR_AND_WORD_QUERY
+    reads: ClassVar[frozenset[str]] = frozenset(
+        {"hidden_size", "attention_hidden", "user_id_dim", "npa_attention"}
+    )
 
     def __init__(self, cfg: ModelConfig, spec: ModelSpec):
         super().__init__()
-        self.dim = cfg.hidden_size
+        self.cfg = cfg
         self.user_emb = UserEmbedding(spec.train_users, cfg.user_id_dim)
-        self.word_key = preference_key(cfg)
-        self.news_key = preference_key(cfg)
+        self.word_query = preference_query(cfg)
+        self.news_query = preference_query(cfg)
+        self.news_keys = attention_keys(cfg, cfg.hidden_size)
 
     def forward(self, clicked: Tensor, mask: Tensor, user: Tensor) -> Tensor:
-        """clicked [B, H, W * (d + 1)] packed word states, mask [B, H], user [B] -> [u, k_w] [B, 2d]."""
-        states, word_mask = unpack_words(clicked, self.dim)
+        """clicked [B, H, W * (d + a + 1)] packed word states, mask [B, H], user [B] -> [u, q_w]."""
+        states, keys, word_mask = unpack_words(clicked, self.cfg)
         e = self.user_emb(user)
-        word_key, news_key = self.word_key(e), self.news_key(e)
-        news = personal_pool(states, word_mask, word_key.unsqueeze(1))  # r_j [B, H, d]
-        return torch.cat([personal_pool(news, mask, news_key), word_key], dim=-1)
+        word_query, news_query = self.word_query(e), self.news_query(e)
+        news = personal_pool(states, keys, word_mask, word_query.unsqueeze(1))  # r_j [B, H, d]
+        news_keys = news if self.news_keys is None else self.news_keys(news)
+        return torch.cat([personal_pool(news, news_keys, mask, news_query), word_query], dim=-1)
