@@ -128,16 +128,16 @@ def metric_table(
 ) -> tuple[Table, list[Column]]:
     """The table of `rows` (label cells under `lead`, the metrics dicts of the row: one per seed where `seeds`)
     whose runs chose `choices`; its metric columns too (results.csv writes them)."""
-    cols = metric_columns(choices, [m for _, ms in rows for m in ms])
+    splits = [m for _, ms in rows for m in ms]
+    cols = metric_columns(choices, splits)
     body = [
         [*labels, *(render_cell(c, [value(m, c.key) for m in ms], seeds) for c in cols)]
         for labels, ms in rows
     ]
     table = Table([*lead, *(c.header for c in cols)], body, len(lead))
-    splits = [m for _, ms in rows for m in ms]
-    if any(isinstance(m.get("cold_users"), dict) for m in splits):
-        most = {m["cold_users"].get("max_history") for m in splits if isinstance(m.get("cold_users"), dict)}
-        most.discard(None)
+    cold = [m["cold_users"] for m in splits if isinstance(m.get("cold_users"), dict)]
+    if cold:
+        most = {c["max_history"] for c in cold if "max_history" in c}
         table.notes.append(
             "Cold users: impressions whose history has at most "
             + (f"{most.pop()} clicks." if len(most) == 1 else "`exp.cold_user_history` clicks.")
