@@ -290,7 +290,8 @@ class ModelConfig(_Strict):
         "additive",
         description="NPA: where the personalised attention's tanh sits. `additive` (the authors' code in "
         "Microsoft Recommenders): a_i = q . tanh(W c_i + b), bounded by |q|; `paper` (the equation as printed): "
-        "a_i = c_i . tanh(W q + b), which grows with the states and does not train on the demo data.",
+        "a_i = c_i . tanh(W q + b), whose logits grow with the states (README Models: 0.593 against 0.617 on "
+        "demo-small).",
     )
     window_sizes: list[int] = Field(
         default_factory=lambda: [1, 2, 3, 4],

@@ -105,7 +105,7 @@ class PersonalDotPredictor(Predictor):
         self.cfg = cfg
 
     def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
-        u, word_query = user.split([self.cfg.hidden_size, user.shape[-1] - self.cfg.hidden_size], dim=-1)
+        u, word_query = user[..., : self.cfg.hidden_size], user[..., self.cfg.hidden_size :]
         states, keys, mask = unpack_words(candidates, self.cfg)  # [B, K, W, d], [B, K, W, a]
         news = personal_pool(states, keys, mask, word_query.unsqueeze(1))  # r' [B, K, d]
         return torch.einsum("bd,bkd->bk", u, news)
