@@ -64,6 +64,17 @@ def write_mind(root: Path, crlf: bool = False, test: bool = True, **overrides: l
     return root
 
 
+def assert_one_line_error(code: int, err: str, needle: str) -> str:
+    """A command's bad-input ending: exit 2, no traceback, and a last line `error: ...` holding `needle` (progress
+    bars may come before it). Returns that line."""
+    err = err.strip()
+    assert code == 2, err
+    last = err.replace("\r", "\n").splitlines()[-1] if err else ""
+    assert last.startswith("error: ") and needle in last, err
+    assert "Traceback" not in err and len(last) < 1000
+    return last
+
+
 @pytest.fixture
 def mind_dir(tmp_path: Path) -> Path:
     return write_mind(tmp_path / "mind")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, SMALL, write_mind
+from conftest import SHARED, SMALL, assert_one_line_error, write_mind
 
 from oncerec.cli import main
 from oncerec.config.loader import build_config
@@ -161,11 +161,6 @@ def test_bad_input_is_one_clear_line(trained, tmp_path, monkeypatch, capsys, bui
     run, tiny = trained
     argv = build(Context(tmp_path, run, tiny, monkeypatch))
     capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    last = err.replace("\r", "\n").splitlines()[-1] if err else ""  # progress bars may come before it
-    assert last.startswith("error: ") and needle in last, err
-    assert "Traceback" not in err and len(last) < 1000
+    assert_one_line_error(main(argv), capsys.readouterr().err, needle)
     for name in absent:
         assert not (tmp_path / name).exists(), f"{name} was written"

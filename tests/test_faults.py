@@ -1,0 +1,97 @@
+"""Faults a new user or an attacker gives each surface (the service, `genre import`, the readers, experiments,
+evaluation, resume): the key never leaks, no answer is silently wrong, nothing done is lost, and bad input ends
+in one line naming the option or file and the fix (a 4xx / 503 with the reason over HTTP). The list of cases is
+the test: each case is a function registered with `@case(...)`, and each fails on the code before its fix."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import SMALL, assert_one_line_error
+
+from oncerec.cli import main
+from oncerec.config.loader import build_config
+from oncerec.data.dataset import resolve_dataset
+from oncerec.train.trainer import train
+
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+@dataclass
+class Context:
+    tmp: Path
+    run: Path  # a trained NAML run on demo-tiny (two steps)
+    tiny: Path  # demo-tiny's prepared dataset
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture
+
+    def copy(self, path: Path, name: str | None = None) -> Path:
+        out = self.tmp / (name or path.name)
+        shutil.copytree(path, out)
+        return out
+
+    def file(self, name: str, text: str = "x\n") -> Path:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def error(self, argv: list[str], needle: str, absent: tuple[str, ...] = ()) -> str:
+        """Runs the command; it must end in one line `error: ...` holding `needle`, exit 2, and write none of
+        `absent` (names under tmp). Returns the line."""
+        self.capsys.readouterr()
+        code = main(argv)
+        line = assert_one_line_error(code, self.capsys.readouterr().err, needle)
+        for name in absent:
+            assert not (self.tmp / name).exists(), f"{name} was written"
+        return line
+
+
+CASES: dict[str, Callable[[Context], None]] = {}
+
+
+def case(name: str) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
+    def add(fn: Callable[[Context], None]) -> Callable[[Context], None]:
+        assert name not in CASES, name
+        CASES[name] = fn
+        return fn
+
+    return add
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = build_config(
+        ["data=demo-tiny", "model=naml", "exp=quick", "exp.max_steps=2", f"exp.out_dir={out}"], shared=SMALL
+    )
+    train(cfg, **QUIET)
+    return out, resolve_dataset(cfg.data, **QUIET)
+
+
+# ------------------------------------------------------------------------------------------------ secrets
+
+
+# -------------------------------------------------------------------------------------- serving and export
+
+
+# ---------------------------------------------------------------------------------------- GENRE import
+
+
+# ------------------------------------------------------------------------------------ readers and datasets
+
+
+# ------------------------------------------------------------------------ experiments, evaluation, resume
+
+
+# ----------------------------------------------------------------------------------------------- the test
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fault(name: str, trained, tmp_path, monkeypatch, capsys):
+    run, tiny = trained
+    CASES[name](Context(tmp_path, run, tiny, monkeypatch, capsys))
