@@ -1,3 +1,19 @@
-"""oncerec: content-based recommendation boosted by large language models."""
+"""oncerec: content-based recommendation boosted by large language models.
+
+The Python API (`oncerec.train`, `load_run`, `prepare`, `presets`, `config`) lives in `oncerec.api`; it is
+imported on first use, so `import oncerec` stays cheap (no torch)."""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "config", "load_run", "prepare", "presets", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from oncerec import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'oncerec' has no attribute {name!r}")

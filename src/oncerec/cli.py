@@ -35,31 +35,13 @@ def _print_stats(stats: dict, out: Path) -> None:
 
 
 def cmd_prepare(a: argparse.Namespace) -> None:
-    from oncerec.config.loader import build_config
-    from oncerec.data.prepare import prepare
+    from oncerec.api import prepare
 
-    raw = Path(a.raw)
-    # ONCE's Goodreads release and Adressa: the protocol's defaults (negatives, text fields) come from their data
-    # preset, unless another data group is given
-    preset = (
-        [f"data={a.format}"]
-        if a.format in ("once-goodreads", "adressa") and not any(o.startswith("data=") for o in a.overrides)
-        else []
+    ds = prepare(
+        a.raw, out=a.out, format=a.format, overrides=a.overrides, strict=a.strict, progress=not a.quiet
     )
-    cfg = build_config(
-        [
-            *preset,
-            f"data.source={raw.resolve()}",
-            f"data.name={raw.resolve().name}",
-            f"data.format={a.format}",
-            *a.overrides,
-        ]
-    ).data
-    if a.strict:
-        cfg.strict = True
-    out = Path(a.out) if a.out else raw.resolve().parent / f"{raw.resolve().name}-prepared"
-    stats = prepare(raw, cfg, out, progress=not a.quiet)
-    _print_stats(stats, out)
+    stats = ds.stats
+    _print_stats(stats, ds.root)
     if "once_goodreads" in stats:
         p = stats["once_goodreads"]
         print(
@@ -105,14 +87,13 @@ def _print_metrics(metrics: dict, names: list[str]) -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from oncerec.config.loader import build_config
-    from oncerec.train.trainer import train
+    from oncerec.api import config, train_config
 
-    cfg = build_config(a.overrides, shared=a.shared)
-    run_dir, metrics = train(cfg, progress=not a.quiet)
-    if metrics:
-        _print_metrics(metrics, cfg.exp.metrics)
-        print(f"run: {run_dir}")
+    cfg = config(overrides=a.overrides, shared=a.shared)
+    run = train_config(cfg, progress=not a.quiet)
+    if run.metrics:
+        _print_metrics(run.metrics, cfg.exp.metrics)
+        print(f"run: {run.run_dir}")
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
@@ -365,8 +346,27 @@ def cmd_genre_export(a: argparse.Namespace) -> None:
         store.close()
 
 
+PRESET_GROUPS = ("data", "model", "embed", "exp", "experiment")
+
+
+def cmd_presets(a: argparse.Namespace) -> None:
+    """Each preset with the first sentence of its description; `train group=NAME` picks it."""
+    from oncerec.api import presets
+    from oncerec.config.loader import first_sentence, preset_description
+
+    for group in [a.group] if a.group else PRESET_GROUPS:
+        names = presets(group)
+        print(f"{group} ({'oncerec experiment NAME' if group == 'experiment' else f'{group}=NAME'}):")
+        width = max(map(len, names))
+        for name in names:
+            print(f"  {name:<{width}}  {first_sentence(preset_description(group, name))}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from oncerec import __version__
+
     p = argparse.ArgumentParser(prog="oncerec", description=__doc__)
+    p.add_argument("--version", action="version", version=f"oncerec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("prepare", help="raw data folder -> dataset directory")
@@ -601,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", required=True)
     s.add_argument("--out", required=True, help="FILE.jsonl")
     s.set_defaults(func=cmd_genre_export)
+
+    s = sub.add_parser("presets", help="list the packaged presets of a config group, or of every group")
+    s.add_argument("group", nargs="?", choices=[*PRESET_GROUPS], help="data, model, embed, exp or experiment")
+    s.set_defaults(func=cmd_presets)
 
     s = sub.add_parser("stats", help="print the statistics of a prepared dataset")
     s.add_argument("dataset")

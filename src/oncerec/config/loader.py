@@ -19,6 +19,29 @@ def preset_names(group: str) -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def preset_description(group: str, name: str) -> str:
+    """A packaged preset's leading comment, as one line (every preset file starts with one)."""
+    text = (resources.files("oncerec.config") / "presets" / group / f"{name}.yaml").read_text(
+        encoding="utf-8"
+    )
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(lines)
+
+
+def first_sentence(text: str) -> str:
+    """Up to the first full stop outside brackets (`(the user, e.g. U1. ...)` does not end it)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
+        if ch == "." and depth == 0 and text[i + 1 : i + 2] in ("", " "):
+            return text[:i]
+    return text
+
+
 def _read_yaml(path: Path | Any, what: str) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

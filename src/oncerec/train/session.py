@@ -14,6 +14,7 @@ from oncerec.config.loader import load_group, load_saved_config
 from oncerec.config.schema import Config, DataConfig
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError
+from oncerec.eval.metrics import read_metrics
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
 from oncerec.train.build import build_recommender
@@ -33,10 +34,19 @@ VOCAB_FILE = "vocab.json"
 
 @dataclass
 class Run:
+    """A trained model with its configuration and dataset: evaluate, recommend, export."""
+
     cfg: Config
     dataset: Dataset
     model: Recommender
     device: torch.device
+    run_dir: Path | None = None  # None: a model being trained, not yet saved
+
+    @property
+    def metrics(self) -> dict:
+        """The metrics saved when training finished (metrics.json: {split: {metric: value}}), or {}."""
+        path = self.run_dir / "metrics.json" if self.run_dir else None
+        return read_metrics(path) if path and path.is_file() else {}
 
     def evaluate(
         self, split_name: str, write_to: Path | None = None, full_ranking: list[str] | None = None
@@ -127,7 +137,7 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
     model.load_checkpoint_state(run_weights(run_dir))
     model.to(device)
     model.content.to(device)
-    return Run(cfg, dataset, model, device)
+    return Run(cfg, dataset, model, device, run_dir)
 
 
 def run_weights(run_dir: Path) -> dict[str, torch.Tensor]:

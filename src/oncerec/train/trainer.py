@@ -440,9 +440,14 @@ class Trainer:
         self.acc.end_training()
         return metrics
 
+    @property
+    def run(self) -> Run:
+        """The model as it stands (after `fit`: its best weights) with its config, dataset and run directory."""
+        return Run(self.cfg, self.dataset, self.model, self.acc.device, self.run_dir)
+
     def _examples(self, users: int = 3, top_k: int = 5) -> list:
         """Top recommendations for the first few users of the last split, for the report."""
-        run = Run(self.cfg, self.dataset, self.model, self.acc.device)
+        run = self.run
         split = self.dataset.split(self.dataset.split_names[-1])
         names = self.dataset.vocab("user")
         chosen = list(dict.fromkeys(int(u) for u in np.asarray(split.user[:200])))[:users]
