@@ -94,12 +94,12 @@ def test_recommend_over_http_is_oncerec_recommend(server: Server, naml_run: Path
     users = run.dataset.vocab("user")
     for n, history in enumerate(_histories(ids, 25)):
         user = users[n] if n % 2 else None  # the dataset's users and none (the unknown user)
-        expected = run.recommend(user or "", history, 10)
+        expected = run.recommend(user, history, 10)
         answer = server.recommend(history, user=user, k=10)
         assert answer["source"] == "model"
         assert _ids(answer) == [item_id for item_id, _, _ in expected]
         np.testing.assert_allclose(
-            [x["score"] for x in answer["items"]], [s for _, _, s in expected], atol=1e-5
+            [x["score"] for x in answer["items"]], [s for _, s, _ in expected], atol=1e-5
         )
         assert not set(_ids(answer)) & set(history)  # exclude_history defaults to true
     # the command itself, for one history
@@ -339,7 +339,7 @@ def test_two_stage_ranking_of_a_ctr_head(tmp_path_factory):
     two = Service(export, candidates=20)
     assert two.health()["ranking"] == "two_stage"
     for history in _histories(every.ids, 10):
-        expected = run.recommend("", history, 10)
+        expected = run.recommend(history=history, k=10)
         full = every.recommend(history, None, 10)
         assert [i for i, _ in full.items] == [i for i, _, _ in expected]  # --candidates 0: as recommend ranks
         head = dict(every.recommend(history, None, 300).items)
@@ -357,7 +357,7 @@ def test_two_stage_ranking_of_a_ctr_head(tmp_path_factory):
     ids_only = Service(_export(run_dir, tmp_path_factory.mktemp("exports") / "dnn-id"), candidates=0)
     assert ids_only.model.item_encoder is None
     history = _histories(ids_only.ids, 1)[0]
-    expected = [i for i, _, _ in load_run(run_dir).recommend("", history, 10)]
+    expected = [i for i, _, _ in load_run(run_dir).recommend(history=history, k=10)]
     assert [i for i, _ in ids_only.recommend(history, None, 10).items] == expected
     with pytest.raises(RequestError, match="model.item=id encodes no content") as refused:
         ids_only.add_items([{"id": "N-x", "title": "A title"}])

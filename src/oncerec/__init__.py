@@ -1,6 +1,6 @@
 """oncerec: content-based recommendation boosted by large language models.
 
-The Python API (`oncerec.train`, `load_run`, `prepare`, `presets`, `config`) lives in `oncerec.api`; it is
+The Python API (`oncerec.train`, `load_run`, `prepare`, `presets`, `make_config`) lives in `oncerec.api`; it is
 imported on first use, so `import oncerec` stays cheap (no torch)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "config", "load_run", "prepare", "presets", "train"]
+__all__ = ["__version__", "load_run", "make_config", "prepare", "presets", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -42,7 +42,7 @@ def overrides_list(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[
     return list(overrides)
 
 
-def config(
+def make_config(
     data: str | None = None,
     model: str | None = None,
     exp: str | None = None,
@@ -73,7 +73,7 @@ def train(
     `out_dir` is the run directory (default: `runs/<data>-<model>-<time>`, or `exp.out_dir`); a run stopped
     half-way continues from its last checkpoint with `overrides={"exp.resume": True}`."""
     extra = overrides_list(overrides) + ([f"exp.out_dir={out_dir}"] if out_dir is not None else [])
-    return train_config(config(data, model, exp, embed, extra), progress=progress)
+    return train_config(make_config(data, model, exp, embed, extra), progress=progress)
 
 
 def train_config(cfg: Config, progress: bool = True) -> Run:
@@ -114,13 +114,13 @@ def prepare(
         if format in _FORMAT_PRESETS and not any(o.startswith("data=") for o in extra)
         else []
     )
-    cfg = config(
+    cfg = make_config(
         overrides=[*preset, f"data.source={raw}", f"data.name={raw.name}", f"data.format={format}", *extra]
     ).data
     if strict:
         cfg.strict = True
     target = Path(out) if out is not None else raw.parent / f"{raw.name}-prepared"
-    build(raw, cfg, target, progress=progress)
+    build(raw, cfg, target, progress=progress, log=print if progress else lambda *_: None)
     return Dataset(target)
 
 

@@ -87,9 +87,9 @@ def _print_metrics(metrics: dict, names: list[str]) -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from oncerec.api import config, train_config
+    from oncerec.api import make_config, train_config
 
-    cfg = config(overrides=a.overrides, shared=a.shared)
+    cfg = make_config(overrides=a.overrides, shared=a.shared)
     run = train_config(cfg, progress=not a.quiet)
     if run.metrics:
         _print_metrics(run.metrics, cfg.exp.metrics)
@@ -134,22 +134,48 @@ def cmd_demo(a: argparse.Namespace) -> None:
         gap = (metrics["test"]["auc"] - 0.5) / (oracle["auc"] - 0.5)
         print(f"\n{cfg.model.name} closes {gap:.1%} of the AUC gap between random (0.5) and the oracle.")
     print(f"run directory: {trainer.run_dir}")
+    print(next_steps(trainer.run_dir, *_user_with_history(ds)))
+
+
+def _user_with_history(ds) -> tuple[str, list[str]]:
+    """A user of the test split with clicks in their history, and those clicks' item ids: an example whose
+    recommendations mean something."""
+    import numpy as np
+
+    test = ds.split("test")
+    items, lengths, _ = ds.histories
+    rows = np.flatnonzero(lengths[np.asarray(test.history)] > 0)
+    if not len(rows):
+        return "", []
+    row = int(test.history[rows[0]])
+    ids = ds.items_table.column("id").to_pylist()
+    return ds.vocab("user")[int(test.user[rows[0]])], [ids[i] for i in items[row, : lengths[row]]]
+
+
+def next_steps(run_dir: Path, user: str, history: list[str]) -> str:
+    """The commands to try after the demo, on its run."""
+    run, export = str(run_dir), f"exports/{Path(run_dir).name}"
+    body = json.dumps({"history": history[-3:], "k": 5})
+    lines = [
+        f"oncerec evaluate {run} --split valid test",
+        f"oncerec recommend {run} --user {user} --top-k 5" if user else "",
+        f"oncerec export {run} --out {export}",
+        f"oncerec serve {export} --port 8000 &",
+        f"curl -s localhost:8000/recommend -d '{body}'",
+        "oncerec presets model   # then e.g. oncerec demo --model naml",
+    ]
+    return "\nnext:\n" + "\n".join(f"  {line}" for line in lines if line)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from oncerec.eval.metrics import FULL_RANKING_DEFAULT, full_ranking_names, metrics_json
-    from oncerec.train.session import load_run
+    from oncerec.api import load_run
+    from oncerec.eval.metrics import metrics_json
 
-    full = a.full_ranking
-    if full is not None:  # the flag alone: the default metrics
-        try:
-            full = full_ranking_names(full or FULL_RANKING_DEFAULT)
-        except ValueError as e:
-            raise OncerecError(f"--full-ranking: {e}") from None
-    run = load_run(Path(a.run_dir), data=a.data)
+    run = load_run(a.run_dir, data=a.data)
     metrics = {}
     for split in a.split:
-        m = run.evaluate(split, write_to=Path(a.run_dir) if a.write else None, full_ranking=full)
+        # the flag alone (an empty list): the default full-ranking metrics; no flag (None): the run's own
+        m = run.evaluate(split, full_ranking=a.full_ranking, write=a.write)
         if m:
             metrics[split] = m
     print(metrics_json(metrics))
@@ -197,40 +223,24 @@ def cmd_experiment(a: argparse.Namespace) -> None:
 
 
 def cmd_recommend(a: argparse.Namespace) -> None:
-    from oncerec.train.session import load_run
+    from oncerec.api import load_run
 
-    run = load_run(Path(a.run_dir), data=a.data)
+    run = load_run(a.run_dir, data=a.data)
     history = [h.strip() for h in a.history.split(",")] if a.history else None
-    for rank, (item_id, title, score) in enumerate(run.recommend(a.user, history, a.top_k), 1):
+    for rank, (item_id, score, title) in enumerate(
+        run.recommend(a.user, history, a.top_k, exclude_history=not a.include_history), 1
+    ):
         print(f"{rank:>3}. {score:8.4f}  {item_id}  {title}")
-
-
-def _serve_packages() -> None:
-    from oncerec.serve import missing_packages
-
-    missing = missing_packages()
-    if missing:
-        raise OncerecError(f"serving needs {', '.join(missing)}: pip install 'oncerec[serve]'")
 
 
 def cmd_export(a: argparse.Namespace) -> None:
     """A trained run as a folder a service loads without the training data: item vectors, weights, index."""
-    _serve_packages()
-    from oncerec.serve.export import export_run
-    from oncerec.train.session import load_run
+    from oncerec.api import load_run
+    from oncerec.serve import require_packages
 
-    search = {k: v for k, v in (("ef_search", a.ef_search), ("nprobe", a.nprobe)) if v is not None}
-    for key, value in search.items():
-        if value < 1:
-            raise OncerecError(f"--{key.replace('_', '-')} {value}: give at least 1")
-    manifest = export_run(
-        load_run(Path(a.run_dir), data=a.data),
-        Path(a.out),
-        index=a.index,
-        dtype=a.dtype,
-        search=search,
-        source=str(Path(a.run_dir)),
-        log=(lambda *_: None) if a.quiet else print,
+    require_packages()
+    manifest = load_run(a.run_dir, data=a.data).export(
+        a.out, index=a.index, dtype=a.dtype, ef_search=a.ef_search, nprobe=a.nprobe, progress=not a.quiet
     )
     index, search = manifest["index"]["kind"], manifest["index"]["search"]
     print(
@@ -241,7 +251,9 @@ def cmd_export(a: argparse.Namespace) -> None:
 
 
 def cmd_serve(a: argparse.Namespace) -> None:
-    _serve_packages()
+    from oncerec.serve import require_packages
+
+    require_packages()
     from oncerec.serve.app import serve
     from oncerec.serve.export import export_for
 
@@ -470,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--history", default="", help="comma-separated item ids, instead of the user's own history"
     )
     s.add_argument("--top-k", type=int, default=10)
+    s.add_argument("--include-history", action="store_true", help="also rank the history's own items")
     s.add_argument("--data", help="dataset override, as for evaluate")
     s.set_defaults(func=cmd_recommend)
 

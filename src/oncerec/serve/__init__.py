@@ -18,3 +18,12 @@ PACKAGES = {
 def missing_packages() -> list[str]:
     """The serving packages that are not installed (pip names)."""
     return [pip for module, pip in PACKAGES.items() if importlib.util.find_spec(module) is None]
+
+
+def require_packages() -> None:
+    """An error naming the extra to install when a serving package is missing."""
+    from oncerec.errors import OncerecError
+
+    missing = missing_packages()
+    if missing:
+        raise OncerecError(f"serving needs {', '.join(missing)}: pip install 'oncerec[serve]'")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oncerec.eval.tables import metric_table
+
+if TYPE_CHECKING:
+    from oncerec.train.session import Recommendation
 
 
 def plot_curves(log_path: Path, out: Path, metrics: list[str]) -> None:
@@ -32,9 +36,7 @@ def plot_curves(log_path: Path, out: Path, metrics: list[str]) -> None:
     plt.close(fig)
 
 
-def write_report(
-    run_dir: Path, cfg, metrics: dict, examples: list[tuple[str, list[tuple[str, str, float]]]]
-) -> None:
+def write_report(run_dir: Path, cfg, metrics: dict, examples: list[tuple[str, list[Recommendation]]]) -> None:
     """A one-page Markdown summary of a run: what was trained, how it scored, what it recommends."""
     m, e = cfg.model, cfg.exp
     lines = [
@@ -52,6 +54,6 @@ def write_report(
     lines += ["![training curves](curves.png)", ""]
     for user, recs in examples:
         lines += [f"**Top recommendations for {user}**", ""]
-        lines += [f"{i}. {title} (`{item}`, {score:.3f})" for i, (item, title, score) in enumerate(recs, 1)]
+        lines += [f"{i}. {title} (`{item}`, {score:.3f})" for i, (item, score, title) in enumerate(recs, 1)]
         lines.append("")
     (run_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")

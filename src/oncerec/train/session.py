@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,7 +16,7 @@ from oncerec.config.loader import load_group, load_saved_config
 from oncerec.config.schema import Config, DataConfig
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError
-from oncerec.eval.metrics import read_metrics
+from oncerec.eval.metrics import FULL_RANKING_DEFAULT, full_ranking_names, read_metrics
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
 from oncerec.train.build import build_recommender
@@ -30,6 +32,12 @@ from oncerec.train.full_ranking import full_ranking_metrics
 
 # Beside a run's config.yaml: the hashes of its training data's vocabularies (`Dataset.vocab_digests`).
 VOCAB_FILE = "vocab.json"
+
+
+class Recommendation(NamedTuple):
+    id: str
+    score: float
+    title: str
 
 
 @dataclass
@@ -49,28 +57,41 @@ class Run:
         return read_metrics(path) if path and path.is_file() else {}
 
     def evaluate(
-        self, split_name: str, write_to: Path | None = None, full_ranking: list[str] | None = None
+        self, split: str = "test", full_ranking: Sequence[str] | None = None, write: bool = False
     ) -> dict:
-        """The split's metrics and, for `full_ranking` (default: the run's `exp.full_ranking`), the full-ranking
-        ones (`full/...`)."""
-        split = self.dataset.split(split_name)
+        """The split's metrics (as in metrics.json; {} for a split without labels) and, for `full_ranking`
+        (e.g. `["recall@10", "ndcg@10"]`; default: the run's `exp.full_ranking`), the full-ranking ones
+        (`full/...`). `write`: also rewrite `<split>.prediction.txt` in the run directory."""
+        names = self.cfg.exp.full_ranking if full_ranking is None else _full_ranking_names(full_ranking)
+        data = self.dataset.split(split)
         batch = self.cfg.exp.eval_batch_size
-        scores = predict_fast(self.model, self.dataset, split, batch, self.device)
-        if write_to is not None:
-            write_split_predictions(write_to / f"{split_name}.prediction.txt", split, scores)
-        if not split.labelled:
+        scores = predict_fast(self.model, self.dataset, data, batch, self.device)
+        if write:
+            if self.run_dir is None:
+                raise OncerecError("write=True: this run has no run directory to write predictions to")
+            write_split_predictions(self.run_dir / f"{split}.prediction.txt", data, scores)
+        if not data.labelled:
             return {}
-        m = split_metrics(split, scores, self.dataset, self.cfg.exp)
-        names = self.cfg.exp.full_ranking if full_ranking is None else full_ranking
-        return m | full_ranking_metrics(self.model, self.dataset, split, names, batch, self.device)
+        m = split_metrics(data, scores, self.dataset, self.cfg.exp)
+        return m | full_ranking_metrics(self.model, self.dataset, data, names, batch, self.device)
 
     @torch.no_grad()
-    def recommend(self, user: str, history: list[str] | None, top_k: int) -> list[tuple[str, str, float]]:
-        """Top items (id, title, score) for a user's latest history in the dataset, or for given item ids."""
-        if top_k < 1:
-            raise OncerecError(f"--top-k {top_k}: give at least 1")
+    def recommend(
+        self,
+        user: str | None = None,
+        history: Sequence[str] | None = None,
+        k: int = 10,
+        exclude_history: bool = True,
+    ) -> list[Recommendation]:
+        """The top `k` items for a user of the dataset (their latest history) or for a history of item ids
+        (oldest first; with `user`, for a model with user embeddings), best first. `exclude_history`: leave the
+        history's items out."""
+        if k < 1:
+            raise OncerecError(f"k={k} (--top-k): give at least 1")
         if not user and history is None:
-            raise OncerecError("give --user USER_ID (their latest history) or --history ITEM1,ITEM2,...")
+            raise OncerecError(
+                "give a user id (--user; their latest history is used) or a history (--history ITEM1,ITEM2,...)"
+            )
         table = self.dataset.items_table
         ids = table.column("id").to_pylist()
         index = {x: i for i, x in enumerate(ids) if i}  # row 0 is the padding item, not an item
@@ -79,17 +100,43 @@ class Run:
         if history is not None:
             missing = [h for h in history if h not in index]
             if missing:
-                raise OncerecError(f"unknown item ids in --history: {', '.join(missing[:5])}")
+                raise OncerecError(f"unknown item ids in the history (--history): {', '.join(missing[:5])}")
             clicked = [index[h] for h in history][-self.dataset.history_len :]
         elif u:
             clicked = self._latest_history(u)
         else:
-            raise OncerecError(f"user {user!r} is not in the dataset; give --history ITEM1,ITEM2,... instead")
+            raise OncerecError(
+                f"user {user!r} is not in the dataset; give a history (--history ITEM1,...) instead"
+            )
         self.model.eval()
         rep = encode_user(self.model, self.user_inputs, clicked, u, self.device)
-        top, scores = top_items(self.model, self.item_vectors, rep, clicked, top_k)
+        top, scores = top_items(self.model, self.item_vectors, rep, clicked if exclude_history else [], k)
         titles = table.column("title").to_pylist()
-        return [(ids[i], titles[i], s) for i, s in zip(top, scores, strict=True)]
+        return [Recommendation(ids[i], s, titles[i]) for i, s in zip(top, scores, strict=True)]
+
+    def export(
+        self,
+        out: str | Path,
+        index: str = "flat",
+        dtype: str = "float32",
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        progress: bool = True,
+    ) -> dict:
+        """Writes what `oncerec serve` loads to `out` (a new or empty folder): item vectors, weights, a FAISS
+        index (`flat`: exact; `hnsw`, `ivf`: approximate, `ef_search` / `nprobe` their search width); returns
+        its manifest. Needs the `serve` extra."""
+        from oncerec.serve import require_packages
+        from oncerec.serve.export import export_run
+
+        require_packages()
+        search = {k: v for k, v in (("ef_search", ef_search), ("nprobe", nprobe)) if v is not None}
+        for key, value in search.items():
+            if value < 1:
+                raise OncerecError(f"--{key.replace('_', '-')} {value}: give at least 1")
+        source = str(self.run_dir) if self.run_dir else ""
+        log = print if progress else (lambda *_: None)
+        return export_run(self, Path(out), index=index, dtype=dtype, search=search, source=source, log=log)
 
     @cached_property
     def item_vectors(self) -> torch.Tensor:
@@ -111,6 +158,13 @@ class Run:
                 best_time, row = split.time[mine[-1]], int(split.history[mine[-1]])
         items, lengths, _ = self.dataset.histories
         return [int(x) for x in items[row, : lengths[row]]] if row is not None else []
+
+
+def _full_ranking_names(names: Sequence[str]) -> list[str]:
+    try:
+        return full_ranking_names(list(names) or FULL_RANKING_DEFAULT)
+    except ValueError as e:
+        raise OncerecError(f"--full-ranking: {e}") from None
 
 
 def load_run(run_dir: Path, data: str | None = None) -> Run:
