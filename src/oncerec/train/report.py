@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oncerec.eval.tables import metric_table
+from oncerec.extras import missing
 
 if TYPE_CHECKING:
     from oncerec.train.session import Recommendation
 
 
-def plot_curves(log_path: Path, out: Path, metrics: list[str]) -> None:
-    """Training loss and the validation `metrics` (the first: the one that selects the best checkpoint)."""
+def plot_curves(log_path: Path, out: Path, metrics: list[str]) -> bool:
+    """Training loss and the validation `metrics` (the first: the one that selects the best checkpoint);
+    False, drawing nothing, without matplotlib (the `plots` extra)."""
+    if missing("plots"):
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,6 +38,7 @@ def plot_curves(log_path: Path, out: Path, metrics: list[str]) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return True
 
 
 def write_report(run_dir: Path, cfg, metrics: dict, examples: list[tuple[str, list[Recommendation]]]) -> None:
@@ -51,7 +56,8 @@ def write_report(run_dir: Path, cfg, metrics: dict, examples: list[tuple[str, li
     ]
     table, _ = metric_table(["split"], [([split], [m]) for split, m in metrics.items()], [e.metrics])
     lines += [table.markdown(), ""]
-    lines += ["![training curves](curves.png)", ""]
+    if (run_dir / "curves.png").is_file():
+        lines += ["![training curves](curves.png)", ""]
     for user, recs in examples:
         lines += [f"**Top recommendations for {user}**", ""]
         lines += [f"{i}. {title} (`{item}`, {score:.3f})" for i, (item, score, title) in enumerate(recs, 1)]

@@ -12,17 +12,16 @@ or written by oncerec.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 from pathlib import Path
 from typing import Protocol
 
 from oncerec.errors import ConfigError
+from oncerec.extras import missing
 from oncerec.paths import write_text_atomic
 
 TRACKERS = ("none", "tensorboard", "wandb")
-_PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb"}
 _NOT_SCALARS = {"type", "split", "step"}
 
 
@@ -92,10 +91,8 @@ def require_tracker(kind: str) -> None:
     """Refuse a tracker whose library is not installed (before a run reads any data)."""
     if kind not in TRACKERS:
         raise ConfigError(f"exp.tracker={kind}: valid: {', '.join(TRACKERS)}")
-    if kind != "none" and importlib.util.find_spec(_PACKAGE[kind]) is None:
-        raise ConfigError(
-            f"exp.tracker={kind} needs the {_PACKAGE[kind]} package: pip install 'oncerec[{kind}]'"
-        )
+    if kind != "none" and missing(kind):
+        raise ConfigError(f"exp.tracker={kind} needs the {kind} package: pip install 'oncerec[{kind}]'")
 
 
 def open_tracker(kind: str, run_dir: Path, config: dict, resume_step: int | None) -> Tracker | None:

@@ -428,11 +428,13 @@ class Trainer:
                     metrics[name] = m
         if self.main:
             write_text_atomic(self.run_dir / "metrics.json", metrics_json(metrics) + "\n")
-            plot_curves(
+            drawn = plot_curves(
                 self.run_dir / "log.jsonl",
                 self.run_dir / "curves.png",
                 [self.cfg.exp.metric, *table_metrics(self.cfg.exp.metrics)],
             )
+            if not drawn:
+                self.log("curves.png not drawn: it needs matplotlib (pip install 'oncerec[plots]')")
             write_report(self.run_dir, self.cfg, metrics, self._examples())
         # Every process leaves together and closes the process group: one that exits while the others still
         # use it can abort in the collectives' threads ("terminate called without an active exception").
