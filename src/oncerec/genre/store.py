@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,6 +66,22 @@ class Record:
     tokens_out: int = 0
     seconds: float = 0.0
     created_at: float = 0.0
+
+    def scrubbed(self, scrub: Callable[[str], str]) -> Record:
+        """The record with `scrub` applied to every text it holds (each column, every string of the parsed
+        answer), but the key, a hash."""
+        values = {name: _scrub_value(value, scrub) for name, value in asdict(self).items() if name != "key"}
+        return Record(key=self.key, **values)
+
+
+def _scrub_value(value, scrub: Callable[[str], str]):
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub(k): _scrub_value(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v, scrub) for v in value]
+    return value
 
 
 def request_key(
