@@ -164,10 +164,143 @@ def _(ctx: Context) -> None:
     _no_key_in_files(ctx.tmp)  # the store, the export, every file of the merged dataset
 
 
+@case("secrets: genre import --store of another application's SQLite file is refused before writing to it")
+def _(ctx: Context) -> None:
+    import sqlite3
+
+    other = ctx.tmp / "other-app.db"
+    db = sqlite3.connect(other)
+    with db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO users VALUES (1, 'ada')")
+    db.close()
+    before = other.read_bytes()
+    log = ctx.file("news_summarizer.log", f"{_tiny_items(ctx)[1]}\t[newtitle] A new title\n")
+    ctx.error(
+        [*_import(ctx, "summarize", log), "--store", str(other)],
+        f"{other} is not a GENRE response store (an SQLite database with the tables users)",
+        absent=("other-app.db-wal", "other-app.db-shm"),
+    )
+    assert other.read_bytes() == before
+
+
+def _tiny_items(ctx: Context) -> list[str]:
+    from oncerec.data.dataset import Dataset
+
+    return Dataset(ctx.tiny).items_table.column("id").to_pylist()
+
+
+def _import(ctx: Context, task: str, log: Path) -> list[str]:
+    """`genre import` of `log` into demo-tiny (add --store: the default is the shared dataset's own store)."""
+    return ["genre", "import", "--data", str(ctx.tiny), "--task", task, "--log", str(log), "--quiet"]
+
+
 # -------------------------------------------------------------------------------------- serving and export
 
 
 # ---------------------------------------------------------------------------------------- GENRE import
+
+
+@case("genre: --store that is a text file, a folder, Parquet or another app's DB with `meta` is refused")
+def _(ctx: Context) -> None:
+    import sqlite3
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = ctx.file("notes.txt", "my notes\n")
+    folder = ctx.tmp / "answers"
+    folder.mkdir()
+    parquet = ctx.tmp / "items.parquet"
+    pq.write_table(pa.table({"id": ["N1"]}), parquet)
+    other = ctx.tmp / "other.db"
+    db = sqlite3.connect(other)
+    with db:
+        db.execute("CREATE TABLE meta (name TEXT, value TEXT, since REAL)")
+    db.close()
+    log = ctx.file("news_summarizer.log", f"{_tiny_items(ctx)[1]}\t[newtitle] A new title\n")
+    refused = "is not a GENRE response store"
+    for store, needle in [
+        (text, f"{text} {refused} (not an SQLite file)"),
+        (folder, f"{folder} is a folder, not a GENRE response store: give --store a file"),
+        (parquet, f"{parquet} {refused} (a Parquet file)"),
+        (other, f"{other} {refused} (an SQLite database with the tables meta)"),
+    ]:
+        before = {p: p.read_bytes() for p in ctx.tmp.rglob("*") if p.is_file()}
+        ctx.error([*_import(ctx, "summarize", log), "--store", str(store)], needle)
+        assert {p: p.read_bytes() for p in ctx.tmp.rglob("*") if p.is_file()} == before
+
+
+@case("genre: a store locked by another process is one line after the wait (busy_timeout set first)")
+def _(ctx: Context) -> None:
+    import sqlite3
+    import time
+
+    from oncerec.genre import store as store_module
+
+    store = ctx.tmp / "store.sqlite"
+    log = ctx.file("news_summarizer.log", f"{_tiny_items(ctx)[1]}\t[newtitle] A new title\n")
+    assert main([*_import(ctx, "summarize", log), "--store", str(store)]) == 0
+    # the wait, shortened for the test (raising=False: the code before the fix had no such setting)
+    ctx.monkeypatch.setattr(store_module, "LOCK_WAIT_S", 0.5, raising=False)
+    holder = sqlite3.connect(store, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing the store
+    try:
+        other = ctx.file("news_summarizer.log", f"{_tiny_items(ctx)[2]}\t[newtitle] Another title\n")
+        started = time.perf_counter()
+        ctx.error(
+            [*_import(ctx, "summarize", other), "--store", str(store)],
+            f"{store} is locked: another process is writing it (waited 0.5 s)",
+        )
+        assert 0.5 <= time.perf_counter() - started < 4  # our wait, not SQLite's default 5 s
+    finally:
+        holder.close()
+
+
+@case("genre: a read-only store is one line saying so (import, merge, export)")
+def _(ctx: Context) -> None:
+    import sqlite3
+
+    store = ctx.tmp / "store.sqlite"
+    log = ctx.file("news_summarizer.log", f"{_tiny_items(ctx)[1]}\t[newtitle] A new title\n")
+    assert main([*_import(ctx, "summarize", log), "--store", str(store)]) == 0
+    connect = sqlite3.connect
+
+    # Tests may run as root, which writes any file: the connections are made to behave as SQLite's do.
+    # A write-protected file: SQLite opens it read-only (as `mode=ro` does), and refuses the first write.
+    def write_protected(database, *args, **kw):
+        database = (
+            str(database).replace("mode=rwc", "mode=ro") if kw.get("uri") else f"file:{database}?mode=ro"
+        )
+        return connect(database, *args, **{**kw, "uri": True})
+
+    ctx.monkeypatch.setattr(sqlite3, "connect", write_protected)
+    again = ctx.file("again.log", f"{_tiny_items(ctx)[2]}\t[newtitle] Another title\n")
+    ctx.error(
+        [*_import(ctx, "summarize", again), "--store", str(store)],
+        f"{store} is read-only: SQLite writes a store in WAL mode only where it may write store.sqlite-wal",
+    )
+
+    # A read-only folder: SQLite cannot create store.sqlite-shm beside it, and refuses the first read with
+    # SQLITE_READONLY_DIRECTORY ("attempt to write a readonly database", as seen running as a user).
+    class ReadOnlyFolder(sqlite3.Connection):
+        def execute(self, *args):
+            error = sqlite3.OperationalError("attempt to write a readonly database")
+            error.sqlite_errorname = "SQLITE_READONLY_DIRECTORY"
+            raise error
+
+    ctx.monkeypatch.setattr(
+        sqlite3, "connect", lambda *args, **kw: connect(*args, **kw, factory=ReadOnlyFolder)
+    )
+    for argv, out in [
+        (["genre", "merge", "--data", str(ctx.tiny), "--store", str(store)], "merged"),
+        (["genre", "export", "--store", str(store)], "all.jsonl"),
+    ]:
+        ctx.error(
+            [*argv, "--out", str(ctx.tmp / out)],
+            f"{store} is read-only: SQLite reads a store in WAL mode only where",
+            absent=(out,),
+        )
 
 
 # ------------------------------------------------------------------------------------ readers and datasets
