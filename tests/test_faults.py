@@ -201,6 +201,82 @@ def _import(ctx: Context, task: str, log: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------- GENRE import
 
 
+@case("genre: a summarizer log keyed by item index, not id, is refused (most ids unknown) unless allowed")
+def _(ctx: Context) -> None:
+    items = _tiny_items(ctx)
+    # line numbers 0..N-1 instead of ids; two ids that exist stand for the indexes that happen to be ids too
+    lines = [f"{i}\t[newtitle] Title number {i}" for i in range(len(items))]
+    lines += [f"{items[1]}\t[newtitle] A real one", f"{items[2]}\t[newtitle] Another real one"]
+    log = ctx.file("news_summarizer.log", "".join(line + "\n" for line in lines))
+    args = [*_import(ctx, "summarize", log), "--store", str(ctx.tmp / "store.sqlite")]
+    n = len(items)
+    ctx.error(
+        args,
+        f"{n:,} of its {n + 2:,} ids are not in the dataset (e.g. `0`, `1`, `2`): likely the ids are the "
+        f"integers 0..{n - 1}, as line numbers of a vocabulary are: give it with --vocab (tok.nid.dat or "
+        "tok.bid.dat); if the log is about a larger dataset, --allow-unknown-ids imports the answers of the "
+        "2 known ids",
+        absent=("store.sqlite",),
+    )
+    assert main([*args, "--allow-unknown-ids"]) == 0
+    assert f"2 imported, 0 invalid, {n:,} ids not in the dataset" in ctx.capsys.readouterr().out
+
+
+@case("genre: an import that stores nothing (another --vocab than the ids', an empty log) is an error")
+def _(ctx: Context) -> None:
+    items = _tiny_items(ctx)[1:]
+    # a profiler log read through the items' vocabulary (tok.bid.dat for tok.uid.dat): every uid an item id
+    vocab = ctx.file("tok.nid.dat", "".join(f"{i}\n" for i in items))
+    log = ctx.file(
+        "user_profiler.log", "".join(f'{{"uid": {u}, "interest": "[topics]\\n- health"}}\n' for u in range(4))
+    )
+    args = [*_import(ctx, "profile", log), "--vocab", str(vocab), "--store", str(ctx.tmp / "store.sqlite")]
+    for extra in ([], ["--allow-unknown-ids"]):
+        ctx.error(
+            [*args, *extra],
+            f"4 of its 4 ids are not in the dataset (e.g. `{items[0]}`, `{items[1]}`, `{items[2]}`): nothing "
+            f"to import; the ids were read as line numbers of --vocab {vocab}: give the vocabulary of these ids "
+            "(tok.uid.dat)",
+            absent=("store.sqlite",),
+        )
+    empty = ctx.file("empty.log", "\n\n")
+    ctx.error(
+        [*_import(ctx, "profile", empty), "--store", str(ctx.tmp / "store.sqlite")],
+        f"{empty}: no answer could be imported: empty.log -> profile (import:gpt-3.5-turbo, prompt "
+        "once-release:empty): 0 lines read",
+        absent=("store.sqlite",),
+    )
+
+
+@case("genre: a summarizer log with CR-only line ends is one answer a line")
+def _(ctx: Context) -> None:
+    from oncerec.genre.store import Store
+
+    a, b = _tiny_items(ctx)[1:3]
+    log = ctx.tmp / "news_summarizer.log"
+    log.write_bytes(f"{a}\t[newtitle] First title\r{b}\t[newtitle] Second title\r".encode())
+    store = ctx.tmp / "store.sqlite"
+    assert main([*_import(ctx, "summarize", log), "--store", str(store)]) == 0
+    assert "2 lines read: 2 imported" in ctx.capsys.readouterr().out
+    done, _ = Store(store, readonly=True).latest("summarize")
+    assert {t: r.output for t, r in done.items()} == {
+        a: {"title": "First title"},
+        b: {"title": "Second title"},
+    }
+
+
+@case("genre: import with a binary --vocab is one line naming --vocab")
+def _(ctx: Context) -> None:
+    vocab = ctx.tmp / "tok.uid.npy"
+    vocab.write_bytes(b"\x93NUMPY\x01\x00v\x00{'descr': '<i8'}" + bytes(64))
+    log = ctx.file("user_profiler.log", '{"uid": 0, "interest": "[topics]\\n- health"}\n')
+    ctx.error(
+        [*_import(ctx, "profile", log), "--vocab", str(vocab), "--store", str(ctx.tmp / "store.sqlite")],
+        f"--vocab {vocab}: not UTF-8 text (invalid start byte at byte 0); give the vocabulary",
+        absent=("store.sqlite",),
+    )
+
+
 @case("genre: --store that is a text file, a folder, Parquet or another app's DB with `meta` is refused")
 def _(ctx: Context) -> None:
     import sqlite3
