@@ -248,6 +248,34 @@ def _(ctx: Context) -> None:
     )
 
 
+@case("genre: summaries imported with --domain books into a MIND dataset merge as book descriptions")
+def _(ctx: Context) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    items = _tiny_items(ctx)
+    store, merged = ctx.tmp / "store.sqlite", ctx.tmp / "merged"
+    log = ctx.file("book_summarizer.log", f"{items[1]}\t[description] A long tale of two cities and a war.\n")
+    assert main([*_import(ctx, "summarize", log), "--domain", "books", "--store", str(store)]) == 0
+    merge = ["genre", "merge", "--data", str(ctx.tiny), "--store", str(store), "--tasks", "summarize"]
+    ctx.capsys.readouterr()
+    assert main([*merge, "--out", str(merged)]) == 0
+    out = ctx.capsys.readouterr().out
+    report = json.loads(out[out.index("\n{") :])["summarize"]  # after the log lines
+    assert (report["generated"], report["fallback_is"]) == (1, "the original description, else the title")
+    summaries = pq.read_table(merged / "items.parquet").column("summary").to_pylist()
+    assert summaries[1] == "A long tale of two cities and a war."
+    # news titles in the same store too: merge does not guess which to take
+    news = ctx.file("news_summarizer.log", f"{items[2]}\t[newtitle] A news title\n")
+    assert main([*_import(ctx, "summarize", news), "--store", str(store)]) == 0
+    ctx.error(
+        [*merge, "--out", str(ctx.tmp / "mixed")],
+        "the summaries are of both domains (news titles and book descriptions): merge those of one model",
+        absent=("mixed",),
+    )
+
+
 @case("genre: a summarizer log with CR-only line ends is one answer a line")
 def _(ctx: Context) -> None:
     from oncerec.genre.store import Store
