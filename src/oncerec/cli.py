@@ -344,6 +344,7 @@ def cmd_genre_import(a: argparse.Namespace) -> None:
         store=a.store,
         model=a.model,
         skip_bad=a.skip_bad,
+        allow_unknown_ids=a.allow_unknown_ids,
     )
     print("\n".join(import_answers(a.data, opts, progress=not a.quiet).report()))
 
@@ -594,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
         "import",
         help="answers made elsewhere (ONCE's released logs, JSON lines) into the response store",
         description="oncerec genre import --data DIR --format once|jsonl --task summarize|profile|generate "
-        "--log FILE [--vocab tok.uid.dat] [--domain news|books] [--store FILE] [--model NAME] [--skip-bad]; "
+        "--log FILE [--vocab tok.uid.dat] [--domain news|books] [--store FILE] [--model NAME] [--skip-bad] "
+        "[--allow-unknown-ids]; "
         "every answer is validated as a live one; `genre merge` then uses them as it uses live answers",
     )
     s.add_argument("--data", required=True, help="the dataset the answers are about (as for `genre run`)")
@@ -608,6 +610,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", default="", help="response store (default: <dataset>/genre.sqlite)")
     s.add_argument("--model", default="", help="the model that wrote the answers (default: gpt-3.5-turbo)")
     s.add_argument("--skip-bad", action="store_true", help="store malformed lines as invalid and go on")
+    s.add_argument(
+        "--allow-unknown-ids",
+        action="store_true",
+        help="import a log most of whose ids the dataset lacks (one about a larger dataset): the known ones",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_genre_import)
     s = genre.add_parser("export", help="every stored record as JSON lines")

@@ -3,7 +3,8 @@
 - `OpenAIBackend`: any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp server, Ollama,
   ...) through the official async `openai` client. The client's own retries are off: retries, backoff and
   rate limits are ours (limits.py), the same for every server. The API key is only handed to the client: it
-  is never logged, stored, or put in an error message (server messages are scrubbed of it).
+  is never logged, stored, or put in an error message (server messages, and every text of a stored answer,
+  go through `scrub`, which also masks any part of the key of 8 or more characters).
 - `LocalBackend`: a local causal language model (default the packaged SmolLM2-135M-Instruct) run in process
   with transformers `generate`, so the whole pipeline works offline. Concurrent requests are gathered into
   batches (left padding); each answer stops as soon as its JSON object closes.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -24,6 +26,43 @@ from oncerec.genre.limits import FatalError, RejectedError, TransientError, pars
 from oncerec.genre.parsing import json_object_span
 
 DEFAULT_LOCAL_MODEL = "smollm2-135m"
+QUOTE_MESSAGE = 300  # characters of a server's error message kept in the error
+QUOTE_BODY = 120  # characters of a 2xx body that is not the chat-completions JSON kept in the error
+SECRET_FRAGMENT = 8  # any run of this many characters of the key is masked (a cut or partly quoted key)
+MASK = "***"
+
+
+def scrub(text: str, secret: str) -> str:
+    """`text` with the key and every part of it of SECRET_FRAGMENT or more characters masked as `***`: a key
+    split by a cut, or partly quoted (`sk-abc...` in a proxy's page), leaves nothing usable. The one function
+    every text that may hold the key goes through before it is stored or shown; cut a text after it, never
+    before (a cut inside the key would leave a part too short to be recognized as a whole)."""
+    if not secret or not text:
+        return text
+    if len(secret) < SECRET_FRAGMENT:
+        return text.replace(secret, MASK)
+    grams = _fragments(secret)
+    if not any(gram in text for gram in grams):  # the usual case, at the speed of str.find
+        return text
+    masked = bytearray(len(text))
+    for i in range(len(text) - SECRET_FRAGMENT + 1):
+        if text[i : i + SECRET_FRAGMENT] in grams:
+            masked[i : i + SECRET_FRAGMENT] = b"\1" * SECRET_FRAGMENT
+    out, i = [], 0
+    while i < len(text):
+        if masked[i]:
+            out.append(MASK)
+            while i < len(text) and masked[i]:
+                i += 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=4)
+def _fragments(secret: str) -> frozenset[str]:
+    return frozenset(secret[i : i + SECRET_FRAGMENT] for i in range(len(secret) - SECRET_FRAGMENT + 1))
 
 
 @dataclass(frozen=True)
@@ -104,13 +143,8 @@ class OpenAIBackend(Backend):
 
     def scrub(self, text: str) -> str:
         """Server messages may quote the key (OpenAI's 401 shows part of it), a proxy's page may echo the
-        request's headers: never let it through."""
-        if self._secret:
-            text = text.replace(self._secret, "***")
-            for n in (8, 6, 4):  # masked forms such as `sk-abc***wxyz` quote the ends
-                if len(self._secret) > 2 * n:
-                    text = text.replace(self._secret[:n], "***").replace(self._secret[-n:], "***")
-        return text
+        request's headers, a model may repeat it in an answer: never let it through."""
+        return scrub(text, self._secret)
 
     async def complete(self, messages: list[dict], params: GenParams, prefix: str = "") -> Completion:
         import openai
@@ -145,14 +179,15 @@ class OpenAIBackend(Backend):
             usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as e:
             # Not the chat-completions JSON: a proxy hiccup more often than a broken server.
-            raise TransientError(f"malformed response ({type(e).__name__}): {content[:120]!r}") from None
+            quoted = self.scrub(content.decode("utf-8", "replace"))[:QUOTE_BODY]
+            raise TransientError(f"malformed response ({type(e).__name__}): {quoted!r}") from None
         tokens_in = usage.get("prompt_tokens") or estimate_tokens(messages)
         tokens_out = usage.get("completion_tokens") or len(text) // 4 + 1
         return Completion(text, int(tokens_in), int(tokens_out))
 
     def _status_error(self, e) -> Exception:
         status = e.status_code
-        message = self.scrub(_error_message(e))
+        message = self.scrub(_error_message(e))[:QUOTE_MESSAGE]  # scrubbed whole: a cut may split the key
         if status in (401, 403):
             # The server's message is left out: it may quote the key.
             return FatalError(f"the endpoint refused the API key (HTTP {status}): check the key's variable")
@@ -200,8 +235,8 @@ def _error_message(e) -> str:
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return str(getattr(e, "message", e))[:300]
+            return str(inner["message"])
+    return str(getattr(e, "message", e))
 
 
 def _refused(e: BaseException) -> bool:

@@ -5,7 +5,10 @@ default (or whatever `reply` returns), waits `latency` seconds per request, and 
 `faults(key, n)` for the n-th request (1-based) with a given key (the first user message, i.e. the item or
 user asked about): `429` (with Retry-After), `500`, `hang` (no answer for `hang_seconds`), `drop` (the
 connection is closed without an answer), `bad_body` (a response that is not JSON), `bad_content` (an answer
-that is not the task's JSON). It counts requests per key, so tests can tell whether a request was repeated.
+that is not the task's JSON), `echo_auth` (a 200 page that is not JSON, quoting the Authorization header),
+`quote_auth` (a 400 whose error message quotes it); `echo_auth@N` / `quote_auth@N` put N characters before the
+quote (to test the cuts of quoted text). It counts requests per key, so tests can tell whether a request was
+repeated.
 
 Standalone (the benchmark runs it in its own process, so that it does not compete with the client for the
 GIL): `python -m oncerec.genre.fake_server --latency 0.2` prints `READY <base url>` and serves until killed.
@@ -143,6 +146,8 @@ def _handler(server: FakeChatServer):
                 return self._send(401, {"error": {"message": f"Incorrect API key provided: {given}"}})
             n = server._record(key)
             fault = server.faults(key, n) if server.faults else None
+            fault, _, pad = fault.partition("@") if fault else (None, "", "")  # `@N`: N characters first
+            padding = "." * int(pad or 0)
             with server.lock:
                 server.events.append((key, n, time.time(), fault or "ok"))
                 server.last_messages[key] = messages
@@ -164,7 +169,9 @@ def _handler(server: FakeChatServer):
             if fault == "bad_body":
                 return self._send_raw(200, b'{"id": "x", "choices": [', "application/json")
             if fault == "echo_auth":  # a misbehaving proxy: a 200 page that quotes the request's headers
-                return self._send_raw(200, f"<html>proxy: {auth}</html>".encode(), "text/html")
+                return self._send_raw(200, f"<html>{padding}proxy: {auth}</html>".encode(), "text/html")
+            if fault == "quote_auth":  # a rejected request whose error message quotes the headers
+                return self._send(400, {"error": {"message": f"{padding}bad request from {auth}"}})
             text = "Sure! Here is the answer: title=???" if fault == "bad_content" else server.reply(messages)
             if fault is None:
                 with server.lock:

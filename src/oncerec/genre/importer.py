@@ -28,8 +28,11 @@ ones count as duplicates), a missing `[newtitle]` / `[description]` tag, an answ
 a generated book without a shelf (ONCE's book generator was not asked for one: the book's subcategory is
 unknown). Everything else goes through the live validation: an answer that fails it, and ONCE's placeholder
 descriptions (`... is a book.`), are stored as `invalid` with the raw line and the reason, never dropped.
-Ids not in the dataset are counted and not stored. A malformed line (bad JSON, a missing key, an id beyond
-the vocabulary) is a DataError naming file:line, unless `--skip-bad` stores it as invalid and goes on.
+Ids not in the dataset are counted and not stored; when they are most of the log's ids, the import is refused
+(the log is keyed by something else than the dataset's ids: line numbers without `--vocab`, the wrong
+`--vocab`), unless `--allow-unknown-ids` (a log about a larger dataset). An import that would store no valid
+answer is an error. A malformed line (bad JSON, a missing key, an id beyond the vocabulary) is a DataError
+naming file:line, unless `--skip-bad` stores it as invalid and goes on. Lines end in \\n, \\r\\n or \\r.
 
 The records: model `import:<--model>` (default `import:gpt-3.5-turbo`, so that `genre merge --model
 gpt-3.5-turbo` selects them, and `--model import:gpt-3.5-turbo` only them), prompt version
@@ -55,14 +58,13 @@ from oncerec.errors import DataError, OncerecError
 from oncerec.genre.options import STORE_NAME, TaskOptions
 from oncerec.genre.parsing import InvalidAnswer
 from oncerec.genre.store import Record, Store, request_key
-from oncerec.genre.tasks import TASKS, DatasetView, Task, make_task
+from oncerec.genre.tasks import SUMMARY_KEY, TASKS, DatasetView, Task, make_task
 
 FORMATS = ("once", "jsonl")
 DEFAULT_MODEL = "gpt-3.5-turbo"
 MODEL_KIND = "import"  # model identity `import:<model>`, as a live one is `openai:<model>` or `local:<model>`
 _TAGS = {"[newtitle]": "news", "[description]": "books"}  # summarizer tag -> domain
 _ITEM_KEY = {"news": "news", "books": "book"}  # generator logs: the key holding the item, by domain
-_SUMMARY_KEY = {"news": "title", "books": "description"}
 PLACEHOLDER = "is a book."
 PLACEHOLDER_REASON = "placeholder answer (`... is a book.`: the release's stand-in for a missing description)"
 _FENCE = re.compile(r"^\s*```[\w-]*[ \t]*\n?(.*?)\n?\s*```\s*$", re.S)
@@ -80,6 +82,7 @@ class ImportOptions:
     store: str = ""  # empty: <dataset>/genre.sqlite
     model: str = ""  # empty: gpt-3.5-turbo (the model of ONCE's release)
     skip_bad: bool = False  # malformed lines are stored as invalid instead of stopping the import
+    allow_unknown_ids: bool = False  # import a log most of whose ids the dataset lacks (the known ones)
 
 
 @dataclass
@@ -171,10 +174,13 @@ def import_answers(data: str, opts: ImportOptions, log=print, progress: bool = T
     reader.check_vocabulary_use()
 
     known = _known_targets(task, view)
+    ids = [target for target, e in entries.items() if not e.malformed]
+    unknown = {target for target in ids if not known(target)}
+    _check_unknown_ids(path, ids, unknown, task, opts)
     params = {"import": opts.fmt, "file": path.name}
     records = []
     for target, e in entries.items():
-        if not e.malformed and not known(target):
+        if target in unknown:
             summary.not_in_dataset += 1
             continue
         output, error = None, e.error
@@ -205,6 +211,8 @@ def import_answers(data: str, opts: ImportOptions, log=print, progress: bool = T
             )
         )
 
+    if not summary.imported:
+        raise OncerecError(f"{path}: no answer could be imported: " + "; ".join(summary.report()[:-1]))
     store = Store(store_path)
     try:
         stored = store.get_many([r.key for r in records])
@@ -220,14 +228,63 @@ def import_answers(data: str, opts: ImportOptions, log=print, progress: bool = T
 
 
 def read_vocab(path: Path) -> list[str]:
-    """A vocabulary file: line i (0-based) is the id whose index is i."""
+    """A vocabulary file: line i (0-based) is the id whose index is i (lines end in \\n, \\r\\n or \\r)."""
     if not path.is_file():
         raise OncerecError(f"--vocab {path}: no such file")
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        with open(path, encoding="utf-8-sig", newline=None) as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise _not_a_vocabulary(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if "\0" in text:
+        raise _not_a_vocabulary(path, "a binary file: it holds NUL bytes")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [x.rstrip("\r") for x in lines]
+    return lines
+
+
+def _not_a_vocabulary(path: Path, what: str) -> OncerecError:
+    return OncerecError(
+        f"--vocab {path}: {what}; give the vocabulary of the log's integer ids, one id a line (tok.uid.dat, "
+        "tok.nid.dat, tok.bid.dat)"
+    )
+
+
+def _check_unknown_ids(
+    path: Path, ids: list[str], unknown: set[str], task: Task, opts: ImportOptions
+) -> None:
+    """Refuse a log most of whose ids the dataset lacks: keyed by something else than the dataset's ids (line
+    numbers without --vocab, another --vocab than the ids'), the few ids that happen to exist would get the
+    answers about other items or users. A log about a larger dataset is the one case to allow, explicitly."""
+    if not unknown:
+        return
+    examples = ", ".join(f"`{t}`" for t in [t for t in ids if t in unknown][:3])
+    head = f"{path}: {len(unknown):,} of its {len(ids):,} ids are not in the dataset (e.g. {examples})"
+    if len(unknown) == len(ids):
+        raise OncerecError(f"{head}: nothing to import; {_unknown_cause(unknown, task, opts)}")
+    if 2 * len(unknown) > len(ids) and not opts.allow_unknown_ids:
+        raise OncerecError(
+            f"{head}: likely {_unknown_cause(unknown, task, opts)}; if the log is about a larger dataset, "
+            f"--allow-unknown-ids imports the answers of the {len(ids) - len(unknown):,} known ids"
+        )
+
+
+def _unknown_cause(unknown: set[str], task: Task, opts: ImportOptions) -> str:
+    vocab = "tok.nid.dat or tok.bid.dat" if task.name == "summarize" else "tok.uid.dat"
+    if opts.vocab:
+        return (
+            f"the ids were read as line numbers of --vocab {opts.vocab}: give the vocabulary of these ids "
+            f"({vocab})"
+        )
+    ids = [t.rpartition("#")[0] if task.name == "generate" else t for t in unknown]
+    numbers = sorted(int(t) for t in ids if t.isdigit() and len(t) < 19)
+    if len(numbers) == len(ids) and numbers[-1] < 2 * len(numbers):
+        return (
+            f"the ids are the integers {numbers[0]}..{numbers[-1]}, as line numbers of a vocabulary are: "
+            f"give it with --vocab ({vocab})"
+        )
+    return "the log is about another dataset"
 
 
 def reason_kind(error: str) -> str:
@@ -362,7 +419,7 @@ class _Reader:
                     )
                 text = text[len(tag) :].strip()
                 break
-        entry = _Entry(n, raw, target, json.dumps({_SUMMARY_KEY[self.domain]: text}, ensure_ascii=False))
+        entry = _Entry(n, raw, target, json.dumps({SUMMARY_KEY[self.domain]: text}, ensure_ascii=False))
         if self.domain == "books" and text.endswith(PLACEHOLDER):
             entry.error = PLACEHOLDER_REASON
         return entry
@@ -447,12 +504,13 @@ class _Reader:
 
 
 def _lines(path: Path, progress: bool) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) of the non-blank lines (a byte-order mark and CR line ends dropped)."""
+    """(1-based line number, line) of the non-blank lines (a byte-order mark dropped). Lines end in \\n, \\r\\n
+    or a lone \\r (old Mac files): answers are one line each, so a lone \\r is never inside one."""
     try:
-        with open(path, encoding="utf-8-sig", newline="\n") as f:  # lines end at \n only
+        with open(path, encoding="utf-8-sig", newline=None) as f:
             bar = tqdm(f, desc=path.name, unit=" lines", disable=not progress, leave=False)
             for n, line in enumerate(bar, 1):
-                line = line.rstrip("\r\n")
+                line = line.rstrip("\n")
                 if line.strip():
                     yield n, line
     except UnicodeDecodeError as e:

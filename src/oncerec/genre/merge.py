@@ -9,7 +9,8 @@ What goes in (each part only when the store holds answers of that task):
 - summaries -> the text field `summary` (items.parquet column, tokenized with every tokenizer of the dataset;
   the `word` tokenizer keeps the dataset's vocabulary so ids stay compatible: unknown words become <unk>).
   Fallback for an item without a valid summary (invalid answer, request error, not asked): its title (books:
-  its description, else its title).
+  its description, else its title). The domain is the one the summaries were asked or imported for
+  (`--domain`; a news summary is a title, a book's a description), else the dataset's.
 - profiles -> user attributes `users/<name>.npy` (int32 [users, K] value ids, 0 = none, most relevant first)
   and `users/<name>.weight.npy` (float32 [users, K], 1 / rank), vocabularies `vocab/<name>.json`, listed in
   dataset.json `user_attributes` (news: `topic`, `region`; books: `interest`). Fallback for a user without
@@ -40,9 +41,10 @@ from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import DEFAULT_MAX_LEN, _percentiles, prompt_text, tokenizer_dir
 from oncerec.data.tokenize import UNK, HFTokenizer, WordTokenizer, pack
 from oncerec.errors import OncerecError
-from oncerec.genre.options import STORE_NAME
+from oncerec.genre.options import STORE_NAME, TaskOptions
 from oncerec.genre.parsing import normalize
-from oncerec.genre.store import Store
+from oncerec.genre.store import Record, Store
+from oncerec.genre.tasks import SUMMARY_KEY, dataset_domain
 from oncerec.paths import check_new_dir
 
 SUMMARY_FIELD = "summary"
@@ -275,7 +277,7 @@ class _Merge:
         names = self.table.column_names
         synthetic = self.table.column("synthetic").to_pylist() if "synthetic" in names else [False] * len(ids)
         old = self.table.column(SUMMARY_FIELD).to_pylist() if SUMMARY_FIELD in names else None
-        key = "title" if self._domain() == "news" else "description"
+        key = SUMMARY_KEY[self._summary_domain(done)]
         # The fallback is the original text the summary stands for: the title (news), the description
         # (books, kept as `abstract`) or, without one, the title.
         fallback = titles
@@ -428,8 +430,13 @@ class _Merge:
             return WordTokenizer(self.source.vocab("word"), self.config.get("lowercase", True))
         return HFTokenizer(name)
 
-    def _domain(self) -> str:
-        from oncerec.genre.options import TaskOptions
-        from oncerec.genre.tasks import dataset_domain
-
-        return dataset_domain(self.source, TaskOptions())
+    def _summary_domain(self, done: dict[str, Record]) -> str:
+        """The domain the summaries were asked or imported for (`--domain`), which their one key tells (a news
+        title, a book description); without any, the dataset's."""
+        found = {domain for r in done.values() for domain, key in SUMMARY_KEY.items() if key in r.output}
+        if len(found) > 1:
+            raise OncerecError(
+                f"{self.store.path}: the summaries are of both domains (news titles and book descriptions): "
+                "merge those of one model (--model), or keep a store per domain"
+            )
+        return found.pop() if found else dataset_domain(self.source, TaskOptions())

@@ -425,7 +425,6 @@ async def answer(request: Request, key: str, task: Task, ctx: RunContext) -> Rec
                     request.template.retry_message(str(e)),
                 ]
     record.seconds = time.perf_counter() - started
-    # Stored, exported and printed from here on: the one place every message and answer passes through.
-    record.error = None if record.error is None else ctx.backend.scrub(record.error)
-    record.raw = None if record.raw is None else ctx.backend.scrub(record.raw)
-    return record
+    # Stored, exported, merged and printed from here on: the one place every message and answer passes
+    # through. Every text is scrubbed, the parsed answer too (a model may repeat the key it was sent).
+    return record.scrubbed(ctx.backend.scrub)

@@ -13,18 +13,23 @@ after all retries, or a rejected request). A re-run retries `error` rows; `inval
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from oncerec.errors import OncerecError
+from oncerec.genre.options import STORE_NAME
 
 SCHEMA_VERSION = 1
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
+TABLES = ("meta", "responses")
+LOCK_WAIT_S = 10.0  # another process writing the same store: wait this long for it, then say it is locked
 STATUSES = ("done", "invalid", "error")
 COLUMNS = (
     "key",
@@ -67,6 +72,22 @@ class Record:
     seconds: float = 0.0
     created_at: float = 0.0
 
+    def scrubbed(self, scrub: Callable[[str], str]) -> Record:
+        """The record with `scrub` applied to every text it holds (each column, every string of the parsed
+        answer), but the key, a hash."""
+        values = {name: _scrub_value(value, scrub) for name, value in asdict(self).items() if name != "key"}
+        return Record(key=self.key, **values)
+
+
+def _scrub_value(value, scrub: Callable[[str], str]):
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub(k): _scrub_value(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v, scrub) for v in value]
+    return value
+
 
 def request_key(
     task: str, target: str, prompt_version: str, model: str, params: dict, upstream: str = ""
@@ -76,46 +97,124 @@ def request_key(
 
 
 class Store:
+    """A response store, opened for writing (`genre run`, `genre import`) or reading (`merge`, `export`).
+
+    Whatever cannot be a store is refused before anything is written to it: a folder, a file that is not
+    SQLite (text, Parquet, ...), an SQLite database of another application (tables other than `meta` and
+    `responses`); a missing or empty file, or an SQLite file without any table, becomes a new store. A store
+    another process holds locked, or one that cannot be written, is one line saying so."""
+
     def __init__(self, path: str | Path, readonly: bool = False):
-        self.path = Path(path)
-        if readonly:
-            if not self.path.is_file():
-                raise OncerecError(f"no response store at {self.path} (run `oncerec genre run` first)")
-            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-        else:
+        self.path, self.readonly = Path(path), readonly
+        existing = self._check_file()
+        if not existing:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, check_same_thread=False)
+        self.db = _connect(self.path, readonly)
+        try:
+            with self._errors():
+                self._open(existing)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _check_file(self) -> bool:
+        """Whether the file holds a database already (False: a store is to be created there)."""
+        if self.path.is_dir():
+            raise OncerecError(
+                f"{self.path} is a folder, not a GENRE response store: give --store a file, such as "
+                f"{self.path / STORE_NAME}"
+            )
+        if not self.path.exists() or (not self.readonly and self.path.stat().st_size == 0):
+            if self.readonly:
+                raise OncerecError(f"no response store at {self.path} (run `oncerec genre run` first)")
+            return False
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as e:
+            raise OncerecError(f"{self.path}: cannot read the response store ({e.strerror})") from None
+        if head != SQLITE_HEADER:
+            kind = "a Parquet file" if head.startswith(b"PAR1") else "an empty file" if not head else None
+            raise self._not_a_store(kind or "not an SQLite file")
+        return True
+
+    def _open(self, existing: bool) -> None:
+        tables = (
+            {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if existing
+            else set()
+        )
+        if tables and not set(TABLES) <= tables:
+            raise self._not_a_store(f"an SQLite database with the tables {', '.join(sorted(tables))}")
+        if self.readonly and not tables:
+            raise self._not_a_store("an SQLite database without tables")
+        if not self.readonly:
             self.db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a commit survives the process being killed (not a power cut), and costs
             # no fsync per answer.
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self._create()
-        self.db.execute("PRAGMA busy_timeout=10000")  # another run writing the same store: wait, do not fail
+            if not tables:
+                self._create()
         self._check_version()
 
     def _create(self) -> None:
-        with self.db:
-            self.db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self.db.execute(
-                """CREATE TABLE IF NOT EXISTS responses (
-                    key TEXT PRIMARY KEY, task TEXT NOT NULL, target TEXT NOT NULL,
-                    prompt_version TEXT NOT NULL, prompt_digest TEXT, model TEXT NOT NULL,
-                    params TEXT NOT NULL, upstream TEXT, status TEXT NOT NULL, output TEXT, raw TEXT,
-                    error TEXT, attempts INTEGER, tokens_in INTEGER, tokens_out INTEGER, seconds REAL,
-                    created_at REAL)"""
-            )
-            self.db.execute("CREATE INDEX IF NOT EXISTS by_task ON responses (task, target)")
+        # One transaction: a creation cut short leaves no table, and the next open creates the store again.
+        self.db.executescript(
+            f"""BEGIN;
+            CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+            INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
+            CREATE TABLE IF NOT EXISTS responses (
+                key TEXT PRIMARY KEY, task TEXT NOT NULL, target TEXT NOT NULL,
+                prompt_version TEXT NOT NULL, prompt_digest TEXT, model TEXT NOT NULL,
+                params TEXT NOT NULL, upstream TEXT, status TEXT NOT NULL, output TEXT, raw TEXT,
+                error TEXT, attempts INTEGER, tokens_in INTEGER, tokens_out INTEGER, seconds REAL,
+                created_at REAL);
+            CREATE INDEX IF NOT EXISTS by_task ON responses (task, target);
+            COMMIT;"""
+        )
 
     def _check_version(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        if row is None:
+            raise self._not_a_store("no schema version in its `meta` table")
+        if row[0] != str(SCHEMA_VERSION):
+            raise OncerecError(f"{self.path}: response store version {row[0]}, expected {SCHEMA_VERSION}")
+
+    def _not_a_store(self, what: str) -> OncerecError:
+        return OncerecError(
+            f"{self.path} is not a GENRE response store ({what}): give --store a new file, or a store "
+            "`oncerec genre run` or `genre import` wrote"
+        )
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's failures that the user can act on, as one line naming the store."""
         try:
-            row = self.db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        except sqlite3.DatabaseError as e:
-            raise OncerecError(f"{self.path} is not a GENRE response store: {e}") from None
-        if row is None or int(row[0]) != SCHEMA_VERSION:
-            raise OncerecError(
-                f"{self.path}: response store version {row and row[0]}, expected {SCHEMA_VERSION}"
+            yield
+        except sqlite3.OperationalError as e:
+            error = self._explain(e)
+            if error is None:
+                raise
+            raise error from None
+        except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
+            raise self._not_a_store(str(e)) from None
+
+    def _explain(self, e: sqlite3.OperationalError) -> OncerecError | None:
+        name = getattr(e, "sqlite_errorname", "")
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return OncerecError(
+                f"{self.path} is locked: another process is writing it (waited {LOCK_WAIT_S:g} s); run "
+                "again once it is done, or give --store another file"
             )
+        if name.startswith("SQLITE_READONLY"):
+            return OncerecError(
+                f"{self.path} is read-only: SQLite {'reads' if self.readonly else 'writes'} a store in WAL "
+                f"mode only where it may write {self.path.name}-wal and -shm beside it: make the file and "
+                "its folder writable, or copy the store to a writable folder"
+            )
+        if name.startswith("SQLITE_CANTOPEN"):
+            return OncerecError(f"{self.path}: cannot open the response store ({e}): check the path")
+        return None
 
     def put(self, record: Record) -> None:
         record.created_at = record.created_at or time.time()
@@ -123,7 +222,8 @@ class Store:
         values["output"] = (
             json.dumps(record.output, ensure_ascii=False) if record.output is not None else None
         )
-        with self.db:  # one transaction, committed now: the answer is safe once put() returns
+        # one transaction, committed now: the answer is safe once put() returns
+        with self._errors(), self.db:
             self.db.execute(
                 f"INSERT OR REPLACE INTO responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 [values[c] for c in COLUMNS],
@@ -140,7 +240,7 @@ class Store:
                 json.dumps(record.output, ensure_ascii=False) if record.output is not None else None
             )
             rows.append([values[c] for c in COLUMNS])
-        with self.db:
+        with self._errors(), self.db:
             self.db.executemany(
                 f"INSERT OR REPLACE INTO responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 rows,
@@ -223,3 +323,10 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    # The busy timeout comes with the connection, before the first statement: any of them may have to wait
+    # for another process's write (a URI, so that a path holding `?` or `#` is the path).
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rwc'}"
+    return sqlite3.connect(uri, uri=True, timeout=LOCK_WAIT_S, check_same_thread=False)

@@ -38,6 +38,7 @@ from oncerec.genre.parsing import (
 from oncerec.genre.templates import Template, load_list, load_template
 
 DOMAINS = ("news", "books")
+SUMMARY_KEY = {"news": "title", "books": "description"}  # the one key of a summary, by domain
 MAX_TOPICS = 5  # the profiler names one to five topics, most relevant first
 MAX_REGIONS = 5
 MAX_INTERESTS = 5
@@ -181,11 +182,11 @@ class Summarize(Task):
         return _limited(requests, skipped, limit)
 
     def validate(self, obj: dict) -> dict:
+        key = SUMMARY_KEY[self.domain]
+        exact_keys(obj, (key,))
         if self.domain == "books":
-            exact_keys(obj, ("description",))
-            return {"description": text_value(obj, "description", 3, 120, one_line=False)}
-        exact_keys(obj, ("title",))
-        return {"title": text_value(obj, "title", 1, 30)}
+            return {key: text_value(obj, key, 3, 120, one_line=False)}
+        return {key: text_value(obj, key, 1, 30)}
 
 
 class Profile(Task):
