@@ -232,3 +232,17 @@ def test_the_readme_headline_figures_are_those_of_the_results_page() -> None:
     figures = re.findall(r"\d\.\d{4} ± \d\.\d{4}", readme)
     assert len(figures) == 12
     assert [f for f in figures if f not in results] == []
+
+
+def test_the_readme_links_into_the_docs_resolve() -> None:
+    """README links are relative (docs/x.md#anchor) so that they work on GitHub: each file exists and each
+    anchor is the slug of one of its headings."""
+    slugify = pytest.importorskip("markdown.extensions.toc", reason="markdown comes with mkdocs").slugify
+    links = re.findall(r"\]\((docs/[^)#]+)(?:#([^)]+))?\)", README.read_text(encoding="utf-8"))
+    assert len(links) > 10
+    for path, anchor in links:
+        target = ROOT / path
+        assert target.is_file(), path
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.M)
+            assert anchor in {slugify(h.replace("`", ""), "-") for h in headings}, f"{path}#{anchor}"
