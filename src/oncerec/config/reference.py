@@ -1,0 +1,185 @@
+"""Markdown reference pages made from the package itself: every configuration key (from the typed schema) and
+every packaged preset (from its YAML file). The docs site renders them at build time (docs/hooks.py), so there
+is no hand-kept copy to fall behind the code.
+
+The schema is walked generically through pydantic's `model_fields`: a field whose type is a model is a section
+of its own (`data`, `model`, ... and any deeper nesting), every other field is a key.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from oncerec.config.schema import GROUPS, Config
+
+# how each bound of a numeric field reads (pydantic keeps `Field(ge=1)` as a metadata object with `.ge`)
+_BOUNDS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"))
+
+
+def markdown_reference(root: type[BaseModel] = Config) -> str:
+    """One section per configuration group (and per nested model inside one), one table row per key: its
+    dotted name, type (with bounds), default and description."""
+    out: list[str] = []
+    for name, model, info in _sections(root):
+        out += [f"## `{name}`", ""]
+        about = _doc(model) or (info.description if info else None)
+        if about:
+            out += [about, ""]
+        out += ["| key | type | default | description |", "|---|---|---|---|"]
+        for key, field in _leaves(model):
+            dotted = f"{name}.{key}"
+            out.append(
+                f"| `{dotted}`{{#{dotted}}} | {_cell(type_text(field))} | {_cell(default_text(field))} "
+                f"| {_cell(field.description or '')} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def markdown_presets() -> str:
+    """One section per preset folder (the four groups, then the experiment specs), one row per preset: its
+    name, the comment at the top of its file, and the keys it sets."""
+    out: list[str] = []
+    for group in _preset_groups():
+        out += [f"## `{group}`", ""]
+        what = "Packaged specs for `oncerec experiment SPEC`." if group not in GROUPS else None
+        if what:
+            out += [what, ""]
+        out += ["| preset | what it is | sets |", "|---|---|---|"]
+        for path in _preset_files(group):
+            text = path.read_text(encoding="utf-8")
+            values = yaml.safe_load(text) or {}
+            sets = "<br>".join(_cell(f"`{k}: {_summary(v)}`") for k, v in values.items())
+            name = path.name.removesuffix(".yaml")
+            out.append(f"| `{name}`{{#{group}-{name}}} | {_cell(leading_comment(text))} | {sets} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _sections(
+    model: type[BaseModel], prefix: str = "", info: FieldInfo | None = None
+) -> Iterator[tuple[str, type[BaseModel], FieldInfo | None]]:
+    """(dotted name, model, the field that holds it) of every model under `model` that has keys of its own."""
+    if prefix and any(_model_of(f) is None for f in model.model_fields.values()):
+        yield prefix, model, info
+    for key, field in model.model_fields.items():
+        sub = _model_of(field)
+        if sub is not None:
+            yield from _sections(sub, f"{prefix}.{key}" if prefix else key, field)
+
+
+def _leaves(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo]]:
+    for key, field in model.model_fields.items():
+        if _model_of(field) is None:
+            yield key, field
+
+
+def _model_of(field: FieldInfo) -> type[BaseModel] | None:
+    """The model a field holds (also inside `X | None`), or None for a plain key."""
+    candidates = get_args(field.annotation) if _is_union(field.annotation) else (field.annotation,)
+    models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType)
+
+
+def type_text(field: FieldInfo) -> str:
+    """A field's type as a user writes the value, with its bounds: `int, ≥ 1`, `one of `a`, `b``."""
+    text = _type_name(field.annotation)
+    bounds = [
+        f"{sign} {getattr(m, attr)}"
+        for m in field.metadata
+        for attr, sign in _BOUNDS
+        if getattr(m, attr, None) is not None
+    ]
+    return ", ".join([text, *bounds])
+
+
+def _type_name(annotation: Any) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in args)
+    if _is_union(annotation):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    if origin is dict:
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"tuple of {_type_name(args[0])}"
+        return f"{len(args)} values: " + ", ".join(_type_name(a) for a in args)
+    if annotation is type(None):
+        return "none"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def default_text(field: FieldInfo) -> str:
+    """The default as it would be written on the command line (YAML flow style)."""
+    if field.is_required():
+        return "required"
+    return f"`{_flow(field.get_default(call_default_factory=True))}`"
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6).strip()
+    return text.removesuffix("...").strip()
+
+
+def _summary(value: Any) -> str:
+    """A preset value in one short line: flat values as written, nested mappings by their keys."""
+    nested = isinstance(value, (dict, list)) and any(
+        isinstance(v, (dict, list)) for v in (value.values() if isinstance(value, dict) else value)
+    )
+    if isinstance(value, dict) and nested:
+        return ", ".join(f"{k} ({_summary(v)})" if isinstance(v, dict) else str(k) for k, v in value.items())
+    if nested:
+        return f"{len(value)} entries"
+    return _flow(value)
+
+
+def leading_comment(text: str) -> str:
+    """The comment block at the top of a YAML file, as one paragraph."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(part for part in lines if part)
+
+
+def _cell(text: str) -> str:
+    """Text safe in a Markdown table cell: outside code spans (which keep their text), `|` escaped and `<...>`
+    shown as text rather than taken for HTML."""
+    parts = re.split(r"(`[^`]*`)", text.replace("\n", " "))
+    return "".join(
+        p if p.startswith("`") else p.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+        for p in parts
+    )
+
+
+def _doc(model: type[BaseModel]) -> str | None:
+    doc = model.__dict__.get("__doc__")
+    return " ".join(doc.split("\n\n")[0].split()) if doc else None
+
+
+def _preset_groups() -> list[str]:
+    folders = [p.name for p in (resources.files("oncerec.config") / "presets").iterdir() if p.is_dir()]
+    return [g for g in GROUPS if g in folders] + sorted(f for f in folders if f not in GROUPS)
+
+
+def _preset_files(group: str) -> list[Any]:
+    folder = resources.files("oncerec.config") / "presets" / group
+    return sorted((p for p in folder.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
