@@ -142,3 +142,14 @@ def test_a_missing_extra_is_named_and_curves_are_optional(monkeypatch, tmp_path)
         require_packages()
     assert plot_curves(tmp_path / "log.jsonl", tmp_path / "curves.png", ["auc"]) is False
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_config_show_prints_each_resolved_key_with_its_meaning(capsys):
+    assert main(["config", "show", "data=demo-tiny", "model=nrms", "exp.lr=1e-4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    exp = lines[lines.index("exp:") :]
+    assert any(line.startswith("  lr: 0.0001  # ") for line in exp)
+    assert "  item: attention  # " in "\n".join(lines)  # the preset's choice, resolved
+    assert all(len(line.split("  # ", 1)[1]) <= 100 for line in lines if "  # " in line)
+    assert main(["config", "show", "model.colour=blue"]) == 2
+    assert "unknown key `model.colour`" in capsys.readouterr().err

@@ -362,6 +362,14 @@ def cmd_genre_export(a: argparse.Namespace) -> None:
 PRESET_GROUPS = ("data", "model", "embed", "exp", "experiment")
 
 
+def cmd_config_show(a: argparse.Namespace) -> None:
+    """The configuration `train` would run with these arguments, each key with what it means."""
+    from oncerec.api import make_config
+    from oncerec.config.reference import annotated_config
+
+    print(annotated_config(make_config(overrides=a.overrides, shared=a.shared)))
+
+
 def cmd_presets(a: argparse.Namespace) -> None:
     """Each preset with the first sentence of its description; `train group=NAME` picks it."""
     from oncerec.api import presets
@@ -621,6 +629,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", required=True)
     s.add_argument("--out", required=True, help="FILE.jsonl")
     s.set_defaults(func=cmd_genre_export)
+
+    s = sub.add_parser("config", help="show the resolved configuration of a command line")
+    config = s.add_subparsers(dest="config_command", required=True)
+    s = config.add_parser(
+        "show",
+        help="every key of the configuration these arguments make, with its description",
+        description="oncerec config show data=<preset|file|folder> model=<preset|file> [group.key=value ...]",
+    )
+    s.add_argument("overrides", nargs="*", help="as for train, e.g. data=demo-tiny model=nrms exp.lr=1e-4")
+    s.add_argument("--shared", action="append", default=[], metavar="KEY=VALUE", help="as for train")
+    s.set_defaults(func=cmd_config_show)
 
     s = sub.add_parser("presets", help="list the packaged presets of a config group, or of every group")
     s.add_argument("group", nargs="?", choices=[*PRESET_GROUPS], help="data, model, embed, exp or experiment")

@@ -21,15 +21,18 @@ def preset_names(group: str) -> list[str]:
 
 def preset_description(group: str, name: str) -> str:
     """A packaged preset's leading comment, as one line (every preset file starts with one)."""
-    text = (resources.files("oncerec.config") / "presets" / group / f"{name}.yaml").read_text(
-        encoding="utf-8"
-    )
+    path = resources.files("oncerec.config") / "presets" / group / f"{name}.yaml"
+    return leading_comment(path.read_text(encoding="utf-8"))
+
+
+def leading_comment(text: str) -> str:
+    """The comment block at the top of a YAML file, as one paragraph."""
     lines = []
     for line in text.splitlines():
         if not line.startswith("#"):
             break
         lines.append(line.lstrip("#").strip())
-    return " ".join(lines)
+    return " ".join(part for part in lines if part)
 
 
 def first_sentence(text: str) -> str:

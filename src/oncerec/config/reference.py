@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from oncerec.config.loader import first_sentence, leading_comment
 from oncerec.config.schema import GROUPS, Config
 
 # how each bound of a numeric field reads (pydantic keeps `Field(ge=1)` as a metadata object with `.ge`)
@@ -61,6 +62,24 @@ def markdown_presets() -> str:
             name = path.name.removesuffix(".yaml")
             out.append(f"| `{name}`{{#{group}-{name}}} | {_cell(leading_comment(text))} | {sets} |")
         out.append("")
+    return "\n".join(out)
+
+
+def annotated_config(cfg: BaseModel) -> str:
+    """A resolved configuration as YAML, each key followed by the first sentence of its description."""
+    out: list[str] = []
+    for name, model, _ in _sections(type(cfg)):
+        values = cfg
+        for part in name.split("."):
+            values = getattr(values, part)
+        if values is None:
+            continue
+        out.append(f"{name}:")
+        for key, field in _leaves(model):
+            value = _flow(getattr(values, key))
+            about = first_sentence(field.description or "")
+            about = about if len(about) <= 100 else about[:99].rstrip() + "…"
+            out.append(f"  {key}: {value}" + (f"  # {about}" if about else ""))
     return "\n".join(out)
 
 
@@ -148,16 +167,6 @@ def _summary(value: Any) -> str:
     if nested:
         return f"{len(value)} entries"
     return _flow(value)
-
-
-def leading_comment(text: str) -> str:
-    """The comment block at the top of a YAML file, as one paragraph."""
-    lines = []
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("#").strip())
-    return " ".join(part for part in lines if part)
 
 
 def _cell(text: str) -> str:
