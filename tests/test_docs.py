@@ -246,3 +246,29 @@ def test_the_readme_links_into_the_docs_resolve() -> None:
         if anchor:
             headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.M)
             assert anchor in {slugify(h.replace("`", ""), "-") for h in headings}, f"{path}#{anchor}"
+
+
+def test_the_python_api_page_runs_as_written(tmp_path: Path, monkeypatch) -> None:
+    """The page's walk-through, block after block in one namespace as a notebook runs it."""
+    pytest.importorskip("faiss", reason="the walk-through exports the run (the serve extra)")
+    import torch
+
+    page = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
+    section = page.split("\n## A session, step by step\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 4
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: intra-op threads only contend with the rest of the machine
+    try:
+        namespace: dict = {}
+        for block in blocks:
+            exec(compile(block, "python-api.md", "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)
+    run = namespace["run"]
+    assert (tmp_path / "runs" / "nb-nrms" / "metrics.json").is_file()
+    assert run.cfg.model.item_fields == ["title", "category"] and run.cfg.model.hidden_size == 64
+    assert len(run.recommend(history=["N10003", "N10027"], k=5)) == 5
+    assert namespace["manifest"]["index"]["kind"] == "hnsw"
+    assert (tmp_path / "exports" / "nb-nrms" / "export.json").is_file()
