@@ -1,7 +1,7 @@
 """ONCE's released Goodreads folder (`data.format=once-goodreads`) and the leave-last-out protocol made for it.
 
 The release has the users' reading histories and no interaction splits (ONCE did not publish them), so oncerec
-makes its own, documented here and in the README ("ONCE's Goodreads release"). Files read:
+makes its own, documented here and in the Data page ("ONCE's Goodreads release"). Files read:
 
     tok.bid.dat       line i (0-based) = the Goodreads book id of book index i
     tok.uid.dat       line i (0-based) = the Goodreads user id (hash) of the integer uid i

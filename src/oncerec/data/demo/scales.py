@@ -25,7 +25,7 @@ SCALES: dict[str, DemoScale] = {
     "tiny": DemoScale(
         n_news=300, n_users=150, train_impressions=600, dev_impressions=300, mean_candidates=12.0
     ),
-    # the README's quick start: enough signal to train NRMS in minutes on a laptop
+    # the quickstart: enough signal to train NRMS in minutes on a laptop
     "small": DemoScale(
         n_news=6_000, n_users=6_000, train_impressions=30_000, dev_impressions=8_000, mean_candidates=12.0
     ),
