@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
 from oncerec.errors import OncerecError
+from oncerec.extras import require
 from oncerec.genre.limits import FatalError, RejectedError, TransientError, parse_retry_after
 from oncerec.genre.parsing import json_object_span
 
@@ -116,6 +117,7 @@ class OpenAIBackend(Backend):
         self, model: str, base_url: str | None, api_key: str | None, timeout: float, connections: int
     ):
         super().__init__(model)
+        require("genre", "the openai backend")
         from openai import AsyncOpenAI
 
         if not api_key and _is_openai(base_url):
