@@ -42,10 +42,11 @@ from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.metrics import read_metrics
 from oncerec.eval.tables import DASH, mean_std, metric_table, value
 from oncerec.models.recommender import check_knobs, knobs_read
-from oncerec.train.trainer import resume_diff, run_diff
+from oncerec.train.trainer import diff_line, resume_diff, run_diff
 
 PRESETS = Path(__file__).resolve().parent / "config" / "presets" / "experiment"
 SPLITS = ("valid", "test")  # the splits a finished run has metrics for
+TABLE_FILES = ("results.md", "results.csv")  # beside the rows' folders
 
 
 @dataclass
@@ -69,6 +70,30 @@ class Spec:
             raise ConfigError(
                 f"experiment baseline `{self.baseline}` is not a row; rows: {', '.join(labels)}"
             )
+        self._check_folders()
+
+    def _check_folders(self) -> None:
+        """Before anything runs: every run's folder is inside `--out` and is its own. A folder shared by two
+        rows would show the first one's metrics for both (the second is `finished`); names compare without
+        case, as a case-insensitive file system would."""
+        if not _plain(self.name):
+            raise ConfigError(
+                f"experiment name `{self.name}` is not a plain folder name (it would write outside --out); "
+                "give one without '/', '\\', '..'"
+            )
+        taken = {name: f"the table file {name}" for name in TABLE_FILES}
+        for row, _ in self.rows:
+            folder = row_folder(row)
+            if not _plain(folder):
+                raise ConfigError(
+                    f"experiment row `{row}`: `{folder}` is not a plain folder name; rename its axis value"
+                )
+            first = taken.setdefault(folder.casefold(), f"row `{row}`")
+            if first != f"row `{row}`":
+                raise ConfigError(
+                    f"experiment row `{row}` and {first} map to one folder ({folder}) under --out; rename an "
+                    "axis value"
+                )
 
 
 def load_spec(name_or_path: str) -> Spec:
@@ -80,8 +105,12 @@ def load_spec(name_or_path: str) -> Spec:
         raise ConfigError(f"experiment `{name_or_path}`: not a file and not a packaged spec ({known})")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: an experiment spec is a mapping (name:, seeds:, common:, axes:, ...), not {raw!r:.80}"
+        )
     allowed = {"name", "seeds", "common", "axes", "baseline", "split", "setup", "source"}
     unknown = set(raw) - allowed
     if unknown:
@@ -99,29 +128,64 @@ def load_spec(name_or_path: str) -> Spec:
     split = str(raw.get("split", "test"))
     if split not in SPLITS:
         raise ConfigError(f"{path}: split `{split}`: valid: {', '.join(SPLITS)}")
-    return Spec(
-        name=str(raw.get("name", path.stem)),
-        seeds=seeds,
-        common=[str(o) for o in raw.get("common", [])],
-        axes={a: {k: [str(o) for o in (v or [])] for k, v in values.items()} for a, values in axes.items()},
-        baseline=str(raw.get("baseline", "")),
-        split=split,
-        setup=_setup(raw.get("setup") or [], path),
-        source=str(raw.get("source") or ""),
+    try:
+        return Spec(
+            name=str(raw.get("name", path.stem)),
+            seeds=seeds,
+            common=_strings(raw.get("common"), "`common`"),
+            axes={
+                str(a): {str(k): _strings(v, f"`axes.{a}.{k}`") for k, v in values.items()}
+                for a, values in axes.items()
+            },
+            baseline=str(raw.get("baseline", "")),
+            split=split,
+            setup=_setup(raw.get("setup") or []),
+            source=str(raw.get("source") or ""),
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _strings(value, what: str) -> list[str]:
+    """A spec's list of overrides or command arguments (none: empty). A string is refused: it would be read as
+    its characters, one override each."""
+    if value is None:
+        return []
+    if not (isinstance(value, list) and all(isinstance(x, str | int | float) for x in value)):
+        raise ConfigError(f"{what} is a YAML list ([a, b, ...]), not {value!r:.80}")
+    return [str(x) for x in value]
+
+
+def _setup(steps) -> list[dict]:
+    form = "`setup` is a list of steps {creates: PATH, commands: [[oncerec args...], ...]}"
+    if not isinstance(steps, list):
+        raise ConfigError(f"{form}, not {steps!r:.80}")
+    out = []
+    for step in steps:
+        if not (isinstance(step, dict) and set(step) == {"creates", "commands"}):
+            raise ConfigError(f"{form}, not {step!r:.80}")
+        if not (isinstance(step["creates"], str) and isinstance(step["commands"], list) and step["commands"]):
+            raise ConfigError(f"{form}: a path and a non-empty list of commands, not {step!r:.80}")
+        commands = [_strings(c, "each command of `setup`") for c in step["commands"]]
+        out.append({"creates": step["creates"], "commands": commands})
+    return out
+
+
+def row_folder(row: str) -> str:
+    return row.replace("/", "__")
+
+
+def _plain(name: str) -> bool:
+    """One folder name that stays where it is put (no separator, not `.` or `..`) and that a file system takes."""
+    return (
+        name not in ("", ".", "..")
+        and not any(c in name for c in "/\\\0")
+        and len(name.encode("utf-8", "surrogatepass")) <= 255
     )
 
 
-def _setup(steps: list, path: Path) -> list[dict]:
-    for step in steps:
-        if not (isinstance(step, dict) and set(step) == {"creates", "commands"}):
-            raise ConfigError(
-                f"{path}: each `setup` step is {{creates: PATH, commands: [[oncerec args...]]}}"
-            )
-    return steps
-
-
 def run_dir(out: Path, spec: Spec, row: str, seed: int) -> Path:
-    return out / spec.name / row.replace("/", "__") / f"seed-{seed}"
+    return out / spec.name / row_folder(row) / f"seed-{seed}"
 
 
 def run_experiment(
@@ -212,9 +276,8 @@ def _check_saved(folder: Path, cfg: Config) -> bool:
         diffs = resume_diff(before, cfg)
     if diffs:
         raise ConfigError(
-            f"{folder} holds a run of another config than this experiment asks for:\n  "
-            + "\n  ".join(diffs)
-            + "\nremove that folder to run it again, or give another --out"
+            f"{folder} holds a run of another config than this experiment asks for ({diff_line(diffs)}); "
+            "remove that folder to run it again, or give another --out"
         )
     return True
 

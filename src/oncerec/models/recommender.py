@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from oncerec.config.schema import Config, ModelConfig
-from oncerec.errors import ConfigError
+from oncerec.errors import CheckpointError, ConfigError
 from oncerec.models.embedding import WordEmbedding
 from oncerec.models.interfaces import (
     VECTOR,
@@ -145,15 +145,26 @@ class Recommender(nn.Module):
         frozen = self._frozen_keys()
         return {k: v for k, v in self.state_dict().items() if k not in frozen}
 
-    def load_checkpoint_state(self, state: dict[str, Tensor]) -> None:
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = set(missing) - self._frozen_keys()
-        if missing or unexpected:
-            raise ConfigError(
-                "checkpoint does not fit this model: "
-                + (f"missing {', '.join(sorted(missing)[:5])} " if missing else "")
-                + (f"unexpected {', '.join(sorted(unexpected)[:5])}" if unexpected else "")
+    def load_checkpoint_state(self, state: dict[str, Tensor], source: str = "the checkpoint") -> None:
+        """Loads a checkpoint's weights. Weights of another model or config (other parts, other sizes) are a
+        CheckpointError naming `source` and what differs, raised before anything is loaded."""
+        own, frozen = self.state_dict(), self._frozen_keys()
+        differ = {
+            "missing": sorted(set(own) - set(state) - frozen),
+            "unexpected": sorted(set(state) - set(own)),
+            "of another shape": sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape),
+        }
+        if any(differ.values()):
+            raise CheckpointError(
+                f"the weights in {source} are of another model or config ("
+                + "; ".join(
+                    f"{what}: {', '.join(keys[:3])}" + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+                    for what, keys in differ.items()
+                    if keys
+                )
+                + ")"
             )
+        self.load_state_dict(state, strict=False)
 
     def param_groups(self, lr: float, item_lr: float, embed_lr: float, weight_decay: float) -> list[dict]:
         """Pretrained language-model weights learn at item_lr, a word-embedding table of our own at embed_lr

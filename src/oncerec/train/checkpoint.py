@@ -4,12 +4,17 @@
 position; loaded with `weights_only=True`) and `meta.json` with their SHA-256, written last. A folder is
 written under a temporary name and renamed, so it is either whole or absent; a checksum mismatch (disk
 corruption, truncation by hand) is reported and the previous checkpoint is used.
+
+Only folders that are checkpoints count, for pruning and for resuming: named as `save_checkpoint` names them,
+complete (meta.json lists exactly its files) and, to resume from, of the step their name says. Anything else
+under checkpoints/ (a folder of the user's, a copy under another name) is left alone, with a warning.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +23,9 @@ from safetensors.torch import load_file, save_file
 
 from oncerec.errors import CheckpointError
 from oncerec.paths import sha256_file
+
+CHECKPOINT_FILES = ("model.safetensors", "state.pt")
+_STEP = re.compile(r"step-(\d{8,})")
 
 
 def _atomic_dir(final: Path, write) -> None:
@@ -47,31 +55,80 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
-def save_checkpoint(run_dir: Path, step: int, model_state: dict, train_state: dict, keep: int = 2) -> Path:
+def _step_of(folder: Path) -> int | None:
+    """The step in a folder name as `save_checkpoint` writes it (`step-` and the step in 8+ digits), else None."""
+    match = _STEP.fullmatch(folder.name)
+    return int(match[1]) if match and folder.name == f"step-{int(match[1]):08d}" else None
+
+
+def _checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the checkpoints under `root`, oldest first: folders named by `save_checkpoint` whose
+    meta.json lists exactly a checkpoint's files, all present (cheap: nothing is hashed here)."""
+    found = []
+    for folder in root.iterdir() if root.is_dir() else ():
+        step = _step_of(folder)
+        try:
+            listed = json.loads((folder / "meta.json").read_text()) if step is not None else None
+        except (OSError, ValueError):
+            continue
+        whole = isinstance(listed, dict) and sorted(listed) == sorted(CHECKPOINT_FILES)
+        if whole and all((folder / name).is_file() for name in listed):
+            found.append((step, folder))
+    return sorted(found)
+
+
+def checkpoints_root(run_dir: Path) -> Path:
+    """The run's checkpoints/ folder; a file in its place is an error (checkpoints could not be written)."""
     root = Path(run_dir) / "checkpoints"
+    if root.exists() and not root.is_dir():
+        raise CheckpointError(
+            f"{root} is a file, not the run's checkpoints folder; move it away (checkpoints are written there)"
+        )
+    return root
+
+
+def save_checkpoint(run_dir: Path, step: int, model_state: dict, train_state: dict, keep: int = 2) -> Path:
+    """Writes checkpoints/step-N and deletes this run's older checkpoints but the newest `keep` - 1: never a
+    folder that is not a checkpoint, nor one of a later step (not this run's: the one written now is its
+    newest)."""
+    root = checkpoints_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
+    found = _checkpoints(root)
+    if final.exists() and final not in {folder for _, folder in found}:
+        raise CheckpointError(
+            f"{final} is in the way and is not a checkpoint; move it away and resume the run"
+        )
 
     def write(tmp: Path) -> None:
         save_file(_contiguous(model_state), tmp / "model.safetensors")
-        torch.save(train_state, tmp / "state.pt")
+        torch.save({**train_state, "step": step}, tmp / "state.pt")
 
     _atomic_dir(final, write)
-    for old in sorted(root.glob("step-*"))[:-keep]:
+    older = [folder for s, folder in found if s < step]
+    for old in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def load_latest(run_dir: Path, log=print) -> tuple[dict, dict, Path] | None:
-    """(model state, train state, folder) of the newest checkpoint that verifies, or None."""
-    for folder in sorted((Path(run_dir) / "checkpoints").glob("step-*"), reverse=True):
+    """(model state, train state, folder) of the newest checkpoint that verifies, or None. Folders under
+    checkpoints/ that are not checkpoints are named in a warning and left alone."""
+    root = checkpoints_root(run_dir)
+    found = _checkpoints(root)
+    known = {folder for _, folder in found}
+    for other in sorted(root.iterdir()) if root.is_dir() else ():
+        if other not in known and not other.name.startswith("."):  # .step-N.tmp-PID: a save cut short
+            log(
+                f"warning: {other} is not a checkpoint of oncerec's (left alone; remove it if it is not yours)"
+            )
+    for step, folder in reversed(found):
         try:
             _verify(folder)
-            return (
-                load_file(folder / "model.safetensors"),
-                torch.load(folder / "state.pt", weights_only=True),
-                folder,
-            )
+            state = torch.load(folder / "state.pt", weights_only=True)
+            if state.get("step", step) != step:  # a checkpoint from before the step was stored: its name
+                raise CheckpointError(f"it holds step {state['step']}: a copy, not this run's step {step}")
+            return load_file(folder / "model.safetensors"), state, folder
         except Exception as e:  # any load failure means this one is unusable; fall back to the previous one
             log(f"warning: skipping checkpoint {folder}: {e}")
     return None

@@ -120,10 +120,11 @@ def rank_catalogue(
     device,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """`found` [U, k] (see `rank_vectors`) and `held` [U] (held-out items per user) over the split's users
-    with a held-out item, and the sizes: `items` ranked, `skipped` users."""
+    """`found` [U, min(k, items)] (see `rank_vectors`) and `held` [U] (held-out items per user) over the split's
+    users with a held-out item, and the sizes: `items` ranked, `skipped` users."""
     model.eval()
     vectors = encode_all_items(model, batch_size, device, progress)
+    k = min(k, len(vectors) - 1)  # a K beyond the catalogue ranks all of it
     users, history, targets, skipped = held_out(dataset, split)
     sizes = {"items": len(vectors) - 1, "skipped": skipped}
     if not len(users):  # no click in the split
@@ -152,10 +153,20 @@ def full_ranking_metrics(
         return {}
     k = max(parse_metric(n)[1] for n in names)
     found, held, sizes = rank_catalogue(model, dataset, split, k, batch_size, device, progress)
-    # a catalogue smaller than K: every item is ranked, the deeper cut-offs read the same top
+    # a catalogue smaller than K: every item is ranked, and a deeper cut-off reads the same as the catalogue's
+    # size (computed at that size, reported under the name asked for)
+    at = {n: _at_most(n, found.shape[1]) for n in names}
+    computed = list(dict.fromkeys(at.values()))
     m = (
-        evaluate_top_k(np.pad(found, ((0, 0), (0, k - found.shape[1]))), held, names)
+        evaluate_top_k(found, held, computed)
         if len(held)
-        else {**dict.fromkeys(names, float("nan")), "users": 0}
+        else {**dict.fromkeys(computed, float("nan")), "users": 0}
     )
-    return {f"{FULL_PREFIX}{key}": value for key, value in {**m, **sizes}.items()}
+    named = {name: m[at[name]] for name in names} | {"users": m["users"], **sizes}
+    return {f"{FULL_PREFIX}{key}": value for key, value in named.items()}
+
+
+def _at_most(name: str, depth: int) -> str:
+    """The metric `name` with its cut-off K at most `depth`."""
+    kind, k = parse_metric(name)
+    return name if k <= depth else f"{kind}@{max(depth, 1)}"

@@ -188,7 +188,7 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
             )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None)
-    model.load_checkpoint_state(run_weights(run_dir))
+    model.load_checkpoint_state(run_weights(run_dir), str(run_dir))
     model.to(device)
     model.content.to(device)
     return Run(cfg, dataset, model, device, run_dir)

@@ -28,7 +28,7 @@ from oncerec.config.loader import config_diff, dump_config, load_saved_config
 from oncerec.config.schema import Config, ModelConfig
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.errors import ConfigError, OncerecError
+from oncerec.errors import CheckpointError, ConfigError, OncerecError
 from oncerec.eval.metrics import lower_is_better, metrics_json, table_metrics
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import check_knobs, knobs_read
@@ -90,7 +90,8 @@ def check_run_dir(run_dir: Path, cfg: Config) -> None:
         diffs = resume_diff(load_saved_config(saved_path), cfg)
         if diffs:
             raise ConfigError(
-                f"cannot resume {run_dir}: the config differs from the saved run:\n  " + "\n  ".join(diffs)
+                f"cannot resume {run_dir}: it holds a run (and checkpoints) of another model or config "
+                f"({diff_line(diffs)}); resume with the config in {saved_path}, or train into a new exp.out_dir"
             )
     elif (run_dir / "config.yaml").exists():
         raise OncerecError(
@@ -109,6 +110,12 @@ def run_diff(saved: Config, cfg: Config, ignore: frozenset[str] | set[str] = fro
     read = knobs_read(saved.model) | knobs_read(cfg.model)
     unread = {f"model.{k}" for k in ModelConfig.model_fields if k not in read}
     return [d for d in config_diff(saved, cfg) if d.split(":")[0] not in ignore | unread]
+
+
+def diff_line(diffs: list[str], shown: int = 6) -> str:
+    """The first `shown` differences of `run_diff`, on one line."""
+    more = f"; and {len(diffs) - shown} more" if len(diffs) > shown else ""
+    return "; ".join(diffs[:shown]) + more
 
 
 def resume_diff(saved: Config, cfg: Config) -> list[str]:
@@ -205,7 +212,13 @@ class Trainer:
             self.log(f"no usable checkpoint in {self.run_dir}: starting from the beginning")
             return
         weights, train_state, folder = found
-        self.model.load_checkpoint_state(weights)
+        try:
+            self.model.load_checkpoint_state(weights, str(folder))
+        except CheckpointError as e:
+            raise CheckpointError(
+                f"cannot resume {self.run_dir}: {e}, not of its config.yaml; train into a new exp.out_dir, or "
+                f"move {folder} away to resume from an older checkpoint"
+            ) from None
         self.optimizer.load_state_dict(train_state["optimizer"])
         self.scheduler.load_state_dict(train_state["scheduler"])
         mine = self._saved_rng(train_state)
@@ -405,7 +418,7 @@ class Trainer:
         self.acc.wait_for_everyone()  # best/ is written by the main process
         best = self.run_dir / "best"
         if best.is_dir():
-            self.model.load_checkpoint_state(load_weights(best))
+            self.model.load_checkpoint_state(load_weights(best), str(best))
         metrics = {}
         full_names = self.cfg.exp.full_ranking
         for name in ("valid", "test"):
