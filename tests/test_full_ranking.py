@@ -226,4 +226,4 @@ def test_experiment_table_has_the_full_ranking_columns(tmp_path: Path):
         (folder / "metrics.json").write_text(json.dumps({"test": metrics | {"impressions": 10}}))
     lines = write_table(spec, tmp_path).read_text().splitlines()
     assert lines[2].endswith("| nDCG@10 | impressions | recall@10 of all items | users ranked |")
-    assert lines[4].endswith("| 10 | 0.2500 ± 0.0000 | 8 |") and lines[5].endswith("| 10 | — | — |")
+    assert lines[4].endswith("| 10 | 0.2500 | 8 |") and lines[5].endswith("| 10 | — | — |")

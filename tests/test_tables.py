@@ -36,9 +36,10 @@ def test_cells_one_run_seeds_sizes_and_undefined():
     assert one.rows == [["test", "0.6000", "—", "0.4000", "0.4500", "1,234"]]
     seeds = [BASE, BASE | {"auc": 0.8, "mrr": math.nan, "impressions": 1300}]
     table, _ = metric_table(["run", "seeds"], [(["r", "2"], seeds)], [DEFAULT_METRICS], seeds=True)
-    # mean ± sample std over the seeds where the metric is defined; a size that differs over seeds: its range
+    # mean ± sample std over the seeds where the metric is defined (one defined value: no spread to show); a
+    # size that differs over seeds: its range
     assert table.rows == [
-        ["r", "2", "0.7000 ± 0.1414", "0.3000 ± 0.0000", "0.4000 ± 0.0000", "0.4500 ± 0.0000", "1,234–1,300"]
+        ["r", "2", "0.7000 ± 0.1414", "0.3000", "0.4000 ± 0.0000", "0.4500 ± 0.0000", "1,234–1,300"]
     ]
 
 

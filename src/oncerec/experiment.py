@@ -26,11 +26,14 @@ items, cold users, ...), and the relative change of the first one over the basel
 
 from __future__ import annotations
 
+import copy
 import csv
+import fnmatch
 import itertools
 import math
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +42,7 @@ import yaml
 from oncerec.config.loader import build_config, load_saved_config
 from oncerec.config.schema import Config
 from oncerec.errors import ConfigError, OncerecError
-from oncerec.eval.metrics import read_metrics
+from oncerec.eval.metrics import read_metrics, table_metrics
 from oncerec.eval.tables import DASH, mean_std, metric_table, value
 from oncerec.models.recommender import check_knobs, knobs_read
 from oncerec.train.trainer import diff_line, resume_diff, run_diff
@@ -71,6 +74,26 @@ class Spec:
                 f"experiment baseline `{self.baseline}` is not a row; rows: {', '.join(labels)}"
             )
         self._check_folders()
+
+    def subset(self, rows: str = "", seeds: int | None = None) -> Spec:
+        """The rows whose label matches one of `rows` (shell patterns, comma-separated: `nrms/*,naml/word`;
+        empty: every row), each with the first `seeds` of the spec's seeds (None: all)."""
+        chosen = self.rows
+        if rows:
+            patterns = [p.strip() for p in rows.split(",") if p.strip()]
+            chosen = [r for r in self.rows if any(fnmatch.fnmatchcase(r[0], p) for p in patterns)]
+            if not chosen:
+                labels = ", ".join(label for label, _ in self.rows)
+                raise ConfigError(f"--rows {rows}: no row matches; the rows are {labels}")
+        if seeds is not None and not 1 <= seeds <= len(self.seeds):
+            raise ConfigError(
+                f"--seeds {seeds}: give 1 to {len(self.seeds)} (the spec's seeds are {self.seeds})"
+            )
+        part = copy.copy(self)
+        part.rows, part.seeds = chosen, self.seeds[:seeds]
+        if self.baseline not in {label for label, _ in chosen}:
+            part.baseline = ""
+        return part
 
     def _check_folders(self) -> None:
         """Before anything runs: every run's folder is inside `--out` and is its own. A folder shared by two
@@ -235,22 +258,50 @@ def run_experiment(
         check_knobs(cfg)
     _check_shared(shared, list(configs.values()))
     started = {folder: _check_saved(folder, cfg) for folder, cfg in configs.items()}
+    log(f"experiment {spec.name}: {len(spec.rows)} rows x {len(spec.seeds)} seeds into {home}")
+    began, trained = time.perf_counter(), 0
     for k, (row, seed, folder, args) in enumerate(todo, 1):
         if (folder / "metrics.json").is_file():
             log(f"[{k}/{len(todo)}] {row} seed {seed}: finished, skipped")
             continue
-        log(f"[{k}/{len(todo)}] {row} seed {seed} -> {folder}")
         if started[folder]:
             args = [*args, "exp.resume=true"]
         cmd = [sys.executable, "-m", "oncerec.cli", "train", *args, *(f"--shared={a}" for a in shared)]
         cmd += ["--quiet"] if quiet else []
+        run_began = time.perf_counter()
         done = subprocess.run(cmd, capture_output=quiet, text=True)
         if done.returncode != 0:
             raise OncerecError(
                 f"run {row} seed {seed} failed (exit {done.returncode}); its command:\n  {' '.join(cmd)}\n"
                 + ((done.stderr or "")[-2000:] if quiet else "")
             )
+        trained += 1
+        now = time.perf_counter()
+        left = sum(not (f / "metrics.json").is_file() for _, _, f, _ in todo[k:])
+        eta = _duration((now - began) / trained * left) if left else "0s"
+        log(
+            f"[{k}/{len(todo)}] {row} seed {seed}: {_duration(now - run_began)}, "
+            f"{_first_metric(folder, spec.split)} | elapsed {_duration(now - began)}, ETA {eta}"
+        )
     return write_table(spec, out)
+
+
+def _duration(seconds: float) -> str:
+    """52s, 6m04s, 1h02m."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _first_metric(folder: Path, split: str) -> str:
+    """The run's first chosen metric on the experiment's split, as `test auc 0.6543`."""
+    metrics = read_metrics(folder / "metrics.json").get(split, {})
+    name = table_metrics(load_saved_config(folder / "config.yaml").exp.metrics)[0]
+    got = metrics.get(name)
+    return f"{split} {name} {got:.4f}" if isinstance(got, float) else f"{split} {name} {DASH}"
 
 
 def _check_shared(shared: list[str], configs: list[Config]) -> None:
@@ -316,6 +367,7 @@ def write_table(spec: Spec, out: Path) -> Path:
         for (labels, _), mean, r in zip(rows, means, rel, strict=True):
             stats = (f"{mean[c.key][i]:.6f}" for c in cols for i in (0, 1))
             w.writerow([*labels, *stats, "" if r is None else f"{r:.6f}"])
-    title = f"# {spec.name}: {spec.split} metrics, mean ± std over seeds {spec.seeds}"
+    over = f"mean ± std over seeds {spec.seeds}" if len(spec.seeds) > 1 else f"seed {spec.seeds[0]}"
+    title = f"# {spec.name}: {spec.split} metrics, {over}"
     (folder / "results.md").write_text(f"{title}\n\n{table.markdown()}\n")
     return folder / "results.md"

@@ -72,15 +72,15 @@ def mean_std(values: Iterable[float | None]) -> tuple[float, float]:
 
 
 def render_cell(col: Column, values: Sequence[float | None], seeds: bool) -> str:
-    """One run's value (0.1234), or over seeds mean ± std (0.1234 ± 0.0056); sizes as 1,234 (a range where
-    seeds differ)."""
+    """One run's value (0.1234), or over seeds mean ± std (0.1234 ± 0.0056; a single defined value has no
+    spread to show); sizes as 1,234 (a range where seeds differ)."""
     vs = defined(values)
     if not vs:
         return DASH
     if col.count:
         lo, hi = int(min(vs)), int(max(vs))
         return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
-    if not seeds:
+    if not seeds or len(vs) == 1:
         return f"{vs[0]:.4f}"
     mean, std = mean_std(vs)
     return f"{mean:.4f} ± {std:.4f}"
