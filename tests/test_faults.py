@@ -79,6 +79,39 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 # -------------------------------------------------------------------------------------- serving and export
 
 
+def _export(ctx: Context, *options: str) -> Path:
+    """The export of `ctx.run` (made once per module, beside the run; copy it with `ctx.copy` to change it)."""
+    out = ctx.run.parent / ("export" + "".join(options).replace("-", "_"))
+    if not out.is_dir():
+        assert main(["export", str(ctx.run), "--out", str(out), "--quiet", *options]) == 0
+    return out
+
+
+def _item_ids(ctx: Context) -> list[str]:
+    import json
+
+    return json.loads((_export(ctx) / "data" / "ids.json").read_text())
+
+
+@case("serve: exclude_history leaves out every item given, not only the last history_len")
+def serve_excludes_every_item_given(ctx: Context) -> None:
+    from oncerec.serve.service import Service
+    from oncerec.train.session import load_run
+
+    history = _item_ids(ctx)[1:61]  # more than the encoder reads (history_len 50)
+    run = load_run(ctx.run)
+    assert run.dataset.history_len < len(history)
+    left = 298 - len(history)
+    served = [i for i, _ in Service(_export(ctx)).recommend(history, None, 1000).items]
+    ranked = [i for i, _, _ in run.recommend("", history, 1000)]
+    ctx.capsys.readouterr()
+    assert main(["recommend", str(ctx.run), "--history", ",".join(history), "--top-k", "1000"]) == 0
+    printed = [line.split()[2] for line in ctx.capsys.readouterr().out.splitlines()]
+    for found in (served, ranked, printed):
+        assert len(found) == left and not set(found) & set(history)
+    assert served == ranked == printed
+
+
 # ---------------------------------------------------------------------------------------- GENRE import
 
 

@@ -37,7 +37,7 @@ from oncerec.data.prepare import prompt_text
 from oncerec.data.tokenize import pack
 from oncerec.errors import OncerecError
 from oncerec.serve.export import load_export
-from oncerec.train.evaluate import encode_all_items, top_items
+from oncerec.train.evaluate import encode_all_items, read_and_seen, top_items
 
 DEFAULT_CANDIDATES = 200
 LAST = "LAST"  # in the added-items folder: the name of the newest request folder
@@ -166,13 +166,13 @@ class Service:
                         "history", f"unknown item ids: {', '.join(unknown[:10])}", unknown=unknown[:100]
                     )
                     continue
-                clicked = [self.index_of[h] for h in q.history][-self.history_len :]
+                clicked, seen = read_and_seen([self.index_of[h] for h in q.history], self.history_len)
                 u = self.users.get(q.user or "", 0)
                 if not clicked and not self._knows(u):
                     top = self.popular[: q.k]
                     answers[n] = Answer([(self.ids[i], float(self.popularity[i])) for i in top], "popularity")
                     continue
-                ranked.append((n, clicked, u, sorted(set(clicked)) if q.exclude_history else []))
+                ranked.append((n, clicked, u, seen if q.exclude_history else []))
             if ranked:
                 positions, clicked, users, left_out = zip(*ranked, strict=True)
                 reps = self._encode_users(list(clicked), list(users))

@@ -22,6 +22,7 @@ from oncerec.train.evaluate import (
     encode_all_items,
     encode_user,
     predict_fast,
+    read_and_seen,
     top_items,
     write_split_predictions,
 )
@@ -70,14 +71,15 @@ class Run:
             missing = [h for h in history if h not in index]
             if missing:
                 raise OncerecError(f"unknown item ids in --history: {', '.join(missing[:5])}")
-            clicked = [index[h] for h in history][-self.dataset.history_len :]
+            clicked = [index[h] for h in history]
         elif u:
             clicked = self._latest_history(u)
         else:
             raise OncerecError(f"user {user!r} is not in the dataset; give --history ITEM1,ITEM2,... instead")
+        read, seen = read_and_seen(clicked, self.dataset.history_len)
         self.model.eval()
-        rep = encode_user(self.model, self.user_inputs, clicked, u, self.device)
-        top, scores = top_items(self.model, self.item_vectors, rep, clicked, top_k)
+        rep = encode_user(self.model, self.user_inputs, read, u, self.device)
+        top, scores = top_items(self.model, self.item_vectors, rep, seen, top_k)
         titles = table.column("title").to_pylist()
         return [(ids[i], titles[i], s) for i, s in zip(top, scores, strict=True)]
 
