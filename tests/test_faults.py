@@ -112,6 +112,45 @@ def serve_excludes_every_item_given(ctx: Context) -> None:
     assert served == ranked == printed
 
 
+def _http(service):
+    """The service's HTTP app, called in this process (no server)."""
+    from starlette.testclient import TestClient
+
+    from oncerec.serve.app import create_app
+
+    return TestClient(create_app(service))
+
+
+@case("serve: /recommend with an approximate index gives k items, or says how many and why")
+def serve_approximate_index_gives_k_items(ctx: Context) -> None:
+    from oncerec.serve.service import Service
+
+    history = _item_ids(ctx)[1:6]
+    exact = {i for i, _ in Service(_export(ctx)).recommend(history, None, 1000).items}
+    assert len(exact) == 298 - 5
+    for index in ("hnsw", "ivf"):  # hnsw's walk found 269 of them
+        http = _http(Service(_export(ctx, "--index", index)))
+        answer = http.post("/recommend", json={"history": history, "k": 1000}).json()
+        assert {x["id"] for x in answer["items"]} == exact and len(answer["items"]) == len(exact), index
+        assert answer["note"] == (
+            "293 items, not k=1000: the service holds 298 items, 5 of them in the history and left out "
+            "(exclude_history)"
+        )
+        assert "note" not in http.post("/recommend", json={"history": history, "k": 293}).json()
+        assert http.post("/recommend", json={"k": 1000}).json()["note"] == (
+            "298 items, not k=1000: the service holds 298 items"
+        )
+    # a two-stage model re-ranks at least k candidates, not `--candidates` of them
+    dnn = ctx.tmp / "dnn"
+    cfg = build_config(
+        ["data=demo-tiny", "model=dnn", "exp=quick", "exp.max_steps=1", f"exp.out_dir={dnn}"], shared=SMALL
+    )
+    train(cfg, **QUIET)
+    assert main(["export", str(dnn), "--out", str(ctx.tmp / "dnn-export"), "--quiet"]) == 0
+    two = Service(ctx.tmp / "dnn-export", candidates=20)
+    assert len(two.recommend(history, None, 100).items) == 100
+
+
 # ---------------------------------------------------------------------------------------- GENRE import
 
 

@@ -3,6 +3,7 @@
 ```
 POST /recommend  {"history": [item ids], "user": null, "k": 10, "exclude_history": true}
                  -> {"items": [{"id": "N123", "score": 1.23}, ...], "source": "model" | "popularity"}
+                    and, when there are fewer than k items, "note": how many and why
 POST /items      {"items": [{"id": "N999", "title": "...", "category": "...", ...}]}
                  -> {"added": 1, "replaced": 0, "items": 6001}
 GET  /health     -> {"status": "ok", "model": ..., "ranking": ..., "index": ..., "items": ..., ...}
@@ -68,7 +69,8 @@ def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
         answer = await batcher.answer(Query(r.history, r.user, r.k, r.exclude_history))
         metrics.count_answer(answer.source)
         items = [{"id": i, "score": s} for i, s in answer.items]
-        return JSONResponse({"items": items, "source": answer.source})
+        note = {"note": answer.note} if answer.note else {}
+        return JSONResponse({"items": items, "source": answer.source, **note})
 
     @api.post("/items")
     async def items(request: Request) -> JSONResponse:

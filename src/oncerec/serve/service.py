@@ -63,6 +63,7 @@ class Query:
 class Answer:
     items: list[tuple[str, float]]  # (id, score), best first
     source: str  # "model" or "popularity"
+    note: str = ""  # why there are fewer items than asked for ("" when there are not)
 
 
 class _ReadWriteLock:
@@ -170,7 +171,8 @@ class Service:
                 u = self.users.get(q.user or "", 0)
                 if not clicked and not self._knows(u):
                     top = self.popular[: q.k]
-                    answers[n] = Answer([(self.ids[i], float(self.popularity[i])) for i in top], "popularity")
+                    items = [(self.ids[i], float(self.popularity[i])) for i in top]
+                    answers[n] = Answer(items, "popularity", self._note(len(items), q.k))
                     continue
                 ranked.append((n, clicked, u, seen if q.exclude_history else []))
             if ranked:
@@ -178,11 +180,20 @@ class Service:
                 reps = self._encode_users(list(clicked), list(users))
                 excludes = [np.array(e, dtype=np.int64) for e in left_out]
                 found = self._rank(reps, excludes, [queries[n].k for n in positions])
-                for n, (items, scores) in zip(positions, found, strict=True):
+                for n, (items, scores), e in zip(positions, found, excludes, strict=True):
+                    note = self._note(len(items), queries[n].k, self.index.held(e))
                     answers[n] = Answer(
-                        [(self.ids[i], float(x)) for i, x in zip(items, scores, strict=True)], "model"
+                        [(self.ids[i], float(x)) for i, x in zip(items, scores, strict=True)], "model", note
                     )
             return answers
+
+    def _note(self, found: int, k: int, left_out: int = 0) -> str:
+        """Why an answer holds fewer than k items: the service holds fewer, once the `left_out` items of the
+        history are left out."""
+        if found >= k:
+            return ""
+        why = f", {left_out} of them in the history and left out (exclude_history)" if left_out else ""
+        return f"{found} items, not k={k}: the service holds {len(self.index)} items{why}"
 
     def _encode_users(self, clicked: list[list[int]], users: list[int]) -> torch.Tensor:
         """User representations [B, ...] of histories right-padded into one batch, as training batches them
@@ -210,8 +221,9 @@ class Service:
 
     def _rerank(self, reps: torch.Tensor, exclude: list[np.ndarray], ks: list[int]) -> list[tuple]:
         """Two stages: the index's candidates for each linearised user vector, scored by the model (all users'
-        candidates in one call, padded to the longest list)."""
-        found = self.index.search(self._linearised(reps), self.candidates, exclude)
+        candidates in one call, padded to the longest list). At least k candidates: the model ranks k items
+        when more than `candidates` are asked for."""
+        found = self.index.search(self._linearised(reps), max(self.candidates, *ks), exclude)
         rows = torch.zeros((len(found), max(len(f[0]) for f in found)), dtype=torch.long)
         for row, (items, _) in zip(rows, found, strict=True):
             row[: len(items)] = torch.from_numpy(items)
