@@ -151,6 +151,32 @@ def serve_approximate_index_gives_k_items(ctx: Context) -> None:
     assert len(two.recommend(history, None, 100).items) == 100
 
 
+@case("serve: POST /items refuses an item with no token the model reads")
+def serve_refuses_items_without_content(ctx: Context) -> None:
+    from oncerec.serve.service import Service
+
+    service = Service(_export(ctx))
+    http = _http(service)
+    empty = [
+        {"title": "  \t "},
+        {"title": "!!! ... ?!", "abstract": " -- "},
+        {"title": "zyxqv blorfle"},  # words the model never saw: its unknown word only
+        {"category": "no-such-category"},
+    ]
+    for content in empty:
+        r = http.post(
+            "/items", json={"items": [{"id": "N-ok", "title": "A title"}, {"id": "N-empty", **content}]}
+        )
+        assert (r.status_code, r.json().get("field")) == (422, "items[1]"), content
+        assert r.json()["error"].startswith(
+            "nothing the model reads in title, abstract, category, subcategory"
+        )
+    assert http.get("/health").json()["items"] == 298  # nothing of a refused request was added
+    word = service.export.data.vocab("word")[5]
+    for content in ({"title": f"!!! {word} ..."}, {"category": service.export.data.vocab("category")[1]}):
+        assert http.post("/items", json={"items": [{"id": "N-ok", **content}]}).status_code == 200
+
+
 # ---------------------------------------------------------------------------------------- GENRE import
 
 

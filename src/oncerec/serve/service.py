@@ -313,8 +313,12 @@ class Service:
                 raise RequestError(f"{where}.id", "every item needs a non-empty id")
             if item["id"] in seen:
                 raise RequestError(f"{where}.id", f"{item['id']!r} appears twice in this request")
-            if not any(item.get(f) for f in read):
-                raise RequestError(where, f"none of the fields the model reads: {', '.join(read)}")
+            if not self._reads_content(item, read):
+                raise RequestError(
+                    where,
+                    f"nothing the model reads in {', '.join(read)}: give a text with words of its vocabulary "
+                    "or a category it trained on (spaces, punctuation and unknown words are no content)",
+                )
             seen.add(item["id"])
             items.append(dict(item))
         return items
@@ -327,6 +331,22 @@ class Service:
         if cfg.embed.tokenizer == "word":
             return WordTokenizer(self.export.data.vocab("word"), cfg.data.lowercase)
         return HFTokenizer(str(self.export.root / "tokenizer"))
+
+    def _reads_content(self, item: dict[str, str], read: list[str]) -> bool:
+        """Whether the item holds a token the model reads: a word of its vocabulary in a text field, or a
+        category it trained on. A text of spaces, punctuation or unknown words alone carries nothing the model
+        can rank by, and a CTR head ranked such an item near the top for every user."""
+        for field in read:
+            if field in CATEGORICAL:
+                if self._categories[field].get(item.get(field, ""), 0):
+                    return True
+            elif item.get(field) and self._content_tokens[self._tokenizer.encode([item[field]])[0]].any():
+                return True
+        return False
+
+    @cached_property
+    def _content_tokens(self) -> np.ndarray:
+        return self._tokenizer.content_mask()
 
     @cached_property
     def _categories(self) -> dict[str, dict[str, int]]:
