@@ -177,6 +177,60 @@ def serve_refuses_items_without_content(ctx: Context) -> None:
         assert http.post("/items", json={"items": [{"id": "N-ok", **content}]}).status_code == 200
 
 
+def _serve_cli(*args: str, timeout: float = 90) -> tuple[int, str]:
+    """`oncerec serve ARGS` in a child process of its own session (its exit status and stderr), the whole
+    session killed at the end: what it started must not outlive a failed check."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "oncerec.cli", "serve", *args]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = process.communicate(timeout=timeout)
+        return process.returncode, err
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@case("serve: the workers of a killed serve die with it, and a port already served is refused")
+def serve_workers_die_with_serve(ctx: Context) -> None:
+    import contextlib
+
+    import psutil
+
+    from oncerec.bench.serve import ServerProcess
+    from oncerec.errors import OncerecError
+
+    server = ServerProcess(_export(ctx), "--workers", "2", timeout=300)
+    workers = psutil.Process(server.process.pid).children()
+    try:
+        # a second serve on the port (with SO_REUSEPORT it listened beside the first, splitting its traffic)
+        for workers_option in ("2", "1"):
+            code, err = _serve_cli(str(_export(ctx)), "--port", str(server.port), "--workers", workers_option)
+            assert code == 2, err
+            assert err.strip().splitlines()[-1] == (
+                f"error: cannot listen on 127.0.0.1:{server.port}: Address already in use (another server "
+                "listens there): stop it or give another --port"
+            )
+        server.kill()  # kill -9: no clean-up of any kind
+        _, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        for p in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+    # two serves starting at once (both find the port free while their workers load): the second is refused
+    from oncerec.serve.app import _claim
+
+    with _claim("127.0.0.1", server.port), pytest.raises(OncerecError, match="another `oncerec serve`"):
+        _claim("127.0.0.1", server.port)
+
+
 # ---------------------------------------------------------------------------------------- GENRE import
 
 

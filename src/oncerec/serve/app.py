@@ -15,6 +15,8 @@ A bad request gets a 4xx and `{"error": what is wrong, "field": where}`; bodies 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import gc
 import json
 import multiprocessing
@@ -25,6 +27,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from errno import EADDRINUSE
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,9 @@ from oncerec.serve.service import DEFAULT_CANDIDATES, Answer, Query, RequestErro
 MAX_BODY = 4 * 2**20
 MAX_K = 1000
 ENDPOINTS = ("/recommend", "/items", "/health", "/metrics")
+# prctl(2): the signal a process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+ORPHAN_GRACE_S = 10  # a worker whose parent died stops in order within this, or is ended
 BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -313,6 +319,22 @@ def _service(options: dict) -> Service:
     return service
 
 
+def _claim(host: str, port: int) -> socket.socket:
+    """This serve's claim on the address, held while it serves: an abstract Unix socket named after it, which
+    the kernel releases when the process ends (a kill -9 included). Two serves started at once would both find
+    the port free while their workers load the export, then share it (SO_REUSEPORT); the second is refused
+    here instead."""
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0oncerec-serve {host} {port}")
+    except OSError:
+        claim.close()
+        raise OncerecError(
+            f"another `oncerec serve` is starting or serving on {host}:{port}: stop it or give another --port"
+        ) from None
+    return claim
+
+
 def _listen(host: str, port: int, shared: bool) -> socket.socket:
     """The listening socket. `shared`: SO_REUSEPORT, so that each worker listens on a socket of its own and
     the kernel spreads new connections over them. Workers sharing one socket (uvicorn's `--workers`) leave
@@ -328,8 +350,34 @@ def _listen(host: str, port: int, shared: bool) -> socket.socket:
     try:
         sock.bind((host, port))
     except OSError as e:
-        raise OncerecError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        sock.close()
+        raise OncerecError(
+            f"cannot listen on {host}:{port}: {e.strerror}"
+            + (
+                " (another server listens there): stop it or give another --port"
+                if e.errno == EADDRINUSE
+                else ""
+            )
+        ) from None
     return sock
+
+
+def _die_with(parent: int) -> None:
+    """Ends this worker when `serve` (its parent, process `parent`) is gone, however it went: a worker left
+    behind by a kill -9 would go on serving the old model beside the next serve. Linux sends SIGTERM at the
+    parent's death (PR_SET_PDEATHSIG); a thread watching the parent's pid covers other systems, and a parent
+    that died before the signal was asked for."""
+    with contextlib.suppress(OSError, AttributeError):  # no prctl (not Linux): the watch alone
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="oncerec-parent").start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:  # an orphan is adopted by another process
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's orderly stop: requests in flight are answered
+    time.sleep(ORPHAN_GRACE_S)
+    os._exit(1)
 
 
 def _worker(options: dict, run: dict) -> None:
@@ -337,6 +385,7 @@ def _worker(options: dict, run: dict) -> None:
     connections only once it can answer them)."""
     import uvicorn
 
+    _die_with(options["parent"])
     app = create_app(_service(options), options["max_body"], options["parallel"])
     sock = _listen(run["host"], run["port"], shared=True)
     uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[sock])
@@ -366,19 +415,31 @@ def serve(
         "added_dir": str(added_dir) if added_dir else "",
         # batches computed at a time in each process: the cores shared out (more would only contend)
         "parallel": max(1, len(os.sched_getaffinity(0)) // workers),
+        "parent": os.getpid(),
     }
-    run = {"host": host, "port": port, "log_level": "warning", "access_log": False}
-    print(
-        f"serving {export} on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})",
-        file=sys.stderr,
-    )
-    if workers == 1:
-        app = create_app(_service(options), max_body, options["parallel"])
-        uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[_listen(host, port, shared=False)])
-        return
-    _listen(host, port, shared=True).close()  # a port in use is refused here, before any worker loads
+    # A port in use is refused here, before the export loads: probed without SO_REUSEPORT, which would let
+    # this serve's workers listen beside those of a serve already there and share its traffic. Port 0: the
+    # free port the system gave, which the workers then share.
+    with _listen(host, port, shared=False) as sock, _claim(host, sock.getsockname()[1]):
+        run = {"host": host, "port": sock.getsockname()[1], "log_level": "warning", "access_log": False}
+        print(
+            f"serving {export} on http://{host}:{run['port']} ({workers} worker{'s' if workers > 1 else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
+        if workers == 1:
+            app = create_app(_service(options), max_body, options["parallel"])
+            uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[sock])
+            return
+        sock.close()  # each worker listens on a socket of its own
+        _run_workers(options, run)
+
+
+def _run_workers(options: dict, run: dict) -> None:
     spawn = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
-    processes = [spawn.Process(target=_worker, args=(options, run), daemon=True) for _ in range(workers)]
+    processes = [
+        spawn.Process(target=_worker, args=(options, run), daemon=True) for _ in range(options["workers"])
+    ]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
