@@ -160,7 +160,6 @@ def serve_refuses_items_without_content(ctx: Context) -> None:
     empty = [
         {"title": "  \t "},
         {"title": "!!! ... ?!", "abstract": " -- "},
-        {"title": "zyxqv blorfle"},  # words the model never saw: its unknown word only
         {"category": "no-such-category"},
     ]
     for content in empty:
@@ -173,7 +172,8 @@ def serve_refuses_items_without_content(ctx: Context) -> None:
         )
     assert http.get("/health").json()["items"] == 298  # nothing of a refused request was added
     word = service.export.data.vocab("word")[5]
-    for content in ({"title": f"!!! {word} ..."}, {"category": service.export.data.vocab("category")[1]}):
+    known = service.export.data.vocab("category")[1]
+    for content in ({"title": f"!!! {word} ..."}, {"title": "zyxqv ?"}, {"category": known}):
         assert http.post("/items", json={"items": [{"id": "N-ok", **content}]}).status_code == 200
 
 

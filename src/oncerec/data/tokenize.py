@@ -14,15 +14,6 @@ import numpy as np
 
 PAD, UNK = 0, 1
 _WORD = re.compile(r"[\w']+|[^\w\s]")
-_CONTENT = re.compile(r"\w")  # a token with a letter or a digit in it: a word, not punctuation
-
-
-def content_mask(tokens: Sequence[str], special: Iterable[int]) -> np.ndarray:
-    """For each token of a vocabulary (by id), whether it carries content: a word, not punctuation nor one of
-    the `special` ids (padding, the unknown word, a model's markers)."""
-    mask = np.array([_CONTENT.search(t) is not None for t in tokens], dtype=bool)
-    mask[list(special)] = False
-    return mask
 
 
 def words(text: str, lowercase: bool = True) -> list[str]:
@@ -54,9 +45,6 @@ class WordTokenizer:
         get = self.index.get
         return [[get(w, UNK) for w in words(t, self.lowercase)] for t in texts]
 
-    def content_mask(self) -> np.ndarray:
-        return content_mask(self.vocab, (PAD, UNK))
-
 
 class HFTokenizer:
     """Wraps a local Hugging Face tokenizer; special tokens (e.g. [CLS] ... [SEP]) are kept."""
@@ -72,10 +60,6 @@ class HFTokenizer:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tok(list(texts), add_special_tokens=True)["input_ids"]
-
-    def content_mask(self) -> np.ndarray:
-        tokens = self.tok.convert_ids_to_tokens(list(range(len(self.tok))))
-        return content_mask([t or "" for t in tokens], self.tok.all_special_ids)
 
 
 def make_tokenizer(name: str, train_texts: Iterable[str], min_count: int, lowercase: bool):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from oncerec.serve.export import load_export
 from oncerec.train.evaluate import encode_all_items, read_and_seen, top_items
 
 DEFAULT_CANDIDATES = 200
+_WORD = re.compile(r"\w")  # a letter or a digit: a text with one holds a word
 LAST = "LAST"  # in the added-items folder: the name of the newest request folder
 
 
@@ -222,8 +224,11 @@ class Service:
     def _rerank(self, reps: torch.Tensor, exclude: list[np.ndarray], ks: list[int]) -> list[tuple]:
         """Two stages: the index's candidates for each linearised user vector, scored by the model (all users'
         candidates in one call, padded to the longest list). At least k candidates: the model ranks k items
-        when more than `candidates` are asked for."""
-        found = self.index.search(self._linearised(reps), max(self.candidates, *ks), exclude)
+        when more than `candidates` are asked for. One search for the batch's largest number, each query's
+        cut to its own: a query gets the answer it gets alone."""
+        wanted = [max(self.candidates, k) for k in ks]
+        found = self.index.search(self._linearised(reps), max(wanted), exclude)
+        found = [(items[:n], scores[:n]) for (items, scores), n in zip(found, wanted, strict=True)]
         rows = torch.zeros((len(found), max(len(f[0]) for f in found)), dtype=torch.long)
         for row, (items, _) in zip(rows, found, strict=True):
             row[: len(items)] = torch.from_numpy(items)
@@ -316,8 +321,8 @@ class Service:
             if not self._reads_content(item, read):
                 raise RequestError(
                     where,
-                    f"nothing the model reads in {', '.join(read)}: give a text with words of its vocabulary "
-                    "or a category it trained on (spaces, punctuation and unknown words are no content)",
+                    f"nothing the model reads in {', '.join(read)}: give a text with words (spaces and "
+                    "punctuation alone are no content) or a category the model trained on",
                 )
             seen.add(item["id"])
             items.append(dict(item))
@@ -333,20 +338,17 @@ class Service:
         return HFTokenizer(str(self.export.root / "tokenizer"))
 
     def _reads_content(self, item: dict[str, str], read: list[str]) -> bool:
-        """Whether the item holds a token the model reads: a word of its vocabulary in a text field, or a
-        category it trained on. A text of spaces, punctuation or unknown words alone carries nothing the model
-        can rank by, and a CTR head ranked such an item near the top for every user."""
+        """Whether the item holds a token the model reads: a word in a text field (one outside the vocabulary
+        is read as its unknown word, which trained), or a category it trained on. A text of spaces or
+        punctuation alone carries nothing the model can rank by, and a CTR head ranked such an item near the
+        top for every user."""
         for field in read:
             if field in CATEGORICAL:
                 if self._categories[field].get(item.get(field, ""), 0):
                     return True
-            elif item.get(field) and self._content_tokens[self._tokenizer.encode([item[field]])[0]].any():
+            elif _WORD.search(item.get(field, "")):
                 return True
         return False
-
-    @cached_property
-    def _content_tokens(self) -> np.ndarray:
-        return self._tokenizer.content_mask()
 
     @cached_property
     def _categories(self) -> dict[str, dict[str, int]]:
