@@ -231,6 +231,20 @@ def serve_workers_die_with_serve(ctx: Context) -> None:
         _claim("127.0.0.1", server.port)
 
 
+@case("serve: /health and the /metrics item gauge count the items another worker added")
+def serve_health_counts_every_workers_items(ctx: Context) -> None:
+    from oncerec.serve.service import Service
+
+    export = ctx.copy(_export(ctx))
+    a, b = Service(export, persist=True), Service(export, persist=True)  # two workers of one serve
+    assert (
+        a.add_items([{"id": "N-a", "title": "Added through one worker", "category": "news"}])["items"] == 299
+    )
+    http = _http(b)
+    assert http.get("/health").json()["items"] == 299
+    assert "\noncerec_index_items 299\n" in http.get("/metrics").text
+
+
 # ---------------------------------------------------------------------------------------- GENRE import
 
 

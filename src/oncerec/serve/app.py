@@ -285,7 +285,7 @@ class _Metrics:
             f"oncerec_batch_requests_total {self.batcher.requests}",
             "# HELP oncerec_index_items Items the index serves.",
             "# TYPE oncerec_index_items gauge",
-            f"oncerec_index_items {len(self.service.index)}",
+            f"oncerec_index_items {self.service.item_count()}",
         ]
         return "\n".join(lines) + "\n"
 

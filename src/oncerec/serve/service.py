@@ -461,13 +461,19 @@ class Service:
             self._apply(items, self._content(items), vectors)
             self._applied = name
 
+    def item_count(self) -> int:
+        """Items served, those other processes (workers) added included: their folders are applied first."""
+        self._sync_if_changed()
+        with self._lock.read():
+            return len(self.index)
+
     def health(self) -> dict:
         return {
             "status": "ok",
             "model": self.manifest["model"]["name"],
             "ranking": self.manifest["ranking"],
             "index": self.index.kind,
-            "items": len(self.index),
+            "items": self.item_count(),
             "adds_items": not self.adding,
             "persist": self.persist,
             "pid": os.getpid(),  # which process answered: each of `--workers N` is one
