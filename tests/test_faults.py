@@ -245,6 +245,33 @@ def serve_health_counts_every_workers_items(ctx: Context) -> None:
     assert "\noncerec_index_items 299\n" in http.get("/metrics").text
 
 
+@case("serve: an export whose files disagree with its manifest is refused when it opens, not served")
+def serve_checks_sizes_against_the_manifest(ctx: Context) -> None:
+    import numpy as np
+
+    from oncerec.errors import OncerecError
+    from oncerec.serve.service import Service
+
+    def shorter(path: Path) -> None:
+        np.save(path, np.load(path)[:100])
+
+    damages = {  # file: (damage, what the error says)
+        "popularity.npy": (shorter, "shape (100,) where the export needs (299,)"),  # served scores of 0
+        "data/items/word/title.npy": (shorter, "shape (100, 30) where the export needs (299, ...)"),
+        "data/train_users.npy": (shorter, "shape (100,) where the export needs (124,)"),
+        "vectors.npy": (lambda p: p.write_bytes(p.read_bytes()[:1000]), "not a readable array"),
+        "data/ids.json": (lambda p: p.write_text('["N1"]'), "1 ids, the manifest has 299"),
+    }
+    for n, (name, (damage, needle)) in enumerate(damages.items()):
+        export = ctx.copy(_export(ctx), f"export-{n}")
+        damage(export / name)
+        with pytest.raises(OncerecError) as refused:
+            Service(export)
+        assert str(refused.value).startswith(f"{export / name}: {needle}") and "export the run again" in str(
+            refused.value
+        )
+
+
 # ---------------------------------------------------------------------------------------- GENRE import
 
 

@@ -24,7 +24,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,7 @@ MANIFEST = "export.json"
 DTYPES = ("float32", "float16")
 # the state-dict key of a text item encoder's word table (`FieldItemEncoder.words`)
 WORD_TABLE = "item_encoder.words.table.weight"
+AGAIN = "export the run again (`oncerec export RUN_DIR --out DIR`)"
 
 
 def inner_product(cfg: Config) -> bool:
@@ -167,15 +167,51 @@ def _write_data(dataset: Dataset, cfg: Config, out: Path, addable: bool) -> None
 
 class ExportData(Dataset):
     """An export's `data/` folder: a dataset without impressions or histories. Which users trained (LSTUR's
-    user embedding serves those only) is stored, as there is no training split to read it from."""
+    user embedding serves those only) is stored, as there is no training split to read it from. Opened for
+    `rows` items (the padding item included): every table of the items must hold as many rows, and which
+    users trained one row per user."""
 
-    @cached_property
-    def train_users(self) -> np.ndarray:
-        return np.load(self.root / "train_users.npy")
+    def __init__(self, root: Path, rows: int):
+        super().__init__(root)
+        self.ids: list[str] = read_json(self.root / "ids.json")
+        if not isinstance(self.ids, list) or not all(isinstance(x, str) for x in self.ids):
+            raise OncerecError(f"{self.root / 'ids.json'}: not a list of item ids; {AGAIN}")
+        if len(self.ids) != rows:
+            raise OncerecError(
+                f"{self.root / 'ids.json'}: {len(self.ids)} ids, the manifest has {rows}; {AGAIN}"
+            )
+        for path in sorted((self.root / "items").rglob("*.npy")):
+            load_array(path, (rows, ...), mmap=True)
+        users = len(read_json(self.root / "vocab" / "user.json"))
+        self.train_users = load_array(self.root / "train_users.npy", (users,))
 
-    @cached_property
-    def ids(self) -> list[str]:
-        return json.loads((self.root / "ids.json").read_text(encoding="utf-8"))
+
+def read_json(path: Path):
+    """A JSON file of the export, or one line saying what is wrong with it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OncerecError(f"{path}: missing from the export; {AGAIN}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OncerecError(f"{path}: not valid JSON ({e}); {AGAIN}") from None
+
+
+def load_array(path: Path, shape: tuple, mmap: bool = False) -> np.ndarray:
+    """An array file of the export, refused when missing, unreadable, or of another shape than `shape`, what
+    the manifest says (ending in `...`: any further axes): a truncated or replaced file is refused when the
+    export opens, never served (a short popularity.npy served scores of 0)."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None)
+    except FileNotFoundError:
+        raise OncerecError(f"{path}: missing from the export; {AGAIN}") from None
+    except (ValueError, OSError, EOFError) as e:  # truncated, or not an array
+        raise OncerecError(f"{path}: not a readable array ({e}); {AGAIN}") from None
+    free = shape[-1] is ...
+    known = shape[:-1] if free else shape
+    if array.shape[: len(known)] != known or (not free and array.ndim != len(known)):
+        expected = ", ".join("..." if x is ... else str(x) for x in shape) + ("," if len(shape) == 1 else "")
+        raise OncerecError(f"{path}: shape {array.shape} where the export needs ({expected}); {AGAIN}")
+    return array
 
 
 @dataclass
@@ -210,7 +246,10 @@ def load_export(root: Path) -> Export:
             f"{manifest_path}: export format {manifest.get('format')}, this oncerec reads {FORMAT}"
         )
     cfg = load_saved_config(root / "config.yaml")
-    data = ExportData(root / "data")
+    rows = manifest["items"] + 1  # the padding item
+    data = ExportData(root / "data", rows)
+    vectors = load_array(root / "vectors.npy", (rows, manifest["dim"])).astype(np.float32)
+    popularity = load_array(root / "popularity.npy", (rows,))
     state = load_file(root / "model.safetensors")
     model = build_recommender(
         cfg.model,
@@ -228,18 +267,13 @@ def load_export(root: Path) -> Export:
             f"{root / 'model.safetensors'}: does not fit the model of config.yaml ({e})"
         ) from None
     model.eval()
-    vectors = np.load(root / "vectors.npy").astype(np.float32)
-    if vectors.shape != (manifest["items"] + 1, manifest["dim"]):
-        raise OncerecError(
-            f"{root / 'vectors.npy'}: shape {vectors.shape}, the manifest says otherwise; export again"
-        )
     index = ItemIndex.load(
         root / "index.faiss",
         manifest["index"]["kind"],
         manifest["index"]["search"],
         np.arange(1, len(vectors)),
     )
-    return Export(root, manifest, cfg, data, model, vectors, index, np.load(root / "popularity.npy"))
+    return Export(root, manifest, cfg, data, model, vectors, index, popularity)
 
 
 def export_for(path: Path, log=print) -> Path:
