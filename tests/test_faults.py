@@ -272,6 +272,156 @@ def serve_checks_sizes_against_the_manifest(ctx: Context) -> None:
         )
 
 
+def _read_only(ctx: Context, folder: Path) -> None:
+    """Makes `folder` read-only. Tests may run as root, who writes in any folder whatever its mode: then the
+    check the code makes, `os.access`, is told what it tells any other user (the code path is the same)."""
+    import os
+
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        real = os.access
+
+        def access(path, mode, *args, **kwargs) -> bool:
+            if mode & os.W_OK and Path(path).absolute() == folder.absolute():
+                return False
+            return real(path, mode, *args, **kwargs)
+
+        ctx.monkeypatch.setattr(os, "access", access)
+
+
+def _never_serve(ctx: Context) -> None:
+    """A `serve` in this process that wrongly gets past its checks fails the test rather than serving until
+    the test times out."""
+    import uvicorn
+
+    def served(*_, **__) -> None:
+        raise AssertionError("serve got past its checks and served")
+
+    ctx.monkeypatch.setattr(uvicorn.Server, "run", served)
+
+
+@case("serve: --port out of range is refused in one line, and --port 0 prints the port it bound")
+def serve_port_checks(ctx: Context) -> None:
+    import contextlib
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    for port in ("99999", "-1"):
+        ctx.error(["serve", str(_export(ctx)), "--port", port], f"--port {port}: give a port from 1 to 65535")
+    command = [sys.executable, "-m", "oncerec.cli", "serve", str(_export(ctx)), "--port", "0"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = process.stderr.readline()
+        port = int(re.fullmatch(r"serving \S+ on http://127\.0\.0\.1:(\d+) \(1 worker\)\n", line).group(1))
+        assert port > 0, line
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(httpx.TransportError):
+                assert httpx.get(f"http://127.0.0.1:{port}/health").json()["items"] == 298
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"nothing answered on port {port}")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@case("serve: export --out under a file, serve of a read-only run folder: one line naming the folder")
+def serve_export_folders(ctx: Context) -> None:
+    parent = ctx.file("a-file")
+    ctx.error(["export", str(ctx.run), "--out", str(parent / "export")], f"{parent} is a file, not a folder")
+    run = ctx.copy(ctx.run, "read-only-run")
+    _read_only(ctx, run)
+    _never_serve(ctx)
+    ctx.error(
+        ["serve", str(run), "--port", "0"],
+        f"serve {run} exports the run to {run / 'export'} on first use: {run} is read-only; export it "
+        f"elsewhere (`oncerec export {run} --out DIR`) and serve DIR",
+    )
+
+
+@case("serve: a damaged export is refused in one line naming the file, not a traceback")
+def serve_damaged_export(ctx: Context) -> None:
+    import json
+
+    def without_items(path: Path) -> None:
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "items"}))
+
+    damages = {  # file: (damage, what the error says of it)
+        "model.safetensors": (lambda p: p.write_bytes(b"garbage" * 10), "not readable weights"),
+        "config.yaml": (lambda p: p.write_text("model: [unclosed\n"), "invalid YAML"),
+        "export.json": (without_items, "`items` missing or not valid"),
+        "data/ids.json": (Path.unlink, "missing from the export"),
+        "popularity.npy": (Path.unlink, "missing from the export"),
+        "vectors.npy": (lambda p: p.write_bytes(p.read_bytes()[:1000]), "not a readable array"),
+    }
+    _never_serve(ctx)
+    for n, (name, (damage, needle)) in enumerate(damages.items()):
+        export = ctx.copy(_export(ctx), f"export-{n}")
+        damage(export / name)
+        line = ctx.error(["serve", str(export), "--port", "0"], f"{export / name}: {needle}")
+        assert line.endswith("export the run again (`oncerec export RUN_DIR --out DIR`)"), line
+
+
+@case("serve: an added-items folder it cannot use is refused at start, and one found damaged later is a 503")
+def serve_added_items_folder(ctx: Context) -> None:
+    import numpy as np
+
+    from oncerec.serve.service import Service
+
+    export = ctx.copy(_export(ctx))
+    parent = ctx.file("a-file")
+    _never_serve(ctx)
+    serve = ["serve", str(export), "--port", "0"]
+    ctx.error([*serve, "--added-dir", str(parent / "added")], f"{parent} is a file, not a folder")
+    ctx.error(
+        [*serve, "--persist", "--added-dir", str(parent)],
+        f"--persist: --added-dir {parent}: {parent} is a file, not a folder",
+    )
+    damaged = export / "added" / "00000001"
+    damaged.mkdir(parents=True)
+    (damaged / "items.json").write_text('{"id": "N-x"}')  # an object, not a list of items
+    np.save(damaged / "vectors.npy", np.zeros((1, 32), np.float32))
+    needle = f"{damaged}: damaged added items (items.json is not a list of items"
+    ctx.error(serve, needle)
+    ctx.error([*serve, "--workers", "2"], needle)  # said by serve, not in a worker's traceback
+    shutil.rmtree(export / "added")
+    read_only = ctx.copy(_export(ctx), "read-only-export")
+    _read_only(ctx, read_only)
+    ctx.error(
+        ["serve", str(read_only), "--persist", "--port", "0"],
+        f"--persist: the added-items folder {read_only / 'added'}: {read_only} is read-only; give "
+        "--added-dir DIR on a writable disk",
+    )
+    # damaged by another process after the start: every request says so (it was a bare 500, /health ok)
+    http = _http(Service(export))
+    damaged.mkdir(parents=True)
+    (damaged / "items.json").write_text("[{")
+    (export / "added" / "LAST").write_text(damaged.name)
+    for response in (http.post("/recommend", json={"history": [_item_ids(ctx)[1]]}), http.get("/health")):
+        assert response.status_code == 503 and response.json()["field"] == "service"
+        assert response.json()["error"].startswith(f"{damaged}: damaged added items")
+
+
+@case("serve: a 422 for unknown ids names them cut, and how many there are")
+def serve_unknown_ids_cut(ctx: Context) -> None:
+    from oncerec.serve.service import Service
+
+    http = _http(Service(_export(ctx)))
+    huge = "x" * 1_000_000
+    response = http.post("/recommend", json={"history": [huge, _item_ids(ctx)[1], "N-nowhere"]})
+    assert response.status_code == 422 and len(response.content) < 2000
+    body = response.json()
+    assert body["error"] == f"2 unknown item ids: {'x' * 100}…, N-nowhere"
+    assert body["unknown"] == ["x" * 100 + "…", "N-nowhere"] and body["unknown_count"] == 2
+
+
 # ---------------------------------------------------------------------------------------- GENRE import
 
 

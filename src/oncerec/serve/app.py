@@ -95,6 +95,12 @@ def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
     async def bad_request(_: Request, e: RequestError) -> JSONResponse:
         return JSONResponse({"error": e.message, "field": e.field, **e.detail}, status_code=e.status)
 
+    @api.exception_handler(OncerecError)
+    async def unavailable(_: Request, e: OncerecError) -> JSONResponse:
+        """What the service cannot do now whatever the request (an added-items folder another process wrote
+        damaged): 503 with the reason, and /health answers it too."""
+        return JSONResponse({"error": str(e), "field": "service"}, status_code=503)
+
     @api.exception_handler(ValidationError)
     async def invalid(_: Request, e: ValidationError) -> JSONResponse:
         first = e.errors()[0]
@@ -380,14 +386,19 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker(options: dict, run: dict) -> None:
+def _worker(options: dict, run: dict, errors) -> None:
     """One process of `serve --workers N`: loads the export, then listens (so that the kernel sends it
-    connections only once it can answer them)."""
+    connections only once it can answer them). Why it could not start goes to `serve` (`errors`), which says
+    it in one line."""
     import uvicorn
 
     _die_with(options["parent"])
-    app = create_app(_service(options), options["max_body"], options["parallel"])
-    sock = _listen(run["host"], run["port"], shared=True)
+    try:
+        app = create_app(_service(options), options["max_body"], options["parallel"])
+        sock = _listen(run["host"], run["port"], shared=True)
+    except OncerecError as e:
+        errors.put(str(e))
+        sys.exit(2)
     uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[sock])
 
 
@@ -437,8 +448,10 @@ def serve(
 
 def _run_workers(options: dict, run: dict) -> None:
     spawn = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    errors = spawn.SimpleQueue()
     processes = [
-        spawn.Process(target=_worker, args=(options, run), daemon=True) for _ in range(options["workers"])
+        spawn.Process(target=_worker, args=(options, run, errors), daemon=True)
+        for _ in range(options["workers"])
     ]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -453,4 +466,6 @@ def _run_workers(options: dict, run: dict) -> None:
     for p in processes:
         p.join(30)
     if dead is not None and not stop.is_set():
+        if not errors.empty():  # a worker that could not start: the export, the added items
+            raise OncerecError(errors.get())
         raise OncerecError(f"a serve worker exited with status {dead.exitcode}; the others were stopped")

@@ -28,16 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from oncerec.config.loader import dump_config, load_saved_config
 from oncerec.config.schema import CATEGORICAL, Config
 from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import tokenizer_dir
-from oncerec.errors import OncerecError
+from oncerec.errors import ConfigError, OncerecError
 from oncerec.models.recommender import Recommender
 from oncerec.models.registry import lookup
-from oncerec.paths import check_new_dir, publish_dir
+from oncerec.paths import check_new_dir, check_writable, publish_dir
 from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
 from oncerec.train.baselines import train_clicks
 from oncerec.train.build import build_recommender
@@ -173,6 +174,7 @@ class ExportData(Dataset):
 
     def __init__(self, root: Path, rows: int):
         super().__init__(root)
+        self.stats = read_json(self.root / "stats.json")
         self.ids: list[str] = read_json(self.root / "ids.json")
         if not isinstance(self.ids, list) or not all(isinstance(x, str) for x in self.ids):
             raise OncerecError(f"{self.root / 'ids.json'}: not a list of item ids; {AGAIN}")
@@ -182,8 +184,10 @@ class ExportData(Dataset):
             )
         for path in sorted((self.root / "items").rglob("*.npy")):
             load_array(path, (rows, ...), mmap=True)
-        users = len(read_json(self.root / "vocab" / "user.json"))
-        self.train_users = load_array(self.root / "train_users.npy", (users,))
+        self.train_users = load_array(self.root / "train_users.npy", (len(self.vocab("user")),))
+
+    def vocab(self, name: str) -> list[str]:
+        return read_json(self.root / "vocab" / f"{name}.json")
 
 
 def read_json(path: Path):
@@ -232,25 +236,69 @@ def is_export(path: Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def load_export(root: Path) -> Export:
-    root = Path(root)
-    manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
+def read_manifest(root: Path) -> dict:
+    """The export's manifest, every key the service reads checked: a damaged one is refused in one line."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
         raise OncerecError(f"{root} is not an export (no {MANIFEST}); make one with `oncerec export RUN_DIR`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except ValueError as e:
-        raise OncerecError(f"{manifest_path}: not valid JSON ({e}); export again") from None
+    manifest = read_json(path)
+    if not isinstance(manifest, dict):
+        raise OncerecError(f"{path}: not a JSON object; {AGAIN}")
     if manifest.get("format") != FORMAT:
-        raise OncerecError(
-            f"{manifest_path}: export format {manifest.get('format')}, this oncerec reads {FORMAT}"
-        )
-    cfg = load_saved_config(root / "config.yaml")
+        raise OncerecError(f"{path}: export format {manifest.get('format')}, this oncerec reads {FORMAT}")
+    bad = [key for key, valid in _MANIFEST_KEYS.items() if not valid(manifest.get(key))]
+    if bad:
+        keys = ", ".join(f"`{key}`" for key in bad)
+        raise OncerecError(f"{path}: {keys} missing or not valid; {AGAIN}")
+    return manifest
+
+
+def _count(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _index_entry(value) -> bool:
+    """{"kind": a kind of index, "search": its search parameters, each a count}."""
+    if (
+        not isinstance(value, dict)
+        or value.get("kind") not in KINDS
+        or not isinstance(value.get("search"), dict)
+    ):
+        return False
+    search = value["search"]
+    return set(search) == set(SEARCH_KEYS[value["kind"]]) and all(_count(v, 1) for v in search.values())
+
+
+_MANIFEST_KEYS = {
+    "model": lambda v: isinstance(v, dict) and isinstance(v.get("name"), str),
+    "ranking": lambda v: v in ("inner_product", "two_stage"),
+    "adds_items": lambda v: isinstance(v, bool),
+    "items": lambda v: _count(v, 1),
+    "dim": lambda v: _count(v, 1),
+    "dtype": lambda v: v in DTYPES,
+    "index": _index_entry,
+}
+
+
+def load_export(root: Path) -> Export:
+    """An export loaded for serving, each file checked against the manifest: a damaged or missing one is
+    refused in one line naming it."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    try:
+        cfg = load_saved_config(root / "config.yaml")
+    except ConfigError as e:  # YAML's messages span lines
+        raise OncerecError(f"{' '.join(str(e).split())}; {AGAIN}") from None
     rows = manifest["items"] + 1  # the padding item
     data = ExportData(root / "data", rows)
     vectors = load_array(root / "vectors.npy", (rows, manifest["dim"])).astype(np.float32)
     popularity = load_array(root / "popularity.npy", (rows,))
-    state = load_file(root / "model.safetensors")
+    try:
+        state = load_file(root / "model.safetensors")
+    except FileNotFoundError:
+        raise OncerecError(f"{root / 'model.safetensors'}: missing from the export; {AGAIN}") from None
+    except (SafetensorError, OSError) as e:
+        raise OncerecError(f"{root / 'model.safetensors'}: not readable weights ({e}); {AGAIN}") from None
     model = build_recommender(
         cfg.model,
         cfg.embed,
@@ -288,8 +336,14 @@ def export_for(path: Path, log=print) -> Path:
         raise OncerecError(f"{path}: neither an export ({MANIFEST}) nor a run directory (config.yaml)")
     out = path / "export"
     digest = state_digest(run_weights(path))
+    if not is_export(out):
+        check_writable(
+            path,
+            f"serve {path} exports the run to {out} on first use",
+            f"export it elsewhere (`oncerec export {path} --out DIR`) and serve DIR",
+        )
     if is_export(out):
-        made_from = json.loads((out / MANIFEST).read_text()).get("weights_sha256")
+        made_from = read_manifest(out).get("weights_sha256")
         if made_from != digest:
             raise OncerecError(
                 f"{out} was exported from other weights than {path} holds now (trained further?); remove it, "

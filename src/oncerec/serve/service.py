@@ -36,7 +36,8 @@ from oncerec.config.schema import CATEGORICAL, PROMPT_FIELDS
 from oncerec.data.batching import ItemContent, grown
 from oncerec.data.prepare import prompt_text
 from oncerec.data.tokenize import pack
-from oncerec.errors import OncerecError
+from oncerec.errors import OncerecError, shown
+from oncerec.paths import check_writable, existing_folder
 from oncerec.serve.export import load_export
 from oncerec.train.evaluate import encode_all_items, read_and_seen, top_items
 
@@ -135,11 +136,14 @@ class Service:
         self.users = {u: i for i, u in enumerate(ex.data.vocab("user")) if i}  # 0: the unknown user
         self.persist = persist
         self.added_dir = Path(added_dir) if added_dir else ex.root / "added"
+        self._check_added_dir(given=bool(added_dir))
         self.adding = adding or (
             ""
             if ex.manifest["adds_items"]
             else f"model.item={ex.cfg.model.item} encodes no content of new items"
         )
+        if not self.adding:  # what adding items reads: refused now if missing, not at each request
+            _ = self._tokenizer, self._categories
         self._lock = _ReadWriteLock()
         self._applied = ""  # the newest request folder applied
         self._popular: np.ndarray | None = None
@@ -166,7 +170,10 @@ class Service:
                 unknown = [h for h in q.history if h not in self.index_of]
                 if unknown:
                     answers[n] = RequestError(
-                        "history", f"unknown item ids: {', '.join(unknown[:10])}", unknown=unknown[:100]
+                        "history",
+                        f"{len(unknown):,} unknown item ids: {shown(unknown)}",
+                        unknown=[shown([x]) for x in unknown[:100]],
+                        unknown_count=len(unknown),
                     )
                     continue
                 clicked, seen = read_and_seen([self.index_of[h] for h in q.history], self.history_len)
@@ -440,6 +447,15 @@ class Service:
         except FileNotFoundError:
             return ""
 
+    def _check_added_dir(self, given: bool) -> None:
+        """Refuses at start an added-items folder this service cannot use, rather than failing every request:
+        one that is or lies under a file, or one `--persist` cannot write in."""
+        what = f"--added-dir {self.added_dir}" if given else f"the added-items folder {self.added_dir}"
+        if self.persist:
+            check_writable(self.added_dir, f"--persist: {what}", "give --added-dir DIR on a writable disk")
+        else:
+            existing_folder(self.added_dir, what)
+
     def sync(self) -> None:
         """Apply the request folders written since this process last looked (by itself or by others)."""
         with self._lock.write():
@@ -452,14 +468,34 @@ class Service:
             p.name for p in self.added_dir.iterdir() if p.name.isdigit() and p.name > self._applied
         )
         for name in names:
-            folder = self.added_dir / name
-            try:
-                items = json.loads((folder / "items.json").read_text(encoding="utf-8"))
-                vectors = np.load(folder / "vectors.npy")
-            except (OSError, ValueError) as e:
-                raise OncerecError(f"{folder}: unreadable added items ({e}); remove the folder") from None
+            items, vectors = self._read_request(self.added_dir / name)
             self._apply(items, self._content(items), vectors)
             self._applied = name
+
+    def _read_request(self, folder: Path) -> tuple[list[dict[str, str]], np.ndarray]:
+        """One request folder's items and their vectors, refused in one line when damaged."""
+        try:
+            items = json.loads((folder / "items.json").read_text(encoding="utf-8"))
+            vectors = np.load(folder / "vectors.npy")
+        except (OSError, ValueError) as e:
+            why = str(e)
+        else:
+            listed = isinstance(items, list) and all(
+                isinstance(item, dict)
+                and isinstance(item.get("id"), str)
+                and all(isinstance(v, str) for v in item.values())
+                for item in items
+            )
+            why = "" if listed else "items.json is not a list of items, objects of strings with an id"
+            if listed and vectors.shape != (len(items), self.vectors.shape[1]):
+                why = (
+                    f"vectors.npy of shape {vectors.shape} for {len(items)} items of {self.vectors.shape[1]}"
+                )
+        if why:
+            raise OncerecError(
+                f"{folder}: damaged added items ({why}); restore the folder, or remove it (its items are lost)"
+            )
+        return items, vectors
 
     def item_count(self) -> int:
         """Items served, those other processes (workers) added included: their folders are applied first."""

@@ -13,7 +13,7 @@ import torch
 from oncerec.config.loader import load_group, load_saved_config
 from oncerec.config.schema import Config, DataConfig
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.errors import OncerecError
+from oncerec.errors import OncerecError, shown
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
 from oncerec.train.build import build_recommender
@@ -70,7 +70,7 @@ class Run:
         if history is not None:
             missing = [h for h in history if h not in index]
             if missing:
-                raise OncerecError(f"unknown item ids in --history: {', '.join(missing[:5])}")
+                raise OncerecError(f"{len(missing):,} unknown item ids in --history: {shown(missing, 5)}")
             clicked = [index[h] for h in history]
         elif u:
             clicked = self._latest_history(u)
