@@ -336,12 +336,6 @@ def export_for(path: Path, log=print) -> Path:
         raise OncerecError(f"{path}: neither an export ({MANIFEST}) nor a run directory (config.yaml)")
     out = path / "export"
     digest = state_digest(run_weights(path))
-    if not is_export(out):
-        check_writable(
-            path,
-            f"serve {path} exports the run to {out} on first use",
-            f"export it elsewhere (`oncerec export {path} --out DIR`) and serve DIR",
-        )
     if is_export(out):
         made_from = read_manifest(out).get("weights_sha256")
         if made_from != digest:
@@ -350,6 +344,11 @@ def export_for(path: Path, log=print) -> Path:
                 f"or export the run elsewhere (`oncerec export {path} --out DIR`) and serve that"
             )
         return out
+    check_writable(
+        path,
+        f"serve {path} exports the run to {out} on first use",
+        f"export it elsewhere (`oncerec export {path} --out DIR`) and serve DIR",
+    )
     log(f"serve: exporting {path} to {out} (exact index, float32)")
     export_run(load_run(path), out, source=str(path), log=log)
     return out
