@@ -260,6 +260,8 @@ def cmd_serve(a: argparse.Namespace) -> None:
 
     if a.workers < 1:
         raise OncerecError(f"--workers {a.workers}: give at least 1")
+    if not 0 <= a.port <= 65535:
+        raise OncerecError(f"--port {a.port}: give a port from 1 to 65535 (0: any free port)")
     if a.max_body_bytes < 1:
         raise OncerecError(f"--max-body-bytes {a.max_body_bytes}: give at least 1")
     serve(

@@ -39,3 +39,11 @@ class DataError(OncerecError):
 
 class CheckpointError(OncerecError):
     pass
+
+
+def shown(values: list[str], most: int = 10, width: int = 100) -> str:
+    """Values named in a message: the first `most`, each cut to `width` characters, and how many there are
+    (an error must not echo a megabyte of input back)."""
+    cut = [v if len(v) <= width else v[:width] + "…" for v in values[:most]]
+    more = f" and {len(values) - most:,} more" if len(values) > most else ""
+    return f"{', '.join(cut)}{more}"

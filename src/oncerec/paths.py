@@ -19,11 +19,32 @@ def cache_root() -> Path:
 
 
 def check_new_dir(out: Path, option: str) -> None:
-    """`out` is where a command will create a folder: refuse a file or a non-empty folder (never overwrite)."""
+    """`out` is where a command will create a folder: refuse a file or a non-empty folder (never overwrite),
+    and a place it cannot be made (it is written beside, then renamed)."""
     if out.exists() and not out.is_dir():
         raise OncerecError(f"{option} {out} is a file; give a new folder")
     if out.is_dir() and any(out.iterdir()):
         raise OncerecError(f"{option} {out} already exists and is not empty; remove it or choose another")
+    check_writable(out.parent, f"{option} {out}")
+
+
+def existing_folder(path: Path, what: str) -> Path:
+    """The nearest existing folder of `path`: itself, or the one it would be made in; refused when that is a
+    file (`path` is a file or lies under one)."""
+    path = Path(path).absolute()
+    above = next(p for p in (path, *path.parents) if p.exists())
+    if not above.is_dir():
+        raise OncerecError(f"{what}: {above} is a file, not a folder; give another path")
+    return above
+
+
+def check_writable(folder: Path, what: str, fix: str = "give a folder on a writable disk") -> None:
+    """Refuses a folder a command will write in (making it if missing) when it cannot: one that is or lies
+    under a file, or whose nearest existing folder is read-only (as `os.access` says: root may write in
+    any)."""
+    above = existing_folder(folder, what)
+    if not os.access(above, os.W_OK):
+        raise OncerecError(f"{what}: {above} is read-only; {fix}")
 
 
 def publish_dir(tmp: Path, out: Path, marker: str) -> None:

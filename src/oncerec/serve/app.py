@@ -3,6 +3,7 @@
 ```
 POST /recommend  {"history": [item ids], "user": null, "k": 10, "exclude_history": true}
                  -> {"items": [{"id": "N123", "score": 1.23}, ...], "source": "model" | "popularity"}
+                    and, when there are fewer than k items, "note": how many and why
 POST /items      {"items": [{"id": "N999", "title": "...", "category": "...", ...}]}
                  -> {"added": 1, "replaced": 0, "items": 6001}
 GET  /health     -> {"status": "ok", "model": ..., "ranking": ..., "index": ..., "items": ..., ...}
@@ -14,6 +15,8 @@ A bad request gets a 4xx and `{"error": what is wrong, "field": where}`; bodies 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import gc
 import json
 import multiprocessing
@@ -24,6 +27,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from errno import EADDRINUSE
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,9 @@ from oncerec.serve.service import DEFAULT_CANDIDATES, Answer, Query, RequestErro
 MAX_BODY = 4 * 2**20
 MAX_K = 1000
 ENDPOINTS = ("/recommend", "/items", "/health", "/metrics")
+# prctl(2): the signal a process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+ORPHAN_GRACE_S = 10  # a worker whose parent died stops in order within this, or is ended
 BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -68,7 +75,8 @@ def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
         answer = await batcher.answer(Query(r.history, r.user, r.k, r.exclude_history))
         metrics.count_answer(answer.source)
         items = [{"id": i, "score": s} for i, s in answer.items]
-        return JSONResponse({"items": items, "source": answer.source})
+        note = {"note": answer.note} if answer.note else {}
+        return JSONResponse({"items": items, "source": answer.source, **note})
 
     @api.post("/items")
     async def items(request: Request) -> JSONResponse:
@@ -86,6 +94,12 @@ def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
     @api.exception_handler(RequestError)
     async def bad_request(_: Request, e: RequestError) -> JSONResponse:
         return JSONResponse({"error": e.message, "field": e.field, **e.detail}, status_code=e.status)
+
+    @api.exception_handler(OncerecError)
+    async def unavailable(_: Request, e: OncerecError) -> JSONResponse:
+        """What the service cannot do now whatever the request (an added-items folder another process wrote
+        damaged): 503 with the reason, and /health answers it too."""
+        return JSONResponse({"error": str(e), "field": "service"}, status_code=503)
 
     @api.exception_handler(ValidationError)
     async def invalid(_: Request, e: ValidationError) -> JSONResponse:
@@ -277,7 +291,7 @@ class _Metrics:
             f"oncerec_batch_requests_total {self.batcher.requests}",
             "# HELP oncerec_index_items Items the index serves.",
             "# TYPE oncerec_index_items gauge",
-            f"oncerec_index_items {len(self.service.index)}",
+            f"oncerec_index_items {self.service.item_count()}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -311,6 +325,22 @@ def _service(options: dict) -> Service:
     return service
 
 
+def _claim(host: str, port: int) -> socket.socket:
+    """This serve's claim on the address, held while it serves: an abstract Unix socket named after it, which
+    the kernel releases when the process ends (a kill -9 included). Two serves started at once would both find
+    the port free while their workers load the export, then share it (SO_REUSEPORT); the second is refused
+    here instead."""
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0oncerec-serve {host} {port}")
+    except OSError:
+        claim.close()
+        raise OncerecError(
+            f"another `oncerec serve` is starting or serving on {host}:{port}: stop it or give another --port"
+        ) from None
+    return claim
+
+
 def _listen(host: str, port: int, shared: bool) -> socket.socket:
     """The listening socket. `shared`: SO_REUSEPORT, so that each worker listens on a socket of its own and
     the kernel spreads new connections over them. Workers sharing one socket (uvicorn's `--workers`) leave
@@ -326,17 +356,49 @@ def _listen(host: str, port: int, shared: bool) -> socket.socket:
     try:
         sock.bind((host, port))
     except OSError as e:
-        raise OncerecError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        sock.close()
+        raise OncerecError(
+            f"cannot listen on {host}:{port}: {e.strerror}"
+            + (
+                " (another server listens there): stop it or give another --port"
+                if e.errno == EADDRINUSE
+                else ""
+            )
+        ) from None
     return sock
 
 
-def _worker(options: dict, run: dict) -> None:
+def _die_with(parent: int) -> None:
+    """Ends this worker when `serve` (its parent, process `parent`) is gone, however it went: a worker left
+    behind by a kill -9 would go on serving the old model beside the next serve. Linux sends SIGTERM at the
+    parent's death (PR_SET_PDEATHSIG); a thread watching the parent's pid covers other systems, and a parent
+    that died before the signal was asked for."""
+    with contextlib.suppress(OSError, AttributeError):  # no prctl (not Linux): the watch alone
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="oncerec-parent").start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:  # an orphan is adopted by another process
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's orderly stop: requests in flight are answered
+    time.sleep(ORPHAN_GRACE_S)
+    os._exit(1)
+
+
+def _worker(options: dict, run: dict, errors) -> None:
     """One process of `serve --workers N`: loads the export, then listens (so that the kernel sends it
-    connections only once it can answer them)."""
+    connections only once it can answer them). Why it could not start goes to `serve` (`errors`), which says
+    it in one line."""
     import uvicorn
 
-    app = create_app(_service(options), options["max_body"], options["parallel"])
-    sock = _listen(run["host"], run["port"], shared=True)
+    _die_with(options["parent"])
+    try:
+        app = create_app(_service(options), options["max_body"], options["parallel"])
+        sock = _listen(run["host"], run["port"], shared=True)
+    except OncerecError as e:
+        errors.put(str(e))
+        sys.exit(2)
     uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[sock])
 
 
@@ -364,19 +426,33 @@ def serve(
         "added_dir": str(added_dir) if added_dir else "",
         # batches computed at a time in each process: the cores shared out (more would only contend)
         "parallel": max(1, len(os.sched_getaffinity(0)) // workers),
+        "parent": os.getpid(),
     }
-    run = {"host": host, "port": port, "log_level": "warning", "access_log": False}
-    print(
-        f"serving {export} on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})",
-        file=sys.stderr,
-    )
-    if workers == 1:
-        app = create_app(_service(options), max_body, options["parallel"])
-        uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[_listen(host, port, shared=False)])
-        return
-    _listen(host, port, shared=True).close()  # a port in use is refused here, before any worker loads
+    # A port in use is refused here, before the export loads: probed without SO_REUSEPORT, which would let
+    # this serve's workers listen beside those of a serve already there and share its traffic. Port 0: the
+    # free port the system gave, which the workers then share.
+    with _listen(host, port, shared=False) as sock, _claim(host, sock.getsockname()[1]):
+        run = {"host": host, "port": sock.getsockname()[1], "log_level": "warning", "access_log": False}
+        print(
+            f"serving {export} on http://{host}:{run['port']} ({workers} worker{'s' if workers > 1 else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
+        if workers == 1:
+            app = create_app(_service(options), max_body, options["parallel"])
+            uvicorn.Server(uvicorn.Config(app, **run)).run(sockets=[sock])
+            return
+        sock.close()  # each worker listens on a socket of its own
+        _run_workers(options, run)
+
+
+def _run_workers(options: dict, run: dict) -> None:
     spawn = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
-    processes = [spawn.Process(target=_worker, args=(options, run), daemon=True) for _ in range(workers)]
+    errors = spawn.SimpleQueue()
+    processes = [
+        spawn.Process(target=_worker, args=(options, run, errors), daemon=True)
+        for _ in range(options["workers"])
+    ]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -390,4 +466,6 @@ def serve(
     for p in processes:
         p.join(30)
     if dead is not None and not stop.is_set():
+        if not errors.empty():  # a worker that could not start: the export, the added items
+            raise OncerecError(errors.get())
         raise OncerecError(f"a serve worker exited with status {dead.exitcode}; the others were stopped")

@@ -24,21 +24,21 @@ import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from oncerec.config.loader import dump_config, load_saved_config
 from oncerec.config.schema import CATEGORICAL, Config
 from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import tokenizer_dir
-from oncerec.errors import OncerecError
+from oncerec.errors import ConfigError, OncerecError
 from oncerec.models.recommender import Recommender
 from oncerec.models.registry import lookup
-from oncerec.paths import check_new_dir, publish_dir
+from oncerec.paths import check_new_dir, check_writable, publish_dir
 from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
 from oncerec.train.baselines import train_clicks
 from oncerec.train.build import build_recommender
@@ -49,6 +49,7 @@ MANIFEST = "export.json"
 DTYPES = ("float32", "float16")
 # the state-dict key of a text item encoder's word table (`FieldItemEncoder.words`)
 WORD_TABLE = "item_encoder.words.table.weight"
+AGAIN = "export the run again (`oncerec export RUN_DIR --out DIR`)"
 
 
 def inner_product(cfg: Config) -> bool:
@@ -167,15 +168,54 @@ def _write_data(dataset: Dataset, cfg: Config, out: Path, addable: bool) -> None
 
 class ExportData(Dataset):
     """An export's `data/` folder: a dataset without impressions or histories. Which users trained (LSTUR's
-    user embedding serves those only) is stored, as there is no training split to read it from."""
+    user embedding serves those only) is stored, as there is no training split to read it from. Opened for
+    `rows` items (the padding item included): every table of the items must hold as many rows, and which
+    users trained one row per user."""
 
-    @cached_property
-    def train_users(self) -> np.ndarray:
-        return np.load(self.root / "train_users.npy")
+    def __init__(self, root: Path, rows: int):
+        super().__init__(root)
+        self.stats = read_json(self.root / "stats.json")
+        self.ids: list[str] = read_json(self.root / "ids.json")
+        if not isinstance(self.ids, list) or not all(isinstance(x, str) for x in self.ids):
+            raise OncerecError(f"{self.root / 'ids.json'}: not a list of item ids; {AGAIN}")
+        if len(self.ids) != rows:
+            raise OncerecError(
+                f"{self.root / 'ids.json'}: {len(self.ids)} ids, the manifest has {rows}; {AGAIN}"
+            )
+        for path in sorted((self.root / "items").rglob("*.npy")):
+            load_array(path, (rows, ...), mmap=True)
+        self.train_users = load_array(self.root / "train_users.npy", (len(self.vocab("user")),))
 
-    @cached_property
-    def ids(self) -> list[str]:
-        return json.loads((self.root / "ids.json").read_text(encoding="utf-8"))
+    def vocab(self, name: str) -> list[str]:
+        return read_json(self.root / "vocab" / f"{name}.json")
+
+
+def read_json(path: Path):
+    """A JSON file of the export, or one line saying what is wrong with it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OncerecError(f"{path}: missing from the export; {AGAIN}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OncerecError(f"{path}: not valid JSON ({e}); {AGAIN}") from None
+
+
+def load_array(path: Path, shape: tuple, mmap: bool = False) -> np.ndarray:
+    """An array file of the export, refused when missing, unreadable, or of another shape than `shape`, what
+    the manifest says (ending in `...`: any further axes): a truncated or replaced file is refused when the
+    export opens, never served (a short popularity.npy served scores of 0)."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None)
+    except FileNotFoundError:
+        raise OncerecError(f"{path}: missing from the export; {AGAIN}") from None
+    except (ValueError, OSError, EOFError) as e:  # truncated, or not an array
+        raise OncerecError(f"{path}: not a readable array ({e}); {AGAIN}") from None
+    free = shape[-1] is ...
+    known = shape[:-1] if free else shape
+    if array.shape[: len(known)] != known or (not free and array.ndim != len(known)):
+        expected = ", ".join("..." if x is ... else str(x) for x in shape) + ("," if len(shape) == 1 else "")
+        raise OncerecError(f"{path}: shape {array.shape} where the export needs ({expected}); {AGAIN}")
+    return array
 
 
 @dataclass
@@ -196,22 +236,69 @@ def is_export(path: Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def load_export(root: Path) -> Export:
-    root = Path(root)
-    manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
+def read_manifest(root: Path) -> dict:
+    """The export's manifest, every key the service reads checked: a damaged one is refused in one line."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
         raise OncerecError(f"{root} is not an export (no {MANIFEST}); make one with `oncerec export RUN_DIR`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except ValueError as e:
-        raise OncerecError(f"{manifest_path}: not valid JSON ({e}); export again") from None
+    manifest = read_json(path)
+    if not isinstance(manifest, dict):
+        raise OncerecError(f"{path}: not a JSON object; {AGAIN}")
     if manifest.get("format") != FORMAT:
-        raise OncerecError(
-            f"{manifest_path}: export format {manifest.get('format')}, this oncerec reads {FORMAT}"
-        )
-    cfg = load_saved_config(root / "config.yaml")
-    data = ExportData(root / "data")
-    state = load_file(root / "model.safetensors")
+        raise OncerecError(f"{path}: export format {manifest.get('format')}, this oncerec reads {FORMAT}")
+    bad = [key for key, valid in _MANIFEST_KEYS.items() if not valid(manifest.get(key))]
+    if bad:
+        keys = ", ".join(f"`{key}`" for key in bad)
+        raise OncerecError(f"{path}: {keys} missing or not valid; {AGAIN}")
+    return manifest
+
+
+def _count(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _index_entry(value) -> bool:
+    """{"kind": a kind of index, "search": its search parameters, each a count}."""
+    if (
+        not isinstance(value, dict)
+        or value.get("kind") not in KINDS
+        or not isinstance(value.get("search"), dict)
+    ):
+        return False
+    search = value["search"]
+    return set(search) == set(SEARCH_KEYS[value["kind"]]) and all(_count(v, 1) for v in search.values())
+
+
+_MANIFEST_KEYS = {
+    "model": lambda v: isinstance(v, dict) and isinstance(v.get("name"), str),
+    "ranking": lambda v: v in ("inner_product", "two_stage"),
+    "adds_items": lambda v: isinstance(v, bool),
+    "items": lambda v: _count(v, 1),
+    "dim": lambda v: _count(v, 1),
+    "dtype": lambda v: v in DTYPES,
+    "index": _index_entry,
+}
+
+
+def load_export(root: Path) -> Export:
+    """An export loaded for serving, each file checked against the manifest: a damaged or missing one is
+    refused in one line naming it."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    try:
+        cfg = load_saved_config(root / "config.yaml")
+    except ConfigError as e:  # YAML's messages span lines
+        raise OncerecError(f"{' '.join(str(e).split())}; {AGAIN}") from None
+    rows = manifest["items"] + 1  # the padding item
+    data = ExportData(root / "data", rows)
+    vectors = load_array(root / "vectors.npy", (rows, manifest["dim"])).astype(np.float32)
+    popularity = load_array(root / "popularity.npy", (rows,))
+    try:
+        state = load_file(root / "model.safetensors")
+    except FileNotFoundError:
+        raise OncerecError(f"{root / 'model.safetensors'}: missing from the export; {AGAIN}") from None
+    except (SafetensorError, OSError) as e:
+        raise OncerecError(f"{root / 'model.safetensors'}: not readable weights ({e}); {AGAIN}") from None
     model = build_recommender(
         cfg.model,
         cfg.embed,
@@ -228,18 +315,13 @@ def load_export(root: Path) -> Export:
             f"{root / 'model.safetensors'}: does not fit the model of config.yaml ({e})"
         ) from None
     model.eval()
-    vectors = np.load(root / "vectors.npy").astype(np.float32)
-    if vectors.shape != (manifest["items"] + 1, manifest["dim"]):
-        raise OncerecError(
-            f"{root / 'vectors.npy'}: shape {vectors.shape}, the manifest says otherwise; export again"
-        )
     index = ItemIndex.load(
         root / "index.faiss",
         manifest["index"]["kind"],
         manifest["index"]["search"],
         np.arange(1, len(vectors)),
     )
-    return Export(root, manifest, cfg, data, model, vectors, index, np.load(root / "popularity.npy"))
+    return Export(root, manifest, cfg, data, model, vectors, index, popularity)
 
 
 def export_for(path: Path, log=print) -> Path:
@@ -255,13 +337,18 @@ def export_for(path: Path, log=print) -> Path:
     out = path / "export"
     digest = state_digest(run_weights(path))
     if is_export(out):
-        made_from = json.loads((out / MANIFEST).read_text()).get("weights_sha256")
+        made_from = read_manifest(out).get("weights_sha256")
         if made_from != digest:
             raise OncerecError(
                 f"{out} was exported from other weights than {path} holds now (trained further?); remove it, "
                 f"or export the run elsewhere (`oncerec export {path} --out DIR`) and serve that"
             )
         return out
+    check_writable(
+        path,
+        f"serve {path} exports the run to {out} on first use",
+        f"export it elsewhere (`oncerec export {path} --out DIR`) and serve DIR",
+    )
     log(f"serve: exporting {path} to {out} (exact index, float32)")
     export_run(load_run(path), out, source=str(path), log=log)
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -35,11 +36,13 @@ from oncerec.config.schema import CATEGORICAL, PROMPT_FIELDS
 from oncerec.data.batching import ItemContent, grown
 from oncerec.data.prepare import prompt_text
 from oncerec.data.tokenize import pack
-from oncerec.errors import OncerecError
+from oncerec.errors import OncerecError, shown
+from oncerec.paths import check_writable, existing_folder
 from oncerec.serve.export import load_export
-from oncerec.train.evaluate import encode_all_items, top_items
+from oncerec.train.evaluate import encode_all_items, read_and_seen, top_items
 
 DEFAULT_CANDIDATES = 200
+_WORD = re.compile(r"\w")  # a letter or a digit: a text with one holds a word
 LAST = "LAST"  # in the added-items folder: the name of the newest request folder
 
 
@@ -63,6 +66,7 @@ class Query:
 class Answer:
     items: list[tuple[str, float]]  # (id, score), best first
     source: str  # "model" or "popularity"
+    note: str = ""  # why there are fewer items than asked for ("" when there are not)
 
 
 class _ReadWriteLock:
@@ -132,11 +136,14 @@ class Service:
         self.users = {u: i for i, u in enumerate(ex.data.vocab("user")) if i}  # 0: the unknown user
         self.persist = persist
         self.added_dir = Path(added_dir) if added_dir else ex.root / "added"
+        self._check_added_dir(given=bool(added_dir))
         self.adding = adding or (
             ""
             if ex.manifest["adds_items"]
             else f"model.item={ex.cfg.model.item} encodes no content of new items"
         )
+        if not self.adding:  # what adding items reads: refused now if missing, not at each request
+            _ = self._tokenizer, self._categories
         self._lock = _ReadWriteLock()
         self._applied = ""  # the newest request folder applied
         self._popular: np.ndarray | None = None
@@ -163,26 +170,39 @@ class Service:
                 unknown = [h for h in q.history if h not in self.index_of]
                 if unknown:
                     answers[n] = RequestError(
-                        "history", f"unknown item ids: {', '.join(unknown[:10])}", unknown=unknown[:100]
+                        "history",
+                        f"{len(unknown):,} unknown item ids: {shown(unknown)}",
+                        unknown=[shown([x]) for x in unknown[:100]],
+                        unknown_count=len(unknown),
                     )
                     continue
-                clicked = [self.index_of[h] for h in q.history][-self.history_len :]
+                clicked, seen = read_and_seen([self.index_of[h] for h in q.history], self.history_len)
                 u = self.users.get(q.user or "", 0)
                 if not clicked and not self._knows(u):
                     top = self.popular[: q.k]
-                    answers[n] = Answer([(self.ids[i], float(self.popularity[i])) for i in top], "popularity")
+                    items = [(self.ids[i], float(self.popularity[i])) for i in top]
+                    answers[n] = Answer(items, "popularity", self._note(len(items), q.k))
                     continue
-                ranked.append((n, clicked, u, sorted(set(clicked)) if q.exclude_history else []))
+                ranked.append((n, clicked, u, seen if q.exclude_history else []))
             if ranked:
                 positions, clicked, users, left_out = zip(*ranked, strict=True)
                 reps = self._encode_users(list(clicked), list(users))
                 excludes = [np.array(e, dtype=np.int64) for e in left_out]
                 found = self._rank(reps, excludes, [queries[n].k for n in positions])
-                for n, (items, scores) in zip(positions, found, strict=True):
+                for n, (items, scores), e in zip(positions, found, excludes, strict=True):
+                    note = self._note(len(items), queries[n].k, self.index.held(e))
                     answers[n] = Answer(
-                        [(self.ids[i], float(x)) for i, x in zip(items, scores, strict=True)], "model"
+                        [(self.ids[i], float(x)) for i, x in zip(items, scores, strict=True)], "model", note
                     )
             return answers
+
+    def _note(self, found: int, k: int, left_out: int = 0) -> str:
+        """Why an answer holds fewer than k items: the service holds fewer, once the `left_out` items of the
+        history are left out."""
+        if found >= k:
+            return ""
+        why = f", {left_out} of them in the history and left out (exclude_history)" if left_out else ""
+        return f"{found} items, not k={k}: the service holds {len(self.index)} items{why}"
 
     def _encode_users(self, clicked: list[list[int]], users: list[int]) -> torch.Tensor:
         """User representations [B, ...] of histories right-padded into one batch, as training batches them
@@ -210,8 +230,12 @@ class Service:
 
     def _rerank(self, reps: torch.Tensor, exclude: list[np.ndarray], ks: list[int]) -> list[tuple]:
         """Two stages: the index's candidates for each linearised user vector, scored by the model (all users'
-        candidates in one call, padded to the longest list)."""
-        found = self.index.search(self._linearised(reps), self.candidates, exclude)
+        candidates in one call, padded to the longest list). At least k candidates: the model ranks k items
+        when more than `candidates` are asked for. One search for the batch's largest number, each query's
+        cut to its own: a query gets the answer it gets alone."""
+        wanted = [max(self.candidates, k) for k in ks]
+        found = self.index.search(self._linearised(reps), max(wanted), exclude)
+        found = [(items[:n], scores[:n]) for (items, scores), n in zip(found, wanted, strict=True)]
         rows = torch.zeros((len(found), max(len(f[0]) for f in found)), dtype=torch.long)
         for row, (items, _) in zip(rows, found, strict=True):
             row[: len(items)] = torch.from_numpy(items)
@@ -301,8 +325,12 @@ class Service:
                 raise RequestError(f"{where}.id", "every item needs a non-empty id")
             if item["id"] in seen:
                 raise RequestError(f"{where}.id", f"{item['id']!r} appears twice in this request")
-            if not any(item.get(f) for f in read):
-                raise RequestError(where, f"none of the fields the model reads: {', '.join(read)}")
+            if not self._reads_content(item, read):
+                raise RequestError(
+                    where,
+                    f"nothing the model reads in {', '.join(read)}: give a text with words (spaces and "
+                    "punctuation alone are no content) or a category the model trained on",
+                )
             seen.add(item["id"])
             items.append(dict(item))
         return items
@@ -315,6 +343,19 @@ class Service:
         if cfg.embed.tokenizer == "word":
             return WordTokenizer(self.export.data.vocab("word"), cfg.data.lowercase)
         return HFTokenizer(str(self.export.root / "tokenizer"))
+
+    def _reads_content(self, item: dict[str, str], read: list[str]) -> bool:
+        """Whether the item holds a token the model reads: a word in a text field (one outside the vocabulary
+        is read as its unknown word, which trained), or a category it trained on. A text of spaces or
+        punctuation alone carries nothing the model can rank by, and a CTR head ranked such an item near the
+        top for every user."""
+        for field in read:
+            if field in CATEGORICAL:
+                if self._categories[field].get(item.get(field, ""), 0):
+                    return True
+            elif _WORD.search(item.get(field, "")):
+                return True
+        return False
 
     @cached_property
     def _categories(self) -> dict[str, dict[str, int]]:
@@ -406,6 +447,15 @@ class Service:
         except FileNotFoundError:
             return ""
 
+    def _check_added_dir(self, given: bool) -> None:
+        """Refuses at start an added-items folder this service cannot use, rather than failing every request:
+        one that is or lies under a file, or one `--persist` cannot write in."""
+        what = f"--added-dir {self.added_dir}" if given else f"the added-items folder {self.added_dir}"
+        if self.persist:
+            check_writable(self.added_dir, f"--persist: {what}", "give --added-dir DIR on a writable disk")
+        else:
+            existing_folder(self.added_dir, what)
+
     def sync(self) -> None:
         """Apply the request folders written since this process last looked (by itself or by others)."""
         with self._lock.write():
@@ -418,14 +468,40 @@ class Service:
             p.name for p in self.added_dir.iterdir() if p.name.isdigit() and p.name > self._applied
         )
         for name in names:
-            folder = self.added_dir / name
-            try:
-                items = json.loads((folder / "items.json").read_text(encoding="utf-8"))
-                vectors = np.load(folder / "vectors.npy")
-            except (OSError, ValueError) as e:
-                raise OncerecError(f"{folder}: unreadable added items ({e}); remove the folder") from None
+            items, vectors = self._read_request(self.added_dir / name)
             self._apply(items, self._content(items), vectors)
             self._applied = name
+
+    def _read_request(self, folder: Path) -> tuple[list[dict[str, str]], np.ndarray]:
+        """One request folder's items and their vectors, refused in one line when damaged."""
+        try:
+            items = json.loads((folder / "items.json").read_text(encoding="utf-8"))
+            vectors = np.load(folder / "vectors.npy")
+        except (OSError, ValueError) as e:
+            why = str(e)
+        else:
+            listed = isinstance(items, list) and all(
+                isinstance(item, dict)
+                and isinstance(item.get("id"), str)
+                and all(isinstance(v, str) for v in item.values())
+                for item in items
+            )
+            why = "" if listed else "items.json is not a list of items, objects of strings with an id"
+            if listed and vectors.shape != (len(items), self.vectors.shape[1]):
+                why = (
+                    f"vectors.npy of shape {vectors.shape} for {len(items)} items of {self.vectors.shape[1]}"
+                )
+        if why:
+            raise OncerecError(
+                f"{folder}: damaged added items ({why}); restore the folder, or remove it (its items are lost)"
+            )
+        return items, vectors
+
+    def item_count(self) -> int:
+        """Items served, those other processes (workers) added included: their folders are applied first."""
+        self._sync_if_changed()
+        with self._lock.read():
+            return len(self.index)
 
     def health(self) -> dict:
         return {
@@ -433,7 +509,7 @@ class Service:
             "model": self.manifest["model"]["name"],
             "ranking": self.manifest["ranking"],
             "index": self.index.kind,
-            "items": len(self.index),
+            "items": self.item_count(),
             "adds_items": not self.adding,
             "persist": self.persist,
             "pid": os.getpid(),  # which process answered: each of `--workers N` is one

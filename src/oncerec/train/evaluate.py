@@ -39,6 +39,13 @@ def encode_all_items(
     return torch.cat(out)
 
 
+def read_and_seen(clicked: list[int], history_len: int) -> tuple[list[int], list[int]]:
+    """A given history (item indices, oldest first) as what the user encoder reads of it, its last
+    `history_len` clicks as training reads them, and what a recommendation leaves out: every item given, once
+    each (a click older than the encoder reads is still an item the user has seen)."""
+    return clicked[-history_len:], sorted(set(clicked))
+
+
 @torch.no_grad()
 def top_items(
     model: Recommender, item_vectors: torch.Tensor, rep: torch.Tensor, exclude: list[int], k: int

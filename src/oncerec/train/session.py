@@ -15,7 +15,7 @@ import torch
 from oncerec.config.loader import load_group, load_saved_config
 from oncerec.config.schema import Config, DataConfig
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.errors import OncerecError
+from oncerec.errors import OncerecError, shown
 from oncerec.eval.metrics import FULL_RANKING_DEFAULT, full_ranking_names, read_metrics
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
@@ -25,6 +25,7 @@ from oncerec.train.evaluate import (
     encode_all_items,
     encode_user,
     predict_fast,
+    read_and_seen,
     top_items,
     write_split_predictions,
 )
@@ -100,17 +101,20 @@ class Run:
         if history is not None:
             missing = [h for h in history if h not in index]
             if missing:
-                raise OncerecError(f"unknown item ids in the history (--history): {', '.join(missing[:5])}")
-            clicked = [index[h] for h in history][-self.dataset.history_len :]
+                raise OncerecError(
+                    f"{len(missing):,} unknown item ids in the history (--history): {shown(missing, 5)}"
+                )
+            clicked = [index[h] for h in history]
         elif u:
             clicked = self._latest_history(u)
         else:
             raise OncerecError(
                 f"user {user!r} is not in the dataset; give a history (--history ITEM1,...) instead"
             )
+        read, seen = read_and_seen(clicked, self.dataset.history_len)
         self.model.eval()
-        rep = encode_user(self.model, self.user_inputs, clicked, u, self.device)
-        top, scores = top_items(self.model, self.item_vectors, rep, clicked if exclude_history else [], k)
+        rep = encode_user(self.model, self.user_inputs, read, u, self.device)
+        top, scores = top_items(self.model, self.item_vectors, rep, seen if exclude_history else [], k)
         titles = table.column("title").to_pylist()
         return [Recommendation(ids[i], s, titles[i]) for i, s in zip(top, scores, strict=True)]
 
