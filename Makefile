@@ -20,12 +20,12 @@ demo: $(STAMP)
 	$(VENV)/bin/oncerec demo --model nrms "model.item_fields=[title,category,subcategory]" model.attention_residual=true
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
-	$(VENV)/bin/oncerec bench --quick
+	$(PY) -m benchmarks --quick
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks

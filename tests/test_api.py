@@ -14,7 +14,7 @@ import oncerec
 import oncerec.api
 from oncerec.cli import main
 from oncerec.errors import ConfigError, OncerecError
-from oncerec.train.session import Recommendation, Run
+from oncerec.run import Recommendation, Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oncerec.bench.suite import (
+from benchmarks.suite import (
     PRESETS,
     RANKING_METRICS,
     Sizes,
@@ -102,7 +102,7 @@ def test_metrics_section_extrapolates_the_loop():
 
 
 def test_dire_bench_measures_both_sides_of_each_ratio(tmp_path: Path):
-    from oncerec.bench.dire import DireSizes, bench_dire, dire_rows, resolve_models
+    from benchmarks.dire import DireSizes, bench_dire, dire_rows, resolve_models
 
     sizes = DireSizes("tiny", "minilm", 4, 16, 2, 5, 1, memory_gb=1.0, memory_batches=3)
     d = bench_dire(sizes, resolve_models(sizes), log=lambda *_: None)

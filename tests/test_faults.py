@@ -102,7 +102,7 @@ def _genre_run(ctx: Context, url: str, store: Path, *extra: str) -> list[str]:
 
 @case("secrets: a key split by the cut of an error message (300) or of a non-JSON 2xx body (120) is masked")
 def _(ctx: Context) -> None:
-    from oncerec.genre.fake_server import FakeChatServer
+    from tests.fake_openai import FakeChatServer
 
     ctx.monkeypatch.setenv(KEY_VARIABLE, SECRET)
     # The key starts 50 characters before each cut ("." * N pads the quote): cut first, then scrubbed, 50 of
@@ -135,7 +135,7 @@ def _(ctx: Context) -> None:
 
     import pyarrow.parquet as pq
 
-    from oncerec.genre.fake_server import FakeChatServer, default_reply
+    from tests.fake_openai import FakeChatServer, default_reply
 
     def reply(messages: list[dict]) -> str:  # the whole key, and a part of it, in a valid summary
         title = json.loads(default_reply(messages))["title"]
@@ -322,7 +322,7 @@ def serve_workers_die_with_serve(ctx: Context) -> None:
 
     import psutil
 
-    from oncerec.bench.serve import ServerProcess
+    from benchmarks.serve import ServerProcess
     from oncerec.errors import OncerecError
 
     server = ServerProcess(_export(ctx), "--workers", "2", timeout=300)

@@ -31,7 +31,6 @@ from oncerec.data.tokenize import WordTokenizer, pack
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.slices import split_metrics
 from oncerec.genre.backends import Backend, Completion, GenParams
-from oncerec.genre.fake_server import FakeChatServer, default_reply
 from oncerec.genre.limits import (
     FatalError,
     Limiter,
@@ -51,6 +50,7 @@ from oncerec.genre.templates import load_list, load_template
 from oncerec.train.build import build_recommender
 from oncerec.train.evaluate import predict_fast, predict_slow
 from oncerec.train.trainer import train
+from tests.fake_openai import FakeChatServer, default_reply
 
 
 def quiet(*_):

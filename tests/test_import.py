@@ -14,13 +14,13 @@ import pytest
 from oncerec.cli import main
 from oncerec.config.loader import build_config
 from oncerec.errors import DataError, OncerecError
-from oncerec.genre.fake_server import FakeChatServer, default_reply
 from oncerec.genre.importer import ImportOptions, import_answers, profile_object, reason_kind, unfence
 from oncerec.genre.merge import merge
 from oncerec.genre.options import RunOptions
 from oncerec.genre.runner import open_dataset, run_task
 from oncerec.genre.store import Store
 from oncerec.genre.tasks import DatasetView
+from tests.fake_openai import FakeChatServer, default_reply
 
 
 def quiet(*_):

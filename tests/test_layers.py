@@ -1,6 +1,6 @@
 """The one-way order of imports: a module imports its own package and packages of lower layers, never a
 higher layer or another package of its own layer. Lazy imports (inside functions) count: they are
-dependencies all the same. The README's Development section draws the same map."""
+dependencies all the same. The docs' Development page draws the same map."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # leaderboard files, tables) above the data it reads.
 LAYERS: list[tuple[str, ...]] = [
     ("oncerec.errors",),
-    ("oncerec.paths",),  # the cache folder, atomic writes
+    ("oncerec.paths", "oncerec.extras"),  # the cache folder, atomic writes; optional packages
     ("oncerec.eval.metrics",),
     ("oncerec.config",),
     ("oncerec.lm",),  # language-model files and backbones
@@ -26,8 +26,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("oncerec.train",),
     # export and serving; grids of training runs (each a CLI subprocess: no import of the CLI)
     ("oncerec.serve", "oncerec.experiment"),
-    ("oncerec.bench",),
-    ("oncerec.cli",),
+    ("oncerec.run",),  # a trained run as the API hands it out (export needs serving)
+    ("oncerec.api",),  # one function per job
+    ("oncerec.cli",),  # its commands call the API
 ]
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import SMALL
 
-from oncerec.bench.serve import ServerProcess, ServeSizes, serve_rows
-from oncerec.bench.suite import Sizes, run_bench
+from benchmarks.serve import ServerProcess, ServeSizes, serve_rows
+from benchmarks.suite import Sizes, run_bench
 from oncerec.cli import main
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
@@ -366,10 +366,10 @@ def test_two_stage_ranking_of_a_ctr_head(tmp_path_factory):
 
 def test_a_user_the_model_knows_is_served_without_clicks(tmp_path_factory):
     """A GENRE profile, or LSTUR's trained user embedding: the model ranks for an empty history."""
-    from oncerec.genre.fake_server import FakeChatServer
     from oncerec.genre.merge import merge
     from oncerec.genre.options import RunOptions
     from oncerec.genre.runner import open_dataset, run_task
+    from tests.fake_openai import FakeChatServer
 
     tmp = tmp_path_factory.mktemp("genre")
     tiny = open_dataset("demo-tiny", log=QUIET["log"], progress=False).root
@@ -480,7 +480,7 @@ def test_export_checks(naml_run: Path, naml_export: Path, tmp_path: Path, capsys
 
 
 def test_bench_serve_section(tmp_path: Path):
-    """The `serve` section of `oncerec bench` at a tiny size (`oncerec bench --only serve` runs it at full
+    """The `serve` section of the benchmarks at a tiny size (`python -m benchmarks --only serve` runs it at full
     size: demo-large), run through `run_bench` as the command runs it."""
     tiny = ServeSizes("tiny", 24, levels=(1, 8), servers=(("flat", 1), ("hnsw", 1)), added=30)
     sizes = Sizes("tiny", "tiny", 8, 0, 1, "tiny", 8, 100, 10, 10, serve=tiny)

@@ -24,7 +24,8 @@ from oncerec.config.schema import GROUPS
 if TYPE_CHECKING:
     from oncerec.config.schema import Config
     from oncerec.data.dataset import Dataset
-    from oncerec.train.session import Run
+    from oncerec.run import Run
+    from oncerec.train.session import Run as TrainedRun
 
 # Formats whose protocol (negatives, text fields) comes from a data preset of the same name.
 _FORMAT_PRESETS = ("once-goodreads", "adressa")
@@ -82,7 +83,7 @@ def train_config(cfg: Config, progress: bool = True) -> Run:
 
     trainer = Trainer(cfg, progress=progress)
     trainer.fit()
-    return trainer.run
+    return _with_export(trainer.run)
 
 
 def load_run(path: str | Path, data: str | None = None) -> Run:
@@ -90,7 +91,7 @@ def load_run(path: str | Path, data: str | None = None) -> Run:
     with the same vocabularies (e.g. one made by `oncerec genre merge`)."""
     from oncerec.train.session import load_run as load
 
-    return load(Path(path), data=data)
+    return _with_export(load(Path(path), data=data))
 
 
 def prepare(
@@ -132,3 +133,11 @@ def presets(group: str) -> list[str]:
     if group not in (*GROUPS, "experiment"):
         raise ConfigError(f"no preset group `{group}`; groups: {', '.join([*GROUPS, 'experiment'])}")
     return preset_names(group)
+
+
+def _with_export(run: TrainedRun) -> Run:
+    from dataclasses import fields
+
+    from oncerec.run import Run
+
+    return Run(**{f.name: getattr(run, f.name) for f in fields(run)})

@@ -276,19 +276,6 @@ def cmd_serve(a: argparse.Namespace) -> None:
     )
 
 
-def cmd_bench(a: argparse.Namespace) -> None:
-    if a.scale:
-        from oncerec.bench.scale import run_scale
-
-        print(run_scale(Path(a.out), a.scale.split(","), a.steps, a.eval_impressions))
-        return
-    from oncerec.bench.suite import run_bench
-
-    only = tuple(x.strip() for x in a.only.split(",") if x.strip())
-    run_bench(quick=a.quick, out_dir=Path(a.out), threads=a.threads, only=only)
-    print((Path(a.out) / "bench.md").read_text())
-
-
 def cmd_dire_cache(a: argparse.Namespace) -> None:
     """Run a language model's frozen layers once over every item and keep their states (DIRE)."""
     from oncerec.config.loader import build_config
@@ -547,25 +534,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--max-body-bytes", type=int, default=4 * 2**20, help="larger requests get 413")
     s.set_defaults(func=cmd_serve)
-
-    s = sub.add_parser("bench", help="measure speed and memory; writes bench.json and bench.md")
-    s.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes on 2 CPU cores")
-    s.add_argument("--out", default="bench-out")
-    s.add_argument("--threads", type=int, help="torch threads (1 keeps ratios stable on a busy machine)")
-    s.add_argument(
-        "--only",
-        default="",
-        help="these sections only, e.g. serve (prepare, train, eval, dire, genre, serve, metrics)",
-    )
-    s.add_argument(
-        "--scale",
-        help="instead: cost growth over demo scales, e.g. small,medium,large (writes scale.json/.md)",
-    )
-    s.add_argument("--steps", type=int, default=100, help="--scale: NRMS training steps per scale")
-    s.add_argument(
-        "--eval-impressions", type=int, default=50_000, help="--scale: valid impressions evaluated"
-    )
-    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("dire", help="DIRE: cache a language model's frozen layers for every item")
     dire = s.add_subparsers(dest="dire_command", required=True)

@@ -21,7 +21,6 @@ The parts, one module each:
     runner.py     the async run loop: resume, retries with the error shown to the model, summary, dry run
     importer.py   answers made elsewhere (ONCE's released logs, JSON lines) into the store, validated alike
     merge.py      a new dataset directory with the generated data
-    fake_server.py  a chat-completions server with fault injection (tests and the benchmark)
 
 Metrics of the users with generated content are the `generated_users` slice of every evaluation
 (oncerec.eval.slices): GENRE writes data and knows nothing of recommenders.

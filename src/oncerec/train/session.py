@@ -118,30 +118,6 @@ class Run:
         titles = table.column("title").to_pylist()
         return [Recommendation(ids[i], s, titles[i]) for i, s in zip(top, scores, strict=True)]
 
-    def export(
-        self,
-        out: str | Path,
-        index: str = "flat",
-        dtype: str = "float32",
-        ef_search: int | None = None,
-        nprobe: int | None = None,
-        progress: bool = True,
-    ) -> dict:
-        """Writes what `oncerec serve` loads to `out` (a new or empty folder): item vectors, weights, a FAISS
-        index (`flat`: exact; `hnsw`, `ivf`: approximate, `ef_search` / `nprobe` their search width); returns
-        its manifest. Needs the `serve` extra."""
-        from oncerec.serve import require_packages
-        from oncerec.serve.export import export_run
-
-        require_packages()
-        search = {k: v for k, v in (("ef_search", ef_search), ("nprobe", nprobe)) if v is not None}
-        for key, value in search.items():
-            if value < 1:
-                raise OncerecError(f"--{key.replace('_', '-')} {value}: give at least 1")
-        source = str(self.run_dir) if self.run_dir else ""
-        log = print if progress else (lambda *_: None)
-        return export_run(self, Path(out), index=index, dtype=dtype, search=search, source=source, log=log)
-
     @cached_property
     def item_vectors(self) -> torch.Tensor:
         """Every item encoded once: the weights of a loaded run do not change, so recommend() reuses them."""

@@ -115,7 +115,7 @@ class ServerProcess:
 
 
 def bench_serve(sizes: ServeSizes, log: Callable = print) -> dict:
-    from oncerec.bench.suite import SEED, demo_dataset
+    from benchmarks.suite import SEED, demo_dataset
 
     dataset = demo_dataset(sizes.scale)
     cfg = build_config([f"data=demo-{sizes.scale}", "model=nrms"])

@@ -11,7 +11,7 @@ quote (to test the cuts of quoted text). It counts requests per key, so tests ca
 repeated.
 
 Standalone (the benchmark runs it in its own process, so that it does not compete with the client for the
-GIL): `python -m oncerec.genre.fake_server --latency 0.2` prints `READY <base url>` and serves until killed.
+GIL): `python -m tests.fake_openai --latency 0.2` prints `READY <base url>` and serves until killed.
 """
 
 from __future__ import annotations

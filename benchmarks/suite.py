@@ -28,9 +28,9 @@ import numpy as np
 import psutil
 import torch
 
-from oncerec.bench.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dire_rows, resolve_models
-from oncerec.bench.genre import bench_genre, genre_rows
-from oncerec.bench.serve import SERVE_FULL, SERVE_QUICK, ServeSizes, bench_serve, serve_rows
+from benchmarks.dire import DIRE_FULL, DIRE_QUICK, DireSizes, bench_dire, dire_rows, resolve_models
+from benchmarks.genre import bench_genre, genre_rows
+from benchmarks.serve import SERVE_FULL, SERVE_QUICK, ServeSizes, bench_serve, serve_rows
 from oncerec.config.loader import build_config
 from oncerec.config.schema import ExpConfig
 from oncerec.data.batching import Batch, TrainSampler

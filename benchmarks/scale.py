@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from oncerec.bench.suite import _private_cache, bench_prepare
+from benchmarks.suite import _private_cache, bench_prepare
 from oncerec.errors import OncerecError
 
 _TRAIN_CHILD = """

@@ -4,7 +4,7 @@ of users, scores against every item, the history excluded, torch.topk), then the
 (`evaluate_top_k`). The encoders are left out: they encode each item and user once, as the impression
 evaluation does (its time is `oncerec bench`'s eval section).
 
-    python -m oncerec.bench.full_ranking [--items 65238] [--users 50000] [--model nrms] [--k 100]
+    python -m benchmarks.full_ranking [--items 65238] [--users 50000] [--model nrms] [--k 100]
 
 `--model` gives the predictor and the vector width (its preset's hidden_size): nrms's inner product, or a CTR
 head such as dnn, which scores every (user, item) pair with its MLP; for those, time a few hundred users and
@@ -66,9 +66,7 @@ def bench(items: int, users: int, preset: str, k: int, batch: int, of: int, seed
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m oncerec.bench.full_ranking", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m benchmarks.full_ranking", description=__doc__.split("\n")[0])
     p.add_argument("--items", type=int, default=MIND_SMALL_ITEMS)
     p.add_argument("--users", type=int, default=MIND_SMALL_DEV_USERS)
     p.add_argument("--model", default="nrms", help="preset whose predictor scores (nrms: inner product)")

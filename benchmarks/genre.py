@@ -29,6 +29,8 @@ LEVELS = (1, 8, 32, 128)
 TARGET = 0.9  # share of the ideal throughput to reach
 LOCAL_MODEL = "smollm2-135m"
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def bench_genre(
     quick: bool = True, log: Callable = print, local: bool = True, model_path: str | None = None
@@ -67,14 +69,15 @@ def bench_genre(
 
 
 class _server:
-    """`python -m oncerec.genre.fake_server` in a child process, for the `with` block."""
+    """`python -m tests.fake_openai` in a child process, for the `with` block."""
 
     def __init__(self, latency: float):
         self.latency = latency
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oncerec.genre.fake_server", "--latency", str(self.latency)],
+            [sys.executable, "-m", "tests.fake_openai", "--latency", str(self.latency)],
+            cwd=ROOT,  # the test double lives in the repository's tests/, not in the package
             stdout=subprocess.PIPE,
             text=True,
         )
