@@ -19,7 +19,7 @@ from pathlib import Path
 
 from oncerec.data.goodreads import json_field, json_lines
 from oncerec.data.mind import News
-from oncerec.data.protocol import Interactions
+from oncerec.data.protocol import Interactions, time_value
 from oncerec.errors import DataError
 
 _DAY_FILE = re.compile(r"\d{8}(\.gz)?|.+\.jsonl?(\.gz)?")
@@ -57,7 +57,7 @@ def read_events(files: list[Path], progress: bool = False) -> tuple[Interactions
             user = json_field(obj, "userId", path, n)
             if not user:
                 raise DataError(path, "empty user id", n, "userId")
-            when = json_field(obj, "time", path, n, int)
+            when = time_value(json_field(obj, "time", path, n, int), path, n, "time")
             category = obj.get("category1") or ""
             if not isinstance(category, str):
                 raise DataError(path, f"expected str, got {type(category).__name__}", n, "category1")

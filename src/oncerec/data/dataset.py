@@ -59,7 +59,16 @@ class Split:
         return np.repeat(np.arange(self.num_impressions), np.diff(self.offsets))
 
 
+# what every error about a prepared file ends with: the file no longer is what `prepare` wrote
+CHANGED = "the file was changed or damaged after `oncerec prepare`: prepare the dataset again"
+
+
 class Dataset:
+    """Every array is checked, when first loaded, against the counts `prepare` recorded in stats.json (its
+    length, and its ids within their vocabulary): a file cut short or edited afterwards is an error naming it,
+    not a silent wrong result or an IndexError in training. The checks are a min / max pass over the memory
+    map (tens of milliseconds for MIND-large's largest array)."""
+
     def __init__(self, root: str | Path):
         self.root = Path(root)
         manifest = self.root / "dataset.json"
@@ -67,41 +76,93 @@ class Dataset:
             raise OncerecError(
                 f"{self.root} is not a prepared dataset (no dataset.json); run `oncerec prepare`"
             )
-        try:
-            self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise OncerecError(f"{manifest}: not valid JSON ({e}); prepare the dataset again") from None
+        self.manifest = _read_json(manifest, dict)
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise OncerecError(
                 f"{self.root}: dataset format {self.manifest.get('format_version')}, "
                 f"this oncerec reads {FORMAT_VERSION}; prepare it again"
             )
+        missing = [
+            k for k in ("text_fields", "tokenizers", "history_len", "splits") if k not in self.manifest
+        ]
+        if missing:
+            raise OncerecError(f"{manifest}: no `{missing[0]}`; {CHANGED}")
         self.text_fields: list[str] = self.manifest["text_fields"]
         self.tokenizers: list[str] = self.manifest["tokenizers"]
         self.history_len: int = self.manifest["history_len"]
         self.split_names: list[str] = self.manifest["splits"]
+        self._arrays: dict[tuple[str, ...], np.ndarray] = {}
 
-    def _load(self, *parts: str) -> np.ndarray:
+    def _load(
+        self,
+        *parts: str,
+        rows: int | None = None,
+        width: int | None = None,
+        below: int | None = None,
+        low: int = 0,
+        bounds: int | None = None,
+    ) -> np.ndarray:
+        """A memory-mapped array of the dataset, checked once: `rows` long (None: any), `width` wide, its
+        values in low..below - 1 (below None: any); `bounds`: CSR offsets into that many rows."""
+        if parts in self._arrays:
+            return self._arrays[parts]
         path = self.root.joinpath(*parts)
         try:
-            return np.load(path, mmap_mode="r")
+            array = np.load(path, mmap_mode="r")
         except FileNotFoundError:
             raise OncerecError(f"{path}: missing from the dataset; prepare it again") from None
         except (ValueError, OSError) as e:  # a truncated or overwritten array
             raise OncerecError(f"{path}: not a readable array ({e}); prepare the dataset again") from None
+        if rows is not None and (array.ndim == 0 or len(array) != rows):
+            found = "a scalar" if array.ndim == 0 else f"{len(array)} rows"
+            raise OncerecError(f"{path}: {found}, the dataset's stats.json says {rows}; {CHANGED}")
+        if width is not None and array.shape[1:] != (width,):
+            raise OncerecError(f"{path}: shape {array.shape}, expected {width} columns; {CHANGED}")
+        if below is not None and array.size:
+            lo, hi = array.min(), array.max()
+            if lo < low or hi >= below:
+                raise OncerecError(
+                    f"{path}: holds {lo if lo < low else hi}, outside {low}..{below - 1} (the ids stats.json "
+                    f"counts); {CHANGED}"
+                )
+        if bounds is not None and (
+            not len(array) or array[0] != 0 or array[-1] != bounds or (np.diff(array) < 0).any()
+        ):
+            raise OncerecError(
+                f"{path}: not offsets increasing from 0 to the {bounds} candidate rows; {CHANGED}"
+            )
+        self._arrays[parts] = array
+        return array
 
     @cached_property
     def stats(self) -> dict:
-        return json.loads((self.root / "stats.json").read_text())
+        return _read_json(self.root / "stats.json", dict)
+
+    def _count(self, *keys: str) -> int | None:
+        """A count stats.json records (None where it has none: an export's data folder keeps the vocabularies
+        only)."""
+        value = self.stats
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise OncerecError(
+                f"{self.root / 'stats.json'}: {'.'.join(keys)} is {value!r}, not a count; {CHANGED}"
+            )
+        return value
 
     @cached_property
     def num_items(self) -> int:
         """Including the padding item 0."""
-        return len(self._load("items", f"{CATEGORICAL[0]}.npy"))
+        items = self._count("items")
+        if items is None:
+            return len(self._load("items", f"{CATEGORICAL[0]}.npy"))
+        return items + 1
 
     @cached_property
     def num_users(self) -> int:
-        return self.stats["vocab"]["user"]
+        return self.vocab_size("user")
 
     @cached_property
     def train_users(self) -> np.ndarray:
@@ -135,7 +196,14 @@ class Dataset:
         return np.load(flags).astype(bool) if flags.is_file() else None
 
     def vocab(self, name: str) -> list[str]:
-        return json.loads((self.root / "vocab" / f"{name}.json").read_text())
+        path = self.root / "vocab" / f"{name}.json"
+        words = _read_json(path, list)
+        expected = self._count("vocab", name)
+        if expected is not None and len(words) != expected:
+            raise OncerecError(
+                f"{path}: {len(words)} entries, the dataset's stats.json says {expected}; {CHANGED}"
+            )
+        return words
 
     def vocab_digests(self) -> dict[str, str]:
         """A hash of each vocabulary file: two datasets with equal ones give ids (words, categories, users,
@@ -146,7 +214,10 @@ class Dataset:
         }
 
     def vocab_size(self, name: str) -> int:
-        return self.stats["vocab"][name]
+        size = self._count("vocab", name)
+        if size is None:
+            raise OncerecError(f"{self.root / 'stats.json'}: no vocabulary size of `{name}`; {CHANGED}")
+        return size
 
     def tokens(self, tokenizer: str, field: str) -> tuple[np.ndarray, np.ndarray]:
         """([N, L] token ids, [N] lengths) of one text field."""
@@ -160,7 +231,14 @@ class Dataset:
                 f"text field `{field}` was not prepared; prepared: {', '.join(self.text_fields)}"
             )
         folder = tokenizer_dir(tokenizer)
-        return self._load("items", folder, f"{field}.npy"), self._load("items", folder, f"{field}.len.npy")
+        ids = self._load(
+            "items", folder, f"{field}.npy", rows=self.num_items, below=self.vocab_size(tokenizer)
+        )
+        if ids.ndim != 2:
+            path = self.root / "items" / folder / f"{field}.npy"
+            raise OncerecError(f"{path}: shape {ids.shape}, not [items, tokens]; {CHANGED}")
+        lengths = self._load("items", folder, f"{field}.len.npy", rows=self.num_items, below=ids.shape[1] + 1)
+        return ids, lengths
 
     def token_entities(self, tokenizer: str, field: str) -> np.ndarray:
         """[N, L] the entity index of each token of a text field (0: none), aligned with `tokens`: prepared
@@ -170,7 +248,15 @@ class Dataset:
                 f"entities are aligned with the `word` tokens of the title; got tokenizer `{tokenizer}`, "
                 f"field `{field}`"
             )
-        return self._load("items", tokenizer_dir(tokenizer), f"{field}.entities.npy")
+        width = self.tokens(tokenizer, field)[0].shape[1]
+        return self._load(
+            "items",
+            tokenizer_dir(tokenizer),
+            f"{field}.entities.npy",
+            rows=self.num_items,
+            width=width,
+            below=self._count("vocab", "entity"),
+        )
 
     def user_attributes(self) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
         """GENRE user profiles (`oncerec genre merge`): attribute name -> ([U, K] value ids, most relevant
@@ -186,30 +272,70 @@ class Dataset:
 
     def entity_vectors(self) -> np.ndarray:
         """[E, D] float32: row e is entity e's vector (zero for row 0 and entities without one)."""
-        return np.load(self.root / "items" / "entity_vectors.npy")
+        return np.array(self._load("items", "entity_vectors.npy", rows=self._count("vocab", "entity")))
 
     def categorical(self, field: str) -> np.ndarray:
-        return self._load("items", f"{field}.npy")
+        return self._load("items", f"{field}.npy", rows=self.num_items, below=self.vocab_size(field))
 
     @cached_property
     def histories(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """([H, history_len] item indices oldest first, [H] lengths, [H] user index)."""
+        histories = self._count("histories")
+        rows = None if histories is None else histories + 1
         return (
-            self._load("histories", "items.npy"),
-            self._load("histories", "length.npy"),
-            self._load("histories", "user.npy"),
+            self._load("histories", "items.npy", rows=rows, width=self.history_len, below=self.num_items),
+            self._load("histories", "length.npy", rows=rows, below=self.history_len + 1),
+            self._load("histories", "user.npy", rows=rows, below=self.num_users),
         )
 
     def split(self, name: str) -> Split:
         if name not in self.split_names:
             raise OncerecError(f"split `{name}` not in {self.root}; splits: {', '.join(self.split_names)}")
-        return Split(name, *(self._load(name, f"{k}.npy") for k in SPLIT_ARRAYS))
+        n, rows = self._count("splits", name, "impressions"), self._count("splits", name, "rows")
+        item = self._load(name, "item.npy", rows=rows, below=self.num_items)
+        return Split(
+            name,
+            imp_id=self._load(name, "imp_id.npy", rows=n),
+            user=self._load(name, "user.npy", rows=n, below=self.num_users),
+            time=self._load(name, "time.npy", rows=n),
+            history=self._load(name, "history.npy", rows=n, below=len(self.histories[1])),
+            offsets=self._load(name, "offsets.npy", rows=None if n is None else n + 1, bounds=len(item)),
+            item=item,
+            label=self._load(name, "label.npy", rows=rows, low=-1, below=2),
+        )
 
     @cached_property
     def items_table(self):
         import pyarrow.parquet as pq
 
-        return pq.read_table(self.root / "items.parquet")
+        path = self.root / "items.parquet"
+        try:
+            table = pq.read_table(path)
+        except FileNotFoundError:
+            raise OncerecError(f"{path}: missing from the dataset; prepare it again") from None
+        except Exception as e:  # pyarrow's errors for a file that is not Parquet, or cut short
+            raise OncerecError(f"{path}: not a readable Parquet table ({e}); {CHANGED}") from None
+        if "id" not in table.column_names:
+            raise OncerecError(f"{path}: no `id` column; {CHANGED}")
+        if table.num_rows != self.num_items:
+            raise OncerecError(
+                f"{path}: {table.num_rows} rows, the dataset's stats.json says {self.num_items} (with the "
+                f"padding row); {CHANGED}"
+            )
+        return table
+
+
+def _read_json(path: Path, kind: type):
+    """A JSON file of the dataset holding a `kind` (dict, list), or an error naming it and the fix."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OncerecError(f"{path}: missing from the dataset; prepare it again") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OncerecError(f"{path}: not valid JSON ({e}); prepare the dataset again") from None
+    if not isinstance(value, kind):
+        raise OncerecError(f"{path}: expected a JSON {kind.__name__}, got {type(value).__name__}; {CHANGED}")
+    return value
 
 
 def _config_key(cfg: DataConfig) -> str:

@@ -157,6 +157,8 @@ def read_articles(path: Path) -> Iterator[News]:
                 (col["subtitle"][r] if "subtitle" in col else None) or "",
                 (col["url"][r] if "url" in col else None) or "",
             )
+    if not seen:
+        raise DataError(path, "no articles: the file has no row")
 
 
 class Histories:

@@ -11,13 +11,13 @@ category: genre}`); unmapped fields default to their own name and may be absent 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 from oncerec.config.schema import DataConfig
 from oncerec.data.mind import News
-from oncerec.data.protocol import Interactions
+from oncerec.data.protocol import Interactions, time_value
 from oncerec.errors import DataError
 
 ITEM_FIELDS = ("id", "title", "abstract", "category", "subcategory")
@@ -35,8 +35,10 @@ def generic_files(root: Path) -> tuple[Path, Path]:
     return found[0], found[1]
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number — or row number + 1 for Parquet, counting the header — , row as strings)."""
+def _rows(path: Path, used: set[str], text: set[str] = frozenset()) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number — or row number + 1 for Parquet, counting the header — , row as strings). `used`: the
+    columns oncerec reads; of those, a Parquet list column is read only where it is text (`text`: its elements
+    joined by spaces), and refused elsewhere (an id or a category is one value)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -44,9 +46,11 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             table = pq.read_table(path)
         except Exception as e:
             raise DataError(path, f"cannot read Parquet: {e}") from None
-        columns = {c: table.column(c).to_pylist() for c in table.column_names}
+        columns = {
+            c: _parquet_column(table.column(c), path, c, c in used, c in text) for c in table.column_names
+        }
         for r in range(table.num_rows):
-            yield r + 2, {c: "" if v[r] is None else str(v[r]) for c, v in columns.items()}
+            yield r + 2, {c: v[r] for c, v in columns.items()}
         return
     # utf-8-sig: a byte-order mark (a CSV saved by Excel) would otherwise stick to the first column's name
     with open(path, encoding="utf-8-sig", newline="") as f:
@@ -62,16 +66,50 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             raise DataError(path, f"malformed CSV: {e}", reader.line_num) from None
 
 
+def _parquet_column(column, path: Path, name: str, used: bool, text: bool) -> list[str]:
+    """A Parquet column (pyarrow ChunkedArray) as strings; see `_rows` for list columns."""
+    import pyarrow as pa
+
+    values = column.to_pylist()
+    kind = column.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        if used and not text:
+            raise DataError(
+                path,
+                f"a list column ({kind}): oncerec reads one value per row here; store one (e.g. the first)",
+                field=name,
+            )
+        return [" ".join(str(e) for e in v if e is not None) if v else "" for v in values]
+    return ["" if v is None else str(v) for v in values]
+
+
 def _column(cfg: DataConfig, field: str) -> str:
     return cfg.columns.get(field, field)
+
+
+def _check_columns(
+    path: Path, header: Iterable[str], cfg: DataConfig, fields: tuple[str, ...], required: tuple[str, ...]
+) -> None:
+    """The columns of the required fields and of every field `data.columns` maps are in the file: a mistyped
+    mapping would otherwise read as an absent column (empty titles, every label 1)."""
+    header = list(header)
+    for f in fields:
+        col = _column(cfg, f)
+        if col not in header and (f in required or f in cfg.columns):
+            raise DataError(
+                path,
+                f"no column `{col}` for {f} (data.columns.{f}); the file's columns: {', '.join(header)}",
+                field=col,
+            )
 
 
 def read_items(path: Path, cfg: DataConfig) -> dict[str, News]:
     id_col = _column(cfg, "id")
     items: dict[str, News] = {}
-    for n, row in _rows(path):
-        if id_col not in row:
-            raise DataError(path, f"no column `{id_col}` (set data.columns.id)", n, id_col)
+    used = {_column(cfg, f) for f in ITEM_FIELDS}
+    for n, row in _rows(path, used, text={_column(cfg, "title"), _column(cfg, "abstract")}):
+        if not items:
+            _check_columns(path, row, cfg, ITEM_FIELDS, required=("id",))
         item = row[id_col]
         if not item:
             raise DataError(path, "empty item id", n, id_col)
@@ -86,13 +124,14 @@ def read_items(path: Path, cfg: DataConfig) -> dict[str, News]:
 
 def _time(value: str, path: Path, n: int, col: str) -> int:
     try:
-        return int(value)
+        return time_value(int(value), path, n, col)
     except ValueError:
         pass
     try:
         return int(datetime.fromisoformat(value).timestamp())
     except ValueError:
-        raise DataError(path, f"bad time {value!r}: expected an integer or an ISO date", n, col) from None
+        shown = value if len(value) <= 40 else f"{value[:40]}..."
+        raise DataError(path, f"bad time {shown!r}: expected an integer or an ISO date", n, col) from None
 
 
 def read_interactions(path: Path, cfg: DataConfig, known_items: dict[str, News]) -> Interactions:
@@ -103,12 +142,10 @@ def read_interactions(path: Path, cfg: DataConfig, known_items: dict[str, News])
     groups: dict[str, int] = {}
     u, i, lab, t, g = [], [], [], [], []
     has: dict[str, bool] = {}
-    for n, row in _rows(path):
+    for n, row in _rows(path, set(cols.values())):
         if not has:
+            _check_columns(path, row, cfg, INTERACTION_FIELDS, required=("user", "item"))
             has = {f: cols[f] in row for f in INTERACTION_FIELDS}
-            for f in ("user", "item"):
-                if not has[f]:
-                    raise DataError(path, f"no column `{cols[f]}` (set data.columns.{f})", n, cols[f])
         user, item = row[cols["user"]], row[cols["item"]]
         if not user:
             raise DataError(path, "empty user id", n, cols["user"])

@@ -61,6 +61,8 @@ def json_lines(
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DataError(path, f"not valid JSON ({e.msg} at column {e.colno})", n) from None
+                except ValueError:  # an integer of more digits than Python converts (4,300)
+                    raise DataError(path, "not valid JSON (a number too long to read)", n) from None
                 if not isinstance(obj, dict):
                     raise DataError(path, expected, n)
                 yield n, obj

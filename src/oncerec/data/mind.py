@@ -132,6 +132,8 @@ def read_news(
             raise DataError(path, f"news id {cols[0]} appears twice in this file", n, columns[0])
         seen.add(cols[0])
         yield make(cols) if make else News(*cols[:6], parse_entities(cols[6], path, n))
+    if not seen:
+        raise DataError(path, "no news: the file has no line but a header or blank ones")
 
 
 def parse_entities(text: str, path: Path, line: int) -> tuple[tuple[str, int, int], ...]:

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from oncerec.config.schema import CATEGORICAL, PROMPT_FIELDS, DataConfig
+from oncerec.data.mind import Behavior
 from oncerec.data.sources import Source, files_digest, format_domain, open_source
 from oncerec.data.tokenize import make_tokenizer, pack, word_spans
 from oncerec.errors import ConfigError, DataError, OncerecError
@@ -322,6 +323,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
                 hist_items.extend([0] * (cfg.history_len - len(row)))
                 hist_len.append(len(row))
                 hist_user.append(u)
+            _distinct_candidates(b, source, split)
             for nid in b.candidates:
                 i = items.index.get(nid)
                 if i is None:
@@ -335,6 +337,8 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
             arrays.time.append(b.time)
             arrays.history.append(h)
         splits[split] = arrays.to_numpy()
+        if source.split_files:
+            _check_labels(splits[split], source, split)
         log(f"read {len(arrays.imp_id)} impressions of {split}")
 
     split_how: dict = {}  # data.split=once: the list or the seed it was made with
@@ -446,6 +450,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         **({"title_entities": entity_stats} if "entity" in vocab_sizes else {}),
         **split_how,
         **({source.protocol_key: source.protocol} if source.protocol else {}),
+        **({"repeated_interactions": source.repeated} if source.repeated is not None else {}),
     }
 
 
@@ -488,18 +493,59 @@ def _items_in_training(
     return seen
 
 
+def _distinct_candidates(b: Behavior, source: Source, split: str) -> None:
+    """An impression shows each candidate once: a repeat (with one label or two) would be scored twice."""
+    if len(set(b.candidates)) == len(b.candidates):
+        return
+    seen: set[str] = set()
+    for nid in b.candidates:
+        if nid in seen:
+            raise DataError(
+                source.where(split),
+                f"candidate {nid} appears twice in one impression",
+                field=source.fields["candidates"],
+                **_at(source, b.line),
+            )
+        seen.add(nid)
+
+
+def _check_labels(arrays: dict[str, np.ndarray], source: Source, split: str) -> None:
+    """A split file has impressions, and a labelled one a click; train and dev must be labelled (only test
+    may come without labels): nothing could train on or be scored against the others."""
+    path, label = source.where(split), arrays["label"]
+    if not len(arrays["imp_id"]):
+        raise DataError(path, f"no impressions: the {split} split is empty")
+    if split in ("train", "dev", "valid") and (label < 0).any():
+        raise DataError(
+            path,
+            f"no labels: the {split} split must say which candidates were clicked (only test may have none)",
+            field=source.fields["labels"],
+        )
+    if (label >= 0).all() and not (label == 1).any():
+        raise DataError(
+            path,
+            f"no clicks: not one candidate of the {len(arrays['imp_id'])} impressions of the {split} "
+            "split is clicked",
+            field=source.fields["labels"],
+        )
+
+
+def _at(source: Source, line: int) -> dict[str, int]:
+    """Where a behaviour was read: a text line, or a table's row (Parquet)."""
+    return {"row": line} if source.rows else {"line": line}
+
+
 def _missing(
     missing: dict, which: str, nid: str, source: Source, split: str, line: int, strict: bool
 ) -> None:
     """Count an id of a history (`which`: history) or of the candidates (candidates) that no items file has;
     with --strict, refuse it where it was read."""
     if strict:
-        where = {"row": line} if source.rows else {"line": line}
         raise DataError(
             source.where(split),
             f"news id {nid} is not in {source.items_file}",
             field=source.fields[which],
-            **where,
+            **_at(source, line),
         )
     missing[which][nid] = missing[which].get(nid, 0) + 1
 

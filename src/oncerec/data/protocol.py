@@ -15,13 +15,28 @@ groups by user (or by group) with the same metrics and code as MIND.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from oncerec.config.schema import DataConfig
-from oncerec.errors import OncerecError
+from oncerec.errors import DataError, OncerecError
 
 SPLITS = ("train", "valid", "test")
+TIME_LIMIT = 2**63  # times are stored as int64
+
+
+def time_value(value: int, path: Path, line: int, field: str) -> int:
+    """An interaction's time as read (an integer), or a DataError naming where: it must fit int64."""
+    if not -TIME_LIMIT <= value < TIME_LIMIT:
+        shown = str(value) if len(str(value)) <= 30 else f"{str(value)[:20]}... ({len(str(value))} digits)"
+        raise DataError(
+            path,
+            f"time {shown} is out of range: expected seconds since 1970 (at most 19 digits)",
+            line,
+            field,
+        )
+    return value
 
 
 @dataclass
@@ -49,6 +64,28 @@ class Interactions:
             list(user_ids),
             list(item_ids),
         )
+
+
+def drop_repeated(x: Interactions) -> tuple[Interactions, int]:
+    """The earliest interaction of each (user, item) — of each (user, group, item) with group ids — (ties: the
+    first in the file), and how many repeats were dropped. A repeated positive would otherwise land in two
+    splits (train and valid: the answer in the training data) or twice in one group."""
+    n = len(x.user)
+    keys = (x.user, x.item) if x.group is None else (x.user, x.group, x.item)
+    order = np.lexsort((np.arange(n), x.time, *reversed(keys)))
+    same = np.ones(n, bool)
+    for k in keys:
+        sorted_k = k[order]
+        same[1:] &= sorted_k[1:] == sorted_k[:-1]
+    same[:1] = False
+    if not same.any():
+        return x, 0
+    kept = np.sort(order[~same])  # in file order, as read
+    group = None if x.group is None else x.group[kept]
+    first = Interactions(
+        x.user[kept], x.item[kept], x.label[kept], x.time[kept], group, x.user_ids, x.item_ids
+    )
+    return first, int(same.sum())
 
 
 @dataclass

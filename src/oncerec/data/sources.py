@@ -31,7 +31,14 @@ from oncerec.data.mind import (
     read_news,
     split_folders,
 )
-from oncerec.data.protocol import Group, Interactions, add_random_negatives, shuffle_candidates, user_groups
+from oncerec.data.protocol import (
+    Group,
+    Interactions,
+    add_random_negatives,
+    drop_repeated,
+    shuffle_candidates,
+    user_groups,
+)
 from oncerec.errors import ConfigError, DataError
 
 
@@ -41,8 +48,13 @@ class Source:
     protocol: dict | None = None  # what stats.json records about the format or protocol, if anything
     protocol_key = "protocol"  # ... under this key
     items_file = "any split's news.tsv"  # where an id missing from every items file was looked for
-    fields = {"history": "history", "candidates": "impressions"}  # the columns messages about them name
+    # the columns messages about the history, the candidates and their labels name
+    fields = {"history": "history", "candidates": "impressions", "labels": "impressions"}
     rows = False  # Behavior.line is a table's row (Parquet), not a text line
+    repeated: int | None = None  # interactions dropped as repeats (formats without impressions)
+    # each split is a file of impressions, refused when empty or without a click (`prepare`); the protocol's
+    # splits (GroupSource) may be empty on small data
+    split_files = True
 
     def warnings(self) -> list[str]:
         """Lines for the preparation log once everything is read (what was counted, not refused)."""
@@ -173,19 +185,27 @@ class XmindSource(MindSource):
 
     def warnings(self) -> list[str]:
         s = self.translate.stats()
-        if not s["untranslated"]:
-            return []
-        return [
-            f"{s['untranslated']} news have no translation in {s['translations']} and keep MIND's English text "
-            f"(e.g. {', '.join(s['untranslated_examples'][:3])}); see stats.json (xmind), or --strict"
-        ]
+        lines = []
+        if s["untranslated"]:
+            lines.append(
+                f"{s['untranslated']} news have no translation in {s['translations']} and keep MIND's English "
+                f"text (e.g. {', '.join(s['untranslated_examples'][:3])}); see stats.json (xmind), or --strict"
+            )
+        kept = {f: n for f, n in s["english_kept"].items() if n}
+        if kept:
+            lines.append(
+                f"empty translations in {s['translations']} keep MIND's English text: "
+                f"{', '.join(f'{n} {f}s' for f, n in kept.items())}; see stats.json (xmind english_kept), "
+                "or --strict"
+            )
+        return lines
 
 
 class PensSource(Source):
     """PENS: one news file, train.tsv and valid.tsv as MIND's train and dev."""
 
     items_file = "news.tsv"
-    fields = {"history": "ClicknewsID", "candidates": "pos/neg"}
+    fields = {"history": "ClicknewsID", "candidates": "pos/neg", "labels": "pos"}
 
     def __init__(self, root: Path, cfg: DataConfig, progress: bool = False):
         self.paths = pens.pens_files(root)
@@ -211,7 +231,11 @@ class EbnerdSource(Source):
 
     protocol_key = "ebnerd"
     items_file = ebnerd.ARTICLES
-    fields = {"history": "article_id_fixed", "candidates": "article_ids_inview"}
+    fields = {
+        "history": "article_id_fixed",
+        "candidates": "article_ids_inview",
+        "labels": "article_ids_clicked",
+    }
     rows = True
 
     def __init__(self, root: Path, cfg: DataConfig):
@@ -245,9 +269,21 @@ class GroupSource(Source):
     files: list[Path]
     protocol: dict | None = None
     protocol_key: str = "once_goodreads"
+    fields = {"history": "history", "candidates": "items", "labels": "label"}
+    split_files = False
+    repeated: int | None = None  # repeated (user, item) interactions dropped (drop_repeated), where counted
 
     def __post_init__(self):
         self.splits = list(self.groups)
+
+    def warnings(self) -> list[str]:
+        if not self.repeated:
+            return []
+        return [
+            f"{self.repeated} interactions in {self.interactions_file.name} repeat an earlier one (the same "
+            "user and item, and group where given) and were dropped, the earliest kept; see stats.json "
+            "(repeated_interactions)"
+        ]
 
     def news(self, split: str) -> Iterator[News]:
         # items belong to no split here: list them once, with train (the word vocabulary is built on them)
@@ -290,6 +326,7 @@ def _grouped(
     protocol: dict | None = None,
     key: str = "protocol",
 ) -> GroupSource:
+    x, repeated = drop_repeated(x)
     groups = user_groups(x, cfg, cfg.split_seed)
     seen: dict[int, set] = {}
     for i, u in zip(x.item.tolist(), x.user.tolist(), strict=True):
@@ -298,7 +335,7 @@ def _grouped(
     # only the items the kept groups use (filtering drops the rest)
     used = {i for gs in groups.values() for g in gs for i in (*g.history, *g.items)}
     kept = {x.item_ids[i]: items[x.item_ids[i]] for i in sorted(used)}
-    return GroupSource(kept, groups, x.item_ids, x.user_ids, where, files, protocol, key)
+    return GroupSource(kept, groups, x.item_ids, x.user_ids, where, files, protocol, key, repeated)
 
 
 def open_source(root: Path, cfg: DataConfig, progress: bool = False) -> Source:

@@ -9,7 +9,8 @@ writes it:
 each news.tsv with 3 tab-separated columns (nid, title, abstract) and no header. Every translation file found
 is read and merged (small and large translate the same MIND ids); each MIND news item then takes its translated
 title and abstract. MIND news without a translation keep their English text, counted in stats.json (`xmind`)
-and reported; `--strict` makes them an error.
+and reported, and so does a field whose translation is empty while MIND's text is not (`english_kept`);
+`--strict` makes either an error.
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ def xmind_files(folder: Path) -> list[Path]:
 
 
 def read_translations(files: list[Path], progress: bool = False) -> dict[str, tuple[str, str]]:
-    """nid -> (title, abstract), merged over the files (the first file naming an id wins)."""
+    """nid -> (title, abstract), merged over the files: each field from the first file that gives it
+    non-empty."""
     out: dict[str, tuple[str, str]] = {}
     for path in files:
         for nid, title, abstract in read_news(path, progress, COLUMNS, tuple):
-            out.setdefault(nid, (title, abstract))
+            first = out.get(nid, ("", ""))
+            out[nid] = (first[0] or title, first[1] or abstract)
     return out
 
 
@@ -63,6 +66,7 @@ class Translator:
         self.strict = strict
         self.translated: set[str] = set()
         self.untranslated: set[str] = set()
+        self.english_kept: dict[str, set[str]] = {"title": set(), "abstract": set()}
 
     def __call__(self, news: Iterator[News], path: Path) -> Iterator[News]:
         for item in news:
@@ -74,7 +78,22 @@ class Translator:
                 yield item
             else:
                 self.translated.add(item.news_id)
-                yield dataclasses.replace(item, title=text[0], abstract=text[1])
+                yield dataclasses.replace(item, **self._fields(item, text, path))
+
+    def _fields(self, item: News, text: tuple[str, str], path: Path) -> dict[str, str]:
+        """The translated title and abstract. An empty translation of a non-empty English text is a failed
+        one: the English is kept (counted; an error with --strict)."""
+        out = {}
+        for field, translated in zip(("title", "abstract"), text, strict=True):
+            english = getattr(item, field)
+            if english and not translated:
+                if self.strict:
+                    raise DataError(
+                        path, f"news id {item.news_id}: its {field} translation in {self.folder} is empty"
+                    )
+                self.english_kept[field].add(item.news_id)
+            out[field] = translated or english
+        return out
 
     def stats(self) -> dict:
         return {
@@ -82,4 +101,6 @@ class Translator:
             "translated": len(self.translated),
             "untranslated": len(self.untranslated - self.translated),
             "untranslated_examples": sorted(self.untranslated - self.translated)[:10],
+            # translated news whose translation of that field is empty: MIND's English is kept
+            "english_kept": {f: len(ids) for f, ids in self.english_kept.items()},
         }

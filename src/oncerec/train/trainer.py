@@ -154,6 +154,9 @@ class Trainer:
         self.log = log if self.main else (lambda *_: None)
         with self.acc.main_process_first():
             self.dataset = Dataset(resolve_dataset(cfg.data, progress=progress and self.main, log=self.log))
+        # every split checked now, not at the first validation after an epoch of training
+        for name in self.dataset.split_names:
+            self.dataset.split(name)
         holder = [str(run_dir_for(cfg))]
         broadcast_object_list(holder)
         self.run_dir = Path(holder[0])
