@@ -29,7 +29,7 @@ from oncerec.dire.cache import DireCache, build_cache
 from oncerec.errors import OncerecError
 from oncerec.lm.backbone import blocks, bottom_states, lm_dtype, load_lm
 from oncerec.lm.packaged import resolve_model_path
-from oncerec.train.build import build_recommender
+from oncerec.training.build import build_recommender
 
 STEP_TARGET = 10.0  # cached top vs whole model, when 2 of 30 layers run (the limit is 30 / 2 = 15x)
 BUILD_TARGET = 0.9  # cache build throughput / bare forward throughput

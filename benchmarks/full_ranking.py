@@ -1,5 +1,5 @@
 """The time of the full-ranking evaluation (`exp.full_ranking`) on a catalogue of MIND-small's size: random
-user and item vectors through the function that ranks them (`oncerec.train.full_ranking.rank_vectors`: blocks
+user and item vectors through the function that ranks them (`oncerec.training.full_ranking.rank_vectors`: blocks
 of users, scores against every item, the history excluded, torch.topk), then the metrics of the top K
 (`evaluate_top_k`). The encoders are left out: they encode each item and user once, as the impression
 evaluation does (its time is `oncerec bench`'s eval section).
@@ -23,8 +23,8 @@ import torch
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.eval.metrics import evaluate_top_k
-from oncerec.train.build import build_recommender
-from oncerec.train.full_ranking import rank_vectors
+from oncerec.training.build import build_recommender
+from oncerec.training.full_ranking import rank_vectors
 
 MIND_SMALL_ITEMS = 65_238  # news of MIND-small (train and dev news.tsv together)
 MIND_SMALL_DEV_USERS = 50_000

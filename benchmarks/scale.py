@@ -23,9 +23,9 @@ import numpy as np, torch
 from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.train.build import build_recommender
+from oncerec.training.build import build_recommender
 from oncerec.eval.slices import split_metrics
-from oncerec.train.evaluate import predict_fast
+from oncerec.training.evaluate import predict_fast
 def peak_mb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024

@@ -30,8 +30,8 @@ import torch
 from oncerec.config.loader import build_config
 from oncerec.errors import OncerecError
 from oncerec.serve.export import export_run
-from oncerec.train.build import build_recommender
-from oncerec.train.session import Run
+from oncerec.training.build import build_recommender
+from oncerec.training.session import Run
 
 TARGET_P99_MS = 20.0  # at concurrency 8 with the approximate index
 TARGET_LEVEL = 8

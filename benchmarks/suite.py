@@ -40,9 +40,9 @@ from oncerec.errors import OncerecError
 from oncerec.eval.metrics import DEFAULT_TABLE, evaluate_groups
 from oncerec.models.recommender import Recommender
 from oncerec.serve import missing_packages
-from oncerec.train.build import build_recommender
-from oncerec.train.evaluate import predict_fast, predict_slow
-from oncerec.train.losses import batch_loss
+from oncerec.training.build import build_recommender
+from oncerec.training.evaluate import predict_fast, predict_slow
+from oncerec.training.losses import batch_loss
 
 PRESETS = ("naml", "nrms", "lstur", "fastformer", "miner")
 REFERENCE_PRESET = "naml"

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
     out = tmp_path_factory.mktemp("api") / "nrms"
-    return oncerec.api.train(
+    return oncerec.train(
         data="demo-tiny",
         model="nrms",
         exp="quick",
@@ -33,6 +33,7 @@ def run(tmp_path_factory) -> Run:
 
 
 def test_train_returns_the_run_with_its_metrics(run):
+    assert oncerec.train is oncerec.api.train  # the function, not the package of the trainer
     assert run.run_dir.is_dir() and (run.run_dir / "metrics.json").is_file()
     assert set(run.metrics) == {"valid", "test"} and 0 < run.metrics["test"]["auc"] < 1
     assert run.cfg.model.name == "nrms" and run.cfg.model.hidden_size == 32
@@ -130,7 +131,7 @@ def test_a_missing_extra_is_named_and_curves_are_optional(monkeypatch, tmp_path)
     import importlib.util
 
     from oncerec.serve import require_packages
-    from oncerec.train.report import plot_curves
+    from oncerec.training.report import plot_curves
 
     find = importlib.util.find_spec
     monkeypatch.setattr(

@@ -22,8 +22,8 @@ from oncerec.experiment import PRESETS, Spec, load_spec, run_experiment
 from oncerec.models.recommender import Recommender, check_knobs, chosen_parts, knobs_read
 from oncerec.models.registry import REGISTRY
 from oncerec.models.user.attributes import UserAttributes
-from oncerec.train.build import build_recommender, language_model_inputs
-from oncerec.train.trainer import Trainer, run_diff
+from oncerec.training.build import build_recommender, language_model_inputs
+from oncerec.training.trainer import Trainer, run_diff
 
 # What check_knobs consults on its own; any other class a part hands the config to belongs to that part.
 PARTS = {Recommender, UserAttributes, *(cls for table in REGISTRY.values() for cls in table.values())}

@@ -17,11 +17,11 @@ from oncerec.models.predictors.ctr import CTRPredictor, pairwise_inner
 from oncerec.models.recommender import Recommender
 from oncerec.models.registry import REGISTRY
 from oncerec.models.user.sequence import pack_sequence, unpack_sequence
-from oncerec.train.build import build_recommender
-from oncerec.train.evaluate import predict_fast, predict_slow
-from oncerec.train.losses import loss_kind, training_loss
-from oncerec.train.session import Run
-from oncerec.train.trainer import train
+from oncerec.training.build import build_recommender
+from oncerec.training.evaluate import predict_fast, predict_slow
+from oncerec.training.losses import loss_kind, training_loss
+from oncerec.training.session import Run
+from oncerec.training.trainer import train
 
 CTR = ["dnn", "dcn", "dcnv2", "deepfm", "pnn", "din", "finalmlp", "autoint", "masknet", "gdcn", "bst"]
 SMALL = [

@@ -19,9 +19,9 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.lm.backbone import blocks, bottom_states, keep_top, load_lm, run_top
 from oncerec.lm.packaged import resolve_model_path
-from oncerec.train.build import build_recommender
-from oncerec.train.evaluate import encode_all_items
-from oncerec.train.trainer import train
+from oncerec.training.build import build_recommender
+from oncerec.training.evaluate import encode_all_items
+from oncerec.training.trainer import train
 
 TEXTS = ["news article: title: Stocks fall as rates rise", "Everything we know so far about the NBA playoffs"]
 # short prompts keep the language models cheap on CPU
@@ -474,7 +474,7 @@ def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path
     assert lm_keys and all("lora_" in k for k in lm_keys)
     assert any("layers.0.self_attn.q_proj.lora_A" in k for k in lm_keys)  # layer 3 is the top's layer 0
     assert not any("v_proj" not in k and "q_proj" not in k for k in lm_keys)
-    from oncerec.train.session import load_run
+    from oncerec.training.session import load_run
 
     run = load_run(run_dir)
     assert run.evaluate("test")["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-6)
@@ -505,7 +505,7 @@ def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: 
 
     saved = load_file(run_dir / "best" / "model.safetensors")
     assert saved and not any(k.startswith("item_encoder.lm.") for k in saved)
-    from oncerec.train.session import load_run
+    from oncerec.training.session import load_run
 
     run = load_run(run_dir)
     assert run.model.item_encoder.lm is None

@@ -16,7 +16,7 @@ from conftest import SHARED, SMALL, assert_one_line_error, write_mind
 from oncerec.cli import main
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import resolve_dataset
-from oncerec.train.trainer import train
+from oncerec.training.trainer import train
 
 
 @dataclass

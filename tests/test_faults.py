@@ -16,7 +16,7 @@ from conftest import SMALL, assert_one_line_error
 from oncerec.cli import main
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import resolve_dataset
-from oncerec.train.trainer import train
+from oncerec.training.trainer import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
@@ -215,7 +215,7 @@ def _item_ids(ctx: Context) -> list[str]:
 @case("serve: exclude_history leaves out every item given, not only the last history_len")
 def serve_excludes_every_item_given(ctx: Context) -> None:
     from oncerec.serve.service import Service
-    from oncerec.train.session import load_run
+    from oncerec.training.session import load_run
 
     history = _item_ids(ctx)[1:61]  # more than the encoder reads (history_len 50)
     run = load_run(ctx.run)
@@ -1093,7 +1093,7 @@ def _(ctx: Context):
 
 @case("runs: a full-ranking K beyond the catalogue ranks it once, under the name asked for")
 def _(ctx: Context):
-    from oncerec.train import full_ranking
+    from oncerec.training import full_ranking
 
     depths = []
     evaluate_top_k = full_ranking.evaluate_top_k

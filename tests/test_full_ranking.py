@@ -21,10 +21,10 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError
 from oncerec.eval.metrics import evaluate_top_k
 from oncerec.models.recommender import Recommender
-from oncerec.train import full_ranking
-from oncerec.train.build import build_recommender
-from oncerec.train.evaluate import encode_all_items
-from oncerec.train.full_ranking import full_ranking_metrics, held_out
+from oncerec.training import full_ranking
+from oncerec.training.build import build_recommender
+from oncerec.training.evaluate import encode_all_items
+from oncerec.training.full_ranking import full_ranking_metrics, held_out
 
 NAMES = ["recall@1", "recall@10", "ndcg@5", "ndcg@20", "hit@3"]
 

@@ -47,9 +47,9 @@ from oncerec.genre.runner import RunContext, Summary, answer, open_dataset, run_
 from oncerec.genre.store import Store
 from oncerec.genre.tasks import DatasetView, Request, Summarize, make_task
 from oncerec.genre.templates import load_list, load_template
-from oncerec.train.build import build_recommender
-from oncerec.train.evaluate import predict_fast, predict_slow
-from oncerec.train.trainer import train
+from oncerec.training.build import build_recommender
+from oncerec.training.evaluate import predict_fast, predict_slow
+from oncerec.training.trainer import train
 from tests.fake_openai import FakeChatServer, default_reply
 
 

@@ -19,7 +19,7 @@ from oncerec.data.goodreads import BOOKS, INTERACTIONS
 from oncerec.data.prepare import prepare
 from oncerec.errors import DataError
 from oncerec.eval.metrics import evaluate_groups
-from oncerec.train.trainer import train
+from oncerec.training.trainer import train
 
 # protocol knobs small enough for hand-written data
 LOOSE = [

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     # the cache of a language model's frozen layers; LLM generation (which knows no recommender)
     ("oncerec.dire", "oncerec.genre"),
     ("oncerec.eval",),
-    ("oncerec.train",),
+    ("oncerec.training",),
     # export and serving; grids of training runs (each a CLI subprocess: no import of the CLI)
     ("oncerec.serve", "oncerec.experiment"),
     ("oncerec.run",),  # a trained run as the API hands it out (export needs serving)
@@ -96,11 +96,11 @@ def test_no_module_imports_a_higher_layer_or_a_sibling():
 
 def test_the_rule_catches_an_upward_import(tmp_path: Path):
     """The check itself: a model importing the trainer is refused."""
-    assert _unit("oncerec.models.user.gru") < _unit("oncerec.train.trainer")
+    assert _unit("oncerec.models.user.gru") < _unit("oncerec.training.trainer")
     assert (
         _unit("oncerec.eval.metrics")[0] < _unit("oncerec.config.schema")[0] < _unit("oncerec.eval.slices")[0]
     )
     f = tmp_path / "m.py"
-    f.write_text("def f():\n    from oncerec.train.trainer import Trainer\n")
-    assert _imports(f) == [(2, "oncerec.train.trainer.Trainer")]
-    assert _resolve("oncerec.train.trainer.Trainer") == "oncerec.train.trainer"
+    f.write_text("def f():\n    from oncerec.training.trainer import Trainer\n")
+    assert _imports(f) == [(2, "oncerec.training.trainer.Trainer")]
+    assert _resolve("oncerec.training.trainer.Trainer") == "oncerec.training.trainer"

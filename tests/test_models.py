@@ -22,8 +22,8 @@ from oncerec.errors import ConfigError, DataError
 from oncerec.models.predictors.ctr import GatedCrossNetwork
 from oncerec.models.recommender import Recommender
 from oncerec.models.user.sequence import pack_sequence
-from oncerec.train.build import build_recommender
-from oncerec.train.evaluate import predict_fast, predict_slow
+from oncerec.training.build import build_recommender
+from oncerec.training.evaluate import predict_fast, predict_slow
 
 SMALL = ["model.hidden_size=32", "model.attention_hidden=16", "model.mlp_layers=[24,16]", "embed.dim=24"]
 QUIET = {"progress": False, "log": lambda *_: None}

@@ -10,9 +10,9 @@ from conftest import SMALL
 
 from oncerec.config.loader import build_config
 from oncerec.errors import ConfigError
-from oncerec.train import tracking
-from oncerec.train.tracking import scalars
-from oncerec.train.trainer import train
+from oncerec.training import tracking
+from oncerec.training.tracking import scalars
+from oncerec.training.trainer import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
 

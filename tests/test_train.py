@@ -20,12 +20,12 @@ from oncerec.errors import CheckpointError, ConfigError, OncerecError
 from oncerec.eval.leaderboard import score_files, write_truth
 from oncerec.eval.slices import split_metrics
 from oncerec.models.layers import SelfAttention, attendable, disagreement
-from oncerec.train.baselines import popularity_scores
-from oncerec.train.build import build_recommender
-from oncerec.train.checkpoint import load_latest, load_weights
-from oncerec.train.evaluate import predict_fast, predict_slow
-from oncerec.train.losses import training_loss
-from oncerec.train.trainer import Trainer, train
+from oncerec.training.baselines import popularity_scores
+from oncerec.training.build import build_recommender
+from oncerec.training.checkpoint import load_latest, load_weights
+from oncerec.training.evaluate import predict_fast, predict_slow
+from oncerec.training.losses import training_loss
+from oncerec.training.trainer import Trainer, train
 
 PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner", "din"]
 

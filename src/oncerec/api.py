@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from oncerec.config.schema import Config
     from oncerec.data.dataset import Dataset
     from oncerec.run import Run
-    from oncerec.train.session import Run as TrainedRun
+    from oncerec.training.session import Run as TrainedRun
 
 # Formats whose protocol (negatives, text fields) comes from a data preset of the same name.
 _FORMAT_PRESETS = ("once-goodreads", "adressa")
@@ -79,7 +79,7 @@ def train(
 
 def train_config(cfg: Config, progress: bool = True) -> Run:
     """`train` for a configuration already built (the command line builds its own)."""
-    from oncerec.train.trainer import Trainer
+    from oncerec.training.trainer import Trainer
 
     trainer = Trainer(cfg, progress=progress)
     trainer.fit()
@@ -89,7 +89,7 @@ def train_config(cfg: Config, progress: bool = True) -> Run:
 def load_run(path: str | Path, data: str | None = None) -> Run:
     """A trained run (its best weights) for evaluation, recommendation and export. `data`: another dataset
     with the same vocabularies (e.g. one made by `oncerec genre merge`)."""
-    from oncerec.train.session import load_run as load
+    from oncerec.training.session import load_run as load
 
     return _with_export(load(Path(path), data=data))
 

@@ -103,8 +103,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
     from oncerec.eval.metrics import table_metrics
     from oncerec.eval.slices import split_metrics
     from oncerec.eval.tables import metric_table
-    from oncerec.train.baselines import oracle_scores, popularity_scores
-    from oncerec.train.trainer import Trainer
+    from oncerec.training.baselines import oracle_scores, popularity_scores
+    from oncerec.training.trainer import Trainer
 
     # Compact sizes so that the main job trains in a few minutes on 2 CPU cores; shared, as a model that has
     # no attention heads (NAML) ignores model.num_heads.

@@ -45,7 +45,7 @@ from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.metrics import read_metrics, table_metrics
 from oncerec.eval.tables import DASH, mean_std, metric_table, value
 from oncerec.models.recommender import check_knobs, knobs_read
-from oncerec.train.trainer import diff_line, resume_diff, run_diff
+from oncerec.training.trainer import diff_line, resume_diff, run_diff
 
 PRESETS = Path(__file__).resolve().parent / "config" / "presets" / "experiment"
 SPLITS = ("valid", "test")  # the splits a finished run has metrics for

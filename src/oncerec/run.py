@@ -7,8 +7,8 @@ from pathlib import Path
 
 from oncerec.errors import OncerecError
 from oncerec.serve import require_packages
-from oncerec.train.session import Recommendation
-from oncerec.train.session import Run as TrainedRun
+from oncerec.training.session import Recommendation
+from oncerec.training.session import Run as TrainedRun
 
 __all__ = ["Recommendation", "Run"]
 

@@ -40,9 +40,9 @@ from oncerec.models.recommender import Recommender
 from oncerec.models.registry import lookup
 from oncerec.paths import check_new_dir, check_writable, publish_dir
 from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
-from oncerec.train.baselines import train_clicks
-from oncerec.train.build import build_recommender
-from oncerec.train.session import Run
+from oncerec.training.baselines import train_clicks
+from oncerec.training.build import build_recommender
+from oncerec.training.session import Run
 
 FORMAT = 1
 MANIFEST = "export.json"
@@ -327,7 +327,7 @@ def load_export(root: Path) -> Export:
 def export_for(path: Path, log=print) -> Path:
     """The export to serve for `serve PATH`: PATH itself, or for a run directory its `export/` folder, made
     on first use (exact index, float32) and refused once the run's weights have changed since."""
-    from oncerec.train.session import load_run, run_weights
+    from oncerec.training.session import load_run, run_weights
 
     path = Path(path)
     if is_export(path):

@@ -39,7 +39,7 @@ from oncerec.data.tokenize import pack
 from oncerec.errors import OncerecError, shown
 from oncerec.paths import check_writable, existing_folder
 from oncerec.serve.export import load_export
-from oncerec.train.evaluate import encode_all_items, read_and_seen, top_items
+from oncerec.training.evaluate import encode_all_items, read_and_seen, top_items
 
 DEFAULT_CANDIDATES = 200
 _WORD = re.compile(r"\w")  # a letter or a digit: a text with one holds a word

@@ -10,7 +10,7 @@ from oncerec.eval.tables import metric_table
 from oncerec.extras import missing
 
 if TYPE_CHECKING:
-    from oncerec.train.session import Recommendation
+    from oncerec.training.session import Recommendation
 
 
 def plot_curves(log_path: Path, out: Path, metrics: list[str]) -> bool:

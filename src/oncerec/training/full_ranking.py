@@ -27,7 +27,7 @@ from tqdm import tqdm
 from oncerec.data.dataset import Dataset, Split
 from oncerec.eval.metrics import FULL_PREFIX, evaluate_top_k, full_ranking_names, parse_metric
 from oncerec.models.recommender import Recommender
-from oncerec.train.evaluate import encode_all_items, encode_histories
+from oncerec.training.evaluate import encode_all_items, encode_histories
 
 # (user, item) pairs one call of a non-inner-product predictor scores: bounds its [pairs, fields, d] inputs.
 HEAD_PAIRS = 1 << 15

@@ -33,14 +33,14 @@ from oncerec.eval.metrics import lower_is_better, metrics_json, table_metrics
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import check_knobs, knobs_read
 from oncerec.paths import write_text_atomic
-from oncerec.train.build import build_recommender
-from oncerec.train.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
-from oncerec.train.evaluate import predict_fast, predict_slow, write_split_predictions
-from oncerec.train.full_ranking import full_ranking_metrics
-from oncerec.train.losses import batch_loss
-from oncerec.train.report import plot_curves, write_report
-from oncerec.train.session import VOCAB_FILE, Run
-from oncerec.train.tracking import Tracker, open_tracker, require_tracker, scalars
+from oncerec.training.build import build_recommender
+from oncerec.training.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
+from oncerec.training.evaluate import predict_fast, predict_slow, write_split_predictions
+from oncerec.training.full_ranking import full_ranking_metrics
+from oncerec.training.losses import batch_loss
+from oncerec.training.report import plot_curves, write_report
+from oncerec.training.session import VOCAB_FILE, Run
+from oncerec.training.tracking import Tracker, open_tracker, require_tracker, scalars
 
 # Keys that may change between an interrupted run and its resumption (`metrics`, `cold_user_history` and
 # `tracker` say what is reported and where, not what trains; `metric`, which picks the checkpoint, may not).

@@ -19,9 +19,9 @@ from oncerec.errors import OncerecError, shown
 from oncerec.eval.metrics import FULL_RANKING_DEFAULT, full_ranking_names, read_metrics
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
-from oncerec.train.build import build_recommender
-from oncerec.train.checkpoint import load_latest, load_weights
-from oncerec.train.evaluate import (
+from oncerec.training.build import build_recommender
+from oncerec.training.checkpoint import load_latest, load_weights
+from oncerec.training.evaluate import (
     encode_all_items,
     encode_user,
     predict_fast,
@@ -29,7 +29,7 @@ from oncerec.train.evaluate import (
     top_items,
     write_split_predictions,
 )
-from oncerec.train.full_ranking import full_ranking_metrics
+from oncerec.training.full_ranking import full_ranking_metrics
 
 # Beside a run's config.yaml: the hashes of its training data's vocabularies (`Dataset.vocab_digests`).
 VOCAB_FILE = "vocab.json"
