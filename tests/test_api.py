@@ -154,3 +154,11 @@ def test_config_show_prints_each_resolved_key_with_its_meaning(capsys):
     assert all(len(line.split("  # ", 1)[1]) <= 100 for line in lines if "  # " in line)
     assert main(["config", "show", "model.colour=blue"]) == 2
     assert "unknown key `model.colour`" in capsys.readouterr().err
+
+
+def test_train_help_lists_the_presets_and_where_the_keys_are(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "  model: autoint, bert-naml," in out and "  exp: default, demo, once-llm, quick" in out
+    assert "oncerec config show" in out

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from oncerec.cli import build_parser
-from oncerec.config.loader import build_config, dump_config, load_saved_config, preset_names
+from oncerec.config.catalog import preset_names
+from oncerec.config.loader import build_config, dump_config, load_saved_config
 from oncerec.config.schema import ModelConfig
 from oncerec.errors import ConfigError
 from oncerec.experiment import PRESETS, Spec, load_spec, run_experiment

@@ -19,8 +19,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oncerec.config.schema import GROUPS
-
 if TYPE_CHECKING:
     from oncerec.config.schema import Config
     from oncerec.data.dataset import Dataset
@@ -127,11 +125,11 @@ def prepare(
 
 def presets(group: str) -> list[str]:
     """The packaged preset names of a config group (data, model, embed, exp) or of `experiment` specs."""
-    from oncerec.config.loader import preset_names
+    from oncerec.config.catalog import PRESET_GROUPS, preset_names
     from oncerec.errors import ConfigError
 
-    if group not in (*GROUPS, "experiment"):
-        raise ConfigError(f"no preset group `{group}`; groups: {', '.join([*GROUPS, 'experiment'])}")
+    if group not in PRESET_GROUPS:
+        raise ConfigError(f"no preset group `{group}`; groups: {', '.join(PRESET_GROUPS)}")
     return preset_names(group)
 
 

@@ -349,9 +349,6 @@ def cmd_genre_export(a: argparse.Namespace) -> None:
         store.close()
 
 
-PRESET_GROUPS = ("data", "model", "embed", "exp", "experiment")
-
-
 def cmd_config_show(a: argparse.Namespace) -> None:
     """The configuration `train` would run with these arguments, each key with what it means."""
     from oncerec.api import make_config
@@ -363,7 +360,7 @@ def cmd_config_show(a: argparse.Namespace) -> None:
 def cmd_presets(a: argparse.Namespace) -> None:
     """Each preset with the first sentence of its description; `train group=NAME` picks it."""
     from oncerec.api import presets
-    from oncerec.config.loader import first_sentence, preset_description
+    from oncerec.config.catalog import PRESET_GROUPS, first_sentence, preset_description
 
     for group in [a.group] if a.group else PRESET_GROUPS:
         names = presets(group)
@@ -375,6 +372,7 @@ def cmd_presets(a: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from oncerec import __version__
+    from oncerec.config.catalog import PRESET_GROUPS, preset_names
 
     p = argparse.ArgumentParser(prog="oncerec", description=__doc__)
     p.add_argument("--version", action="version", version=f"oncerec {__version__}")
@@ -421,6 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train and evaluate a recommender",
         description="oncerec train data=<preset|file|folder> model=<preset|file> [embed=...] "
         "[exp=...] [group.key=value ...]",
+        epilog="presets:\n"
+        + "\n".join(f"  {g}: {', '.join(preset_names(g))}" for g in PRESET_GROUPS[:4])
+        + "\n\nevery key with its description: oncerec config show data=... model=...; what each preset is: "
+        "oncerec presets [GROUP]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("overrides", nargs="*", help="e.g. data=demo-small model=nrms exp.epochs=2 exp.lr=1e-4")
     s.add_argument(

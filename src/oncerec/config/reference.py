@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from oncerec.config.loader import first_sentence, leading_comment
+from oncerec.config.catalog import first_sentence, leading_comment
 from oncerec.config.schema import GROUPS, Config
 
 # how each bound of a numeric field reads (pydantic keeps `Field(ge=1)` as a metadata object with `.ge`)

@@ -132,7 +132,7 @@ async def _reply(send, status: int, body: dict) -> None:
 class _Batcher:
     """Requests that arrive while the model answers a batch wait for it, and the next call answers all of
     them at once (`Service.recommend_many`). A request alone is answered at once, with no waiting for company;
-    under load the fixed cost of a model call and an index search is shared (see `oncerec bench --only
+    under load the fixed cost of a model call and an index search is shared (see `python -m benchmarks --only
     serve`). Up to `parallel` batches run at a time, in threads (the model and FAISS release the GIL): one
     per core this process has to itself."""
 
