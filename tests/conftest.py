@@ -109,3 +109,19 @@ def tiny():
     return Dataset(
         resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False, log=lambda *_: None)
     )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A NAML run on demo-tiny (two steps: weights to evaluate, recommend and export) and demo-tiny's prepared
+    dataset, once per module."""
+    from oncerec.config.loader import build_config
+    from oncerec.data.dataset import resolve_dataset
+    from oncerec.training.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = build_config(
+        ["data=demo-tiny", "model=naml", "exp=quick", "exp.max_steps=2", f"exp.out_dir={out}"], shared=SMALL
+    )
+    train(cfg, progress=False, log=lambda *_: None)
+    return out, resolve_dataset(cfg.data, progress=False, log=lambda *_: None)

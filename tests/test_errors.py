@@ -11,12 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, SMALL, assert_one_line_error, write_mind
+from conftest import SHARED, assert_one_line_error, write_mind
 
 from oncerec.cli import main
-from oncerec.config.loader import build_config
-from oncerec.data.dataset import resolve_dataset
-from oncerec.training.trainer import train
 
 
 @dataclass
@@ -40,16 +37,6 @@ class Context:
         path = self.tmp / name
         path.write_text(text)
         return path
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = build_config(
-        ["data=demo-tiny", "model=naml", "exp=quick", "exp.max_steps=2", f"exp.out_dir={out}"], shared=SMALL
-    )
-    train(cfg, progress=False, log=lambda *_: None)
-    return out, resolve_dataset(cfg.data, progress=False, log=lambda *_: None)
 
 
 def _train(c: Context, *extra: str) -> list[str]:

@@ -15,7 +15,6 @@ from conftest import SMALL, assert_one_line_error
 
 from oncerec.cli import main
 from oncerec.config.loader import build_config
-from oncerec.data.dataset import resolve_dataset
 from oncerec.training.trainer import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
@@ -61,16 +60,6 @@ def case(name: str) -> Callable[[Callable[[Context], None]], Callable[[Context],
         return fn
 
     return add
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = build_config(
-        ["data=demo-tiny", "model=naml", "exp=quick", "exp.max_steps=2", f"exp.out_dir={out}"], shared=SMALL
-    )
-    train(cfg, **QUIET)
-    return out, resolve_dataset(cfg.data, **QUIET)
 
 
 # ------------------------------------------------------------------------------------------------ secrets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -10,7 +11,6 @@ from conftest import SMALL
 
 from oncerec.config.loader import build_config
 from oncerec.errors import ConfigError
-from oncerec.training import tracking
 from oncerec.training.tracking import scalars
 from oncerec.training.trainer import train
 
@@ -75,7 +75,7 @@ def test_no_tracker_by_default_and_a_missing_library_is_named(tmp_path: Path, mo
     out = tmp_path / "run"
     _train(out, "exp.max_steps=1")
     assert not (out / "tensorboard").exists() and not (out / "wandb").exists()
-    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(
         ConfigError, match=r"exp.tracker=wandb needs the wandb package: pip install 'oncerec\[wandb\]'"
     ):

@@ -35,14 +35,9 @@ def _prepare(raw: Path, out: Path, *overrides: str) -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
+def tiny_run(trained) -> Path:
     """A trained run on demo-tiny (two steps): enough weights for evaluate / recommend."""
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = build_config(
-        ["data=demo-tiny", "model=naml", "exp=quick", "exp.max_steps=2", f"exp.out_dir={out}"], shared=SMALL
-    )
-    train(cfg, **QUIET)
-    return out
+    return trained[0]
 
 
 # --- silently wrong results ------------------------------------------------------------------------------

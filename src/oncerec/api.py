@@ -15,7 +15,7 @@ Heavy libraries (torch, transformers) are imported by the calls, not by `import 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,10 +99,12 @@ def prepare(
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     strict: bool = False,
     progress: bool = True,
+    log: Callable[[str], object] = print,
 ) -> Dataset:
     """Reads a raw data folder (`format`: mind, xmind, pens, ebnerd, adressa, goodreads, once-goodreads,
     generic) into a new dataset directory (default `<raw>-prepared` beside it) and returns it (`.stats`: the
-    counts of stats.json). `overrides`: data options, e.g. `{"data.split": "once"}`."""
+    counts of stats.json). `overrides`: data options, e.g. `{"data.split": "once"}`. `log`: where what it read
+    and its warnings (repeated interactions, ids missing from every news file, ...) go."""
     from oncerec.data.dataset import Dataset
     from oncerec.data.prepare import prepare as build
 
@@ -119,7 +121,7 @@ def prepare(
     if strict:
         cfg.strict = True
     target = Path(out) if out is not None else raw.parent / f"{raw.name}-prepared"
-    build(raw, cfg, target, progress=progress, log=print if progress else lambda *_: None)
+    build(raw, cfg, target, progress=progress, log=log)
     return Dataset(target)
 
 
