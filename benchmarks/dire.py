@@ -29,7 +29,7 @@ from oncerec.dire.cache import DireCache, build_cache
 from oncerec.errors import OncerecError
 from oncerec.lm.backbone import blocks, bottom_states, lm_dtype, load_lm
 from oncerec.lm.packaged import resolve_model_path
-from oncerec.training.build import build_recommender
+from oncerec.training.build import build_recommender, language_model
 
 STEP_TARGET = 10.0  # cached top vs whole model, when 2 of 30 layers run (the limit is 30 / 2 = 15x)
 BUILD_TARGET = 0.9  # cache build throughput / bare forward throughput
@@ -129,7 +129,8 @@ def _step_seconds(
     for name, overrides in configs.items():
         cfg = build_config(overrides)
         torch.manual_seed(0)
-        models[name] = build_recommender(cfg.model, cfg.embed, dataset, log=_quiet).train()
+        lm = language_model(cfg.model, dataset, progress=False, log=_quiet)  # and its cache, if absent
+        models[name] = build_recommender(cfg.model, cfg.embed, dataset, log=_quiet, lm=lm).train()
         optimizers[name] = torch.optim.AdamW(models[name].param_groups(1e-4, 1e-4, 0.0, 0.0))
     sampler = TrainSampler(dataset, dataset.split("train"), sizes.batch_size, 4, seed=0)
     order = sampler.order(0)

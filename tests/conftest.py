@@ -117,7 +117,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     dataset, once per module."""
     from oncerec.config.loader import build_config
     from oncerec.data.dataset import resolve_dataset
-    from oncerec.training.trainer import train
+    from oncerec.training.pipeline import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = build_config(

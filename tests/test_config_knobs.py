@@ -23,8 +23,9 @@ from oncerec.experiment import PRESETS, Spec, load_spec, run_experiment
 from oncerec.models.recommender import Recommender, check_knobs, chosen_parts, knobs_read
 from oncerec.models.registry import REGISTRY
 from oncerec.models.user.attributes import UserAttributes
-from oncerec.training.build import build_recommender, language_model_inputs
-from oncerec.training.trainer import Trainer, run_diff
+from oncerec.training.build import build_recommender, language_model, language_model_inputs
+from oncerec.training.pipeline import train
+from oncerec.training.trainer import run_diff
 
 # What check_knobs consults on its own; any other class a part hands the config to belongs to that part.
 PARTS = {Recommender, UserAttributes, *(cls for table in REGISTRY.values() for cls in table.values())}
@@ -121,7 +122,7 @@ def test_every_config_field_a_component_reads_is_in_its_reads(cls: type):
 def test_the_analysis_sees_delegated_reads():
     """It follows the config into text encoders and the DIRE cache's functions (what `reads` must cover)."""
     assert {"kernel_size", "dropout"} <= _class_reads(REGISTRY["item"]["cnn"])
-    dire = _function_reads(language_model_inputs, frozenset({"cfg"}), Recommender)
+    dire = _dire_reads()
     assert {"cache_dtype", "dire_cache", "cache_layers", "lm_dtype"} <= dire
     assert len(DECLARING) > len(PARTS)  # the text encoders too
 
@@ -130,10 +131,15 @@ def test_what_the_builder_reads_for_the_model_its_parts_declare():
     """`train/build.py` reads the data for the Recommender and for DIRE's encoder (its language model and
     cache): knobs of theirs, which check_knobs must count as read when they are chosen."""
     lm = REGISTRY["item"]["lm"]
-    assert _function_reads(language_model_inputs, frozenset({"cfg"}), Recommender) <= lm.reads
+    assert _dire_reads() <= lm.reads | {"item"}  # `item`: whether the step has a language model to load
     wiring = _function_reads(build_recommender, frozenset({"cfg"}), Recommender)
-    assert (
-        wiring - _function_reads(language_model_inputs, frozenset({"cfg"}), Recommender) <= Recommender.reads
+    assert wiring - _dire_reads() <= Recommender.reads
+
+
+def _dire_reads() -> frozenset[str]:
+    """What the DIRE step (the language model and its cache) and the model's DIRE inputs read."""
+    return _function_reads(language_model, frozenset({"cfg"}), Recommender) | _function_reads(
+        language_model_inputs, frozenset({"cfg"}), Recommender
     )
 
 
@@ -151,7 +157,7 @@ def test_an_explicit_key_no_chosen_component_reads_is_an_error_naming_its_reader
         "user=self_attention, predictor=dot) do not read it"
     )
     with pytest.raises(ConfigError) as error:
-        Trainer(cfg, progress=False, log=lambda *_: None)  # before the data is prepared or a folder made
+        train(cfg, progress=False, log=lambda *_: None)  # before the data is prepared or a folder made
     assert str(error.value) == message and not (tmp_path / "r").exists()
     with pytest.raises(
         ConfigError, match=r"model.num_heads: read by item encoders `attention`, `fastformer`; "

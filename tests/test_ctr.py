@@ -20,8 +20,8 @@ from oncerec.models.user.sequence import pack_sequence, unpack_sequence
 from oncerec.training.build import build_recommender
 from oncerec.training.evaluate import predict_fast, predict_slow
 from oncerec.training.losses import loss_kind, training_loss
+from oncerec.training.pipeline import train
 from oncerec.training.session import Run
-from oncerec.training.trainer import train
 
 CTR = ["dnn", "dcn", "dcnv2", "deepfm", "pnn", "din", "finalmlp", "autoint", "masknet", "gdcn", "bst"]
 SMALL = [

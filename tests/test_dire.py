@@ -19,9 +19,9 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.lm.backbone import blocks, bottom_states, keep_top, load_lm, run_top
 from oncerec.lm.packaged import resolve_model_path
-from oncerec.training.build import build_recommender
+from oncerec.training.build import build_recommender, language_model
 from oncerec.training.evaluate import encode_all_items
-from oncerec.training.trainer import train
+from oncerec.training.pipeline import train
 
 TEXTS = ["news article: title: Stocks fall as rates rise", "Everything we know so far about the NBA playoffs"]
 # short prompts keep the language models cheap on CPU
@@ -236,7 +236,7 @@ def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp
         m.setattr(dire, "check_parity", lambda *a, **k: None)
         dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
     with pytest.raises(ConfigError, match="GraniteModel"):
-        build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+        _model(cfg, ds)
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +311,25 @@ def _dataset(*overrides: str) -> Dataset:
     return Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None)), cfg
 
 
+def _model(cfg, ds: Dataset):
+    """The model as training builds it: the language model and its cache (built if absent), then the model."""
+    lm = language_model(cfg.model, ds, progress=False, log=lambda *_: None)
+    return build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None, lm=lm)
+
+
+def test_the_model_is_built_from_a_cache_built_before_it(tmp_path: Path):
+    """Building the model reads the DIRE cache and never builds it: that is the step before (`language_model`,
+    which `oncerec train` runs, or `oncerec dire cache`)."""
+    ds, cfg = _dataset("model=bert-naml", "model.layer=4", f"model.dire_cache={tmp_path / 'c'}", *SMALL)
+    with pytest.raises(OncerecError, match=r"model.layer=4: no DIRE cache in .*oncerec dire cache"):
+        build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+    assert not (tmp_path / "c").exists()
+    lm = language_model(cfg.model, ds, progress=False, log=lambda *_: None)
+    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["layers"] == [4]
+    model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None, lm=lm)
+    assert model.item_encoder.lm is lm  # loaded once, for the cache and the model
+
+
 @pytest.mark.parametrize("lm", ["minilm", "llama"])
 def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: Path, tmp_path: Path):
     """The cache file path (float32 here) and the whole model give the same item vectors, for k = 1, k = L-1
@@ -320,7 +339,7 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
     base = ["model.item=lm", f"model.item_lm={name}", "model.item_fields=[prompt]", *SMALL]
     ds, cfg0 = _dataset(*base, "model.layer=0")
     torch.manual_seed(0)
-    whole = build_recommender(cfg0.model, cfg0.embed, ds, log=lambda *_: None).eval()
+    whole = _model(cfg0, ds).eval()
     with torch.no_grad():
         reference = encode_all_items(whole, 64, "cpu")
     n = len(blocks(whole.item_encoder.lm))
@@ -336,7 +355,7 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
         _, cfg = _dataset(
             *base, f"model.layer={k}", f"model.cache_dtype={dtype}", f"model.dire_cache={folder}"
         )
-        cached = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+        cached = _model(cfg, ds).eval()
         if k == n:  # frozen-LLM features: no language-model parameter is left in the recommender
             assert cached.item_encoder.lm is None
             assert not any(name.startswith("item_encoder.lm.") for name in cached.state_dict())
@@ -367,7 +386,7 @@ def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_pat
     ]
     ds, cfg0 = _dataset(*base, "model.layer=0")
     torch.manual_seed(0)
-    whole = build_recommender(cfg0.model, cfg0.embed, ds, log=lambda *_: None).eval()
+    whole = _model(cfg0, ds).eval()
     assert whole.item_encoder.proj.in_features == 16
     with torch.no_grad():
         reference = encode_all_items(whole, 64, "cpu")
@@ -376,7 +395,7 @@ def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_pat
         _, cfg = _dataset(
             *base, f"model.layer={k}", "model.cache_dtype=float32", f"model.dire_cache={tmp_path / str(k)}"
         )
-        cached = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+        cached = _model(cfg, ds).eval()
         cached.load_state_dict(own, strict=False)
         with torch.no_grad():
             vectors = encode_all_items(cached, 64, "cpu")
@@ -406,7 +425,7 @@ def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: 
         cache.states(3)
     _, cfg3 = _dataset(*base, "model.layer=3", "model.cache_layers=[]")
     with pytest.raises(ConfigError, match=r"model.layer=3 was not cached .* cached layers: 2, 4"):
-        build_recommender(cfg3.model, cfg3.embed, ds, log=lambda *_: None)
+        _model(cfg3, ds)
     # the same folder with another max length and another prompt: refused, naming what differs
     other, cfg_other = _dataset(*base, "data.max_lengths.prompt=16")
     with pytest.raises(OncerecError, match=r"max_len: cache has 24, config wants 16") as e:
@@ -465,7 +484,8 @@ def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path
         ]
     )
     before = LlamaModel.from_pretrained(tiny_llama).layers[3].self_attn.q_proj.weight.detach().clone()
-    run_dir, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run_dir = run.run_dir
     assert 0 <= metrics["test"]["auc"] <= 1
     from safetensors.torch import load_file
 
@@ -488,7 +508,7 @@ def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: 
     base = [*DATA, "model=llm-naml", f"model.item_lm={tiny_llama}", "model.layer=4", *SMALL]
     with pytest.raises(ConfigError, match="freezes every layer.*model.lora=false"):
         ds, cfg = _dataset(*base, f"model.dire_cache={tmp_path / 'c0'}")
-        build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+        _model(cfg, ds)
     assert not (tmp_path / "c0").exists()  # refused before any cache work
     out = tmp_path / "run"
     cfg = build_config(
@@ -500,7 +520,8 @@ def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: 
             f"model.dire_cache={tmp_path / 'c'}",
         ]
     )
-    run_dir, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run_dir = run.run_dir
     from safetensors.torch import load_file
 
     saved = load_file(run_dir / "best" / "model.safetensors")
@@ -523,7 +544,7 @@ def test_a_decoders_items_are_told_apart_from_the_first_step(tmp_path: Path):
             f"model.dire_cache={tmp_path}", *SMALL,
         )  # fmt: skip
         torch.manual_seed(0)
-        model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).train()
+        model = _model(cfg, ds).train()
         with torch.no_grad():
             v = torch.nn.functional.normalize(model.encode_items(torch.arange(1, 65)), dim=-1)
         mean_cosine[norm] = (v @ v.T)[~torch.eye(64, dtype=torch.bool)].mean().item()
@@ -531,16 +552,14 @@ def test_a_decoders_items_are_told_apart_from_the_first_step(tmp_path: Path):
     ds, cfg = _dataset(
         "model=bert-naml", "model.layer=6", "model.lora=false", f"model.dire_cache={tmp_path}/m"
     )
-    assert isinstance(
-        build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).item_encoder.norm, torch.nn.Identity
-    )
+    assert isinstance(_model(cfg, ds).item_encoder.norm, torch.nn.Identity)
 
 
 def test_full_fine_tuning_of_the_top_layers_and_item_lr(tmp_path: Path):
     ds, cfg = _dataset(
         "model=bert-nrms", "model.lora=false", "model.layer=5", f"model.dire_cache={tmp_path}", *SMALL
     )
-    model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+    model = _model(cfg, ds)
     lm = model.item_encoder.lm
     assert len(blocks(lm)) == 1 and all(p.requires_grad for p in lm.parameters())
     groups = model.param_groups(lr=1e-3, item_lr=1e-5, embed_lr=0.0, weight_decay=0.0)
@@ -599,7 +618,7 @@ def test_pooling_choices_give_one_vector_per_item(pooling: str, tmp_path: Path):
     ds, cfg = _dataset(
         "model=bert-naml", f"model.lm_pooling={pooling}", f"model.dire_cache={tmp_path}", *SMALL
     )
-    model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+    model = _model(cfg, ds).eval()
     with torch.no_grad():
         v = model.encode_items(torch.tensor([1, 2, 3]))
     assert v.shape == (3, 32) and torch.isfinite(v).all()
@@ -649,7 +668,7 @@ def test_lm_dtype_loads_the_model_in_that_type_and_auto_follows_the_device(
         f"model.dire_cache={tmp_path}",
         *SMALL,
     )
-    model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+    model = _model(cfg, ds)
     lm = model.item_encoder.lm
     assert {p.dtype for n, p in lm.named_parameters() if "lora_" not in n} == {torch.bfloat16}
     assert {p.dtype for n, p in lm.named_parameters() if "lora_" in n} == {
@@ -681,7 +700,7 @@ def test_the_padding_item_is_finite_in_every_type_and_pooling(layer: int, tiny_l
                 *SMALL,
             )
             torch.manual_seed(0)
-            model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+            model = _model(cfg, ds).eval()
             with torch.no_grad():
                 v = model.encode_items(torch.tensor([0, 1, 0, 2]))
             assert v.dtype == torch.float32 and torch.isfinite(v).all(), (dtype, pooling)

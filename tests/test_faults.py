@@ -15,7 +15,7 @@ from conftest import SMALL, assert_one_line_error
 
 from oncerec.cli import main
 from oncerec.config.loader import build_config
-from oncerec.training.trainer import train
+from oncerec.training.pipeline import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
 

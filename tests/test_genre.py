@@ -49,7 +49,7 @@ from oncerec.genre.tasks import DatasetView, Request, Summarize, make_task
 from oncerec.genre.templates import load_list, load_template
 from oncerec.training.build import build_recommender
 from oncerec.training.evaluate import predict_fast, predict_slow
-from oncerec.training.trainer import train
+from oncerec.training.pipeline import train
 from tests.fake_openai import FakeChatServer, default_reply
 
 
@@ -562,7 +562,8 @@ def test_training_on_the_merged_dataset_with_summaries_and_profiles(
         ],
         shared=SMALL,
     )
-    run_dir, metrics = train(cfg, progress=False, log=quiet)
+    run, metrics = train(cfg, progress=False, log=quiet)
+    run_dir = run.run_dir
     assert 0 <= metrics["test"]["auc"] <= 1
     # the users with generated content: a slice of every evaluation of a dataset with generated items
     ds, source = Dataset(merged.root), Dataset(tiny_root)

@@ -19,7 +19,7 @@ from oncerec.data.goodreads import BOOKS, INTERACTIONS
 from oncerec.data.prepare import prepare
 from oncerec.errors import DataError
 from oncerec.eval.metrics import evaluate_groups
-from oncerec.training.trainer import train
+from oncerec.training.pipeline import train
 
 # protocol knobs small enough for hand-written data
 LOOSE = [
@@ -260,7 +260,7 @@ def test_training_on_the_goodreads_demo_groups_by_user(tmp_path: Path):
             f"exp.out_dir={tmp_path / 'run'}",
         ]
     )
-    run_dir, metrics = train(cfg, progress=False, log=lambda *_: None)
+    _, metrics = train(cfg, progress=False, log=lambda *_: None)
     ds = Dataset(_dataset_of(cfg))
     test = ds.split("test")
     assert metrics["test"]["impressions"] == test.num_impressions

@@ -217,7 +217,7 @@ def test_missing_file_and_no_negatives(tmp_path: Path):
 
 
 def test_prepare_import_merge_and_train(tmp_path: Path, capsys):
-    from oncerec.training.trainer import train
+    from oncerec.training.pipeline import train
 
     raw = write_release(tmp_path / "release")
     out = tmp_path / "ds"

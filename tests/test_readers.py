@@ -19,7 +19,7 @@ from oncerec.data.mind import parse_time
 from oncerec.data.prepare import prepare
 from oncerec.data.tokenize import words
 from oncerec.errors import ConfigError, DataError
-from oncerec.training.trainer import train
+from oncerec.training.pipeline import train
 
 
 def _prepare(raw: Path, out: Path, fmt: str, *overrides: str, log=None) -> Dataset:

@@ -21,8 +21,8 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError
 from oncerec.serve.export import export_for, load_export
 from oncerec.serve.service import Answer, Query, RequestError, Service
+from oncerec.training.pipeline import train
 from oncerec.training.session import load_run
-from oncerec.training.trainer import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
 

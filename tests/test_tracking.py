@@ -11,8 +11,8 @@ from conftest import SMALL
 
 from oncerec.config.loader import build_config
 from oncerec.errors import ConfigError
+from oncerec.training.pipeline import train
 from oncerec.training.tracking import scalars
-from oncerec.training.trainer import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
 

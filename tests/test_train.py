@@ -25,7 +25,8 @@ from oncerec.training.build import build_recommender
 from oncerec.training.checkpoint import load_latest, load_weights
 from oncerec.training.evaluate import predict_fast, predict_slow
 from oncerec.training.losses import training_loss
-from oncerec.training.trainer import Trainer, train
+from oncerec.training.pipeline import train
+from oncerec.training.trainer import Trainer
 
 PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner", "din"]
 
@@ -96,7 +97,12 @@ def test_miner_disagreement_regularisation_reaches_the_training_loss(tiny: Datas
     v = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]])
     assert disagreement(v).item() == pytest.approx((3 + 4 / 2**0.5) / 9)
     args = ["data=demo-tiny", "model=miner", *SMALL, "model.dropout=0", "model.disagreement_weight=0.5"]
-    trainer = Trainer(build_config([*args, f"exp.out_dir={tmp_path}"]), progress=False, log=lambda *_: None)
+    cfg = build_config(args)
+    torch.manual_seed(cfg.exp.seed)
+    model = build_recommender(cfg.model, cfg.embed, tiny, seed=cfg.exp.seed, log=lambda *_: None)
+    trainer = Trainer(
+        cfg, tiny, model, tmp_path, progress=False, log=lambda *_: None
+    )  # reads and writes nothing
     order = trainer.sampler.order(0)
     batch = trainer.sampler.batch(0, 0, order)
     model = trainer.model.train()
@@ -241,7 +247,8 @@ def test_train_writes_the_run_directory_contract(tiny: Dataset, tmp_path: Path):
     cfg = build_config(
         ["data=demo-tiny", "model=nrms", "exp=quick", *SMALL, f"exp.out_dir={out}", "exp.epoch_batch=-2"]
     )
-    run_dir, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run_dir = run.run_dir
     assert run_dir == out
     for name in (
         "config.yaml",

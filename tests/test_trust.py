@@ -22,8 +22,8 @@ from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.leaderboard import score_files
 from oncerec.eval.metrics import evaluate_groups, metrics_json
 from oncerec.experiment import Spec, load_spec, run_experiment
+from oncerec.training.pipeline import train
 from oncerec.training.session import load_run
-from oncerec.training.trainer import train
 
 QUIET = {"progress": False, "log": lambda *_: None}
 

@@ -77,11 +77,10 @@ def train(
 
 def train_config(cfg: Config, progress: bool = True) -> Run:
     """`train` for a configuration already built (the command line builds its own)."""
-    from oncerec.training.trainer import Trainer
+    from oncerec.training.pipeline import train as run_steps
 
-    trainer = Trainer(cfg, progress=progress)
-    trainer.fit()
-    return _with_export(trainer.run)
+    run, _ = run_steps(cfg, progress=progress)
+    return _with_export(run)
 
 
 def load_run(path: str | Path, data: str | None = None) -> Run:

@@ -104,7 +104,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
     from oncerec.eval.slices import split_metrics
     from oncerec.eval.tables import metric_table
     from oncerec.training.baselines import oracle_scores, popularity_scores
-    from oncerec.training.trainer import Trainer
+    from oncerec.training.pipeline import train
 
     # Compact sizes so that the main job trains in a few minutes on 2 CPU cores; shared, as a model that has
     # no attention heads (NAML) ignores model.num_heads.
@@ -116,9 +116,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
         "embed.dim=64",
     ]
     cfg = build_config([f"data=demo-{a.scale}", f"model={a.model}", "exp=demo", *a.overrides], shared=compact)
-    trainer = Trainer(cfg, progress=not a.quiet)
-    metrics = trainer.fit()
-    ds: Dataset = trainer.dataset
+    run, metrics = train(cfg, progress=not a.quiet)
+    ds: Dataset = run.dataset
     test = ds.split("test")
     rows = {
         "oracle (true click probability)": oracle_scores(ds, test),
@@ -133,8 +132,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
     if oracle and "auc" in table_metrics(cfg.exp.metrics):
         gap = (metrics["test"]["auc"] - 0.5) / (oracle["auc"] - 0.5)
         print(f"\n{cfg.model.name} closes {gap:.1%} of the AUC gap between random (0.5) and the oracle.")
-    print(f"run directory: {trainer.run_dir}")
-    print(next_steps(trainer.run_dir, *_user_with_history(ds)))
+    print(f"run directory: {run.run_dir}")
+    print(next_steps(run.run_dir, *_user_with_history(ds)))
 
 
 def _user_with_history(ds) -> tuple[str, list[str]]:
@@ -279,24 +278,14 @@ def cmd_serve(a: argparse.Namespace) -> None:
 def cmd_dire_cache(a: argparse.Namespace) -> None:
     """Run a language model's frozen layers once over every item and keep their states (DIRE)."""
     from oncerec.config.loader import build_config
-    from oncerec.data.dataset import Dataset, resolve_dataset
-    from oncerec.dire.cache import build_cache, cache_dir
-    from oncerec.models.recommender import check_knobs
+    from oncerec.training.pipeline import dire_cache
 
     cfg = build_config(a.overrides)
-    check_knobs(cfg)
-    if cfg.model.item != "lm":
-        raise OncerecError(
-            f"model.item={cfg.model.item}: `dire cache` needs a language-model item encoder (item=lm)"
-        )
-    dataset = Dataset(resolve_dataset(cfg.data, progress=not a.quiet))
-    cache = build_cache(
-        dataset, cfg.model, batch_size=a.batch_size, progress=not a.quiet, shard_size=a.shard_size
-    )
+    cache = dire_cache(cfg, batch_size=a.batch_size, shard_size=a.shard_size, progress=not a.quiet)
     m = cache.manifest
     n, width, dim = m["shape"]
     per_item = sum((cache.folder / f"layer-{k}.npy").stat().st_size for k in m["layers"]) / n
-    print(f"cache: {cache_dir(dataset, cfg.model)}")
+    print(f"cache: {cache.folder}")
     print(
         f"model {m['model']} ({m['num_layers']} layers), layers cached {m['layers']}, {n - 1:,} items x "
         f"{width} tokens x {dim} ({m['dtype']}), {per_item / 1024:,.1f} KiB per item"

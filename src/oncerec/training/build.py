@@ -2,9 +2,9 @@
 
 The components of `oncerec.models` take sizes and tensors (`ModelSpec`), a word table and an `ItemTable`;
 here they are read from a dataset (or an export's `data/` folder). For DIRE (`model.item=lm`) that means the
-language model, loaded once, and the inputs of its layer `model.layer` by item index: token ids, or the DIRE
-cache (built on first use, resumable; checked against the model, whose bottom is still loaded) before the
-encoder drops the frozen layers.
+language model, loaded once by `language_model` (which builds the DIRE cache first when it is absent: a step of
+its own, before the model), and the inputs of its layer `model.layer` by item index: token ids, or the cache's
+states (checked against the model, whose bottom is still loaded) before the encoder drops the frozen layers.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from oncerec.config.schema import CATEGORICAL, EmbedConfig, ModelConfig
 from oncerec.data.batching import ItemContent, trimmed_rows
 from oncerec.data.dataset import Dataset
 from oncerec.data.word_vectors import word_table
-from oncerec.errors import ConfigError
+from oncerec.errors import ConfigError, OncerecError
 from oncerec.lm.backbone import lm_dtype, load_lm
 from oncerec.models.embedding import WordEmbedding
 from oncerec.models.interfaces import ModelSpec
@@ -35,16 +35,13 @@ def build_recommender(
     log=print,
     word_weights: Tensor | None = None,
     item_encoder: bool = True,
+    lm: nn.Module | None = None,
 ) -> Recommender:
     """`word_weights`: the word table to use instead of building one (a served export holds its trained
     table); `item_encoder=False` leaves the item encoder out: a served export ranks stored item vectors, and
-    a DIRE encoder could not be built without its training data's cache."""
-    for f in cfg.item_fields:
-        if f not in CATEGORICAL and f not in dataset.text_fields:
-            raise ConfigError(
-                f"model.item_fields: `{f}` is not a prepared field; "
-                f"valid: {', '.join([*dataset.text_fields, *CATEGORICAL])}"
-            )
+    a DIRE encoder could not be built without its training data's cache. `lm`: DIRE's language model as
+    `language_model` loaded it (loaded here otherwise); its DIRE cache must exist (`language_model` builds it)."""
+    _check_fields(cfg, dataset)
     item_cls = lookup("item", cfg.item)
     # an encoder with its own inputs (item ids, language-model tokens or cached states) needs no word table
     reads_content = item_encoder and not item_cls.own_inputs
@@ -52,7 +49,7 @@ def build_recommender(
     if item_encoder and item_cls.reads_entities:
         spec.entity_vectors = dataset.entity_vectors()
     if item_encoder and item_cls.language_model:
-        spec.lm, spec.item_inputs = language_model_inputs(cfg, dataset, log)
+        spec.lm, spec.item_inputs = language_model_inputs(cfg, dataset, lm)
     words = None
     if reads_content:
         weights = word_table(embed, dataset, seed, log) if word_weights is None else word_weights
@@ -65,6 +62,15 @@ def build_recommender(
         entities=item_encoder and item_cls.reads_entities,
     )
     return Recommender(cfg, spec, content, words, item_encoder)
+
+
+def _check_fields(cfg: ModelConfig, dataset: Dataset) -> None:
+    for f in cfg.item_fields:
+        if f not in CATEGORICAL and f not in dataset.text_fields:
+            raise ConfigError(
+                f"model.item_fields: `{f}` is not a prepared field; "
+                f"valid: {', '.join([*dataset.text_fields, *CATEGORICAL])}"
+            )
 
 
 def model_spec(cfg: ModelConfig, dataset: Dataset, tokenizer: str | None) -> ModelSpec:
@@ -86,26 +92,50 @@ def model_spec(cfg: ModelConfig, dataset: Dataset, tokenizer: str | None) -> Mod
     )
 
 
-def language_model_inputs(cfg: ModelConfig, dataset: Dataset, log=print):
-    """DIRE's language model (whole) and its inputs by item index: token ids for `model.layer=0`, else the
-    states entering layer k, read from the DIRE cache."""
-    if not cfg.item_lm:
-        raise ConfigError("model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>")
-    from oncerec.dire.cache import build_cache, check_cache, open_cache
+def language_model(cfg: ModelConfig, dataset: Dataset, progress: bool = True, log=print) -> nn.Module | None:
+    """DIRE's language model (whole), loaded once, with the cache of its frozen layers built first if it is
+    absent (resumable; under `accelerate launch` the processes split the items): the step between the dataset
+    and the model. None for an item encoder without a language model."""
+    if not lookup("item", cfg.item).language_model:
+        return None
+    from oncerec.dire.cache import build_cache, open_cache
 
-    lm: nn.Module = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
-    all_frozen(cfg, lm)  # LoRA over no trainable layer: an error before any cache is built
+    _check_fields(cfg, dataset)
+    lm = _load_lm(cfg)
+    # A cache of another model or data is refused; one without this layer is found, and refused by the model
+    # (listing its layers) rather than rebuilt with more: `oncerec dire cache` adds layers on request.
+    if cfg.layer and open_cache(dataset, cfg) is None:
+        build_cache(dataset, cfg, progress=progress, log=log, model=lm)
+    return lm
+
+
+def language_model_inputs(cfg: ModelConfig, dataset: Dataset, lm: nn.Module | None = None):
+    """DIRE's language model (whole) and its inputs by item index: token ids for `model.layer=0`, else the
+    states entering layer k, read from the DIRE cache (which must exist: `language_model` builds it)."""
+    from oncerec.dire.cache import cache_dir, check_cache, open_cache
+
+    lm = lm if lm is not None else _load_lm(cfg)
     if not cfg.layer:
         ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
         return lm, partial(_token_rows, ids, lengths)
-    # Built on first use (resumable), from this model before its bottom is dropped: loaded once. A cache of
-    # another model or data is refused, and one without this layer is an error listing its layers:
-    # rebuilding would silently drop them.
-    cache = open_cache(dataset, cfg) or build_cache(dataset, cfg, log=log, model=lm)
+    cache = open_cache(dataset, cfg)
+    if cache is None:
+        raise OncerecError(
+            f"model.layer={cfg.layer}: no DIRE cache in {cache_dir(dataset, cfg)}; build it first with "
+            "`oncerec dire cache` and the same data= and model= (`oncerec train` builds it before the model)"
+        )
     cache.states(cfg.layer)
     # the model (bottom still loaded) over a few items must match its top from their cached states
     check_cache(lm, cache, dataset, cfg)
     return lm, partial(cache.gather, cfg.layer)
+
+
+def _load_lm(cfg: ModelConfig) -> nn.Module:
+    if not cfg.item_lm:
+        raise ConfigError("model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>")
+    lm: nn.Module = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
+    all_frozen(cfg, lm)  # LoRA over no trainable layer: an error before any cache is built
+    return lm
 
 
 def _token_rows(ids: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:

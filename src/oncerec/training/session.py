@@ -19,7 +19,7 @@ from oncerec.errors import OncerecError, shown
 from oncerec.eval.metrics import FULL_RANKING_DEFAULT, full_ranking_names, read_metrics
 from oncerec.eval.slices import split_metrics
 from oncerec.models.recommender import Recommender
-from oncerec.training.build import build_recommender
+from oncerec.training.build import build_recommender, language_model
 from oncerec.training.checkpoint import load_latest, load_weights
 from oncerec.training.evaluate import (
     encode_all_items,
@@ -167,7 +167,8 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
                 "same training data, e.g. one made by `oncerec genre merge`"
             )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None)
+    lm = language_model(cfg.model, dataset, log=lambda *_: None)  # DIRE: its cache rebuilt if it was removed
+    model = build_recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None, lm=lm)
     model.load_checkpoint_state(run_weights(run_dir), str(run_dir))
     model.to(device)
     model.content.to(device)

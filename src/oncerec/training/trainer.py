@@ -27,20 +27,19 @@ from tqdm import tqdm
 from oncerec.config.loader import config_diff, dump_config, load_saved_config
 from oncerec.config.schema import Config, ModelConfig
 from oncerec.data.batching import TrainSampler
-from oncerec.data.dataset import Dataset, resolve_dataset
+from oncerec.data.dataset import Dataset
 from oncerec.errors import CheckpointError, ConfigError, OncerecError
 from oncerec.eval.metrics import lower_is_better, metrics_json, table_metrics
 from oncerec.eval.slices import split_metrics
-from oncerec.models.recommender import check_knobs, knobs_read
+from oncerec.models.recommender import Recommender, knobs_read
 from oncerec.paths import write_text_atomic
-from oncerec.training.build import build_recommender
 from oncerec.training.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from oncerec.training.evaluate import predict_fast, predict_slow, write_split_predictions
 from oncerec.training.full_ranking import full_ranking_metrics
 from oncerec.training.losses import batch_loss
 from oncerec.training.report import plot_curves, write_report
 from oncerec.training.session import VOCAB_FILE, Run
-from oncerec.training.tracking import Tracker, open_tracker, require_tracker, scalars
+from oncerec.training.tracking import Tracker, open_tracker, scalars
 
 # Keys that may change between an interrupted run and its resumption (`metrics`, `cold_user_history` and
 # `tracker` say what is reported and where, not what trains; `metric`, which picks the checkpoint, may not).
@@ -137,10 +136,22 @@ def _lr_lambda(cfg: Config, total_steps: int):
 
 
 class Trainer:
-    def __init__(self, cfg: Config, progress: bool = True, log=print):
-        check_knobs(cfg)
-        require_tracker(cfg.exp.tracker)
+    """Trains a built model on a prepared dataset into `run_dir` (checked by `pipeline.new_run_dir`): the last
+    step of `pipeline.train`, which runs the ones before. Reads and writes nothing until `fit`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: Dataset,
+        model: Recommender,
+        run_dir: Path,
+        progress: bool = True,
+        log=print,
+    ):
         self.cfg = cfg
+        self.dataset = dataset
+        self.model = model
+        self.run_dir = run_dir
         self.progress = progress
         self.tracker: Tracker | None = None  # opened by fit, on the main process
         # Without a GPU, accelerate needs cpu=True to treat several launched processes as one DDP job (gloo).
@@ -152,17 +163,6 @@ class Trainer:
             ) from e
         self.main = self.acc.is_main_process
         self.log = log if self.main else (lambda *_: None)
-        with self.acc.main_process_first():
-            self.dataset = Dataset(resolve_dataset(cfg.data, progress=progress and self.main, log=self.log))
-        # every split checked now, not at the first validation after an epoch of training
-        for name in self.dataset.split_names:
-            self.dataset.split(name)
-        holder = [str(run_dir_for(cfg))]
-        broadcast_object_list(holder)
-        self.run_dir = Path(holder[0])
-        check_run_dir(self.run_dir, cfg)
-        torch.manual_seed(cfg.exp.seed)
-        self.model = build_recommender(cfg.model, cfg.embed, self.dataset, seed=cfg.exp.seed, log=self.log)
         self.model.content.to(self.acc.device)
         self.sampler = TrainSampler(
             self.dataset, self.dataset.split("train"), cfg.exp.batch_size, cfg.exp.neg_count, cfg.exp.seed
@@ -470,9 +470,3 @@ class Trainer:
         names = self.dataset.vocab("user")
         chosen = list(dict.fromkeys(int(u) for u in np.asarray(split.user[:200])))[:users]
         return [(names[u], run.recommend(names[u], None, top_k)) for u in chosen]
-
-
-def train(cfg: Config, progress: bool = True, log=print) -> tuple[Path, dict]:
-    trainer = Trainer(cfg, progress=progress, log=log)
-    metrics = trainer.fit()
-    return trainer.run_dir, metrics
