@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("oncerec.serve", "oncerec.experiment"),
     ("oncerec.run",),  # a trained run as the API hands it out (export needs serving)
     ("oncerec.api",),  # one function per job
-    ("oncerec.cli",),  # its commands call the API
+    ("oncerec.cli",),  # the commands, a module per group: each calls the library and prints
 ]
 
 

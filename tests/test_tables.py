@@ -71,9 +71,17 @@ def test_the_notes_say_what_the_slice_and_full_ranking_columns_hold():
 
 
 def test_no_command_renders_a_table_of_metrics_by_hand():
-    """cli.py (train, demo, compare), experiment.py and training/report.py print through metric_table: none of
-    them writes a Markdown rule or joins cells itself."""
-    for path in (SRC / "cli.py", SRC / "experiment.py", SRC / "training" / "report.py"):
+    """`train`'s table (cli/train.py), the demo's, compare's, experiment.py and training/report.py go through
+    metric_table: none of them, and no command, writes a Markdown rule or joins cells itself."""
+    tables = [
+        SRC / "cli" / "train.py",
+        SRC / "training" / "demo.py",
+        SRC / "eval" / "compare.py",
+        SRC / "experiment.py",
+        SRC / "training" / "report.py",
+    ]
+    for path in [*tables, *(SRC / "cli").glob("*.py")]:
         text = path.read_text()
         assert "|---" not in text and '" | ".join' not in text, path
-        assert "metric_table(" in text, path
+    for path in tables:
+        assert "metric_table(" in path.read_text(), path

@@ -112,6 +112,14 @@ class DireCache:
     def layers(self) -> list[int]:
         return self.manifest["layers"]
 
+    @property
+    def bytes_per_item(self) -> float:
+        """Disk taken per item, every cached layer together."""
+        return (
+            sum((self.folder / f"layer-{k}.npy").stat().st_size for k in self.layers)
+            / self.manifest["shape"][0]
+        )
+
     @cached_property
     def lengths(self) -> np.ndarray:
         return np.load(self.folder / "lengths.npy", mmap_mode="r")

@@ -17,9 +17,11 @@ The generative model, one module for each part (each explains its own):
     arrays.py       vectorised helpers over grouped rows
     write.py        the MIND files
     generate.py     `write_demo_mind`: all of it, streamed over chunks of users
+    formats.py      `write_demo_data`: that, or Goodreads files of the same world (`oncerec demo-data`)
 """
 
+from oncerec.data.demo.formats import write_demo_data
 from oncerec.data.demo.generate import GENERATOR_VERSION, write_demo_mind
 from oncerec.data.demo.scales import SCALES
 
-__all__ = ["GENERATOR_VERSION", "SCALES", "write_demo_mind"]
+__all__ = ["GENERATOR_VERSION", "SCALES", "write_demo_data", "write_demo_mind"]
