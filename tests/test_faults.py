@@ -251,7 +251,7 @@ def serve_approximate_index_gives_k_items(ctx: Context) -> None:
     # a two-stage model re-ranks at least k candidates, not `--candidates` of them
     dnn = ctx.tmp / "dnn"
     cfg = build_config(
-        ["data=demo-tiny", "model=dnn", "exp=quick", "exp.max_steps=1", f"exp.out_dir={dnn}"], shared=SMALL
+        ["data=demo-tiny", "model=dnn", "exp=quick", *SMALL, "exp.max_steps=1", f"exp.out_dir={dnn}"]
     )
     train(cfg, **QUIET)
     assert main(["export", str(dnn), "--out", str(ctx.tmp / "dnn-export"), "--quiet"]) == 0
@@ -749,10 +749,8 @@ def _data_prepare(ctx: Context, raw: Path, fmt: str, *overrides: str) -> list[st
 
 def _data_train(ctx: Context, dataset: Path) -> list[str]:
     """One training step of NAML on a prepared dataset (the run goes to tmp/run)."""
-    from conftest import SHARED
-
-    return ["train", f"data={dataset}", "model=naml", "exp=quick", "exp.max_steps=1",
-            f"exp.out_dir={ctx.tmp / 'run'}", "--quiet", *SHARED]  # fmt: skip
+    return ["train", f"data={dataset}", "model=naml", "exp=quick", *SMALL, "exp.max_steps=1",
+            f"exp.out_dir={ctx.tmp / 'run'}", "--quiet"]  # fmt: skip
 
 
 def _data_tiny(ctx: Context, edit: Callable[[Path], None]) -> Path:
@@ -1044,10 +1042,8 @@ def _spec(ctx: Context, text: str) -> list[str]:
 
 def _resume(out: Path, *overrides: str, model: str = "naml") -> list[str]:
     """`train` argv resuming the run in `out` (made as `trained` makes its run) up to step 4."""
-    from conftest import SHARED
-
-    args = ["data=demo-tiny", f"model={model}", "exp=quick", "exp.max_steps=4", f"exp.out_dir={out}"]
-    return ["train", *args, "exp.resume=true", *overrides, *SHARED, "--quiet"]
+    args = ["data=demo-tiny", f"model={model}", "exp=quick", *SMALL, "exp.max_steps=4", f"exp.out_dir={out}"]
+    return ["train", *args, "exp.resume=true", *overrides, "--quiet"]
 
 
 def _full_ranking(ctx: Context, *names: str) -> dict:

@@ -29,9 +29,7 @@ QUIET = {"progress": False, "log": lambda *_: None}
 
 def _train(tmp_path_factory, name: str, *overrides: str, steps: int = 2) -> Path:
     out = tmp_path_factory.mktemp("runs") / name
-    cfg = build_config(
-        [*overrides, "exp=quick", f"exp.max_steps={steps}", f"exp.out_dir={out}"], shared=SMALL
-    )
+    cfg = build_config([*overrides, "exp=quick", *SMALL, f"exp.max_steps={steps}", f"exp.out_dir={out}"])
     train(cfg, **QUIET)
     return out
 

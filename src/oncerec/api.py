@@ -47,15 +47,15 @@ def make_config(
     exp: str | None = None,
     embed: str | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    shared: Sequence[str] = (),
 ) -> Config:
     """The validated configuration of a run: each group a preset name, a YAML file (or, for data, a folder),
-    then `overrides` (`{"exp.lr": 1e-4}`). Unknown keys and wrong types raise `ConfigError`."""
+    then `overrides` (`{"exp.lr": 1e-4, "model.user": "gru", "model.user.gru_mode": "con"}`). Unknown keys
+    (a key the chosen component does not have among them) and wrong types raise `ConfigError`."""
     from oncerec.config.loader import build_config
 
     groups = {"data": data, "model": model, "exp": exp, "embed": embed}
     args = [f"{group}={ref}" for group, ref in groups.items() if ref is not None]
-    return build_config([*args, *overrides_list(overrides)], shared=shared)
+    return build_config([*args, *overrides_list(overrides)])
 
 
 def train(

@@ -89,7 +89,7 @@ def _print_metrics(metrics: dict, names: list[str]) -> None:
 def cmd_train(a: argparse.Namespace) -> None:
     from oncerec.api import make_config, train_config
 
-    cfg = make_config(overrides=a.overrides, shared=a.shared)
+    cfg = make_config(overrides=a.overrides)
     run = train_config(cfg, progress=not a.quiet)
     if run.metrics:
         _print_metrics(run.metrics, cfg.exp.metrics)
@@ -106,8 +106,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
     from oncerec.training.baselines import oracle_scores, popularity_scores
     from oncerec.training.trainer import Trainer
 
-    # Compact sizes so that the main job trains in a few minutes on 2 CPU cores; shared, as a model that has
-    # no attention heads (NAML) ignores model.num_heads.
+    # Compact sizes so that the main job trains in a few minutes on 2 CPU cores: model-wide sizes, which every
+    # component that has such a size reads (a model without attention heads, NAML, has no use for num_heads).
     compact = [
         "model.hidden_size=64",
         "model.num_heads=4",
@@ -115,7 +115,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
         "model.category_dim=32",
         "embed.dim=64",
     ]
-    cfg = build_config([f"data=demo-{a.scale}", f"model={a.model}", "exp=demo", *a.overrides], shared=compact)
+    cfg = build_config([f"data=demo-{a.scale}", f"model={a.model}", "exp=demo", *compact, *a.overrides])
     trainer = Trainer(cfg, progress=not a.quiet)
     metrics = trainer.fit()
     ds: Dataset = trainer.dataset
@@ -193,7 +193,6 @@ def cmd_compare(a: argparse.Namespace) -> None:
     from oncerec.config.loader import load_saved_config
     from oncerec.eval.metrics import read_metrics
     from oncerec.eval.tables import metric_table
-    from oncerec.models.recommender import knobs_read
 
     rows, choices = [], []
     for run in map(Path, a.run_dirs):
@@ -204,9 +203,9 @@ def cmd_compare(a: argparse.Namespace) -> None:
         m = read_metrics(metrics_file).get(a.split)
         if m is None:
             raise OncerecError(f"{metrics_file}: no `{a.split}` metrics (split without labels?)")
-        model, read = cfg.model, knobs_read(cfg.model)  # a knob no component of the run reads: a dash
-        item = model.item + (f" ({model.item_lm})" if "item_lm" in read and model.item_lm else "")
-        rows.append(([run.name, model.name, item, str(model.layer) if "layer" in read else "—"], [m]))
+        model, lm = cfg.model, cfg.model.item.name == "lm"  # the language model and its layer, or a dash
+        item = model.item.name + (f" ({model.item.lm})" if lm else "")
+        rows.append(([run.name, model.name, item, str(model.item.layer) if lm else "—"], [m]))
         choices.append(cfg.exp.metrics)
     table, _ = metric_table(["run", "model", "item", "layer"], rows, choices)
     print(f"`{a.split}` split of {len(rows)} runs\n")
@@ -281,13 +280,11 @@ def cmd_dire_cache(a: argparse.Namespace) -> None:
     from oncerec.config.loader import build_config
     from oncerec.data.dataset import Dataset, resolve_dataset
     from oncerec.dire.cache import build_cache, cache_dir
-    from oncerec.models.recommender import check_knobs
 
     cfg = build_config(a.overrides)
-    check_knobs(cfg)
-    if cfg.model.item != "lm":
+    if cfg.model.item.name != "lm":
         raise OncerecError(
-            f"model.item={cfg.model.item}: `dire cache` needs a language-model item encoder (item=lm)"
+            f"model.item={cfg.model.item.name}: `dire cache` needs a language-model item encoder (item=lm)"
         )
     dataset = Dataset(resolve_dataset(cfg.data, progress=not a.quiet))
     cache = build_cache(
@@ -354,7 +351,7 @@ def cmd_config_show(a: argparse.Namespace) -> None:
     from oncerec.api import make_config
     from oncerec.config.reference import annotated_config
 
-    print(annotated_config(make_config(overrides=a.overrides, shared=a.shared)))
+    print(annotated_config(make_config(overrides=a.overrides)))
 
 
 def cmd_presets(a: argparse.Namespace) -> None:
@@ -425,14 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
         "oncerec presets [GROUP]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("overrides", nargs="*", help="e.g. data=demo-small model=nrms exp.epochs=2 exp.lr=1e-4")
     s.add_argument(
-        "--shared",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an override that serves many models (e.g. an experiment's common sizes): applied before the "
-        "others, and not an error when the chosen components do not read it",
+        "overrides",
+        nargs="*",
+        help="e.g. data=demo-small model=lstur exp.epochs=2 model.hidden_size=64 model.user.gru_mode=con",
     )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
@@ -543,10 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = dire.add_parser(
         "cache",
         help="run layers 0..k-1 once over every item and store the states entering layer k",
-        description="oncerec dire cache data=... model=<bert-*|llm-*|...> [model.cache_layers=[k1,k2]]",
+        description="oncerec dire cache data=... model=<bert-*|llm-*|...> [model.item.cache_layers=[k1,k2]]",
     )
     s.add_argument(
-        "overrides", nargs="*", help="e.g. data=demo-small model=llm-naml model.cache_layers=[26,28]"
+        "overrides", nargs="*", help="e.g. data=demo-small model=llm-naml model.item.cache_layers=[26,28]"
     )
     s.add_argument("--batch-size", type=int, default=64, help="items per forward pass")
     s.add_argument(
@@ -619,7 +612,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="oncerec config show data=<preset|file|folder> model=<preset|file> [group.key=value ...]",
     )
     s.add_argument("overrides", nargs="*", help="as for train, e.g. data=demo-tiny model=nrms exp.lr=1e-4")
-    s.add_argument("--shared", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     s.set_defaults(func=cmd_config_show)
 
     s = sub.add_parser("presets", help="list the packaged presets of a config group, or of every group")

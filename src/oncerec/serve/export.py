@@ -37,7 +37,6 @@ from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import tokenizer_dir
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.models.recommender import Recommender
-from oncerec.models.registry import lookup
 from oncerec.paths import check_new_dir, check_writable, publish_dir
 from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
 from oncerec.training.baselines import train_clicks
@@ -55,13 +54,13 @@ AGAIN = "export the run again (`oncerec export RUN_DIR --out DIR`)"
 def inner_product(cfg: Config) -> bool:
     """Whether the model's score is the inner product of one user vector and the item vector, so that the
     index ranks exactly as the model does. Other predictors (the CTR heads, MINER) are served in two stages."""
-    return cfg.model.predictor == "dot"
+    return cfg.model.predictor.name == "dot"
 
 
 def adds_items(cfg: Config) -> bool:
     """Whether new items can be encoded from their content: not for item-id embeddings (no content) nor for
     DIRE's language-model encoder (it reads the training data's cache of its frozen layers)."""
-    return not lookup("item", cfg.model.item).own_inputs
+    return not cfg.model.component("item").own_inputs
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
@@ -108,7 +107,8 @@ def export_run(
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source,
-        "model": {k: getattr(cfg.model, k) for k in ("name", "item", "user", "predictor")},
+        "model": {"name": cfg.model.name}
+        | {k: getattr(cfg.model, k).name for k in ("item", "user", "predictor")},
         "ranking": "inner_product" if inner_product(cfg) else "two_stage",
         "adds_items": addable,
         "items": len(vectors) - 1,

@@ -140,7 +140,7 @@ class Service:
         self.adding = adding or (
             ""
             if ex.manifest["adds_items"]
-            else f"model.item={ex.cfg.model.item} encodes no content of new items"
+            else f"model.item={ex.cfg.model.item.name} encodes no content of new items"
         )
         if not self.adding:  # what adding items reads: refused now if missing, not at each request
             _ = self._tokenizer, self._categories

@@ -2,7 +2,7 @@
 
 The components of `oncerec.models` take sizes and tensors (`ModelSpec`), a word table and an `ItemTable`;
 here they are read from a dataset (or an export's `data/` folder). For DIRE (`model.item=lm`) that means the
-language model, loaded once, and the inputs of its layer `model.layer` by item index: token ids, or the DIRE
+language model, loaded once, and the inputs of its layer `model.item.layer` by item index: token ids, or the DIRE
 cache (built on first use, resumable; checked against the model, whose bottom is still loaded) before the
 encoder drops the frozen layers.
 """
@@ -22,9 +22,8 @@ from oncerec.errors import ConfigError
 from oncerec.lm.backbone import lm_dtype, load_lm
 from oncerec.models.embedding import WordEmbedding
 from oncerec.models.interfaces import ModelSpec
-from oncerec.models.item.lm import all_frozen
+from oncerec.models.lm import LMConfig, all_frozen
 from oncerec.models.recommender import Recommender
-from oncerec.models.registry import lookup
 
 
 def build_recommender(
@@ -45,7 +44,7 @@ def build_recommender(
                 f"model.item_fields: `{f}` is not a prepared field; "
                 f"valid: {', '.join([*dataset.text_fields, *CATEGORICAL])}"
             )
-    item_cls = lookup("item", cfg.item)
+    item_cls = cfg.component("item")
     # an encoder with its own inputs (item ids, language-model tokens or cached states) needs no word table
     reads_content = item_encoder and not item_cls.own_inputs
     spec = model_spec(cfg, dataset, embed.tokenizer if reads_content else None)
@@ -87,25 +86,25 @@ def model_spec(cfg: ModelConfig, dataset: Dataset, tokenizer: str | None) -> Mod
 
 
 def language_model_inputs(cfg: ModelConfig, dataset: Dataset, log=print):
-    """DIRE's language model (whole) and its inputs by item index: token ids for `model.layer=0`, else the
+    """DIRE's language model (whole) and its inputs by item index: token ids for `model.item.layer=0`, else the
     states entering layer k, read from the DIRE cache."""
-    if not cfg.item_lm:
-        raise ConfigError("model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>")
     from oncerec.dire.cache import build_cache, check_cache, open_cache
 
-    lm: nn.Module = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
-    all_frozen(cfg, lm)  # LoRA over no trainable layer: an error before any cache is built
-    if not cfg.layer:
-        ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    item: LMConfig = cfg.item
+
+    lm: nn.Module = load_lm(item.lm, lm_dtype(item.dtype))
+    all_frozen(item, lm)  # LoRA over no trainable layer: an error before any cache is built
+    if not item.layer:
+        ids, lengths = dataset.tokens(item.lm, cfg.item_fields[0])
         return lm, partial(_token_rows, ids, lengths)
     # Built on first use (resumable), from this model before its bottom is dropped: loaded once. A cache of
     # another model or data is refused, and one without this layer is an error listing its layers:
     # rebuilding would silently drop them.
     cache = open_cache(dataset, cfg) or build_cache(dataset, cfg, log=log, model=lm)
-    cache.states(cfg.layer)
+    cache.states(item.layer)
     # the model (bottom still loaded) over a few items must match its top from their cached states
     check_cache(lm, cache, dataset, cfg)
-    return lm, partial(cache.gather, cfg.layer)
+    return lm, partial(cache.gather, item.layer)
 
 
 def _token_rows(ids: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:

@@ -66,7 +66,7 @@ def held_out(dataset: Dataset, split: Split) -> tuple[np.ndarray, np.ndarray, li
 @torch.no_grad()
 def _block_scores(model: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Scores [B, N] of a block of user representations against every item vector."""
-    if model.cfg.predictor == "dot":
+    if model.cfg.predictor.name == "dot":
         return users @ items.T
     n, width = len(items), max(1, HEAD_PAIRS // len(users))
     out = []

@@ -1,33 +1,44 @@
-"""LSTUR's user encoder: a GRU over clicked items (short-term interest) and a user-id embedding (long-term),
-either initialising the GRU state (`ini`) or concatenated with its output and projected (`con`).
+"""LSTUR's user encoder (An et al., 2019): a GRU over clicked items (short-term interest) and a user-id
+embedding (long-term), either initialising the GRU state (`ini`) or concatenated with its output and projected
+(`con`). LSTUR's item encoder is NAML's CNN (`cnn`, models/naml.py).
 
 A user with no training impression is the unknown user 0 (a zero embedding, see `UserEmbedding`).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from oncerec.config.schema import ModelConfig
-from oncerec.models.interfaces import ModelSpec, UserEncoder
+from oncerec.models.config import ModelConfig
+from oncerec.models.interfaces import ComponentConfig, ModelSpec, UserEncoder
 from oncerec.models.layers import UserEmbedding
 from oncerec.models.registry import register
 
 
+class GRUConfig(ComponentConfig):
+    """User encoder `gru` (LSTUR)."""
+
+    gru_mode: Literal["ini", "con"] = Field(
+        "ini", description="The user-id embedding initialises the GRU (`ini`) or is concatenated (`con`)."
+    )
+    user_id_dropout: float = Field(0.5, ge=0, le=1, description="Chance of masking the user-id embedding.")
+
+
 @register("user", "gru")
 class GRUUser(UserEncoder):
-    reads: ClassVar[frozenset[str]] = frozenset({"gru_mode", "hidden_size", "user_id_dropout"})
+    config_class = GRUConfig
 
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
+    def __init__(self, cfg: GRUConfig, model: ModelConfig, spec: ModelSpec):
         super().__init__()
         self.mode = cfg.gru_mode
-        self.user_emb = UserEmbedding(spec.train_users, cfg.hidden_size)
+        self.user_emb = UserEmbedding(spec.train_users, model.hidden_size)
         self.id_dropout = cfg.user_id_dropout
-        self.gru = nn.GRU(cfg.hidden_size, cfg.hidden_size, batch_first=True)
-        self.out = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size) if self.mode == "con" else None
+        self.gru = nn.GRU(model.hidden_size, model.hidden_size, batch_first=True)
+        self.out = nn.Linear(2 * model.hidden_size, model.hidden_size) if self.mode == "con" else None
 
     def knows(self, user: int) -> bool:
         return bool(self.user_emb.train_users[user])

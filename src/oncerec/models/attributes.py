@@ -11,41 +11,26 @@ vectors (MINER) the profile is fused into each.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from oncerec.config.schema import ModelConfig
 from oncerec.errors import ConfigError
+from oncerec.models.config import ModelConfig
 from oncerec.models.interfaces import ModelSpec
 from oncerec.models.layers import AdditiveAttention
 
 
 class UserAttributes(nn.Module):
-    reads: ClassVar[frozenset[str]] = frozenset(
-        {"miner_category_bias", "user", "category_dim", "hidden_size", "attention_hidden"}
-    )
-
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec, unpooled: bool = False):
+    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
+        """The schema has checked that the user encoder gives a pooled vector (`models/config.py`); whether the
+        dataset has profiles is known here."""
         super().__init__()
         self.names: list[str] = list(spec.user_attributes)
         if not self.names:
             raise ConfigError(
                 "model.user_attributes=true: the dataset has no user attributes; give a dataset made by "
                 "`oncerec genre merge` from a store with `profile` answers"
-            )
-        if cfg.miner_category_bias:
-            raise ConfigError(
-                "model.user_attributes=true with model.miner_category_bias=true: the interest vectors then "
-                "depend on the candidate and are pooled in the predictor, so there is no user vector to fuse "
-                "a profile into; set model.miner_category_bias=false"
-            )
-        if unpooled:
-            raise ConfigError(
-                f"model.user_attributes=true with model.user={cfg.user}: the plugin fuses a profile into a "
-                f"pooled user vector; the `{cfg.user}` user encoder gives none"
             )
         # Data, not state (like ItemContent): kept off the state dict and out of DDP's buffer broadcasts,
         # moved to the model's device on first use.

@@ -11,18 +11,77 @@ element-wise product u * c as a third field: without it an MLP struggles to lear
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
+from pydantic import Field, field_validator
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from oncerec.config.schema import ModelConfig
-from oncerec.errors import ConfigError
-from oncerec.models.interfaces import SEQUENCE, ModelSpec, Predictor
-from oncerec.models.layers import any_valid, attendable
+from oncerec.models.config import ModelConfig
+from oncerec.models.interfaces import ComponentConfig, ModelSpec, Predictor
 from oncerec.models.registry import register
-from oncerec.models.user.sequence import unpack_sequence
+
+
+class CTRConfig(ComponentConfig):
+    """A CTR predictor with an MLP."""
+
+    mlp_layers: list[int] = Field(
+        default_factory=lambda: [256, 128],
+        description="Hidden widths of its MLP (the DNN, DCN, DCNv2, GDCN, DeepFM, PNN, DIN, DKN and BST heads, "
+        "FinalMLP's streams, AutoInt+'s parallel MLP).",
+    )
+
+
+class CrossConfig(CTRConfig):
+    """DCN / DCNv2 / GDCN: cross layers beside an MLP."""
+
+    cross_layers: int = Field(3, ge=1, description="Cross layers.")
+
+
+class MaskNetConfig(ComponentConfig):
+    """Predictor `masknet` (serial MaskNet)."""
+
+    mlp_layers: list[int] = Field(
+        default_factory=lambda: [256, 128], min_length=1, description="The widths of its serial MaskBlocks."
+    )
+    mask_ratio: float = Field(
+        2.0,
+        gt=0,
+        description="Reduction ratio r of the instance-guided mask; its aggregation layer is r times as wide as "
+        "the input it masks.",
+    )
+
+
+class AutoIntConfig(CTRConfig):
+    """Predictor `autoint` (AutoInt+)."""
+
+    interaction_layers: int = Field(2, ge=1, description="Self-attention layers over the fields.")
+    interaction_heads: int = Field(2, ge=1, description="Attention heads over the fields.")
+
+    def check(self, model: ModelConfig) -> None:
+        if model.hidden_size % self.interaction_heads:
+            raise ValueError(
+                f"model.hidden_size {model.hidden_size} must be divisible by model.predictor.interaction_heads "
+                f"{self.interaction_heads}"
+            )
+
+
+class FinalMLPConfig(CTRConfig):
+    """Predictor `finalmlp`."""
+
+    interaction_heads: int = Field(2, ge=1, description="Heads of the bilinear fusion of the two streams.")
+
+    @field_validator("mlp_layers")
+    @classmethod
+    def _streams(cls, layers: list[int]) -> list[int]:
+        if not layers:
+            raise ValueError("FinalMLP needs at least one width (its two streams)")
+        return layers
+
+    def check(self, model: ModelConfig) -> None:
+        if self.mlp_layers[-1] % self.interaction_heads:
+            raise ValueError(
+                f"model.predictor=finalmlp: the last of model.predictor.mlp_layers ({self.mlp_layers[-1]}) must "
+                f"be divisible by model.predictor.interaction_heads ({self.interaction_heads})"
+            )
 
 
 class MLP(nn.Sequential):
@@ -101,8 +160,6 @@ class InteractingLayer(nn.Module):
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
-        if dim % heads:
-            raise ConfigError(f"model.hidden_size {dim} must be divisible by model.interaction_heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.res = nn.Linear(dim, dim, bias=False)
@@ -118,13 +175,13 @@ class InteractingLayer(nn.Module):
 class CTRPredictor(Predictor):
     """Base: builds the fields [B, K, F, d] from (u, c[, u * c]); a subclass turns them into logits [B, K]."""
 
+    config_class = CTRConfig
     pointwise = True  # trained with binary cross-entropy under exp.loss=auto
     product_field = False  # add u * c as a third field
-    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size"})
 
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
+    def __init__(self, cfg: ComponentConfig, model: ModelConfig, spec: ModelSpec):
         super().__init__()
-        self.dim = cfg.hidden_size
+        self.dim = model.hidden_size
         self.num_fields = 3 if self.product_field else 2
 
     def fields(self, user: Tensor, candidates: Tensor) -> Tensor:
@@ -151,11 +208,10 @@ class DNNPredictor(CTRPredictor):
     """DNN (YouTube-style deep model): an MLP over the concatenated fields [u, c, u * c]."""
 
     product_field = True
-    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
 
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
-        self.mlp = MLP(self.num_fields * self.dim, cfg.mlp_layers, cfg.dropout)
+    def __init__(self, cfg: CTRConfig, model: ModelConfig, spec: ModelSpec):
+        super().__init__(cfg, model, spec)
+        self.mlp = MLP(self.num_fields * self.dim, cfg.mlp_layers, model.dropout)
 
     def logits(self, fields: Tensor) -> Tensor:
         return self.mlp(fields.flatten(-2)).squeeze(-1)
@@ -166,14 +222,14 @@ class DCNPredictor(CTRPredictor):
     """DCN (Wang et al., 2017): a cross network and an MLP side by side over [u, c], joined by a linear
     layer. The cross layers build the u x c interactions explicitly."""
 
+    config_class = CrossConfig
     matrix = False
-    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"cross_layers", "mlp_layers", "dropout"}
 
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
+    def __init__(self, cfg: CrossConfig, model: ModelConfig, spec: ModelSpec):
+        super().__init__(cfg, model, spec)
         width = self.num_fields * self.dim
         self.cross = self.cross_network(width, cfg.cross_layers)
-        self.deep = MLP(width, cfg.mlp_layers, cfg.dropout, out=None)
+        self.deep = MLP(width, cfg.mlp_layers, model.dropout, out=None)
         self.out = nn.Linear(width + self.deep.out_dim, 1)
 
     def cross_network(self, width: int, layers: int) -> nn.Module:
@@ -197,8 +253,6 @@ class GDCNPredictor(DCNPredictor):
     joined by a linear layer (the layout of `dcn` and `dcnv2` here, so the three differ in the cross layer
     alone)."""
 
-    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "cross_layers", "mlp_layers", "dropout"})
-
     def cross_network(self, width: int, layers: int) -> nn.Module:
         return GatedCrossNetwork(width, layers)
 
@@ -211,12 +265,10 @@ class MaskNetPredictor(CTRPredictor):
     reads the last block. The mask's feature-wise product is the model's multiplicative interaction, so no
     u * c field is added."""
 
-    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "mlp_layers", "mask_ratio"})
+    config_class = MaskNetConfig
 
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
-        if not cfg.mlp_layers:
-            raise ConfigError("model.predictor=masknet needs model.mlp_layers (the widths of its MaskBlocks)")
+    def __init__(self, cfg: MaskNetConfig, model: ModelConfig, spec: ModelSpec):
+        super().__init__(cfg, model, spec)
         width = self.num_fields * self.dim
         self.emb_norm = nn.LayerNorm(self.dim)
         ins = [width, *cfg.mlp_layers[:-1]]
@@ -238,12 +290,10 @@ class DeepFMPredictor(CTRPredictor):
     """DeepFM (Guo et al., 2017): first-order linear terms + factorisation-machine pairwise interactions
     (for the two fields: the dot product u . c, so DeepFM contains the matching model) + an MLP."""
 
-    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
-
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
+    def __init__(self, cfg: CTRConfig, model: ModelConfig, spec: ModelSpec):
+        super().__init__(cfg, model, spec)
         self.linear = nn.Linear(self.num_fields * self.dim, 1)
-        self.deep = MLP(self.num_fields * self.dim, cfg.mlp_layers, cfg.dropout)
+        self.deep = MLP(self.num_fields * self.dim, cfg.mlp_layers, model.dropout)
 
     def logits(self, fields: Tensor) -> Tensor:
         x = fields.flatten(-2)
@@ -255,12 +305,10 @@ class PNNPredictor(CTRPredictor):
     """PNN (Qu et al., 2016), inner-product variant: the product layer holds the fields themselves (linear
     signal) and the inner products of every field pair (product signal); an MLP on top."""
 
-    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"mlp_layers", "dropout"}
-
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
+    def __init__(self, cfg: CTRConfig, model: ModelConfig, spec: ModelSpec):
+        super().__init__(cfg, model, spec)
         pairs = self.num_fields * (self.num_fields - 1) // 2
-        self.mlp = MLP(self.num_fields * self.dim + pairs, cfg.mlp_layers, cfg.dropout)
+        self.mlp = MLP(self.num_fields * self.dim + pairs, cfg.mlp_layers, model.dropout)
 
     def logits(self, fields: Tensor) -> Tensor:
         return self.mlp(torch.cat([fields.flatten(-2), pairwise_inner(fields)], dim=-1)).squeeze(-1)
@@ -272,21 +320,16 @@ class AutoIntPredictor(CTRPredictor):
     (`interaction_layers`, `interaction_heads`), a linear read-out, plus a parallel MLP (none when
     mlp_layers is empty)."""
 
+    config_class = AutoIntConfig
     product_field = True
-    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {
-        "interaction_heads",
-        "interaction_layers",
-        "mlp_layers",
-        "dropout",
-    }
 
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
+    def __init__(self, cfg: AutoIntConfig, model: ModelConfig, spec: ModelSpec):
+        super().__init__(cfg, model, spec)
         self.layers = nn.Sequential(
             *(InteractingLayer(self.dim, cfg.interaction_heads) for _ in range(cfg.interaction_layers))
         )
         self.readout = nn.Linear(self.num_fields * self.dim, 1)
-        self.deep = MLP(self.num_fields * self.dim, cfg.mlp_layers, cfg.dropout) if cfg.mlp_layers else None
+        self.deep = MLP(self.num_fields * self.dim, cfg.mlp_layers, model.dropout) if cfg.mlp_layers else None
 
     def logits(self, fields: Tensor) -> Tensor:
         out = self.readout(self.layers(fields).flatten(-2))
@@ -301,23 +344,14 @@ class FinalMLPPredictor(CTRPredictor):
     stream 2's by the candidate field (gates 2 * sigmoid(MLP(context)), "feature selection"); the streams are
     fused by a multi-head bilinear layer (`interaction_heads`)."""
 
-    reads: ClassVar[frozenset[str]] = CTRPredictor.reads | {"interaction_heads", "mlp_layers", "dropout"}
+    config_class = FinalMLPConfig
 
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
+    def __init__(self, cfg: FinalMLPConfig, model: ModelConfig, spec: ModelSpec):
+        super().__init__(cfg, model, spec)
         width = self.num_fields * self.dim
-        if not cfg.mlp_layers:
-            raise ConfigError(
-                "model.predictor=finalmlp needs model.mlp_layers (the width of its two streams)"
-            )
         self.gates = nn.ModuleList(MLP(self.dim, [self.dim], 0.0, out=width) for _ in range(2))
-        self.streams = nn.ModuleList(MLP(width, cfg.mlp_layers, cfg.dropout, out=None) for _ in range(2))
+        self.streams = nn.ModuleList(MLP(width, cfg.mlp_layers, model.dropout, out=None) for _ in range(2))
         m, heads = self.streams[0].out_dim, cfg.interaction_heads
-        if m % heads:
-            raise ConfigError(
-                f"model.predictor=finalmlp: the last of model.mlp_layers ({m}) must be divisible by "
-                f"model.interaction_heads ({heads})"
-            )
         self.heads = heads
         self.linear = nn.ModuleList([nn.Linear(m, 1), nn.Linear(m, 1, bias=False)])
         self.bilinear = nn.Parameter(torch.randn(heads, m // heads, m // heads) * (heads / m))
@@ -331,117 +365,3 @@ class FinalMLPPredictor(CTRPredictor):
         out = self.linear[0](o1) + self.linear[1](o2)
         h1, h2 = o1.unflatten(-1, (self.heads, -1)), o2.unflatten(-1, (self.heads, -1))
         return out.squeeze(-1) + torch.einsum("...hi,hij,...hj->...", h1, self.bilinear, h2)
-
-
-@register("predictor", "din")
-class DINPredictor(DNNPredictor):
-    """DIN (Zhou et al., 2018): target attention. For each candidate, an activation unit (an MLP over
-    [h, c, h - c, h * c], hidden width `attention_hidden`, PReLU) weighs every clicked item h; the weighted
-    sum (not softmax-normalised, as in the paper: it keeps the intensity of an interest) is that candidate's
-    user vector, and the DNN head scores [v, c, v * c]. Needs `model.user=sequence` (the clicked items, not a
-    pooled vector). Costs B x K x H x d per scoring batch: lower exp.eval_batch_size for long impressions."""
-
-    takes = SEQUENCE
-    reads: ClassVar[frozenset[str]] = DNNPredictor.reads | {"attention_hidden"}
-
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
-        d, a = self.dim, cfg.attention_hidden
-        # One linear layer over [h, c, h - c, h * c], split by input so the [B, K, H, 4d] concatenation is
-        # never built: W [h, c, h - c, h * c] = (W_1 + W_3) h + (W_2 - W_3) c + W_4 (h * c).
-        self.att_hist = nn.Linear(d, a)
-        self.att_cand = nn.Linear(d, a, bias=False)
-        self.att_prod = nn.Linear(d, a, bias=False)
-        self.att_out = nn.Sequential(nn.PReLU(), nn.Linear(a, 1))
-
-    def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
-        hist, mask = unpack_sequence(user)  # [B, H, d], [B, H]
-        hidden = (
-            self.att_hist(hist).unsqueeze(1)
-            + self.att_cand(candidates).unsqueeze(2)
-            + self.att_prod(hist.unsqueeze(1) * candidates.unsqueeze(2))
-        )  # [B, K, H, a]
-        weights = self.att_out(hidden).squeeze(-1) * mask.unsqueeze(1).to(hidden.dtype)
-        interest = torch.einsum("bkh,bhd->bkd", weights, hist)
-        return self.logits(self.fields(interest, candidates))
-
-
-@register("predictor", "bst")
-class BSTPredictor(CTRPredictor):
-    """BST (Chen et al., 2019): a Transformer over the clicked items and the candidate. For each candidate the
-    sequence [h_1 .. h_H, c] gets position embeddings (the paper's position is the time from the click to
-    the target; here the recency rank: the candidate 0, the last click 1, ...), goes through `num_layers`
-    Transformer layers (`num_heads` heads; post-norm, LeakyReLU feed-forward, as in the paper:
-    S' = LN(S + Dropout(MH(S))), F = LN(S' + Dropout(LeakyReLU(S' W_1 + b_1) W_2 + b_2))), and the outputs of
-    every position, concatenated, feed an MLP (`mlp_layers`, LeakyReLU). Needs `model.user=sequence`.
-    Padded clicks are masked in the attention and their outputs zeroed, so a score does not depend on the
-    batch."""
-
-    takes = SEQUENCE
-    chunk = 2048  # sequences per Transformer call: bounds the [B * K, H + 1, 4d] feed-forward activations
-    reads: ClassVar[frozenset[str]] = frozenset(
-        {"hidden_size", "num_heads", "num_layers", "mlp_layers", "dropout"}
-    )
-
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
-        d, length = self.dim, spec.history_len + 1
-        if d % cfg.num_heads:
-            raise ConfigError(f"model.hidden_size {d} must be divisible by model.num_heads {cfg.num_heads}")
-        self.pos = nn.Embedding(length, d)
-        layer = nn.TransformerEncoderLayer(
-            d, cfg.num_heads, 4 * d, cfg.dropout, activation=F.leaky_relu, batch_first=True
-        )
-        self.transformer = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
-        self.mlp = MLP(length * d, cfg.mlp_layers, cfg.dropout, act=nn.LeakyReLU)
-
-    def sequences(self, user: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
-        """The packed history [B, H, d + 1] and candidates [B, K, d] -> sequences [B, K, H + 1, d] (positions
-        added) and their mask."""
-        hist, mask = unpack_sequence(user)
-        (b, h, d), k = hist.shape, candidates.shape[1]
-        seq = torch.cat([hist.unsqueeze(1).expand(b, k, h, d), candidates.unsqueeze(2)], dim=2)
-        recency = (mask.sum(1, keepdim=True) - torch.arange(h, device=mask.device)).clamp(min=0)
-        pos = torch.cat([recency * mask, recency.new_zeros(b, 1)], dim=1)  # [B, H + 1]
-        full = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
-        return seq + self.pos(pos).unsqueeze(1), full.unsqueeze(1).expand(b, k, h + 1)
-
-    def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
-        seq, mask = self.sequences(user, candidates)
-        b, k = candidates.shape[:2]
-        flat, flat_mask = seq.flatten(0, 1), mask.flatten(0, 1)
-        out = torch.cat(
-            [
-                self.transformer(s, src_key_padding_mask=~m)
-                for s, m in zip(flat.split(self.chunk), flat_mask.split(self.chunk), strict=True)
-            ]
-        )
-        out = out * flat_mask.unsqueeze(-1).to(out.dtype)
-        return self.mlp(out.flatten(1)).view(b, k)
-
-
-@register("predictor", "dkn")
-class DKNPredictor(DNNPredictor):
-    """DKN's attention (Wang et al., 2018): for the candidate title t_j, each clicked title t_k gets the weight
-    s_k = softmax_k(H([e(t_k), e(t_j)])), H a DNN (one hidden layer of `attention_hidden`, ReLU) over the two
-    KCNN vectors; the user vector is u = sum_k s_k e(t_k) (softmax-normalised, unlike DIN's), and the DNN
-    head scores [u, c, u * c] (the paper's G: a DNN over the user and the candidate; the product field as
-    for every MLP head here). Needs `model.user=sequence`."""
-
-    takes = SEQUENCE
-    reads: ClassVar[frozenset[str]] = frozenset({"hidden_size", "attention_hidden", "mlp_layers", "dropout"})
-
-    def __init__(self, cfg: ModelConfig, spec: ModelSpec):
-        super().__init__(cfg, spec)
-        # H's first layer over [h, c], split by input so that the [B, K, H, 2d] concatenation is never built
-        self.att_hist = nn.Linear(self.dim, cfg.attention_hidden)
-        self.att_cand = nn.Linear(self.dim, cfg.attention_hidden, bias=False)
-        self.att_out = nn.Sequential(nn.ReLU(), nn.Linear(cfg.attention_hidden, 1))
-
-    def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
-        hist, mask = unpack_sequence(user)  # [B, H, d], [B, H]
-        hidden = self.att_hist(hist).unsqueeze(1) + self.att_cand(candidates).unsqueeze(2)  # [B, K, H, a]
-        logits = self.att_out(hidden).squeeze(-1).masked_fill(~attendable(mask).unsqueeze(1), float("-inf"))
-        weights = torch.softmax(logits, dim=-1) * any_valid(mask).unsqueeze(1).to(hidden.dtype)
-        interest = torch.einsum("bkh,bhd->bkd", weights, hist)
-        return self.logits(self.fields(interest, candidates))
