@@ -113,10 +113,9 @@ def build_config(args: list[str], base: dict | None = None) -> Config:
     for key, raw in pairs:
         if key in GROUPS:
             tree[key] = load_group(key, raw)
-    for tier in (CHOICES.__contains__, lambda k: k not in CHOICES):
-        for key, raw in pairs:
-            if key not in GROUPS and tier(key):
-                _set_dotted(tree, key, raw if _is_text_field(key) else _parse_value(raw))
+    keys = [(key, raw) for key, raw in pairs if key not in GROUPS]
+    for key, raw in sorted(keys, key=lambda pair: pair[0] not in CHOICES):  # stable: choices first, in order
+        _set_dotted(tree, key, raw if _is_text_field(key) else _parse_value(raw))
     try:
         return Config.model_validate(tree)
     except ValidationError as e:

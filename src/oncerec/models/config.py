@@ -106,8 +106,8 @@ def _component(kind: str, what: str) -> Any:
     return Field(
         DEFAULTS[kind],
         validate_default=True,
-        description=f"The {what}: its registry name (`model.{kind}={DEFAULTS[kind]}`), its own keys beneath it "
-        f"(`model.{kind}.KEY=VALUE`); each {KIND_LABELS[kind]} and its keys are listed below.",
+        description=f"The {what}, chosen by its registry name. Its own keys go beneath it "
+        f"(`model.{kind}.KEY=VALUE`); each {KIND_LABELS[kind]}'s are listed below.",
     )
 
 
