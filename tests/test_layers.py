@@ -16,6 +16,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("oncerec.errors",),
     ("oncerec.paths", "oncerec.extras"),  # the cache folder, atomic writes; optional packages
     ("oncerec.eval.metrics",),
+    # the raw data formats: each one's keys (the data group's schema), files and reader
+    ("oncerec.data.formats",),
     ("oncerec.config",),
     ("oncerec.lm",),  # language-model files and backbones
     ("oncerec.models",),  # recommenders: sizes and tensors in, scores out (no file, no dataset)

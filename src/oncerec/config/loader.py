@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from oncerec.config.catalog import preset_names
 from oncerec.config.schema import GROUPS, Config
+from oncerec.data.formats.registry import data_keys, saved_data_config, unknown_key
 from oncerec.errors import ConfigError
 
 
@@ -55,11 +56,14 @@ def _set_dotted(tree: dict, key: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def _explain(error: ValidationError) -> str:
+def _explain(error: ValidationError, tree: dict) -> str:
     lines = []
     for e in error.errors():
         loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and len(e["loc"]) == 2 and e["loc"][0] == "data":
+            # the data keys are the chosen format's: the line names it and the formats that have the key
+            lines.append(unknown_key(tree.get("data") or {}, str(e["loc"][1])))
+        elif e["type"] == "extra_forbidden":
             owner = _model_at(Config, e["loc"][:-1])
             valid = ", ".join(owner.model_fields) if owner else "?"
             lines.append(f"unknown key `{loc}`; valid keys: {valid}")
@@ -120,7 +124,7 @@ def build_config(args: list[str], base: dict | None = None, shared: Sequence[str
     try:
         cfg = Config.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(_explain(e)) from None
+        raise ConfigError(_explain(e, tree)) from None
     cfg._explicit = frozenset(explicit)
     return cfg
 
@@ -129,7 +133,7 @@ def _is_text_field(key: str) -> bool:
     """Whether `group.key` is a plain string field, whose value is taken as written: parsed as YAML,
     `data.prompt=book title: {title}` would become a mapping."""
     group, _, name = key.partition(".")
-    field = GROUPS[group].model_fields.get(name)
+    field = (data_keys() if group == "data" else GROUPS[group].model_fields).get(name)
     return field is not None and field.annotation is str
 
 
@@ -141,14 +145,17 @@ def _parse_value(raw: str) -> Any:
 
 
 def load_saved_config(path: Path) -> Config:
-    """A run's `config.yaml`, validated as strictly as the command line (errors name the file)."""
+    """A run's `config.yaml`, validated as strictly as the command line (errors name the file). The data keys
+    of a run saved before each format had its own are read as today's (`saved_data_config`)."""
     tree = _read_yaml(path, str(path)) if path.is_file() else None
     if tree is None:
         raise ConfigError(f"{path}: no such file (not a run directory?)")
+    if isinstance(tree.get("data"), dict):
+        tree["data"] = saved_data_config(tree["data"])
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {_explain(e)}") from None
+        raise ConfigError(f"{path}: {_explain(e, tree)}") from None
 
 
 def dump_config(cfg: Config) -> str:
@@ -158,11 +165,16 @@ def dump_config(cfg: Config) -> str:
 def config_diff(
     a: Config, b: Config, groups: tuple[str, ...] = ("data", "model", "embed", "exp")
 ) -> list[str]:
-    """Keys whose values differ between two configs, as `group.key: old -> new`."""
+    """Keys whose values differ between two configs, as `group.key: old -> new` (`(absent)`: a key of one
+    data format that the other does not have)."""
     out = []
     for g in groups:
         da, db = getattr(a, g).model_dump(), getattr(b, g).model_dump()
-        for k in da:
-            if da[k] != db[k]:
-                out.append(f"{g}.{k}: {da[k]!r} -> {db[k]!r}")
+        for k in {**da, **db}:
+            if k not in da or k not in db or da[k] != db[k]:
+                out.append(f"{g}.{k}: {_shown(da, k)} -> {_shown(db, k)}")
     return out
+
+
+def _shown(values: dict, key: str) -> str:
+    return repr(values[key]) if key in values else "(absent)"

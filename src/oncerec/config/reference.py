@@ -3,7 +3,8 @@ every packaged preset (from its YAML file). The docs site renders them at build 
 is no hand-kept copy to fall behind the code.
 
 The schema is walked generically through pydantic's `model_fields`: a field whose type is a model is a section
-of its own (`data`, `model`, ... and any deeper nesting), every other field is a key.
+of its own (`data`, `model`, ... and any deeper nesting), every other field is a key. The `data` section holds
+the keys every format shares; the data formats' own keys follow it, from the table of formats.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from oncerec.config.catalog import first_sentence, leading_comment
 from oncerec.config.schema import GROUPS, Config
+from oncerec.data.formats import FORMATS, DataConfig
 
 # how each bound of a numeric field reads (pydantic keeps `Field(ge=1)` as a metadata object with `.ge`)
 _BOUNDS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"))
@@ -34,15 +36,48 @@ def markdown_reference(root: type[BaseModel] = Config) -> str:
         about = _doc(model) or (info.description if info else None)
         if about:
             out += [about, ""]
-        out += ["| key | type | default | description |", "|---|---|---|---|"]
-        for key, field in _leaves(model):
-            dotted = f"{name}.{key}"
-            out.append(
-                f"| `{dotted}`{{#{dotted}}} | {_cell(type_text(field))} | {_cell(default_text(field))} "
-                f"| {_cell(field.description or '')} |"
-            )
-        out.append("")
+        out += _key_table(name, [(key, field) for key, field in _leaves(model)])
+        if model is DataConfig:
+            out += _format_sections()
     return "\n".join(out)
+
+
+def _key_table(section: str, keys: list[tuple[str, FieldInfo]]) -> list[str]:
+    out = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, field in keys:
+        dotted = f"{section}.{key}"
+        out.append(
+            f"| `{dotted}`{{#{dotted}}} | {_cell(type_text(field))} | {_cell(default_text(field))} "
+            f"| {_cell(field.description or '')} |"
+        )
+    return [*out, ""]
+
+
+def _format_sections() -> list[str]:
+    """The data formats (what each reads), then the keys of their own: one section per config class that
+    declares keys (the ONCE protocol's, random negatives', a format's), naming the formats that have them."""
+    out = ["## Data formats", "", "| `data.format` | `data.source` holds | domain |", "|---|---|---|"]
+    out += [f"| `{f.name}` | {_cell(f.about)} | {f.domain} |" for f in FORMATS.values()]
+    out.append("")
+    owners: dict[type[BaseModel], list[str]] = {}
+    for fmt in FORMATS.values():
+        for cls in reversed(fmt.config.__mro__):  # the shared parts (the protocol's) before a format's own
+            if isinstance(cls, type) and issubclass(cls, DataConfig) and _declared(cls):
+                owners.setdefault(cls, []).append(fmt.name)
+    for cls, names in owners.items():
+        out += [f"## `data` keys of {', '.join(f'`{n}`' for n in names)}", ""]
+        about = _doc(cls)
+        if about:
+            out += [about, ""]
+        out += _key_table("data", [(key, cls.model_fields[key]) for key in _declared(cls)])
+    return out
+
+
+def _declared(cls: type[BaseModel]) -> list[str]:
+    """The keys a data config class declares itself, besides `format` (and what DataConfig shares)."""
+    if cls is DataConfig:
+        return []
+    return [k for k in cls.__dict__.get("__annotations__", {}) if k in cls.model_fields and k != "format"]
 
 
 def markdown_presets() -> str:
@@ -68,19 +103,28 @@ def markdown_presets() -> str:
 def annotated_config(cfg: BaseModel) -> str:
     """A resolved configuration as YAML, each key followed by the first sentence of its description."""
     out: list[str] = []
-    for name, model, _ in _sections(type(cfg)):
+    for name, _, _ in _sections(type(cfg)):
         values = cfg
         for part in name.split("."):
             values = getattr(values, part)
         if values is None:
             continue
         out.append(f"{name}:")
-        for key, field in _leaves(model):
+        for key, _ in _leaves(type(values)):  # the values' own class: a data format's adds keys
             value = _flow(getattr(values, key))
-            about = first_sentence(field.description or "")
+            about = first_sentence(_description(type(values), key))
             about = about if len(about) <= 100 else about[:99].rstrip() + "…"
             out.append(f"  {key}: {value}" + (f"  # {about}" if about else ""))
     return "\n".join(out)
+
+
+def _description(model: type[BaseModel], key: str) -> str:
+    """A key's description; a data format's `format`, which only narrows the type, keeps DataConfig's."""
+    for cls in model.__mro__:
+        field = getattr(cls, "model_fields", {}).get(key)
+        if field is not None and field.description:
+            return field.description
+    return ""
 
 
 def _sections(

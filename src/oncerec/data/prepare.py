@@ -1,4 +1,4 @@
-"""Raw MIND folder -> dataset directory (memory-mappable arrays + Parquet + JSON).
+"""Raw data folder (any registered format) -> dataset directory (memory-mappable arrays + Parquet + JSON).
 
 Layout of a dataset directory (other tools rely on it):
 
@@ -37,9 +37,11 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from oncerec.config.schema import CATEGORICAL, PROMPT_FIELDS, DataConfig
-from oncerec.data.mind import Behavior
-from oncerec.data.sources import Source, files_digest, format_domain, open_source
+from oncerec.config.schema import CATEGORICAL
+from oncerec.data.formats import DataConfig, format_of
+from oncerec.data.formats.mind import Behavior
+from oncerec.data.formats.registry import PROMPT_FIELDS
+from oncerec.data.formats.source import Source, files_digest
 from oncerec.data.tokenize import make_tokenizer, pack, word_spans
 from oncerec.errors import ConfigError, DataError, OncerecError
 from oncerec.paths import check_new_dir, publish_dir
@@ -211,20 +213,20 @@ def _percentiles(full: np.ndarray, max_len: int) -> dict:
 def prepare(
     source: Path, cfg: DataConfig, out: Path, progress: bool = True, log=print, digest: str | None = None
 ) -> dict:
-    """Prepare a raw folder (format `cfg.format`) into `out`; nothing is written there unless everything
-    succeeds. `digest`: the raw files' `files_digest` when the caller already has it (hashing MIND-large
-    takes seconds). The stages, in order: items, impressions, splits, tokens (with the title entities and the
-    categories), write, stats."""
+    """Prepare a raw folder (in the format `cfg.format` names) into `out`; nothing is written there unless
+    everything succeeds. `digest`: the raw files' `files_digest` when the caller already has it (hashing
+    MIND-large takes seconds). The stages, in order: items, impressions, splits, tokens (with the title
+    entities and the categories), write, stats."""
     out = Path(out)
     check_new_dir(out, "--out")
-    raw = open_source(Path(source), cfg, progress)
+    raw = format_of(cfg).open(Path(source), cfg, progress)
     started = time.perf_counter()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         items = read_items(raw, cfg)
-        log(f"read {len(items.index.ids) - 1} items")
+        log(f"read {items.count - 1} items")
         for line in raw.warnings():
             log(f"warning: {line}")
         impressions = read_impressions(raw, items, cfg, log)
@@ -630,8 +632,8 @@ def manifest(source: Path, cfg: DataConfig, raw: Source, splits: Splits, digest:
     }
     if splits.once_split is not None:
         out["once_split"] = splits.once_split
-    domain = format_domain(cfg)
-    if domain:  # what the GENRE tasks read (absent: news)
+    domain = format_of(cfg).domain
+    if domain != "news":  # what the GENRE tasks read (absent: news)
         out["domain"] = domain
     return out
 

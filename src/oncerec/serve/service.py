@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oncerec.config.schema import CATEGORICAL, PROMPT_FIELDS
+from oncerec.config.schema import CATEGORICAL
 from oncerec.data.batching import ItemContent, grown
+from oncerec.data.formats.registry import PROMPT_FIELDS
 from oncerec.data.prepare import prompt_text
 from oncerec.data.tokenize import pack
 from oncerec.errors import OncerecError, shown
