@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from oncerec.config.schema import CATEGORICAL, PROMPT_FIELDS, DataConfig
 from oncerec.data.mind import Behavior
 from oncerec.data.sources import Source, files_digest, format_domain, open_source
-from oncerec.data.tokenize import make_tokenizer, pack, word_spans
+from oncerec.data.tokenize import make_tokenizer, tokenize_field, word_spans
 from oncerec.errors import ConfigError, DataError, OncerecError
 from oncerec.paths import check_new_dir, publish_dir
 
@@ -375,7 +375,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         token_stats[tok_name] = {}
         for field in cfg.text_fields:
             max_len = cfg.max_lengths.get(field, DEFAULT_MAX_LEN)
-            ids, kept, full = pack(tok.encode(columns[field]), max_len)
+            ids, kept, full = tokenize_field(tok, columns[field], max_len)
             kept[0] = 0
             np.save(folder / f"{field}.npy", ids)
             np.save(folder / f"{field}.len.npy", kept)

@@ -38,7 +38,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from oncerec.errors import OncerecError
-from oncerec.serve.service import DEFAULT_CANDIDATES, Answer, Query, RequestError, Service
+from oncerec.serve.ranking import DEFAULT_CANDIDATES
+from oncerec.serve.service import Answer, Query, RequestError, Service
 
 MAX_BODY = 4 * 2**20
 MAX_K = 1000
@@ -97,7 +98,7 @@ def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
 
     @api.exception_handler(OncerecError)
     async def unavailable(_: Request, e: OncerecError) -> JSONResponse:
-        """What the service cannot do now whatever the request (an added-items folder another process wrote
+        """What the service cannot do now whatever the request (an added-items store another process wrote
         damaged): 503 with the reason, and /health answers it too."""
         return JSONResponse({"error": str(e), "field": "service"}, status_code=503)
 
@@ -307,7 +308,7 @@ def _service(options: dict) -> Service:
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     adding = (
-        "with several workers, added items reach every worker through the added-items folder: add --persist"
+        "with several workers, added items reach every worker through the added-items store: add --persist"
         if options["workers"] > 1 and not options["persist"]
         else ""
     )
