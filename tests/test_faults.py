@@ -350,7 +350,7 @@ def serve_health_counts_every_workers_items(ctx: Context) -> None:
     )
     http = _http(b)
     assert http.get("/health").json()["items"] == 299
-    assert "\noncerec_index_items 299\n" in http.get("/metrics").text
+    assert "\noncerec_index_items 299.0\n" in http.get("/metrics").text
 
 
 @case("serve: an export whose files disagree with its manifest is refused when it opens, not served")

@@ -235,13 +235,17 @@ def test_health_and_metrics(server: Server):
     assert 'oncerec_requests_total{endpoint="/recommend",status="422"}' in text
     assert "# TYPE oncerec_request_duration_seconds histogram" in text
     assert 'oncerec_request_duration_seconds_bucket{endpoint="/recommend",le="+Inf"}' in text
-    assert f"oncerec_index_items {health['items']}" in text
+    assert f"\noncerec_index_items {float(health['items'])}\n" in text
     popular = next(
         line
         for line in text.splitlines()
         if line.startswith('oncerec_recommendations_total{source="popularity"}')
     )
-    assert int(popular.split()[-1]) >= 1
+    assert float(popular.split()[-1]) >= 1
+    assert server.http.get("/metrics").headers["content-type"].startswith("text/plain; version=0.0.4")
+    asked = server.http.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
+    assert asked.headers["content-type"].startswith("application/openmetrics-text")
+    assert asked.text.endswith("# EOF\n") and "oncerec_recommendations_total" in asked.text
 
 
 def test_an_added_item_is_recommended_and_survives_a_kill(naml_export: Path, tmp_path: Path):
