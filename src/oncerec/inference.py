@@ -7,7 +7,7 @@ to the whole model run per impression.
 - Items: `encode_items` gives every item's vector (row 0: the padding item), `user_inputs` what the user encoder
   reads of each item as a click (its `per_item`: NRMS's attention projections), both once per set of weights.
 - Users: `encode_users` from clicked item indices, right-padded into one batch as training batches them (an
-  empty history is one masked-out padding item); `history_rows` for a dataset's stored histories.
+  empty history is one masked-out padding item); `encode_history_rows` for a dataset's stored histories.
 - Ranking: `top_every_item` scores every item (a matrix product for an inner-product model, the model's head a
   slice of items at a time otherwise), an excluded history left out; `top_among` scores given candidates, the
   second stage of a head served over an index's candidates, whose first stage searches by `linearised` vectors.
@@ -93,7 +93,7 @@ def encode_users(
 
 
 @torch.no_grad()
-def history_rows(
+def encode_history_rows(
     model: Recommender,
     dataset: Dataset,
     rows: np.ndarray,

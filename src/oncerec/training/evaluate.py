@@ -17,7 +17,7 @@ from oncerec.data.batching import impression_batch, padded_candidates
 from oncerec.data.dataset import Dataset, Split
 from oncerec.eval.leaderboard import write_predictions
 from oncerec.eval.metrics import group_ranks
-from oncerec.inference import chunks, encode_items, history_rows, user_inputs
+from oncerec.inference import chunks, encode_history_rows, encode_items, user_inputs
 from oncerec.models.recommender import Recommender
 
 
@@ -30,7 +30,7 @@ def predict_fast(
     items = encode_items(model, batch_size, device, progress)
     history = np.asarray(split.history)
     rows = np.unique(history)
-    users = history_rows(model, dataset, rows, user_inputs(model, items), batch_size, device, progress)
+    users = encode_history_rows(model, dataset, rows, user_inputs(model, items), batch_size, device, progress)
     user_of = torch.from_numpy(np.searchsorted(rows, history)).to(device)
     scores = np.empty(len(split.item), dtype=np.float32)
     for c in tqdm(

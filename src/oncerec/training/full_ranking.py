@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from oncerec.data.dataset import Dataset, Split
 from oncerec.eval.metrics import FULL_PREFIX, evaluate_top_k, full_ranking_names, parse_metric
-from oncerec.inference import encode_items, history_rows, top_every_item, user_inputs
+from oncerec.inference import encode_history_rows, encode_items, top_every_item, user_inputs
 from oncerec.models.recommender import Recommender
 
 
@@ -110,7 +110,9 @@ def rank_catalogue(
     sizes = {"items": len(vectors) - 1, "skipped": skipped}
     if not len(users):  # no click in the split
         return np.zeros((0, k), dtype=bool), np.zeros(0, dtype=np.int64), sizes
-    reps = history_rows(model, dataset, history, user_inputs(model, vectors), batch_size, device, progress)
+    reps = encode_history_rows(
+        model, dataset, history, user_inputs(model, vectors), batch_size, device, progress
+    )
     clicked = np.asarray(dataset.histories[0])[history]
     found = rank_vectors(model, reps, vectors, clicked, targets, k, batch_size, progress)
     held = np.array([len(t) for t in targets], dtype=np.int64)
