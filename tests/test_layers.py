@@ -25,6 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     # the cache of a language model's frozen layers; LLM generation (which knows no recommender)
     ("oncerec.dire", "oncerec.genre"),
     ("oncerec.eval",),
+    # encoding items and users, ranking: the one inference path of evaluation, recommend and serving
+    ("oncerec.inference",),
     ("oncerec.training",),
     # export and serving; grids of training runs (each a CLI subprocess: no import of the CLI)
     ("oncerec.serve", "oncerec.experiment"),

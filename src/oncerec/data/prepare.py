@@ -42,7 +42,7 @@ from oncerec.data.formats import DataConfig, format_of
 from oncerec.data.formats.mind import Behavior
 from oncerec.data.formats.registry import PROMPT_FIELDS
 from oncerec.data.formats.source import Source, files_digest
-from oncerec.data.tokenize import make_tokenizer, pack, word_spans
+from oncerec.data.tokenize import make_tokenizer, tokenize_field, word_spans
 from oncerec.errors import ConfigError, DataError, OncerecError
 from oncerec.paths import check_new_dir, publish_dir
 
@@ -439,7 +439,7 @@ def tokenize(items: Items, cfg: DataConfig) -> Tokens:
         tok = make_tokenizer(name, train_texts, cfg.min_word_count, cfg.lowercase)
         fields[name] = {}
         for field in cfg.text_fields:
-            ids, kept, full = pack(tok.encode(items.columns[field]), _max_len(cfg, field))
+            ids, kept, full = tokenize_field(tok, items.columns[field], _max_len(cfg, field))
             kept[0] = 0
             fields[name][field] = (ids, kept, full)
         if name == "word":
