@@ -17,10 +17,10 @@ import oncerec.dire.cache as dire
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError, OncerecError
+from oncerec.inference import encode_items
 from oncerec.lm.backbone import blocks, bottom_states, keep_top, load_lm, run_top
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.training.build import build_recommender
-from oncerec.training.evaluate import encode_all_items
 from oncerec.training.trainer import train
 
 TEXTS = ["news article: title: Stocks fall as rates rise", "Everything we know so far about the NBA playoffs"]
@@ -322,7 +322,7 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
     torch.manual_seed(0)
     whole = build_recommender(cfg0.model, cfg0.embed, ds, log=lambda *_: None).eval()
     with torch.no_grad():
-        reference = encode_all_items(whole, 64, "cpu")
+        reference = encode_items(whole, 64, "cpu")
     n = len(blocks(whole.item_encoder.lm))
     cases = [
         (1, "float32", 1e-5),
@@ -347,7 +347,7 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
         own = {k: v for k, v in whole.state_dict().items() if not k.startswith("item_encoder.lm.")}
         cached.load_state_dict(own, strict=False)
         with torch.no_grad():
-            vectors = encode_all_items(cached, 64, "cpu")
+            vectors = encode_items(cached, 64, "cpu")
         # row 0 is the padding item (no text)
         torch.testing.assert_close(vectors[1:], reference[1:], atol=tol, rtol=tol, msg=f"layer {k} {dtype}")
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -373,7 +373,7 @@ def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_pat
     whole = build_recommender(cfg0.model, cfg0.embed, ds, log=lambda *_: None).eval()
     assert whole.item_encoder.proj.in_features == 16
     with torch.no_grad():
-        reference = encode_all_items(whole, 64, "cpu")
+        reference = encode_items(whole, 64, "cpu")
     own = {k: v for k, v in whole.state_dict().items() if not k.startswith("item_encoder.lm.")}
     for k in (1, 3):
         _, cfg = _dataset(
@@ -385,7 +385,7 @@ def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_pat
         cached = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
         cached.load_state_dict(own, strict=False)
         with torch.no_grad():
-            vectors = encode_all_items(cached, 64, "cpu")
+            vectors = encode_items(cached, 64, "cpu")
         torch.testing.assert_close(vectors[1:], reference[1:], atol=1e-5, rtol=1e-5, msg=f"layer {k}")
     _, cfg = _dataset(
         *base,

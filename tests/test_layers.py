@@ -16,6 +16,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("oncerec.errors",),
     ("oncerec.paths", "oncerec.extras"),  # the cache folder, atomic writes; optional packages
     ("oncerec.eval.metrics",),
+    # the raw data formats: each one's keys (the data group's schema), files and reader
+    ("oncerec.data.formats",),
     ("oncerec.lm",),  # language-model files and backbones
     # recommenders: sizes and tensors in, scores out (no file, no dataset); each component with its config
     ("oncerec.models",),
@@ -24,6 +26,8 @@ LAYERS: list[tuple[str, ...]] = [
     # the cache of a language model's frozen layers; LLM generation (which knows no recommender)
     ("oncerec.dire", "oncerec.genre"),
     ("oncerec.eval",),
+    # encoding items and users, ranking: the one inference path of evaluation, recommend and serving
+    ("oncerec.inference",),
     ("oncerec.training",),
     # export and serving; grids of training runs (each a CLI subprocess: no import of the CLI)
     ("oncerec.serve", "oncerec.experiment"),

@@ -16,7 +16,7 @@ from oncerec.config.loader import build_config
 from oncerec.config.schema import DataConfig
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset
-from oncerec.data.mind import parse_entities
+from oncerec.data.formats.mind import parse_entities
 from oncerec.data.prepare import prepare
 from oncerec.errors import ConfigError, DataError
 from oncerec.models.ctr import GatedCrossNetwork
@@ -241,7 +241,7 @@ def test_prepare_reads_title_entities_and_vectors(tmp_path: Path):
     root = write_mind(tmp_path / "mind")
     (root / "train" / "entity_embedding.vec").write_text(_vec("Q207185\t0.5\t-1\t2\t", "Q1\t1\t1\t1\t"))
     (root / "dev" / "entity_embedding.vec").write_text(_vec("Q207185\t0.5\t-1\t2\t"))
-    prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
+    prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
     ds = Dataset(tmp_path / "ds")
     assert ds.vocab("entity") == ["<none>", "Q207185"]  # only entities some title names
     np.testing.assert_array_equal(ds.entity_vectors(), [[0, 0, 0], [0.5, -1, 2]])
@@ -270,7 +270,7 @@ def test_bad_title_entities_name_the_line(tmp_path: Path, column: str, message: 
     news[1] = "\t".join([*cols[:6], column, cols[7]])
     root = write_mind(tmp_path / "mind", train_news=news)
     with pytest.raises(DataError, match=rf"train/news.tsv:2 \(field title_entities\): .*{message}"):
-        prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
+        prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
     assert parse_entities("[]", root, 1) == () and parse_entities("", root, 1) == ()
 
 
@@ -287,12 +287,12 @@ def test_bad_entity_vectors_name_the_line(tmp_path: Path, rows: list[str], line:
     root = write_mind(tmp_path / "mind")
     (root / "train" / "entity_embedding.vec").write_text(_vec(*rows))
     with pytest.raises(DataError, match=rf"entity_embedding.vec:{line}\b.*{message}"):
-        prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
+        prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
 
 
 def test_dkn_needs_entity_vectors(tmp_path: Path):
     root = write_mind(tmp_path / "mind", dev_news=NEWS_DEV)  # title entities, no entity_embedding.vec
-    prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
+    prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
     cfg = build_config(["model=dkn", *SMALL])
     with pytest.raises(ConfigError, match="needs entity vectors"):
         build_recommender(cfg.model, cfg.embed, Dataset(tmp_path / "ds"), log=lambda *_: None)

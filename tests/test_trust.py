@@ -15,7 +15,7 @@ from conftest import NEWS_DEV, SMALL, write_mind
 
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.data.goodreads import json_lines
+from oncerec.data.formats.goodreads import json_lines
 from oncerec.data.prepare import prepare
 from oncerec.data.word_vectors import read_glove
 from oncerec.errors import ConfigError, OncerecError

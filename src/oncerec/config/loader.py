@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from oncerec.config.catalog import preset_names
 from oncerec.config.schema import GROUPS, Config, ModelConfig
+from oncerec.data.formats.registry import data_keys, saved_data_config, unknown_key
 from oncerec.errors import ConfigError
 from oncerec.models.registry import KINDS, REGISTRY
 
@@ -62,11 +63,14 @@ def _set_dotted(tree: dict, key: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def _explain(error: ValidationError) -> str:
+def _explain(error: ValidationError, tree: dict) -> str:
     lines = []
     for e in error.errors():
         loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and len(e["loc"]) == 2 and e["loc"][0] == "data":
+            # the data keys are the chosen format's: the line names it and the formats that have the key
+            lines.append(unknown_key(tree.get("data") or {}, str(e["loc"][1])))
+        elif e["type"] == "extra_forbidden":
             owner = _model_at(Config, e["loc"][:-1])
             valid = ", ".join(owner.model_fields) if owner else "?"
             lines.append(f"unknown key `{loc}`; valid keys: {valid}")
@@ -119,14 +123,14 @@ def build_config(args: list[str], base: dict | None = None) -> Config:
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(_explain(e)) from None
+        raise ConfigError(_explain(e, tree)) from None
 
 
 def _is_text_field(key: str) -> bool:
     """Whether `group.key` is a plain string field, whose value is taken as written: parsed as YAML,
     `data.prompt=book title: {title}` would become a mapping."""
     group, _, name = key.partition(".")
-    field = GROUPS[group].model_fields.get(name)
+    field = (data_keys() if group == "data" else GROUPS[group].model_fields).get(name)
     return field is not None and field.annotation is str
 
 
@@ -139,16 +143,19 @@ def _parse_value(raw: str) -> Any:
 
 def load_saved_config(path: Path) -> Config:
     """A run's `config.yaml`, validated as strictly as the command line (errors name the file). A run saved
-    before the components had configs of their own (one flat `model` group) is read in the new layout."""
+    before the components had configs of their own (one flat `model` group) is read in the new layout, and the
+    data keys of one saved before each format had its own are read as today's (`saved_data_config`)."""
     tree = _read_yaml(path, str(path)) if path.is_file() else None
     if tree is None:
         raise ConfigError(f"{path}: no such file (not a run directory?)")
     if isinstance(tree.get("model"), dict):
         tree["model"] = from_flat_model(tree["model"])
+    if isinstance(tree.get("data"), dict):
+        tree["data"] = saved_data_config(tree["data"])
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {_explain(e)}") from None
+        raise ConfigError(f"{path}: {_explain(e, tree)}") from None
 
 
 # component keys that had other names in the flat model layout (the language-model item encoder's)

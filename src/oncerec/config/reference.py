@@ -6,7 +6,8 @@ The schema is walked generically through pydantic's `model_fields`: a field whos
 of its own (`data`, `model`, ... and any deeper nesting), every other field is a key. A field that chooses a
 component (`model.item`, typed `ComponentConfig`) is a key, whose values are the registry's names of its kind,
 and a section for each of those components follows, with the keys of its config (`model.item=cnn`:
-`model.item.kernel_size`, ...).
+`model.item.kernel_size`, ...). The `data` section holds the keys every format shares; the data formats' own keys
+follow it, from the table of formats.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic.fields import FieldInfo
 
 from oncerec.config.catalog import first_sentence, leading_comment
 from oncerec.config.schema import GROUPS, Config
+from oncerec.data.formats import FORMATS, DataConfig
 from oncerec.models.interfaces import ComponentConfig
 from oncerec.models.registry import KIND_LABELS, REGISTRY
 
@@ -40,17 +42,47 @@ def markdown_reference(root: type[BaseModel] = Config) -> str:
         if sec.about:
             out += [sec.about, ""]
         leaves = list(_leaves(sec.model))
-        if not leaves:
-            out += ["No keys of its own.", ""]
-            continue
-        out += ["| key | type | default | description |", "|---|---|---|---|"]
-        for key, field in leaves:
-            out.append(
-                f"| `{sec.name}.{key}`{{#{sec.anchor}.{key}}} | {_cell(type_text(field, key))} "
-                f"| {_cell(default_text(field))} | {_cell(field.description or '')} |"
-            )
-        out.append("")
+        out += _key_table(sec.name, sec.anchor, leaves) if leaves else ["No keys of its own.", ""]
+        if sec.model is DataConfig:
+            out += _format_sections()
     return "\n".join(out)
+
+
+def _key_table(section: str, anchor: str, keys: list[tuple[str, FieldInfo]]) -> list[str]:
+    out = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, field in keys:
+        out.append(
+            f"| `{section}.{key}`{{#{anchor}.{key}}} | {_cell(type_text(field, key))} "
+            f"| {_cell(default_text(field))} | {_cell(field.description or '')} |"
+        )
+    return [*out, ""]
+
+
+def _format_sections() -> list[str]:
+    """The data formats (what each reads), then the keys of their own: one section per config class that
+    declares keys (the ONCE protocol's, random negatives', a format's), naming the formats that have them."""
+    out = ["## Data formats", "", "| `data.format` | `data.source` holds | domain |", "|---|---|---|"]
+    out += [f"| `{f.name}` | {_cell(f.about)} | {f.domain} |" for f in FORMATS.values()]
+    out.append("")
+    owners: dict[type[BaseModel], list[str]] = {}
+    for fmt in FORMATS.values():
+        for cls in reversed(fmt.config.__mro__):  # the shared parts (the protocol's) before a format's own
+            if isinstance(cls, type) and issubclass(cls, DataConfig) and _declared(cls):
+                owners.setdefault(cls, []).append(fmt.name)
+    for cls, names in owners.items():
+        out += [f"## `data` keys of {', '.join(f'`{n}`' for n in names)}", ""]
+        about = _doc(cls)
+        if about:
+            out += [about, ""]
+        out += _key_table("data", "data", [(key, cls.model_fields[key]) for key in _declared(cls)])
+    return out
+
+
+def _declared(cls: type[BaseModel]) -> list[str]:
+    """The keys a data config class declares itself, besides `format` (and what DataConfig shares)."""
+    if cls is DataConfig:
+        return []
+    return [k for k in cls.__dict__.get("__annotations__", {}) if k in cls.model_fields and k != "format"]
 
 
 def markdown_presets() -> str:
@@ -82,13 +114,22 @@ def annotated_config(cfg: BaseModel) -> str:
         out.append(
             f"{name}:" + (f"  # {KIND_LABELS[name.rsplit('.', 1)[-1]]} {values.name}" if chosen else "")
         )
-        for key, field in _leaves(type(values)):
+        for key, _ in _leaves(type(values)):  # the values' own class: a data format's adds keys
             value = getattr(values, key)
             value = value.name if isinstance(value, ComponentConfig) else _flow(value)
-            about = first_sentence(field.description or "")
+            about = first_sentence(_description(type(values), key))
             about = about if len(about) <= 100 else about[:99].rstrip() + "…"
             out.append(f"  {key}: {value}" + (f"  # {about}" if about else ""))
     return "\n".join(out)
+
+
+def _description(model: type[BaseModel], key: str) -> str:
+    """A key's description; a data format's `format`, which only narrows the type, keeps DataConfig's."""
+    for cls in model.__mro__:
+        field = getattr(cls, "model_fields", {}).get(key)
+        if field is not None and field.description:
+            return field.description
+    return ""
 
 
 @dataclass

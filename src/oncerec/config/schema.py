@@ -1,6 +1,7 @@
 """Typed configuration: four groups, as in the approach we implement.
 
-- `data`: where the data comes from and how it is turned into a dataset directory;
+- `data`: where the data comes from and how it is turned into a dataset directory (`DataConfig`, the keys every
+  format shares, with each data format's own: they are defined with the formats, in `oncerec.data.formats`);
 - `model`: which item encoder, user encoder and predictor, each with its own keys, and the model-wide sizes
   (defined by the models package, `models/config.py`, beside the components whose configs it chooses among);
 - `embed`: how the word-embedding table is initialised;
@@ -11,157 +12,19 @@ Every knob is a typed, documented field. Unknown keys and wrong types are errors
 
 from __future__ import annotations
 
-import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
+from oncerec.data.formats import DataConfig
 from oncerec.eval.metrics import DEFAULT_METRICS, SYNTAX, full_ranking_names, metric_name, metric_names
 from oncerec.models.config import CATEGORICAL, ModelConfig
 
 __all__ = ["CATEGORICAL", "GROUPS", "Config", "DataConfig", "EmbedConfig", "ExpConfig", "ModelConfig"]
 
-# item columns a data.prompt template may name
-PROMPT_FIELDS = ("title", "abstract", "category", "subcategory")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
-    name: str = Field("data", description="Short name used in run directory names.")
-    source: str = Field(
-        "",
-        description="Raw data folder (MIND format) or prepared dataset directory. Empty with format=demo: "
-        "the demo data is generated into the cache.",
-    )
-    format: Literal[
-        "mind", "xmind", "pens", "ebnerd", "adressa", "goodreads", "once-goodreads", "generic", "demo"
-    ] = Field(
-        "mind",
-        description="Raw format of `source`: `mind` (train/ dev/ [test/] with news.tsv + behaviors.tsv), "
-        "`xmind` (a MIND folder with one xMIND language's translated news, see `translations`), `pens` "
-        "(news.tsv, train.tsv, valid.tsv), `ebnerd` (EB-NeRD: articles.parquet, train/ validation/ [test/] "
-        "with behaviors.parquet + history.parquet), `adressa` (one_week/ or three_month/ event files; ONCE "
-        "protocol with random negatives), `goodreads` (the UCSD Book Graph's gzipped JSON lines), "
-        "`once-goodreads` (ONCE's released Goodreads folder: tok.bid.dat, tok.uid.dat, book.csv, "
-        "histories.jsonl; leave-last-out protocol, see data/once_goodreads.py), `generic` (items + "
-        "interactions as TSV / CSV / Parquet, see the Data page), or `demo` (generated, see demo_format).",
-    )
-    translations: str = Field(
-        "",
-        description="format=xmind: one language's xMIND folder (e.g. xMIND/ron, holding xMINDsmall_train/"
-        "news.tsv, ...); its titles and abstracts replace the MIND news text of `source`.",
-    )
-    demo_format: Literal["mind", "goodreads"] = Field(
-        "mind", description="Raw format the demo data is generated in (format=demo)."
-    )
-    demo_scale: Literal["tiny", "small", "medium", "large"] = Field(
-        "small", description="Size of the generated demo data (format=demo)."
-    )
-    demo_seed: int = Field(0, description="Seed of the demo data generator (format=demo).")
-    demo_fresh: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="Share of the demo's dev-day items written with concept words no earlier item uses "
-        "(format=demo; the second half of each concept's synonyms, which a pretrained language model knows "
-        "and a word table learned from clicks cannot). 0: the generator's data as before.",
-    )
-    split: Literal["mind", "once"] = Field(
-        "mind",
-        description="`mind`: MIND's own train/dev/test folders are train/valid/test. `once`: the official dev "
-        "impressions are split 50/50 into valid and test, by ONCE's published list (`split_list`) or, "
-        "without one, shuffled with `split_seed`.",
-    )
-    split_seed: int = Field(2023, description="Seed of the ONCE valid/test split when it has no list.")
-    split_list: str = Field(
-        "",
-        description="`split=once`: a JSON list of the dev impression ids in ONCE's order (ONCE's "
-        "`mind_imp_list.json`): the first half is valid, the second half test; every dev impression must be "
-        "listed and every listed one in dev. Empty: ONCE's own list of MIND-small, shipped with oncerec, when "
-        "the dev impressions are exactly its ids (real MIND-small), else the halving by `split_seed`. `once`: "
-        "that packaged list, required to match. `none`: the halving by `split_seed` always. Else: a file.",
-    )
-    text_fields: list[str] = Field(
-        default_factory=lambda: ["title", "abstract"], description="Item text fields to tokenize."
-    )
-    max_lengths: dict[str, int] = Field(
-        default_factory=lambda: {"title": 30, "abstract": 60},
-        description="Max tokens kept per text field (the start is kept). Fields not listed use 64.",
-    )
-    tokenizers: list[str] = Field(
-        default_factory=lambda: ["word"],
-        description="Tokenizers to store token ids for: `word` (vocabulary built on the training split), "
-        "or a local Hugging Face tokenizer folder / packaged model name (e.g. `minilm`).",
-    )
-    lowercase: bool = Field(True, description="Lowercase words before the word tokenizer.")
-    min_word_count: int = Field(1, ge=1, description="Words seen fewer times in training items map to <unk>.")
-    prompt: str = Field(
-        "news article: title: {title} abstract: {abstract} category: {category}",
-        description="Text of the `prompt` field (what language-model item encoders read): item fields in "
-        "{braces} (title, abstract, category, subcategory) joined by short natural prompts. Prepared like any "
-        "text field when `prompt` is in text_fields (added automatically for `model.item=lm`).",
-    )
-    history_len: int = Field(50, ge=1, description="Most recent clicks kept per history.")
-    # The ONCE protocol for data without impressions (goodreads, generic): see data/protocol.py.
-    rating_positive_above: int = Field(3, description="Goodreads: a rating above this is a positive.")
-    rating_negative_below: int = Field(
-        3,
-        description="Goodreads: a rating from 1 to below this is a negative (0 = unrated, and the rest, drop).",
-    )
-    item_min_interactions: int = Field(
-        5, ge=0, description="Filtering: items need at least this many interactions."
-    )
-    item_max_interactions: int = Field(10_000, ge=1, description="Filtering: items with more are dropped.")
-    user_min_positives: int = Field(
-        10, ge=0, description="Filtering: users need at least this many positives."
-    )
-    cold_user_share: float = Field(0.1, ge=0, le=1, description="Share of users whose history is cut short.")
-    cold_history: tuple[int, int] = Field(
-        (1, 5), description="History length range of cold users (inclusive)."
-    )
-    warm_history: tuple[int, int] = Field((5, 9), description="History length range of the other users.")
-    split_ratios: tuple[float, float, float] = Field(
-        (0.8, 0.1, 0.1),
-        description="Train / valid / test shares of each user's remaining interactions, by time.",
-    )
-    negatives: int = Field(
-        0,
-        ge=0,
-        description="Random items a user never interacted with added as negatives to each of the user's "
-        "groups (implicit-feedback data without negatives); with `eval_negatives` set, to training groups only.",
-    )
-    eval_negatives: int = Field(
-        -1,
-        ge=-1,
-        description="Such negatives per valid / test group; -1: as many as `negatives`.",
-    )
-    columns: dict[str, str] = Field(
-        default_factory=dict,
-        description="Generic format: oncerec field -> column name, for items (id, title, abstract, category, "
-        "subcategory) and interactions (user, item, label, time, group); unmapped fields use their own name.",
-    )
-
-    @model_validator(mode="after")
-    def _split_list_needs_once(self) -> DataConfig:
-        if self.split_list not in ("", "none") and self.split != "once":
-            raise ValueError("data.split_list is ONCE's valid/test list: it needs data.split=once")
-        return self
-
-    @field_validator("prompt")
-    @classmethod
-    def _known_prompt_fields(cls, template: str) -> str:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-        bad = [n for n in names if n not in PROMPT_FIELDS]
-        if bad:
-            raise ValueError(
-                f"unknown field {{{bad[0]}}}; valid: {', '.join('{' + f + '}' for f in PROMPT_FIELDS)}"
-            )
-        return template
-
-    strict: bool = Field(False, description="Treat ids missing from every news file as an error.")
 
 
 class EmbedConfig(_Strict):
@@ -273,7 +136,8 @@ class ExpConfig(_Strict):
 
 
 class Config(_Strict):
-    data: DataConfig = Field(default_factory=DataConfig)
+    # the chosen format's config (a subclass of DataConfig), dumped with its own keys
+    data: SerializeAsAny[DataConfig] = Field(default_factory=lambda: DataConfig.model_validate({}))
     model: ModelConfig = Field(default_factory=ModelConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     exp: ExpConfig = Field(default_factory=ExpConfig)
@@ -290,7 +154,7 @@ class Config(_Strict):
         return self
 
 
-GROUPS: dict[str, type[_Strict]] = {
+GROUPS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "model": ModelConfig,
     "embed": EmbedConfig,

@@ -1,4 +1,5 @@
-"""Reader of EB-NeRD (Ekstra Bladet News Recommendation Dataset, RecSys Challenge 2024; https://recsys.eb.dk):
+"""The `ebnerd` format, EB-NeRD (Ekstra Bladet News Recommendation Dataset, RecSys Challenge 2024;
+https://recsys.eb.dk):
 
     articles.parquet                 article_id, title, subtitle, category_str, subcategory, url, ...
     train/behaviors.parquet          impression_id, user_id, impression_time, article_ids_inview,
@@ -20,12 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from oncerec.data.mind import Behavior, News
+from oncerec.data.formats.mind import Behavior, News
+from oncerec.data.formats.registry import DataConfig, Format, register
+from oncerec.data.formats.source import Source
 from oncerec.errors import DataError
 
 ARTICLES = "articles.parquet"
@@ -242,3 +246,55 @@ def read_behaviors(path: Path, history: Histories, counts: dict) -> Iterator[Beh
                 [str(a) for a in shown],
                 labels,
             )
+
+
+class EbnerdConfig(DataConfig):
+    """EB-NeRD has no keys of its own (`history_len` cuts its histories)."""
+
+    format: Literal["ebnerd"] = "ebnerd"
+
+
+def files(root: Path, cfg: DataConfig) -> list[Path]:
+    return [p for split in ebnerd_files(root).values() for p in split.values()]
+
+
+class EbnerdSource(Source):
+    """EB-NeRD: one articles file; train / validation [/ test] as MIND's train / dev [/ test]."""
+
+    protocol_key = "ebnerd"
+    items_file = ARTICLES
+    fields = {
+        "history": "article_id_fixed",
+        "candidates": "article_ids_inview",
+        "labels": "article_ids_clicked",
+    }
+    rows = True
+
+    def __init__(self, root: Path, cfg: DataConfig, progress: bool = False):
+        self.paths = ebnerd_files(root)
+        self.history_len = cfg.history_len
+        self.files = [p for files in self.paths.values() for p in files.values()]
+        self.splits = [s for s in FOLDERS if s in self.paths]
+        self.protocol = {}  # counts of what was skipped
+
+    def news(self, split: str) -> Iterator[News]:
+        return read_articles(self.paths["articles"]["articles"]) if split == "train" else iter(())
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        history = Histories(self.paths[split]["history"], self.history_len)
+        counts = self.protocol.setdefault(split, {})
+        return read_behaviors(self.paths[split]["behaviors"], history, counts)
+
+    def where(self, split: str) -> Path:
+        return self.paths[split]["behaviors"]
+
+
+register(
+    Format(
+        "ebnerd",
+        EbnerdConfig,
+        files,
+        EbnerdSource,
+        about="articles.parquet, train/, validation/, optional test/",
+    )
+)

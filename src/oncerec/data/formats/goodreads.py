@@ -1,4 +1,5 @@
-"""Streaming reader of the UCSD Book Graph (Goodreads) files, see MIND_FORMAT.md.
+"""The `goodreads` format: the UCSD Book Graph's files, streamed (see MIND_FORMAT.md), through the ONCE
+protocol.
 
 `goodreads_interactions_dedup.json.gz` is read first (user, book, rating, date_added: a rating above
 `data.rating_positive_above` is a positive, one from 1 to below `data.rating_negative_below` a negative, the rest
@@ -15,13 +16,15 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 from tqdm import tqdm
 
-from oncerec.config.schema import DataConfig
-from oncerec.data.mind import News
-from oncerec.data.protocol import Interactions
+from oncerec.data.formats.mind import News, read_behaviors, read_news, split_folders
+from oncerec.data.formats.protocol import GroupSource, Interactions, ProtocolConfig, grouped
+from oncerec.data.formats.registry import Format, register
 from oncerec.errors import DataError
 from oncerec.paths import publish_dir
 
@@ -89,7 +92,17 @@ def parse_goodreads_time(value: str) -> int:
     return int(datetime.strptime(value, "%a %b %d %H:%M:%S %z %Y").timestamp())
 
 
-def read_interactions(path: Path, cfg: DataConfig, progress: bool = False) -> Interactions:
+class GoodreadsConfig(ProtocolConfig):
+    """Goodreads' keys: which ratings are positives and negatives."""
+
+    format: Literal["goodreads"] = "goodreads"
+    rating_positive_above: int = Field(3, description="A rating above this is a positive.")
+    rating_negative_below: int = Field(
+        3, description="A rating from 1 to below this is a negative (0 = unrated, and the rest, drop)."
+    )
+
+
+def read_interactions(path: Path, cfg: GoodreadsConfig, progress: bool = False) -> Interactions:
     users: dict[str, int] = {}
     items: dict[str, int] = {}
     u, i, lab, t = [], [], [], []
@@ -166,8 +179,6 @@ def write_demo_goodreads(out: Path, mind_folder: Path, seed: int = 0) -> dict:
     import shutil
     import time
     import zlib
-
-    from oncerec.data.mind import read_behaviors, read_news, split_folders
 
     rng = np.random.default_rng(seed)
     folders = split_folders(mind_folder)
@@ -257,3 +268,31 @@ def write_demo_goodreads(out: Path, mind_folder: Path, seed: int = 0) -> dict:
 def _gz_writer(path: Path) -> io.TextIOWrapper:
     # mtime=0: the same (scale, seed) gives byte-identical files
     return io.TextIOWrapper(gzip.GzipFile(path, "wb", mtime=0), encoding="utf-8")
+
+
+def files(root: Path, cfg: GoodreadsConfig) -> list[Path]:
+    return list(goodreads_files(root))
+
+
+def open_goodreads(root: Path, cfg: GoodreadsConfig, progress: bool = False) -> GroupSource:
+    """The interactions through the protocol; the books that survive it, read from the books file."""
+    books, interactions = goodreads_files(root)
+    x = read_interactions(interactions, cfg, progress)
+    wanted = {x.item_ids[i] for i in set(x.item.tolist())}
+    items = read_books(books, wanted, progress)
+    # interactions with books the books file lacks keep empty content, as MIND's missing ids do
+    for book in wanted - items.keys():
+        items[book] = News(book, "", "", "", "", "")
+    return grouped(x, items, cfg, [books, interactions], interactions)
+
+
+register(
+    Format(
+        "goodreads",
+        GoodreadsConfig,
+        files,
+        open_goodreads,
+        about=f"{BOOKS} and {INTERACTIONS}",
+        domain="books",
+    )
+)

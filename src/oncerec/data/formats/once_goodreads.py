@@ -1,4 +1,4 @@
-"""ONCE's released Goodreads folder (`data.format=once-goodreads`) and the leave-last-out protocol made for it.
+"""The `once-goodreads` format: ONCE's released Goodreads folder and the leave-last-out protocol made for it.
 
 The release has the users' reading histories and no interaction splits (ONCE did not publish them), so oncerec
 makes its own, documented here and in the Data page ("ONCE's Goodreads release"). Files read:
@@ -42,16 +42,23 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from oncerec.config.schema import DataConfig
-from oncerec.data.goodreads import json_lines
-from oncerec.data.mind import News
-from oncerec.data.protocol import Group
+from oncerec.data.formats.goodreads import json_lines
+from oncerec.data.formats.mind import News
+from oncerec.data.formats.protocol import Group, GroupSource, NegativesConfig, sample_negatives
+from oncerec.data.formats.registry import Format, register
 from oncerec.errors import ConfigError, DataError
 
 BOOK_VOCAB, USER_VOCAB, BOOKS, HISTORIES = "tok.bid.dat", "tok.uid.dat", "book.csv", "histories.jsonl"
 FILES = (BOOK_VOCAB, USER_VOCAB, BOOKS, HISTORIES)
 COLD_MAX_BOOKS = 5  # ONCE's cold users: 1-5 books
+
+
+class OnceGoodreadsConfig(NegativesConfig):
+    """ONCE's Goodreads release: leave-last-out with random negatives (the preset `once-goodreads`: 4, 49)."""
+
+    format: Literal["once-goodreads"] = "once-goodreads"
 
 
 def once_goodreads_files(root: Path) -> tuple[Path, Path, Path, Path]:
@@ -206,7 +213,7 @@ class Release:
     histories_file: Path
 
 
-def read_release(root: Path, cfg: DataConfig) -> Release:
+def read_release(root: Path, cfg: OnceGoodreadsConfig) -> Release:
     if cfg.negatives < 1:
         raise ConfigError(
             "data.negatives=0: ONCE's Goodreads release has no negatives, the once-goodreads protocol samples "
@@ -241,3 +248,31 @@ def protocol_stats(histories: dict[int, list[int]], n_users: int) -> dict:
         "cold_users_in_dataset": cold_kept,
         "cold_users_select_with": f"genre generate --cold-max {COLD_MAX_BOOKS - 1}",
     }
+
+
+def files(root: Path, cfg: OnceGoodreadsConfig) -> list[Path]:
+    return list(once_goodreads_files(root))
+
+
+def open_release(root: Path, cfg: OnceGoodreadsConfig, progress: bool = False) -> GroupSource:
+    """The release through leave-last-out, with random negatives."""
+    r = read_release(root, cfg)
+    groups = leave_last_out(r.histories)
+    seen = {u: set(h) for u, h in r.histories.items()}
+    sample_negatives(groups, len(r.book_ids), seen, cfg)
+    # every book stays an item (the catalogue negatives are drawn from), in tok.bid.dat order
+    protocol = protocol_stats(r.histories, len(r.user_ids))
+    return GroupSource(r.items, groups, r.book_ids, r.user_ids, r.histories_file, r.files, protocol)
+
+
+register(
+    Format(
+        "once-goodreads",
+        OnceGoodreadsConfig,
+        files,
+        open_release,
+        about="ONCE's released Goodreads folder (tok.bid.dat, tok.uid.dat, book.csv, histories.jsonl)",
+        domain="books",
+        preset="once-goodreads",
+    )
+)

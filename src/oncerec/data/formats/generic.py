@@ -1,4 +1,5 @@
-"""The generic format: a folder with an items file and an interactions file, each `.tsv`, `.csv` or `.parquet`.
+"""The `generic` format: a folder with an items file and an interactions file, each `.tsv`, `.csv` or
+`.parquet`.
 
     items.<ext>          one row per item: an id column and any text / categorical columns
     interactions.<ext>   user, item, optional label (1/0, default 1), optional time (integer or ISO date),
@@ -14,15 +15,29 @@ import csv
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
-from oncerec.config.schema import DataConfig
-from oncerec.data.mind import News
-from oncerec.data.protocol import Interactions, time_value
+from pydantic import Field
+
+from oncerec.data.formats.mind import News
+from oncerec.data.formats.protocol import GroupSource, Interactions, ProtocolConfig, grouped, time_value
+from oncerec.data.formats.registry import Format, register
 from oncerec.errors import DataError
 
 ITEM_FIELDS = ("id", "title", "abstract", "category", "subcategory")
 INTERACTION_FIELDS = ("user", "item", "label", "time", "group")
 EXTENSIONS = (".tsv", ".csv", ".parquet")
+
+
+class GenericConfig(ProtocolConfig):
+    """The generic format's key: which of your columns hold oncerec's fields."""
+
+    format: Literal["generic"] = "generic"
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="oncerec field -> column name, for items (id, title, abstract, category, subcategory) and "
+        "interactions (user, item, label, time, group); unmapped fields use their own name.",
+    )
 
 
 def generic_files(root: Path) -> tuple[Path, Path]:
@@ -83,12 +98,12 @@ def _parquet_column(column, path: Path, name: str, used: bool, text: bool) -> li
     return ["" if v is None else str(v) for v in values]
 
 
-def _column(cfg: DataConfig, field: str) -> str:
+def _column(cfg: GenericConfig, field: str) -> str:
     return cfg.columns.get(field, field)
 
 
 def _check_columns(
-    path: Path, header: Iterable[str], cfg: DataConfig, fields: tuple[str, ...], required: tuple[str, ...]
+    path: Path, header: Iterable[str], cfg: GenericConfig, fields: tuple[str, ...], required: tuple[str, ...]
 ) -> None:
     """The columns of the required fields and of every field `data.columns` maps are in the file: a mistyped
     mapping would otherwise read as an absent column (empty titles, every label 1)."""
@@ -103,7 +118,7 @@ def _check_columns(
             )
 
 
-def read_items(path: Path, cfg: DataConfig) -> dict[str, News]:
+def read_items(path: Path, cfg: GenericConfig) -> dict[str, News]:
     id_col = _column(cfg, "id")
     items: dict[str, News] = {}
     used = {_column(cfg, f) for f in ITEM_FIELDS}
@@ -134,7 +149,7 @@ def _time(value: str, path: Path, n: int, col: str) -> int:
         raise DataError(path, f"bad time {shown!r}: expected an integer or an ISO date", n, col) from None
 
 
-def read_interactions(path: Path, cfg: DataConfig, known_items: dict[str, News]) -> Interactions:
+def read_interactions(path: Path, cfg: GenericConfig, known_items: dict[str, News]) -> Interactions:
     cols = {f: _column(cfg, f) for f in INTERACTION_FIELDS}
     users: dict[str, int] = {}
     # every item of the items file, interacted or not: sampled negatives come from all of them
@@ -163,3 +178,25 @@ def read_interactions(path: Path, cfg: DataConfig, known_items: dict[str, News])
     if not u:
         raise DataError(path, "no interactions")
     return Interactions.from_lists(u, i, lab, t, g if has["group"] else None, users, items)
+
+
+def files(root: Path, cfg: GenericConfig) -> list[Path]:
+    return list(generic_files(root))
+
+
+def open_generic(root: Path, cfg: GenericConfig, progress: bool = False) -> GroupSource:
+    items_file, interactions_file = generic_files(root)
+    items = read_items(items_file, cfg)
+    x = read_interactions(interactions_file, cfg, items)
+    return grouped(x, items, cfg, [items_file, interactions_file], interactions_file)
+
+
+register(
+    Format(
+        "generic",
+        GenericConfig,
+        files,
+        open_generic,
+        about="items.tsv|.csv|.parquet and interactions.tsv|.csv|.parquet, with data.columns",
+    )
+)

@@ -1,7 +1,7 @@
-"""xMIND (https://github.com/andreeaiana/xMIND): MIND's news machine-translated (NLLB 3.3B) into 14 languages.
-xMIND ships only the translated text; users, impressions, categories and URLs stay MIND's. So `data.source` is
-the MIND folder and `data.translations` one language's xMIND folder, laid out as xMIND's download script
-writes it:
+"""The `xmind` format, xMIND (https://github.com/andreeaiana/xMIND): MIND's news machine-translated (NLLB
+3.3B) into 14 languages. xMIND ships only the translated text; users, impressions, categories and URLs stay
+MIND's. So `data.source` is the MIND folder and `data.translations` one language's xMIND folder, laid out as
+xMIND's download script writes it:
 
     <lang>/xMINDsmall_train/news.tsv, <lang>/xMINDsmall_dev/news.tsv, <lang>/xMINDlarge_{train,dev,test}/...
     (or <lang>/{train,dev,test}/news.tsv)
@@ -19,9 +19,13 @@ import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
-from oncerec.data.mind import SPLITS, News, read_news
-from oncerec.errors import DataError
+from pydantic import Field
+
+from oncerec.data.formats.mind import SPLITS, MindSource, News, mind_files, read_news
+from oncerec.data.formats.registry import DataConfig, Format, register
+from oncerec.errors import ConfigError, DataError
 
 COLUMNS = ("nid", "title", "abstract")
 _FOLDER = re.compile(rf"(xMIND(small|large)_)?({'|'.join(SPLITS)})")
@@ -104,3 +108,76 @@ class Translator:
             # translated news whose translation of that field is empty: MIND's English is kept
             "english_kept": {f: len(ids) for f, ids in self.english_kept.items()},
         }
+
+
+class XmindConfig(DataConfig):
+    """xMIND's key: the translations to read MIND with."""
+
+    format: Literal["xmind"] = "xmind"
+    translations: str = Field(
+        "",
+        description="One language's xMIND folder (e.g. xMIND/ron, holding xMINDsmall_train/news.tsv, ...); its "
+        "titles and abstracts replace the MIND news text of `source`.",
+    )
+
+
+def _translations(cfg: XmindConfig) -> Path:
+    if not cfg.translations:
+        raise ConfigError(
+            "data.format=xmind needs data.translations: the xMIND folder of one language (e.g. xMIND/ron); "
+            "data.source stays the MIND folder"
+        )
+    return Path(cfg.translations)
+
+
+def files(root: Path, cfg: XmindConfig) -> list[Path]:
+    return mind_files(root) + xmind_files(_translations(cfg))
+
+
+class XmindSource(MindSource):
+    """MIND's users and impressions, with the news text of one xMIND language."""
+
+    protocol_key = "xmind"
+
+    def __init__(self, root: Path, cfg: XmindConfig, progress: bool = False):
+        super().__init__(root, cfg, progress)
+        folder = _translations(cfg)
+        files = xmind_files(folder)
+        self.files = self.files + files
+        self.translate = Translator(read_translations(files, progress), folder, cfg.strict)
+
+    def news(self, split: str) -> Iterator[News]:
+        path = self.folders[split] / "news.tsv"
+        return self.translate(super().news(split), path)
+
+    @property
+    def protocol(self) -> dict:  # read after every news file went through
+        return self.translate.stats()
+
+    def warnings(self) -> list[str]:
+        s = self.translate.stats()
+        lines = []
+        if s["untranslated"]:
+            lines.append(
+                f"{s['untranslated']} news have no translation in {s['translations']} and keep MIND's English "
+                f"text (e.g. {', '.join(s['untranslated_examples'][:3])}); see stats.json (xmind), or --strict"
+            )
+        kept = {f: n for f, n in s["english_kept"].items() if n}
+        if kept:
+            lines.append(
+                f"empty translations in {s['translations']} keep MIND's English text: "
+                f"{', '.join(f'{n} {f}s' for f, n in kept.items())}; see stats.json (xmind english_kept), "
+                "or --strict"
+            )
+        return lines
+
+
+register(
+    Format(
+        "xmind",
+        XmindConfig,
+        files,
+        XmindSource,
+        about="the MIND folder, with data.translations=<one xMIND language's folder>",
+    )
+)

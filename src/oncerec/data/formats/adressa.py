@@ -1,6 +1,6 @@
-"""Reader of Adressa (Adresseavisen's news portal, NTNU SmartMedia; https://reclab.idi.ntnu.no/dataset/): a
-folder (`one_week/`, `three_month/`) of event logs, one JSON-lines file per day named `YYYYMMDD` (plain or
-`.gz`; `*.json` / `*.jsonl` are read too). One line is one page view:
+"""The `adressa` format, Adressa (Adresseavisen's news portal, NTNU SmartMedia;
+https://reclab.idi.ntnu.no/dataset/): a folder (`one_week/`, `three_month/`) of event logs, one JSON-lines
+file per day named `YYYYMMDD` (plain or `.gz`; `*.json` / `*.jsonl` are read too). One line is one page view:
 
     userId, time (epoch seconds), id (the article's hash; absent on the front page and other non-article pages),
     title, category1 (e.g. `nyheter|trondheim`), url / canonicalUrl, activeTime, eventId, keywords, profile, ...
@@ -8,25 +8,33 @@ folder (`one_week/`, `three_month/`) of event logs, one JSON-lines file per day 
 Adressa has no impressions and no negatives: an article event is a click (a positive). A user's repeated views
 of an article are one click (the first); events without `id` are skipped and counted. Items: the article's
 first non-empty title, `category1` split at `|` into category and subcategory, the canonical URL; Adressa has no
-abstract. The clicks then go through the ONCE protocol (data/protocol.py) with random negatives, as the
-goodreads and generic formats do.
+abstract. The clicks then go through the ONCE protocol (protocol.py) with random negatives, as the goodreads
+and generic formats do.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
-from oncerec.data.goodreads import json_field, json_lines
-from oncerec.data.mind import News
-from oncerec.data.protocol import Interactions, time_value
-from oncerec.errors import DataError
+from oncerec.data.formats.goodreads import json_field, json_lines
+from oncerec.data.formats.mind import News
+from oncerec.data.formats.protocol import GroupSource, Interactions, ProtocolConfig, grouped, time_value
+from oncerec.data.formats.registry import Format, register
+from oncerec.errors import ConfigError, DataError
 
 _DAY_FILE = re.compile(r"\d{8}(\.gz)?|.+\.jsonl?(\.gz)?")
 SHAPE = '{"userId": ..., "id": ..., "time": ..., "title": ...}'
 
 
-def adressa_files(root: Path) -> list[Path]:
+class AdressaConfig(ProtocolConfig):
+    """Adressa has no keys of its own beyond the protocol's; it needs `negatives` (clicks only)."""
+
+    format: Literal["adressa"] = "adressa"
+
+
+def adressa_files(root: Path, cfg: AdressaConfig | None = None) -> list[Path]:
     if not root.is_dir():
         raise DataError(root, "Adressa folder not found")
     files = sorted(p for p in root.iterdir() if p.is_file() and _DAY_FILE.fullmatch(p.name))
@@ -82,3 +90,27 @@ def read_events(files: list[Path], progress: bool = False) -> tuple[Interactions
     counts["clicks"] = len(u)
     x = Interactions.from_lists(u, i, [1] * len(u), t, None, users, items)
     return x, news, counts
+
+
+def open_adressa(root: Path, cfg: AdressaConfig, progress: bool = False) -> GroupSource:
+    """The clicks through the protocol, with random negatives (required: Adressa has none)."""
+    if cfg.negatives <= 0:
+        raise ConfigError(
+            "data.format=adressa has clicks only: set data.negatives (random unclicked articles per group), "
+            "or start from the data preset `adressa`"
+        )
+    files = adressa_files(root)
+    x, items, counts = read_events(files, progress)
+    return grouped(x, items, cfg, files, root, counts, "adressa")
+
+
+register(
+    Format(
+        "adressa",
+        AdressaConfig,
+        adressa_files,
+        open_adressa,
+        about="the event files (one_week/ or three_month/)",
+        preset="adressa",
+    )
+)

@@ -1,5 +1,8 @@
 """The ONCE protocol for datasets of (user, item, label, time) interactions without impressions (Goodreads,
-the generic format): filter, cut each user's history, split each user's remaining interactions by time.
+the generic format, Adressa): filter, cut each user's history, split each user's remaining interactions by
+time. Its keys (`ProtocolConfig`) and those of random negatives (`NegativesConfig`, which once-goodreads' own
+protocol shares) are the configs those formats build on; `grouped` runs it and gives the `GroupSource` they
+prepare from.
 
 1. Iterative filtering until nothing changes: items with `item_min_interactions`..`item_max_interactions`
    interactions, users with at least `user_min_positives` positives.
@@ -14,16 +17,58 @@ groups by user (or by group) with the same metrics and code as MIND.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
-from oncerec.config.schema import DataConfig
+from oncerec.data.formats.mind import Behavior, News
+from oncerec.data.formats.registry import DataConfig
+from oncerec.data.formats.source import Source
 from oncerec.errors import DataError, OncerecError
 
 SPLITS = ("train", "valid", "test")
 TIME_LIMIT = 2**63  # times are stored as int64
+
+
+class NegativesConfig(DataConfig):
+    """Random negatives, for implicit feedback without them (the ONCE protocol's formats, once-goodreads)."""
+
+    negatives: int = Field(
+        0,
+        ge=0,
+        description="Random items a user never interacted with added as negatives to each of the user's "
+        "groups (implicit-feedback data without negatives); with `eval_negatives` set, to training groups only.",
+    )
+    eval_negatives: int = Field(
+        -1,
+        ge=-1,
+        description="Such negatives per valid / test group; -1: as many as `negatives`.",
+    )
+
+
+class ProtocolConfig(NegativesConfig):
+    """The ONCE protocol for interactions without impressions (goodreads, generic, adressa): filtering, each
+    user's history, the split by time (see data/formats/protocol.py)."""
+
+    item_min_interactions: int = Field(
+        5, ge=0, description="Filtering: items need at least this many interactions."
+    )
+    item_max_interactions: int = Field(10_000, ge=1, description="Filtering: items with more are dropped.")
+    user_min_positives: int = Field(
+        10, ge=0, description="Filtering: users need at least this many positives."
+    )
+    cold_user_share: float = Field(0.1, ge=0, le=1, description="Share of users whose history is cut short.")
+    cold_history: tuple[int, int] = Field(
+        (1, 5), description="History length range of cold users (inclusive)."
+    )
+    warm_history: tuple[int, int] = Field((5, 9), description="History length range of the other users.")
+    split_ratios: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1),
+        description="Train / valid / test shares of each user's remaining interactions, by time.",
+    )
 
 
 def time_value(value: int, path: Path, line: int, field: str) -> int:
@@ -97,7 +142,7 @@ class Group:
     labels: list[int]
 
 
-def filter_interactions(x: Interactions, cfg: DataConfig) -> np.ndarray:
+def filter_interactions(x: Interactions, cfg: ProtocolConfig) -> np.ndarray:
     """Mask of the rows that survive the iterative item / user filtering."""
     keep = np.ones(len(x.user), bool)
     while True:
@@ -111,7 +156,7 @@ def filter_interactions(x: Interactions, cfg: DataConfig) -> np.ndarray:
         keep = new
 
 
-def user_groups(x: Interactions, cfg: DataConfig, seed: int) -> dict[str, list[Group]]:
+def user_groups(x: Interactions, cfg: ProtocolConfig, seed: int) -> dict[str, list[Group]]:
     """Apply the protocol: {split: groups}, users in index order, groups in time order."""
     keep = filter_interactions(x, cfg)
     if not keep.any():
@@ -194,3 +239,86 @@ def shuffle_candidates(groups: list[Group], seed: int) -> None:
         order = rng.permutation(len(g.items))
         g.items = [g.items[i] for i in order]
         g.labels = [g.labels[i] for i in order]
+
+
+@dataclass
+class GroupSource(Source):
+    """Items and protocol groups held in memory (the protocol needs every user's interactions at once)."""
+
+    items: dict[str, News]
+    groups: dict[str, list[Group]]
+    item_ids: list[str]
+    user_ids: list[str]
+    interactions_file: Path
+    files: list[Path]
+    protocol: dict | None = None
+    protocol_key: str = "once_goodreads"
+    fields = {"history": "history", "candidates": "items", "labels": "label"}
+    split_files = False
+    repeated: int | None = None  # repeated (user, item) interactions dropped (drop_repeated), where counted
+
+    def __post_init__(self):
+        self.splits = list(self.groups)
+
+    def warnings(self) -> list[str]:
+        if not self.repeated:
+            return []
+        return [
+            f"{self.repeated} interactions in {self.interactions_file.name} repeat an earlier one (the same "
+            "user and item, and group where given) and were dropped, the earliest kept; see stats.json "
+            "(repeated_interactions)"
+        ]
+
+    def news(self, split: str) -> Iterator[News]:
+        # items belong to no split here: list them once, with train (the word vocabulary is built on them)
+        return iter(self.items.values()) if split == "train" else iter(())
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        first = 1 + sum(len(self.groups[s]) for s in self.splits[: self.splits.index(split)])
+        for k, g in enumerate(self.groups[split]):
+            yield Behavior(
+                line=0,
+                impression_id=first + k,
+                user_id=self.user_ids[g.user],
+                time=g.time,
+                history=[self.item_ids[i] for i in g.history],
+                candidates=[self.item_ids[i] for i in g.items],
+                labels=g.labels,
+            )
+
+    def where(self, split: str) -> Path:
+        return self.interactions_file
+
+
+def sample_negatives(
+    groups: dict[str, list[Group]], n_items: int, seen: dict[int, set], cfg: NegativesConfig
+) -> None:
+    """Random negatives the user never interacted with (`data.negatives` per training group, `data.eval_negatives`
+    per valid / test group, -1: as many), then the candidates shuffled; split k draws with `split_seed + k`."""
+    for k, split in enumerate(groups):
+        count = cfg.negatives if split == "train" or cfg.eval_negatives < 0 else cfg.eval_negatives
+        add_random_negatives(groups[split], n_items, count, seen, cfg.split_seed + k)
+        shuffle_candidates(groups[split], cfg.split_seed + k)
+
+
+def grouped(
+    x: Interactions,
+    items: dict[str, News],
+    cfg: ProtocolConfig,
+    files: list[Path],
+    where: Path,
+    protocol: dict | None = None,
+    key: str = "protocol",
+) -> GroupSource:
+    """Interactions through the protocol: repeats dropped, the users' groups, random negatives; the items the
+    kept groups use (`where`: the file messages about the groups name)."""
+    x, repeated = drop_repeated(x)
+    groups = user_groups(x, cfg, cfg.split_seed)
+    seen: dict[int, set] = {}
+    for i, u in zip(x.item.tolist(), x.user.tolist(), strict=True):
+        seen.setdefault(u, set()).add(i)
+    sample_negatives(groups, len(x.item_ids), seen, cfg)
+    # only the items the kept groups use (filtering drops the rest)
+    used = {i for gs in groups.values() for g in gs for i in (*g.history, *g.items)}
+    kept = {x.item_ids[i]: items[x.item_ids[i]] for i in sorted(used)}
+    return GroupSource(kept, groups, x.item_ids, x.user_ids, where, files, protocol, key, repeated)

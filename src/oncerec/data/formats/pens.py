@@ -1,5 +1,5 @@
-"""Reader of PENS (Microsoft's PErsonalized News headlineS, https://msnews.github.io/pens_data.html): the
-recommendation half of it, one folder with
+"""The `pens` format, PENS (Microsoft's PErsonalized News headlineS, https://msnews.github.io/pens_data.html):
+the recommendation half of it, one folder with
 
     news.tsv    News ID, Category, Topic, Headline, News body, Title entity, Entity content
     train.tsv   UserID, ClicknewsID, dwelltime, exposure_time, pos, neg, start, end, dwelltime_pos
@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from oncerec.data.mind import Behavior, News, read_news, time_field, tsv_rows
+from oncerec.data.formats.mind import Behavior, News, read_news, time_field, tsv_rows
+from oncerec.data.formats.registry import DataConfig, Format, register
+from oncerec.data.formats.source import Source
 from oncerec.errors import DataError
 
 NEWS_COLUMNS = ("News ID", "Category", "Topic", "Headline", "News body", "Title entity", "Entity content")
@@ -83,3 +86,49 @@ def read_impressions(path: Path, seed: int, progress: bool = False) -> Iterator[
             [candidates[i] for i in order],
             [labels[i] for i in order],
         )
+
+
+class PensConfig(DataConfig):
+    """PENS has no keys of its own (its candidates are shuffled with `split_seed`)."""
+
+    format: Literal["pens"] = "pens"
+
+
+def files(root: Path, cfg: DataConfig) -> list[Path]:
+    return list(pens_files(root).values())
+
+
+class PensSource(Source):
+    """PENS: one news file, train.tsv and valid.tsv as MIND's train and dev."""
+
+    items_file = "news.tsv"
+    fields = {"history": "ClicknewsID", "candidates": "pos/neg", "labels": "pos"}
+
+    def __init__(self, root: Path, cfg: DataConfig, progress: bool = False):
+        self.paths = pens_files(root)
+        self.files = list(self.paths.values())
+        self.splits = ["train", "dev"]
+        self.seed = cfg.split_seed
+        self.progress = progress
+
+    def news(self, split: str) -> Iterator[News]:
+        # the news belong to no split: listed once, with train (the word vocabulary is built on them)
+        return read_pens_news(self.paths["news"], self.progress) if split == "train" else iter(())
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        # split k's candidate order is drawn with split_seed + k, as the protocol's groups are
+        return read_impressions(self.paths[split], self.seed + self.splits.index(split), self.progress)
+
+    def where(self, split: str) -> Path:
+        return self.paths[split]
+
+
+register(
+    Format(
+        "pens",
+        PensConfig,
+        files,
+        PensSource,
+        about="news.tsv, train.tsv, valid.tsv",
+    )
+)

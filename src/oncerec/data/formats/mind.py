@@ -1,4 +1,6 @@
-"""Streaming reader of the raw MIND format (see MIND_FORMAT.md).
+"""The `mind` format: MIND's own folders train/ dev/ [test/], each with news.tsv and behaviors.tsv (see
+MIND_FORMAT.md), streamed line by line; each split folder's entity_embedding.vec where present. Also the news
+and impression records every format's reader yields, and MIND's TSV reading that PENS and xMIND share.
 
 Readers yield one small tuple per line and hold nothing else, so that MIND-large's behaviours file streams in
 constant memory; the caller packs what it needs into arrays. Every problem is a `DataError` naming the file,
@@ -13,10 +15,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
 
+from oncerec.data.formats.registry import DataConfig, Format, register
+from oncerec.data.formats.source import Source
 from oncerec.errors import DataError
 
 NEWS_COLUMNS = (
@@ -301,3 +306,60 @@ def split_folders(root: Path) -> dict[str, Path]:
             if not (folder / name).is_file():
                 raise DataError(folder / name, f"missing file in split `{s}`")
     return found
+
+
+class MindConfig(DataConfig):
+    """MIND has no keys of its own."""
+
+    format: Literal["mind"] = "mind"
+
+
+def mind_files(root: Path, cfg: DataConfig | None = None) -> list[Path]:
+    folders = split_folders(Path(root))
+    files = [folders[s] / n for s in sorted(folders) for n in ("news.tsv", "behaviors.tsv")]
+    return files + entity_files(folders)
+
+
+def entity_files(folders: dict[str, Path]) -> list[Path]:
+    """The split folders' entity_embedding.vec files, where present (MIND ships one per split)."""
+    return [folders[s] / ENTITY_FILE for s in sorted(folders) if (folders[s] / ENTITY_FILE).is_file()]
+
+
+class MindSource(Source):
+    def __init__(self, root: Path, cfg: DataConfig, progress: bool = False):
+        self.folders = split_folders(root)
+        self.splits = list(self.folders)
+        self.files = mind_files(root)
+        self.progress = progress
+
+    def news(self, split: str) -> Iterator[News]:
+        return read_news(self.folders[split] / "news.tsv", self.progress)
+
+    def behaviors(self, split: str) -> Iterator[Behavior]:
+        return read_behaviors(self.folders[split] / "behaviors.tsv", self.progress)
+
+    def where(self, split: str) -> Path:
+        return self.folders[split] / "behaviors.tsv"
+
+    def entity_vectors(self, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Every split's file, merged: the same entity has the same vector in each (the first one is kept)."""
+        vectors: dict[str, np.ndarray] = {}
+        for path in entity_files(self.folders):
+            for key, v in read_entity_vectors(path, wanted - vectors.keys()).items():
+                if vectors and len(v) != len(next(iter(vectors.values()))):
+                    raise DataError(
+                        path, f"entity {key}: {len(v)} numbers, the other files have another width"
+                    )
+                vectors[key] = v
+        return vectors
+
+
+register(
+    Format(
+        "mind",
+        MindConfig,
+        mind_files,
+        MindSource,
+        about="train/, dev/, optional test/, each with news.tsv and behaviors.tsv",
+    )
+)
