@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/oncerec demo --model nrms "model.item_fields=[title,category,subcategory]" model.attention_residual=true
+	$(VENV)/bin/oncerec demo --model nrms "model.item_fields=[title,category,subcategory]" \
+		model.item.attention_residual=true model.user.attention_residual=true
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

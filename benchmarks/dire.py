@@ -64,12 +64,12 @@ def bench_dire(sizes: DireSizes, model_path: str, log: Callable = print) -> dict
         f"data.max_lengths.prompt={sizes.prompt_len}",
         f"data.history_len={sizes.history_len}",
         "model=llm-naml",
-        f"model.item_lm={model_path}",
+        f"model.item.lm={model_path}",
     ]
     with tempfile.TemporaryDirectory(prefix="oncerec-bench-dire-") as tmp:
         # a fresh cache folder: the build is timed, never found ready
-        overrides.append(f"model.dire_cache={tmp}")
-        cfg = build_config([*overrides, f"model.layer={sizes.layer}"])
+        overrides.append(f"model.item.dire_cache={tmp}")
+        cfg = build_config([*overrides, f"model.item.layer={sizes.layer}"])
         dataset = Dataset(resolve_dataset(cfg.data, progress=False, log=_quiet))
         result = {"sizes": asdict(sizes), "items": dataset.num_items - 1}
         result["build"] = _build_vs_bare(dataset, cfg, log)
@@ -85,9 +85,9 @@ def bench_dire(sizes: DireSizes, model_path: str, log: Callable = print) -> dict
 def _build_vs_bare(dataset: Dataset, cfg, log) -> dict:
     """Items/s of `build_cache` (forward + writing the states) vs the same forward passes writing nothing. The
     bare pass runs before and after the build and its faster run counts (warm-up and load favour neither)."""
-    k = cfg.model.layer
-    model = load_lm(cfg.model.item_lm, lm_dtype(cfg.model.lm_dtype))
-    ids, lengths = dataset.tokens(cfg.model.item_lm, "prompt")
+    k = cfg.model.item.layer
+    model = load_lm(cfg.model.item.lm, lm_dtype(cfg.model.item.dtype))
+    ids, lengths = dataset.tokens(cfg.model.item.lm, "prompt")
     order = np.argsort(np.asarray(lengths), kind="stable")
 
     def bare() -> float:
@@ -154,7 +154,10 @@ def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes, l
     """One training step with layer=k from the cache vs layer=0 (every layer runs and gets LoRA adapters)."""
     steps, models = _step_seconds(
         dataset,
-        {"cached": [*overrides, f"model.layer={sizes.layer}"], "whole": [*overrides, "model.layer=0"]},
+        {
+            "cached": [*overrides, f"model.item.layer={sizes.layer}"],
+            "whole": [*overrides, "model.item.layer=0"],
+        },
         sizes,
         log,
     )
@@ -180,8 +183,13 @@ def _frozen_vs_top(
     steps, _ = _step_seconds(
         dataset,
         {
-            "frozen": [*overrides, f"model.layer={n_layers}", "model.lora=false", f"model.dire_cache={tmp}"],
-            "top": [*overrides, f"model.layer={sizes.layer}"],
+            "frozen": [
+                *overrides,
+                f"model.item.layer={n_layers}",
+                "model.item.lora=false",
+                f"model.item.dire_cache={tmp}",
+            ],
+            "top": [*overrides, f"model.item.layer={sizes.layer}"],
             "word": [*overrides, "model=naml"],
         },
         sizes,
@@ -216,7 +224,7 @@ cfg = build_config(json.loads(sys.argv[1]))
 dataset = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
 imported = rss_mb("VmRSS")
 start = time.perf_counter()
-model = load_lm(cfg.model.item_lm, lm_dtype(cfg.model.lm_dtype))
+model = load_lm(cfg.model.item.lm, lm_dtype(cfg.model.item.dtype))
 build_cache(dataset, cfg.model, progress=False, log=lambda *_: None, model=model)
 seconds = time.perf_counter() - start
 weights = sum(t.numel() * t.element_size() for t in model.parameters()) / 2**20
@@ -226,14 +234,19 @@ print(json.dumps({"seconds": seconds, "import_rss_mb": imported, "peak_rss_mb": 
 
 
 def _load_memory(overrides: list[str], tmp: Path, log) -> dict:
-    """Memory of loading the model and building a cache with `model.lm_dtype` float32 vs bfloat16, each in a
+    """Memory of loading the model and building a cache with `model.item.dtype` float32 vs bfloat16, each in a
     fresh child process: the peak (VmHWM) and what is held after the build (VmRSS, the model still loaded),
     both over the child's RSS after its imports (so both include the loader's own ~0.1 GB: transformers'
     modelling code), and the weights' own size."""
     result = {}
     for dtype in ("float32", "bfloat16"):
         log(f"  dire: loading + caching in {dtype} (child process)")
-        args = [*overrides, "model.layer=1", f"model.lm_dtype={dtype}", f"model.dire_cache={tmp / dtype}"]
+        args = [
+            *overrides,
+            "model.item.layer=1",
+            f"model.item.dtype={dtype}",
+            f"model.item.dire_cache={tmp / dtype}",
+        ]
         done = subprocess.run(
             [sys.executable, "-c", _LOAD_CHILD, json.dumps(args)], capture_output=True, text=True
         )
@@ -307,7 +320,7 @@ def dire_rows(d: dict) -> list[str]:
         f"({m['ram_gb']:.0f} GiB RAM) | {(m['anon_mb_peak'] - m['anon_mb_before']) / (m['cache_gb'] * 1024):.4f}x "
         f"| peak anonymous memory growth ÷ cache size | {m['anon_mb_before']:.0f} → {m['anon_mb_peak']:.0f} MB "
         f"anonymous | |",
-        f"| DIRE load + cache build, model.lm_dtype bfloat16 vs float32 ({z['model']}, demo-{z['scale']}) "
+        f"| DIRE load + cache build, model.item.dtype bfloat16 vs float32 ({z['model']}, demo-{z['scale']}) "
         f"| {load['ratio']:.2f}x | bfloat16 ÷ float32 memory held after loading and caching (RSS over the "
         f"imports); peak {load['peak_ratio']:.2f}x | float32 {f32['seconds']:.1f} s, bfloat16 "
         f"{b16['seconds']:.1f} s | float32 {f32['peak_rss_mb']:.0f} MB peak, {f32['held_rss_mb']:.0f} held "

@@ -53,7 +53,7 @@ def bench(items: int, users: int, preset: str, k: int, batch: int, of: int, seed
         "items": items,
         "users": users,
         "model": preset,
-        "predictor": cfg.model.predictor,
+        "predictor": cfg.model.predictor.name,
         "dim": dim,
         "k": k,
         "batch": batch,

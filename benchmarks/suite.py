@@ -35,7 +35,7 @@ from oncerec.config.loader import build_config
 from oncerec.config.schema import ExpConfig
 from oncerec.data.batching import Batch, TrainSampler
 from oncerec.data.dataset import Dataset, demo_raw_folder, resolve_dataset
-from oncerec.data.mind import split_folders
+from oncerec.data.formats.mind import split_folders
 from oncerec.errors import OncerecError
 from oncerec.eval.metrics import DEFAULT_TABLE, evaluate_groups
 from oncerec.models.recommender import Recommender

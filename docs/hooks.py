@@ -17,9 +17,12 @@ from oncerec.config.reference import markdown_presets, markdown_reference  # noq
 
 REFERENCE = """# Configuration reference
 
-Every key of the configuration groups, generated from the typed schema (`oncerec/config/schema.py`). Set a key
-with `group.key=value` on the command line (the value is parsed as YAML: `model.item_fields=[title,abstract]`) or
-in a YAML file of the group; an unknown key or a wrong type is an error that names the key. See
+Every key of the configuration groups, generated from the typed schema (`oncerec/config/schema.py`; the `model`
+group from `oncerec/models/config.py` and each component's config class). Set a key with `group.key=value` on
+the command line (the value is parsed as YAML: `model.item_fields=[title,abstract]`) or in a YAML file of the
+group; an unknown key or a wrong type is an error that names the key. A component is chosen by name
+(`model.user=gru`) and its keys are set beneath it (`model.user.gru_mode=con`): the sections `model.item=...`,
+`model.user=...` and `model.predictor=...` below list each component's keys. See
 [Training](../training.md#configuration) for how presets, files and keys combine, and [Presets](presets.md) for
 the packaged values.
 

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-# compact model sizes for short test trainings (tests/test_train.py, tests/test_genre.py); shared keys
-# (`build_config(shared=SMALL)`, `SHARED` on the command line) where the model does not read every one (NAML
-# has no attention heads)
+# compact sizes for short test trainings (tests/test_train.py, tests/test_genre.py): model-wide keys, which fit
+# every model (NAML has no use for num_heads)
 SMALL = [
     "model.hidden_size=32",
     "model.num_heads=4",
@@ -17,7 +16,6 @@ SMALL = [
     "exp.batch_size=16",
     "exp.eval_batch_size=64",
 ]
-SHARED = [f"--shared={arg}" for arg in SMALL]
 
 NEWS_TRAIN = [
     "N1\tsports\tbasketball_nba\tLakers win the \u201cbig\u201d game\tA late shot seals it.\thttps://x/N1\t[]\t[]",
@@ -121,7 +119,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = build_config(
-        ["data=demo-tiny", "model=naml", "exp=quick", "exp.max_steps=2", f"exp.out_dir={out}"], shared=SMALL
+        ["data=demo-tiny", "model=naml", "exp=quick", *SMALL, "exp.max_steps=2", f"exp.out_dir={out}"]
     )
     train(cfg, progress=False, log=lambda *_: None)
     return out, resolve_dataset(cfg.data, progress=False, log=lambda *_: None)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import SHARED
+from conftest import SMALL
 
 from oncerec.cli import main
 
@@ -54,7 +54,7 @@ def test_score_command_reads_leaderboard_files(tmp_path: Path):
 
 
 def test_train_reports_the_chosen_metrics_and_compare_tables_them(tmp_path: Path, capsys):
-    common = ["data=demo-tiny", "model=naml", "exp=quick", *SHARED, "exp.max_steps=1", "--quiet"]
+    common = ["data=demo-tiny", "model=naml", "exp=quick", *SMALL, "exp.max_steps=1", "--quiet"]
     chosen = ["exp.metrics=[gauc,mrr,hit@3,f1@0.5,logloss]", "exp.metric=gauc"]
     assert main(["train", *common, f"exp.out_dir={tmp_path / 'a'}"]) == 0
     capsys.readouterr()

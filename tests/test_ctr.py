@@ -13,10 +13,10 @@ from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset
 from oncerec.errors import ConfigError
-from oncerec.models.predictors.ctr import CTRPredictor, pairwise_inner
+from oncerec.models.ctr import CTRPredictor, pairwise_inner
+from oncerec.models.packing import pack_sequence, unpack_sequence
 from oncerec.models.recommender import Recommender
 from oncerec.models.registry import REGISTRY
-from oncerec.models.user.sequence import pack_sequence, unpack_sequence
 from oncerec.training.build import build_recommender
 from oncerec.training.evaluate import predict_fast, predict_slow
 from oncerec.training.losses import loss_kind, training_loss
@@ -28,7 +28,7 @@ SMALL = [
     "model.hidden_size=32",
     "model.attention_hidden=16",
     "model.category_dim=8",
-    "model.mlp_layers=[64,32]",
+    "model.predictor.mlp_layers=[64,32]",
     "embed.dim=24",
     "exp.batch_size=16",
     "exp.eval_batch_size=64",
@@ -49,7 +49,7 @@ def test_every_ctr_predictor_is_registered_with_a_preset():
     for name in CTR:
         cls = REGISTRY["predictor"][name]
         assert issubclass(cls, CTRPredictor) and cls.pointwise
-        assert build_config([f"model={name}"]).model.predictor == name
+        assert build_config([f"model={name}"]).model.predictor.name == name
     assert not getattr(REGISTRY["predictor"]["dot"], "pointwise", False)
 
 
@@ -109,7 +109,7 @@ def test_sequence_user_pairs_only_with_din(tiny: Dataset):
     with pytest.raises(ConfigError, match="model.user=pool with model.predictor=din"):
         _model(tiny, "din", "model.user=pool")
     with pytest.raises(ConfigError, match="interaction_heads"):
-        _model(tiny, "finalmlp", "model.mlp_layers=[30]", "model.interaction_heads=4")
+        _model(tiny, "finalmlp", "model.predictor.mlp_layers=[30]", "model.predictor.interaction_heads=4")
 
 
 def test_losses():
@@ -127,7 +127,7 @@ def test_losses():
         training_loss(scores, batch, "softmax"),
         torch.nn.functional.cross_entropy(scores, torch.zeros(2, dtype=torch.long)),
     )
-    dot = REGISTRY["predictor"]["dot"](None, {})
+    dot = REGISTRY["predictor"]["dot"](None, None, None)
     assert loss_kind("auto", dot) == "softmax" and loss_kind("bce", dot) == "bce"
     assert build_config([]).exp.loss == "auto"
 

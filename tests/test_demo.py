@@ -11,7 +11,7 @@ import pytest
 
 from oncerec.data.dataset import demo_raw_folder
 from oncerec.data.demo import SCALES, write_demo_mind
-from oncerec.data.mind import read_behaviors, read_news, split_folders
+from oncerec.data.formats.mind import read_behaviors, read_news, split_folders
 from oncerec.errors import OncerecError
 from oncerec.paths import publish_dir
 

@@ -17,10 +17,10 @@ import oncerec.dire.cache as dire
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError, OncerecError
+from oncerec.inference import encode_items
 from oncerec.lm.backbone import blocks, bottom_states, keep_top, load_lm, run_top
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.training.build import build_recommender, language_model
-from oncerec.training.evaluate import encode_all_items
 from oncerec.training.pipeline import train
 
 TEXTS = ["news article: title: Stocks fall as rates rise", "Everything we know so far about the NBA playoffs"]
@@ -224,11 +224,11 @@ def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp
     )
     base = [
         "model=llm-naml",
-        f"model.item_lm={folder}",
-        "model.layer=2",
-        f"model.dire_cache={tmp_path / 'c'}",
+        f"model.item.lm={folder}",
+        "model.item.layer=2",
+        f"model.item.dire_cache={tmp_path / 'c'}",
     ]
-    ds, cfg = _dataset(*base, "model.cache_dtype=float32", *SMALL)
+    ds, cfg = _dataset(*base, "model.item.cache_dtype=float32", *SMALL)
     with pytest.raises(ConfigError, match=r"GraniteModel: its layers 2\.\. run on the cached states"):
         dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
     assert not (tmp_path / "c" / "manifest.json").exists()
@@ -290,13 +290,13 @@ def test_fingerprint_hashes_weight_content_and_keys_the_cache_folder(tmp_path: P
     assert backbone.fingerprint(str(b)) == fb and len(reads) == 1  # unchanged: not read again
     dataset = SimpleNamespace(root=tmp_path / "demo-tiny")
     dirs = [
-        dire.cache_dir(dataset, ModelConfig(item="lm", item_lm=str(f), item_fields=["prompt"]))
+        dire.cache_dir(dataset, ModelConfig(item={"name": "lm", "lm": str(f)}, item_fields=["prompt"]))
         for f in (a, b)
     ]
     assert dirs[0] != dirs[1] and dirs[0].name.startswith("model-") and dirs[0].name.endswith("-prompt")
     # two experiments' datasets both called `data`: two caches, not one refused for the other's data
     other = SimpleNamespace(root=tmp_path / "elsewhere" / "demo-tiny")
-    same_name = dire.cache_dir(other, ModelConfig(item="lm", item_lm=str(a), item_fields=["prompt"]))
+    same_name = dire.cache_dir(other, ModelConfig(item={"name": "lm", "lm": str(a)}, item_fields=["prompt"]))
     assert same_name != dirs[0] and same_name.parent.name.startswith("demo-tiny-")
     # rewritten in place (same size, new mtime): hashed again
     data = bytearray(weights[1].read_bytes())
@@ -320,8 +320,10 @@ def _model(cfg, ds: Dataset):
 def test_the_model_is_built_from_a_cache_built_before_it(tmp_path: Path):
     """Building the model reads the DIRE cache and never builds it: that is the step before (`language_model`,
     which `oncerec train` runs, or `oncerec dire cache`)."""
-    ds, cfg = _dataset("model=bert-naml", "model.layer=4", f"model.dire_cache={tmp_path / 'c'}", *SMALL)
-    with pytest.raises(OncerecError, match=r"model.layer=4: no DIRE cache in .*oncerec dire cache"):
+    ds, cfg = _dataset(
+        "model=bert-naml", "model.item.layer=4", f"model.item.dire_cache={tmp_path / 'c'}", *SMALL
+    )
+    with pytest.raises(OncerecError, match=r"model.item.layer=4: no DIRE cache in .*oncerec dire cache"):
         build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
     assert not (tmp_path / "c").exists()
     lm = language_model(cfg.model, ds, progress=False, log=lambda *_: None)
@@ -336,12 +338,12 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
     and k = L (every layer frozen: the cache holds the final states, no layer runs); float16 and bfloat16
     caches stay within half-precision tolerance."""
     name = "minilm" if lm == "minilm" else str(tiny_llama)
-    base = ["model.item=lm", f"model.item_lm={name}", "model.item_fields=[prompt]", *SMALL]
-    ds, cfg0 = _dataset(*base, "model.layer=0")
+    base = ["model.item=lm", f"model.item.lm={name}", "model.item_fields=[prompt]", *SMALL]
+    ds, cfg0 = _dataset(*base, "model.item.layer=0")
     torch.manual_seed(0)
     whole = _model(cfg0, ds).eval()
     with torch.no_grad():
-        reference = encode_all_items(whole, 64, "cpu")
+        reference = encode_items(whole, 64, "cpu")
     n = len(blocks(whole.item_encoder.lm))
     cases = [
         (1, "float32", 1e-5),
@@ -353,7 +355,10 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
     for k, dtype, tol in cases:
         folder = tmp_path / f"cache-{k}-{dtype}"
         _, cfg = _dataset(
-            *base, f"model.layer={k}", f"model.cache_dtype={dtype}", f"model.dire_cache={folder}"
+            *base,
+            f"model.item.layer={k}",
+            f"model.item.cache_dtype={dtype}",
+            f"model.item.dire_cache={folder}",
         )
         cached = _model(cfg, ds).eval()
         if k == n:  # frozen-LLM features: no language-model parameter is left in the recommender
@@ -363,7 +368,7 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
         own = {k: v for k, v in whole.state_dict().items() if not k.startswith("item_encoder.lm.")}
         cached.load_state_dict(own, strict=False)
         with torch.no_grad():
-            vectors = encode_all_items(cached, 64, "cpu")
+            vectors = encode_items(cached, 64, "cpu")
         # row 0 is the padding item (no text)
         torch.testing.assert_close(vectors[1:], reference[1:], atol=tol, rtol=tol, msg=f"layer {k} {dtype}")
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -379,29 +384,35 @@ def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_pat
     folder = _local_model(tmp_path / "opt", OPTModel, _tiny_config("opt-350m"))
     base = [
         "model.item=lm",
-        f"model.item_lm={folder}",
+        f"model.item.lm={folder}",
         "model.item_fields=[prompt]",
-        "model.lora=false",
+        "model.item.lora=false",
         *SMALL,
     ]
-    ds, cfg0 = _dataset(*base, "model.layer=0")
+    ds, cfg0 = _dataset(*base, "model.item.layer=0")
     torch.manual_seed(0)
     whole = _model(cfg0, ds).eval()
     assert whole.item_encoder.proj.in_features == 16
     with torch.no_grad():
-        reference = encode_all_items(whole, 64, "cpu")
+        reference = encode_items(whole, 64, "cpu")
     own = {k: v for k, v in whole.state_dict().items() if not k.startswith("item_encoder.lm.")}
     for k in (1, 3):
         _, cfg = _dataset(
-            *base, f"model.layer={k}", "model.cache_dtype=float32", f"model.dire_cache={tmp_path / str(k)}"
+            *base,
+            f"model.item.layer={k}",
+            "model.item.cache_dtype=float32",
+            f"model.item.dire_cache={tmp_path / str(k)}",
         )
         cached = _model(cfg, ds).eval()
         cached.load_state_dict(own, strict=False)
         with torch.no_grad():
-            vectors = encode_all_items(cached, 64, "cpu")
+            vectors = encode_items(cached, 64, "cpu")
         torch.testing.assert_close(vectors[1:], reference[1:], atol=1e-5, rtol=1e-5, msg=f"layer {k}")
     _, cfg = _dataset(
-        *base, "model.layer=1", "model.cache_layers=[1,3]", f"model.dire_cache={tmp_path / 'both'}"
+        *base,
+        "model.item.layer=1",
+        "model.item.cache_layers=[1,3]",
+        f"model.item.dire_cache={tmp_path / 'both'}",
     )
     with pytest.raises(ConfigError, match=r"differ in width .*layer 1: 32, layer 3: 16"):
         dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
@@ -412,9 +423,9 @@ def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: 
     folder = tmp_path / "cache"
     base = [
         "model=bert-naml",
-        "model.layer=4",
-        f"model.dire_cache={folder}",
-        "model.cache_layers=[2,4]",
+        "model.item.layer=4",
+        f"model.item.dire_cache={folder}",
+        "model.item.cache_layers=[2,4]",
         *SMALL,
     ]
     ds, cfg = _dataset(*base)
@@ -423,8 +434,8 @@ def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: 
     assert cache.gather(2, np.array([3, 1]))[0].shape[:1] == (2,)
     with pytest.raises(ConfigError, match=r"cached layers: 2, 4"):
         cache.states(3)
-    _, cfg3 = _dataset(*base, "model.layer=3", "model.cache_layers=[]")
-    with pytest.raises(ConfigError, match=r"model.layer=3 was not cached .* cached layers: 2, 4"):
+    _, cfg3 = _dataset(*base, "model.item.layer=3", "model.item.cache_layers=[]")
+    with pytest.raises(ConfigError, match=r"model.item.layer=3 was not cached .* cached layers: 2, 4"):
         _model(cfg3, ds)
     # the same folder with another max length and another prompt: refused, naming what differs
     other, cfg_other = _dataset(*base, "data.max_lengths.prompt=16")
@@ -434,8 +445,8 @@ def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: 
 
 
 def test_a_killed_cache_build_resumes_with_its_finished_shards(tmp_path: Path, monkeypatch):
-    base = ["model=bert-naml", "model.layer=2", *SMALL]
-    ds, cfg = _dataset(*base, f"model.dire_cache={tmp_path / 'a'}")
+    base = ["model=bert-naml", "model.item.layer=2", *SMALL]
+    ds, cfg = _dataset(*base, f"model.item.dire_cache={tmp_path / 'a'}")
     real, calls = dire._encode, []
 
     def crash_after_three(*args, **kw):
@@ -456,7 +467,7 @@ def test_a_killed_cache_build_resumes_with_its_finished_shards(tmp_path: Path, m
     )
     sizes = [min(64, ds.num_items - lo) for lo in range(64, ds.num_items, 64)]
     assert len(calls) == sum(-(-s // 32) for s in sizes)  # shards 1.. only
-    _, cfg_b = _dataset(*base, f"model.dire_cache={tmp_path / 'b'}")
+    _, cfg_b = _dataset(*base, f"model.item.dire_cache={tmp_path / 'b'}")
     # the same plan uninterrupted (batches are grouped by length within a shard: another shard size groups
     # other items, and padding to another width moves the last bits of the states)
     fresh = dire.build_cache(
@@ -473,9 +484,9 @@ def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path
         [
             *DATA,
             "model=llm-naml",
-            f"model.item_lm={tiny_llama}",
-            "model.layer=3",
-            "model.lora_r=4",
+            f"model.item.lm={tiny_llama}",
+            "model.item.layer=3",
+            "model.item.lora_r=4",
             *SMALL,
             "exp.epochs=1",
             "exp.max_steps=3",
@@ -503,21 +514,21 @@ def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path
 
 
 def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: Path, tmp_path: Path):
-    """model.layer=L: the cache holds the final states, the checkpoint holds no language-model weight, the saved
+    """model.item.layer=L: the cache holds the final states, the checkpoint holds no language-model weight, the saved
     run reloads and evaluates the same; LoRA is refused there (nothing to adapt)."""
-    base = [*DATA, "model=llm-naml", f"model.item_lm={tiny_llama}", "model.layer=4", *SMALL]
-    with pytest.raises(ConfigError, match="freezes every layer.*model.lora=false"):
-        ds, cfg = _dataset(*base, f"model.dire_cache={tmp_path / 'c0'}")
+    base = [*DATA, "model=llm-naml", f"model.item.lm={tiny_llama}", "model.item.layer=4", *SMALL]
+    with pytest.raises(ConfigError, match="freezes every layer.*model.item.lora=false"):
+        ds, cfg = _dataset(*base, f"model.item.dire_cache={tmp_path / 'c0'}")
         _model(cfg, ds)
     assert not (tmp_path / "c0").exists()  # refused before any cache work
     out = tmp_path / "run"
     cfg = build_config(
         [
             *base,
-            "model.lora=false",
+            "model.item.lora=false",
             "exp.max_steps=3",
             f"exp.out_dir={out}",
-            f"model.dire_cache={tmp_path / 'c'}",
+            f"model.item.dire_cache={tmp_path / 'c'}",
         ]
     )
     run, metrics = train(cfg, progress=False, log=lambda *_: None)
@@ -540,8 +551,8 @@ def test_a_decoders_items_are_told_apart_from_the_first_step(tmp_path: Path):
     mean_cosine = {}
     for norm in ("none", "auto"):
         ds, cfg = _dataset(
-            "model=llm-naml", "model.layer=30", "model.lora=false", f"model.lm_norm={norm}",
-            f"model.dire_cache={tmp_path}", *SMALL,
+            "model=llm-naml", "model.item.layer=30", "model.item.lora=false", f"model.item.norm={norm}",
+            f"model.item.dire_cache={tmp_path}", *SMALL,
         )  # fmt: skip
         torch.manual_seed(0)
         model = _model(cfg, ds).train()
@@ -550,14 +561,21 @@ def test_a_decoders_items_are_told_apart_from_the_first_step(tmp_path: Path):
         mean_cosine[norm] = (v @ v.T)[~torch.eye(64, dtype=torch.bool)].mean().item()
     assert mean_cosine["none"] > 0.9 and mean_cosine["auto"] < 0.3, mean_cosine
     ds, cfg = _dataset(
-        "model=bert-naml", "model.layer=6", "model.lora=false", f"model.dire_cache={tmp_path}/m"
+        "model=bert-naml",
+        "model.item.layer=6",
+        "model.item.lora=false",
+        f"model.item.dire_cache={tmp_path}/m",
     )
     assert isinstance(_model(cfg, ds).item_encoder.norm, torch.nn.Identity)
 
 
 def test_full_fine_tuning_of_the_top_layers_and_item_lr(tmp_path: Path):
     ds, cfg = _dataset(
-        "model=bert-nrms", "model.lora=false", "model.layer=5", f"model.dire_cache={tmp_path}", *SMALL
+        "model=bert-nrms",
+        "model.item.lora=false",
+        "model.item.layer=5",
+        f"model.item.dire_cache={tmp_path}",
+        *SMALL,
     )
     model = _model(cfg, ds)
     lm = model.item_encoder.lm
@@ -594,19 +612,19 @@ def test_two_processes_split_the_cache_build(tmp_path: Path):
     import subprocess
     import sys
 
-    overrides = [*DATA, "model=bert-naml", "model.layer=2"]
+    overrides = [*DATA, "model=bert-naml", "model.item.layer=2"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29521"]
-    cmd += ["-m", "oncerec.cli", "dire", "cache", *overrides, f"model.dire_cache={tmp_path / 'two'}"]
+    cmd += ["-m", "oncerec.cli", "dire", "cache", *overrides, f"model.item.dire_cache={tmp_path / 'two'}"]
     cmd += ["--quiet", "--shard-size", "64"]  # five shards: both processes get some
     done = subprocess.run(
         cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    ds, cfg = _dataset(*overrides, f"model.dire_cache={tmp_path / 'one'}")
+    ds, cfg = _dataset(*overrides, f"model.item.dire_cache={tmp_path / 'one'}")
     # the same shard plan in one process (batches are grouped by length within a shard: another plan pads other
     # items together, which moves the float16 states by a rounding step)
     one = dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None, shard_size=64)
-    _, cfg_two = _dataset(*overrides, f"model.dire_cache={tmp_path / 'two'}")
+    _, cfg_two = _dataset(*overrides, f"model.item.dire_cache={tmp_path / 'two'}")
     two = dire.open_cache(ds, cfg_two.model)
     np.testing.assert_allclose(
         np.asarray(two.states(2), np.float32), np.asarray(one.states(2), np.float32), atol=1e-3
@@ -616,7 +634,7 @@ def test_two_processes_split_the_cache_build(tmp_path: Path):
 @pytest.mark.parametrize("pooling", ["attention", "mean", "last"])
 def test_pooling_choices_give_one_vector_per_item(pooling: str, tmp_path: Path):
     ds, cfg = _dataset(
-        "model=bert-naml", f"model.lm_pooling={pooling}", f"model.dire_cache={tmp_path}", *SMALL
+        "model=bert-naml", f"model.item.pooling={pooling}", f"model.item.dire_cache={tmp_path}", *SMALL
     )
     model = _model(cfg, ds).eval()
     with torch.no_grad():
@@ -637,9 +655,9 @@ def test_a_first_training_run_loads_the_language_model_once(tiny_llama: Path, tm
         [
             *DATA,
             "model=llm-naml",
-            f"model.item_lm={tiny_llama}",
-            "model.layer=2",
-            f"model.dire_cache={tmp_path / 'cache'}",
+            f"model.item.lm={tiny_llama}",
+            "model.item.layer=2",
+            f"model.item.dire_cache={tmp_path / 'cache'}",
             *SMALL,
             "exp.epochs=1",
             "exp.max_steps=1",
@@ -662,10 +680,10 @@ def test_lm_dtype_loads_the_model_in_that_type_and_auto_follows_the_device(
     monkeypatch.undo()
     ds, cfg = _dataset(
         "model=llm-naml",
-        f"model.item_lm={tiny_llama}",
-        "model.layer=3",
-        "model.lm_dtype=bfloat16",
-        f"model.dire_cache={tmp_path}",
+        f"model.item.lm={tiny_llama}",
+        "model.item.layer=3",
+        "model.item.dtype=bfloat16",
+        f"model.item.dire_cache={tmp_path}",
         *SMALL,
     )
     model = _model(cfg, ds)
@@ -692,11 +710,11 @@ def test_the_padding_item_is_finite_in_every_type_and_pooling(layer: int, tiny_l
         for pooling in ("attention", "mean", "last"):
             ds, cfg = _dataset(
                 "model=llm-naml",
-                f"model.item_lm={tiny_llama}",
-                f"model.layer={layer}",
-                f"model.lm_dtype={dtype}",
-                f"model.lm_pooling={pooling}",
-                f"model.dire_cache={tmp_path}",
+                f"model.item.lm={tiny_llama}",
+                f"model.item.layer={layer}",
+                f"model.item.dtype={dtype}",
+                f"model.item.pooling={pooling}",
+                f"model.item.dire_cache={tmp_path}",
                 *SMALL,
             )
             torch.manual_seed(0)

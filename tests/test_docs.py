@@ -21,6 +21,9 @@ from pydantic import BaseModel, Field
 
 from oncerec.config.reference import markdown_presets, markdown_reference
 from oncerec.config.schema import Config
+from oncerec.data.formats import FORMATS
+from oncerec.models.interfaces import ComponentConfig
+from oncerec.models.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,12 +44,17 @@ def test_the_docs_site_builds_strictly(tmp_path: Path) -> None:
 
 
 def _schema_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    """Every key under `model` as a dotted name, walked here independently of the generator."""
+    """Every key under `model` as a dotted name (a component's under the component: `model.item.cnn.kernel_size`),
+    walked here independently of the generator."""
     keys = []
     for name, field in model.model_fields.items():
         dotted = f"{prefix}.{name}" if prefix else name
         sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
+        if isinstance(sub, type) and issubclass(sub, ComponentConfig):
+            keys.append(dotted)  # the choice, then each component's own keys
+            for component, cls in REGISTRY[name].items():
+                keys += [f"{dotted}.{component}.{k}" for k in cls.config_class.model_fields if k != "name"]
+        elif isinstance(sub, type) and issubclass(sub, BaseModel):
             keys += _schema_keys(sub, dotted)
         else:
             keys.append(dotted)
@@ -54,13 +62,15 @@ def _schema_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def _reference_rows(markdown: str) -> dict[str, str]:
-    """key -> its table row, from the generated reference."""
-    return {m.group(1): m.group(0) for m in re.finditer(r"^\| `([\w.]+)`\{#[\w.]+\} \|.*$", markdown, re.M)}
+    """key -> its table row, from the generated reference (keyed by the row's anchor, unique where two components
+    have a key of one name)."""
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\| `[\w.]+`\{#([\w.]+)\} \|.*$", markdown, re.M)}
 
 
 def test_the_configuration_reference_lists_every_key_of_the_schema() -> None:
     rows = _reference_rows(markdown_reference())
-    keys = _schema_keys(Config)
+    # the data group's keys are the shared ones and each format's own
+    keys = set(_schema_keys(Config)) | {f"data.{k}" for f in FORMATS.values() for k in f.config.model_fields}
     assert len(keys) > 100
     assert sorted(rows) == sorted(keys)
     # the type with its bounds, the default as written on the command line, the field's description
@@ -79,7 +89,7 @@ def test_the_configuration_reference_lists_every_key_of_the_schema() -> None:
 
 
 def test_the_reference_walks_nested_models_as_sections_of_their_own() -> None:
-    """A later schema may nest per-component configs (`model.item.cnn.kernel_size`): each is a section."""
+    """A nested model (`model.item.cnn.kernel_size` here) is a section of its own."""
 
     class Cnn(BaseModel):
         kernel_size: int = Field(3, ge=1, description="CNN window.")
@@ -96,10 +106,33 @@ def test_the_reference_walks_nested_models_as_sections_of_their_own() -> None:
         model: Model = Field(default_factory=Model)
 
     text = markdown_reference(Root)
-    assert re.findall(r"^## `([\w.]+)`", text, re.M) == ["model", "model.item", "model.item.cnn"]
+    assert re.findall(r"^## `([\w.=]+)`", text, re.M) == ["model", "model.item", "model.item.cnn"]
     rows = _reference_rows(text)
     assert sorted(rows) == ["model.fields", "model.item.cnn.kernel_size", "model.item.name"]
     assert "| list of str or none | `null` |" in rows["model.fields"]
+
+
+def test_the_reference_has_a_section_per_component_with_its_keys() -> None:
+    """A field that chooses a component is a key whose values are the registry's names, and each component of
+    its kind has a section with its own keys (anchored by component: `cnn` and `npa` both have kernel_size)."""
+    text = markdown_reference()
+    for kind, table in REGISTRY.items():
+        for name in table:
+            assert f"\n## `model.{kind}={name}`\n" in text
+    rows = _reference_rows(text)
+    assert rows["model.user"].startswith(
+        "| `model.user`{#model.user} | one of `attention`, `fastformer`, `gru`,"
+    )
+    assert rows["model.user.gru.gru_mode"].startswith(
+        "| `model.user.gru_mode`{#model.user.gru.gru_mode} | one of `ini`, `con` | `ini` |"
+    )
+    assert rows["model.item.npa.kernel_size"].startswith(
+        "| `model.item.kernel_size`{#model.item.npa.kernel_size}"
+    )
+    assert (
+        "## `model.predictor=dot`\n\nThe inner product of the user vector and each candidate vector.\n\nNo keys"
+        in text
+    )
 
 
 def test_the_preset_list_has_every_packaged_preset_with_its_comment_and_keys() -> None:

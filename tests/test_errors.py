@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, assert_one_line_error, write_mind
+from conftest import SMALL, assert_one_line_error, write_mind
 
 from oncerec.cli import main
 
@@ -46,7 +46,7 @@ def _train(c: Context, *extra: str) -> list[str]:
         "data=demo-tiny",
         "model=naml",
         "exp=quick",
-        *SHARED,
+        *SMALL,
         "exp.max_steps=1",
         out,
         *extra,

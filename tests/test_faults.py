@@ -251,7 +251,7 @@ def serve_approximate_index_gives_k_items(ctx: Context) -> None:
     # a two-stage model re-ranks at least k candidates, not `--candidates` of them
     dnn = ctx.tmp / "dnn"
     cfg = build_config(
-        ["data=demo-tiny", "model=dnn", "exp=quick", "exp.max_steps=1", f"exp.out_dir={dnn}"], shared=SMALL
+        ["data=demo-tiny", "model=dnn", "exp=quick", *SMALL, "exp.max_steps=1", f"exp.out_dir={dnn}"]
     )
     train(cfg, **QUIET)
     assert main(["export", str(dnn), "--out", str(ctx.tmp / "dnn-export"), "--quiet"]) == 0
@@ -350,7 +350,7 @@ def serve_health_counts_every_workers_items(ctx: Context) -> None:
     )
     http = _http(b)
     assert http.get("/health").json()["items"] == 299
-    assert "\noncerec_index_items 299\n" in http.get("/metrics").text
+    assert "\noncerec_index_items 299.0\n" in http.get("/metrics").text
 
 
 @case("serve: an export whose files disagree with its manifest is refused when it opens, not served")
@@ -477,9 +477,10 @@ def serve_damaged_export(ctx: Context) -> None:
         assert line.endswith("export the run again (`oncerec export RUN_DIR --out DIR`)"), line
 
 
-@case("serve: an added-items folder it cannot use is refused at start, and one found damaged later is a 503")
-def serve_added_items_folder(ctx: Context) -> None:
-    import numpy as np
+@case("serve: an added-items store it cannot use is refused at start, and one found damaged later is a 503")
+def serve_added_items_store(ctx: Context) -> None:
+    import json
+    import sqlite3
 
     from oncerec.serve.service import Service
 
@@ -492,13 +493,31 @@ def serve_added_items_folder(ctx: Context) -> None:
         [*serve, "--persist", "--added-dir", str(parent)],
         f"--persist: --added-dir {parent}: {parent} is a file, not a folder",
     )
-    damaged = export / "added" / "00000001"
-    damaged.mkdir(parents=True)
-    (damaged / "items.json").write_text('{"id": "N-x"}')  # an object, not a list of items
-    np.save(damaged / "vectors.npy", np.zeros((1, 32), np.float32))
-    needle = f"{damaged}: damaged added items (items.json is not a list of items"
+    store = export / "added" / "items.sqlite"
+    Service(export, persist=True).add_items([{"id": "N-x", "title": "A title"}])
+    with sqlite3.connect(store) as db:  # an object, not a list of items
+        db.execute("""UPDATE requests SET items = '{"id": "N-x"}' WHERE seq = 1""")
+    needle = f"{store}: damaged added items (request 1: not a list of items"
     ctx.error(serve, needle)
     ctx.error([*serve, "--workers", "2"], needle)  # said by serve, not in a worker's traceback
+    store.write_bytes(b"x" * 4096)
+    ctx.error([*serve, "--persist"], f"{store}: damaged added items (not an SQLite file)")
+    other = ctx.copy(_export(ctx), "other-weights")
+    manifest = json.loads((other / "export.json").read_text())
+    (other / "export.json").write_text(json.dumps(manifest | {"weights_sha256": "0" * 64}))
+    shutil.rmtree(export / "added")
+    Service(export, persist=True).add_items([{"id": "N-x", "title": "A title"}])
+    ctx.error(
+        ["serve", str(other), "--port", "0", "--added-dir", str(export / "added")],
+        f"{store}: items added to an export of other weights",
+    )
+    # the folders of an older oncerec: refused, with how to re-add their items
+    shutil.rmtree(export / "added")
+    (export / "added" / "00000001").mkdir(parents=True)
+    (export / "added" / "LAST").write_text("00000001")
+    ctx.error(
+        serve, f"{export / 'added'}: items added by an older oncerec (one folder per request: 00000001, LAST)"
+    )
     shutil.rmtree(export / "added")
     read_only = ctx.copy(_export(ctx), "read-only-export")
     _read_only(ctx, read_only)
@@ -509,12 +528,14 @@ def serve_added_items_folder(ctx: Context) -> None:
     )
     # damaged by another process after the start: every request says so (it was a bare 500, /health ok)
     http = _http(Service(export))
-    damaged.mkdir(parents=True)
-    (damaged / "items.json").write_text("[{")
-    (export / "added" / "LAST").write_text(damaged.name)
+    Service(export, persist=True).add_items([{"id": "N-x", "title": "A title"}])
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE requests SET vectors = x'00' WHERE seq = 1")
     for response in (http.post("/recommend", json={"history": [_item_ids(ctx)[1]]}), http.get("/health")):
         assert response.status_code == 503 and response.json()["field"] == "service"
-        assert response.json()["error"].startswith(f"{damaged}: damaged added items")
+        assert response.json()["error"].startswith(
+            f"{store}: damaged added items (request 1: vectors of 1 bytes"
+        )
 
 
 @case("serve: a 422 for unknown ids names them cut, and how many there are")
@@ -749,10 +770,8 @@ def _data_prepare(ctx: Context, raw: Path, fmt: str, *overrides: str) -> list[st
 
 def _data_train(ctx: Context, dataset: Path) -> list[str]:
     """One training step of NAML on a prepared dataset (the run goes to tmp/run)."""
-    from conftest import SHARED
-
-    return ["train", f"data={dataset}", "model=naml", "exp=quick", "exp.max_steps=1",
-            f"exp.out_dir={ctx.tmp / 'run'}", "--quiet", *SHARED]  # fmt: skip
+    return ["train", f"data={dataset}", "model=naml", "exp=quick", *SMALL, "exp.max_steps=1",
+            f"exp.out_dir={ctx.tmp / 'run'}", "--quiet"]  # fmt: skip
 
 
 def _data_tiny(ctx: Context, edit: Callable[[Path], None]) -> Path:
@@ -1044,10 +1063,8 @@ def _spec(ctx: Context, text: str) -> list[str]:
 
 def _resume(out: Path, *overrides: str, model: str = "naml") -> list[str]:
     """`train` argv resuming the run in `out` (made as `trained` makes its run) up to step 4."""
-    from conftest import SHARED
-
-    args = ["data=demo-tiny", f"model={model}", "exp=quick", "exp.max_steps=4", f"exp.out_dir={out}"]
-    return ["train", *args, "exp.resume=true", *overrides, *SHARED, "--quiet"]
+    args = ["data=demo-tiny", f"model={model}", "exp=quick", *SMALL, "exp.max_steps=4", f"exp.out_dir={out}"]
+    return ["train", *args, "exp.resume=true", *overrides, "--quiet"]
 
 
 def _full_ranking(ctx: Context, *names: str) -> dict:

@@ -16,14 +16,13 @@ import pytest
 import torch
 from conftest import SMALL
 
+from oncerec import inference
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import ConfigError
 from oncerec.eval.metrics import evaluate_top_k
 from oncerec.models.recommender import Recommender
-from oncerec.training import full_ranking
 from oncerec.training.build import build_recommender
-from oncerec.training.evaluate import encode_all_items
 from oncerec.training.full_ranking import full_ranking_metrics, held_out
 
 NAMES = ["recall@1", "recall@10", "ndcg@5", "ndcg@20", "hit@3"]
@@ -77,7 +76,7 @@ def _model(ds: Dataset, preset: str) -> Recommender:
 def brute_force(model: Recommender, ds: Dataset, split, names: list[str]) -> dict:
     """Every user alone: the history of their earliest impression, every item scored through model.score,
     the history's items dropped, a full sort, the textbook recall / nDCG / hit."""
-    vectors = encode_all_items(model, 64, "cpu")
+    vectors = inference.encode_items(model, 64, "cpu")
     items, lengths, users_of_row = ds.histories
     user_of_imp = np.asarray(split.user)
     per_user = {name: [] for name in names}
@@ -128,7 +127,7 @@ def test_matches_brute_force_ranking_of_every_item(tiny: Dataset, preset: str, m
     assert {k: got[f"full/{k}"] for k in want} == pytest.approx(want, abs=1e-12)
     assert got["full/items"] == tiny.num_items - 1 and got["full/users"] == want["users"] > 20
     assert want["recall@10"] > 0  # something to compare
-    monkeypatch.setattr(full_ranking, "HEAD_PAIRS", 7)  # a predictor call: a few items at a time
+    monkeypatch.setattr(inference, "HEAD_PAIRS", 7)  # a predictor call: a few items at a time
     for batch in (1, 5):  # users per block
         assert full_ranking_metrics(model, tiny, split, NAMES, batch, "cpu") == got
 
@@ -154,7 +153,7 @@ def test_held_out_items_and_history_exclusion(tiny: Dataset, monkeypatch):
             out[row, torch.from_numpy(items[history[u], : lengths[history[u]]].astype(np.int64))] = 10.0
         return out
 
-    monkeypatch.setattr(full_ranking, "_block_scores", scores)
+    monkeypatch.setattr(inference, "score_every_item", scores)
     got = full_ranking_metrics(_model(tiny, "nrms"), tiny, split, ["recall@5", "ndcg@5"], 16, "cpu")
     assert got["full/ndcg@5"] == pytest.approx(1.0)
     assert got["full/recall@5"] == pytest.approx(np.mean([min(len(t), 5) / len(t) for t in targets]))

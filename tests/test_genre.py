@@ -556,11 +556,11 @@ def test_training_on_the_merged_dataset_with_summaries_and_profiles(
             "model=naml",
             "model.item_fields=[summary,abstract,category,subcategory]",
             "model.user_attributes=true",
+            *SMALL,
             "exp.max_steps=3",
             "exp.epochs=1",
             f"exp.out_dir={tmp_path / 'run'}",
         ],
-        shared=SMALL,
     )
     run, metrics = train(cfg, progress=False, log=quiet)
     run_dir = run.run_dir

@@ -15,7 +15,7 @@ import pytest
 
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset
-from oncerec.data.goodreads import BOOKS, INTERACTIONS
+from oncerec.data.formats.goodreads import BOOKS, INTERACTIONS
 from oncerec.data.prepare import prepare
 from oncerec.errors import DataError
 from oncerec.eval.metrics import evaluate_groups

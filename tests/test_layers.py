@@ -16,13 +16,18 @@ LAYERS: list[tuple[str, ...]] = [
     ("oncerec.errors",),
     ("oncerec.paths", "oncerec.extras"),  # the cache folder, atomic writes; optional packages
     ("oncerec.eval.metrics",),
-    ("oncerec.config",),
+    # the raw data formats: each one's keys (the data group's schema), files and reader
+    ("oncerec.data.formats",),
     ("oncerec.lm",),  # language-model files and backbones
-    ("oncerec.models",),  # recommenders: sizes and tensors in, scores out (no file, no dataset)
+    # recommenders: sizes and tensors in, scores out (no file, no dataset); each component with its config
+    ("oncerec.models",),
+    ("oncerec.config",),  # the run's configuration groups (the model group is the models package's)
     ("oncerec.data",),  # readers, prepare, datasets, batches, the demo data
     # the cache of a language model's frozen layers; LLM generation (which knows no recommender)
     ("oncerec.dire", "oncerec.genre"),
     ("oncerec.eval",),
+    # encoding items and users, ranking: the one inference path of evaluation, recommend and serving
+    ("oncerec.inference",),
     ("oncerec.training",),
     # export and serving; grids of training runs (each a CLI subprocess: no import of the CLI)
     ("oncerec.serve", "oncerec.experiment"),
@@ -96,10 +101,11 @@ def test_no_module_imports_a_higher_layer_or_a_sibling():
 
 def test_the_rule_catches_an_upward_import(tmp_path: Path):
     """The check itself: a model importing the trainer is refused."""
-    assert _unit("oncerec.models.user.gru") < _unit("oncerec.training.trainer")
+    assert _unit("oncerec.models.lstur") < _unit("oncerec.training.trainer")
     assert (
         _unit("oncerec.eval.metrics")[0] < _unit("oncerec.config.schema")[0] < _unit("oncerec.eval.slices")[0]
     )
+    assert _unit("oncerec.models.config")[0] < _unit("oncerec.config.schema")[0]
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from oncerec.training.trainer import Trainer\n")
     assert _imports(f) == [(2, "oncerec.training.trainer.Trainer")]

@@ -16,25 +16,27 @@ from oncerec.config.loader import build_config
 from oncerec.config.schema import DataConfig
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset
-from oncerec.data.mind import parse_entities
+from oncerec.data.formats.mind import parse_entities
 from oncerec.data.prepare import prepare
 from oncerec.errors import ConfigError, DataError
-from oncerec.models.predictors.ctr import GatedCrossNetwork
+from oncerec.models.ctr import GatedCrossNetwork
+from oncerec.models.packing import pack_sequence
 from oncerec.models.recommender import Recommender
-from oncerec.models.user.sequence import pack_sequence
 from oncerec.training.build import build_recommender
 from oncerec.training.evaluate import predict_fast, predict_slow
 
-SMALL = ["model.hidden_size=32", "model.attention_hidden=16", "model.mlp_layers=[24,16]", "embed.dim=24"]
+SMALL = ["model.hidden_size=32", "model.attention_hidden=16", "embed.dim=24"]
 QUIET = {"progress": False, "log": lambda *_: None}
 MODELS = ["npa", "dkn", "masknet", "gdcn", "bst"]
+CTR = {"dkn", "masknet", "gdcn", "bst"}  # their predictors have an MLP: a compact one
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(tiny: Dataset, preset: str, *overrides: str) -> Recommender:
-    cfg = build_config([f"model={preset}", *SMALL, "model.num_heads=4", *overrides])
+    mlp = ["model.predictor.mlp_layers=[24,16]"] if preset in CTR else []
+    cfg = build_config([f"model={preset}", *SMALL, "model.num_heads=4", *mlp, *overrides])
     torch.manual_seed(0)
     return build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
 
@@ -92,10 +94,10 @@ def _softmax_pool(values, keys, m, q):
 
 
 def test_npa_personalised_attention_is_the_papers(tiny: Dataset):
-    """Wu et al. 2019 as printed (`model.npa_attention=paper`): q_w = ReLU(V_w e_u + v_w), a_i = c_i .
+    """Wu et al. 2019 as printed (`model.item.npa_attention=paper`): q_w = ReLU(V_w e_u + v_w), a_i = c_i .
     tanh(W_p q_w + b_p), r = sum softmax(a)_i c_i; the same at news level with q_d; score u . r' with r'
     pooled by the user's own word query."""
-    model = _model(tiny, "npa", "model.npa_attention=paper")
+    model = _model(tiny, "npa", "model.item.npa_attention=paper")
     enc, e = model.user_encoder, _user_vectors(tiny, model)
 
     def key(seq):  # tanh(W ReLU(V e + v) + b)
@@ -115,7 +117,7 @@ def test_npa_additive_attention_is_the_authors_code(tiny: Dataset):
     q = ReLU(V e_u + v), a_i = q . tanh(W c_i + b), at word level (W of the news encoder, shared by clicked and
     candidate titles) and at news level (W of the user encoder)."""
     model = _model(tiny, "npa")
-    assert model.cfg.npa_attention == "additive"
+    assert model.cfg.item.npa_attention == "additive"
     enc, e = model.user_encoder, _user_vectors(tiny, model)
     qw, qd = (torch.relu(seq[0](e)) for seq in (enc.word_query, enc.news_query))
     wk, nk = model.item_encoder.keys[0], enc.news_keys[0]
@@ -239,7 +241,7 @@ def test_prepare_reads_title_entities_and_vectors(tmp_path: Path):
     root = write_mind(tmp_path / "mind")
     (root / "train" / "entity_embedding.vec").write_text(_vec("Q207185\t0.5\t-1\t2\t", "Q1\t1\t1\t1\t"))
     (root / "dev" / "entity_embedding.vec").write_text(_vec("Q207185\t0.5\t-1\t2\t"))
-    prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
+    prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
     ds = Dataset(tmp_path / "ds")
     assert ds.vocab("entity") == ["<none>", "Q207185"]  # only entities some title names
     np.testing.assert_array_equal(ds.entity_vectors(), [[0, 0, 0], [0.5, -1, 2]])
@@ -268,7 +270,7 @@ def test_bad_title_entities_name_the_line(tmp_path: Path, column: str, message: 
     news[1] = "\t".join([*cols[:6], column, cols[7]])
     root = write_mind(tmp_path / "mind", train_news=news)
     with pytest.raises(DataError, match=rf"train/news.tsv:2 \(field title_entities\): .*{message}"):
-        prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
+        prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
     assert parse_entities("[]", root, 1) == () and parse_entities("", root, 1) == ()
 
 
@@ -285,12 +287,12 @@ def test_bad_entity_vectors_name_the_line(tmp_path: Path, rows: list[str], line:
     root = write_mind(tmp_path / "mind")
     (root / "train" / "entity_embedding.vec").write_text(_vec(*rows))
     with pytest.raises(DataError, match=rf"entity_embedding.vec:{line}\b.*{message}"):
-        prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
+        prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
 
 
 def test_dkn_needs_entity_vectors(tmp_path: Path):
     root = write_mind(tmp_path / "mind", dev_news=NEWS_DEV)  # title entities, no entity_embedding.vec
-    prepare(root, DataConfig(), tmp_path / "ds", **QUIET)
+    prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
     cfg = build_config(["model=dkn", *SMALL])
     with pytest.raises(ConfigError, match="needs entity vectors"):
         build_recommender(cfg.model, cfg.embed, Dataset(tmp_path / "ds"), log=lambda *_: None)

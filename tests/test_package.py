@@ -4,6 +4,7 @@ prompts and data files) and nothing of the tests or benchmarks; the wheel instal
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -63,12 +64,16 @@ def test_core_requirements_leave_the_optional_parts_to_extras(dist: Path):
 def test_the_wheel_installs_in_a_fresh_environment_and_runs(dist: Path, tmp_path: Path):
     env = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    # nothing of this checkout on the path: with src/ on PYTHONPATH, pip would take its egg-info for an
+    # installed oncerec and install nothing
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # --no-deps: the packaging is under test here, not the resolver (the dependencies are the heavy ones)
     subprocess.run(
         [env / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", str(_wheel(dist))],
         check=True,
         capture_output=True,
+        env=clean,
     )
-    done = subprocess.run([env / "bin" / "oncerec", "--version"], capture_output=True, text=True)
+    done = subprocess.run([env / "bin" / "oncerec", "--version"], capture_output=True, text=True, env=clean)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"oncerec {oncerec.__version__}"

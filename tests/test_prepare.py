@@ -10,7 +10,7 @@ from conftest import write_mind
 
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.data.mind import parse_time
+from oncerec.data.formats.mind import parse_time
 from oncerec.data.prepare import prepare
 from oncerec.errors import DataError, OncerecError
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -29,9 +33,7 @@ QUIET = {"progress": False, "log": lambda *_: None}
 
 def _train(tmp_path_factory, name: str, *overrides: str, steps: int = 2) -> Path:
     out = tmp_path_factory.mktemp("runs") / name
-    cfg = build_config(
-        [*overrides, "exp=quick", f"exp.max_steps={steps}", f"exp.out_dir={out}"], shared=SMALL
-    )
+    cfg = build_config([*overrides, "exp=quick", *SMALL, f"exp.max_steps={steps}", f"exp.out_dir={out}"])
     train(cfg, **QUIET)
     return out
 
@@ -113,7 +115,7 @@ def test_concurrent_requests_get_the_answers_they_get_one_at_a_time(server: Serv
     """Requests in flight together are answered in batches (the app's batcher): each gets its own answer."""
     from concurrent.futures import ThreadPoolExecutor
 
-    ids = Service(naml_export).ids
+    ids = Service(naml_export).catalogue.ids
     before = _batches(server)
     bodies = [{"history": h, "k": 1 + n % 12} for n, h in enumerate(_histories(ids, 48, seed=11))]
     alone = [server.recommend(**b) for b in bodies]
@@ -231,13 +233,17 @@ def test_health_and_metrics(server: Server):
     assert 'oncerec_requests_total{endpoint="/recommend",status="422"}' in text
     assert "# TYPE oncerec_request_duration_seconds histogram" in text
     assert 'oncerec_request_duration_seconds_bucket{endpoint="/recommend",le="+Inf"}' in text
-    assert f"oncerec_index_items {health['items']}" in text
+    assert f"\noncerec_index_items {float(health['items'])}\n" in text
     popular = next(
         line
         for line in text.splitlines()
         if line.startswith('oncerec_recommendations_total{source="popularity"}')
     )
-    assert int(popular.split()[-1]) >= 1
+    assert float(popular.split()[-1]) >= 1
+    assert server.http.get("/metrics").headers["content-type"].startswith("text/plain; version=0.0.4")
+    asked = server.http.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
+    assert asked.headers["content-type"].startswith("application/openmetrics-text")
+    assert asked.text.endswith("# EOF\n") and "oncerec_recommendations_total" in asked.text
 
 
 def test_an_added_item_is_recommended_and_survives_a_kill(naml_export: Path, tmp_path: Path):
@@ -265,10 +271,16 @@ def test_an_added_item_is_recommended_and_survives_a_kill(naml_export: Path, tmp
     assert server.recommend(["N-new"], k=3)["source"] == "model"  # a known item in a history from now on
     server.kill()
 
-    # a writer killed mid-write leaves a temporary folder: never read, removed by the next writer
-    half = export / "added" / ".tmp-00000002"
-    half.mkdir()
-    (half / "items.json").write_text('[{"id": "N-half", "tit')
+    # a writer killed in the middle of its transaction leaves nothing, and no lock behind
+    store = export / "added" / "items.sqlite"
+    half = json.dumps([{"id": "N-half", "title": "Cut short"}])
+    cut_short = (
+        "import os, signal, sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "db.execute('BEGIN IMMEDIATE'); "
+        "db.execute('INSERT INTO requests (items, vectors) VALUES (?, ?)', (sys.argv[2], b'')); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    assert subprocess.run([sys.executable, "-c", cut_short, str(store), half]).returncode == -signal.SIGKILL
     server = Server(export, "--persist")
     assert server.http.get("/health").json()["items"] == 299
     assert server.recommend([ids[x]], k=10) == answer
@@ -277,13 +289,13 @@ def test_an_added_item_is_recommended_and_survives_a_kill(naml_export: Path, tmp
     )
     assert replaced.json() == {"added": 0, "replaced": 1, "items": 299}
     assert "N-new" not in _ids(server.recommend([ids[x]], k=1))
-    assert not half.exists() and sorted(p.name for p in (export / "added").iterdir()) == [
-        ".lock",
-        "00000001",
-        "00000002",
-        "LAST",
-    ]
     server.stop()
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT seq, items FROM requests ORDER BY seq").fetchall()
+    assert [(seq, [item["id"] for item in json.loads(items)]) for seq, items in rows] == [
+        (1, ["N-new"]),
+        (2, ["N-new"]),
+    ]
 
 
 def test_the_approximate_index_finds_what_the_exact_one_finds(tmp_path_factory):
@@ -298,7 +310,7 @@ def test_the_approximate_index_finds_what_the_exact_one_finds(tmp_path_factory):
     rng = np.random.default_rng(1)
     recall: dict[str, list[float]] = {"hnsw": [], "ivf": []}
     for _ in range(100):
-        history = [exact.ids[i] for i in rng.integers(1, exact.num_items, 50)]
+        history = [exact.catalogue.ids[i] for i in rng.integers(1, len(exact.catalogue), 50)]
         truth = {i for i, _ in exact.recommend(history, None, 10).items}
         recall["hnsw"].append(len(truth & set(_ids(server.recommend(history, k=10)))) / 10)
         recall["ivf"].append(len(truth & {i for i, _ in ivf.recommend(history, None, 10).items}) / 10)
@@ -312,7 +324,7 @@ def test_the_approximate_index_finds_what_the_exact_one_finds(tmp_path_factory):
 def _assert_batch_is_each_alone(service: Service) -> None:
     """Requests answered together (as the app batches those that arrive while a batch runs) get the answers
     each gets alone: histories of different lengths, k and exclusions, a cold user, an unknown id."""
-    histories = _histories(service.ids, 6, seed=3)
+    histories = _histories(service.catalogue.ids, 6, seed=3)
     queries = [
         Query(h, None, k, exclude)
         for h, k, exclude in zip(histories, (10, 3, 10, 25, 10, 1), (True, False) * 3, strict=True)
@@ -338,7 +350,7 @@ def test_two_stage_ranking_of_a_ctr_head(tmp_path_factory):
     every = Service(export, candidates=0)
     two = Service(export, candidates=20)
     assert two.health()["ranking"] == "two_stage"
-    for history in _histories(every.ids, 10):
+    for history in _histories(every.catalogue.ids, 10):
         expected = run.recommend(history=history, k=10)
         full = every.recommend(history, None, 10)
         assert [i for i, _ in full.items] == [i for i, _, _ in expected]  # --candidates 0: as recommend ranks
@@ -355,8 +367,8 @@ def test_two_stage_ranking_of_a_ctr_head(tmp_path_factory):
     # item-id embeddings: the export serves the stored vectors (no item encoder is built), adds no items
     run_dir = _train(tmp_path_factory, "dnn-id", "data=demo-tiny", "model=dnn", "model.item=id")
     ids_only = Service(_export(run_dir, tmp_path_factory.mktemp("exports") / "dnn-id"), candidates=0)
-    assert ids_only.model.item_encoder is None
-    history = _histories(ids_only.ids, 1)[0]
+    assert ids_only.export.model.item_encoder is None
+    history = _histories(ids_only.catalogue.ids, 1)[0]
     expected = [i for i, _, _ in load_run(run_dir).recommend(history=history, k=10)]
     assert [i for i, _ in ids_only.recommend(history, None, 10).items] == expected
     with pytest.raises(RequestError, match="model.item=id encodes no content") as refused:
@@ -471,7 +483,7 @@ def test_export_checks(naml_run: Path, naml_export: Path, tmp_path: Path, capsys
     half = _export(naml_run, tmp_path / "half", "--dtype", "float16")
     assert np.load(half / "vectors.npy").dtype == np.float16
     full, rounded = Service(naml_export), Service(half)
-    for history in _histories(full.ids, 5):
+    for history in _histories(full.catalogue.ids, 5):
         a, b = full.recommend(history, None, 10).items, rounded.recommend(history, None, 10).items
         np.testing.assert_allclose([s for _, s in a], [s for _, s in b], atol=1e-2)
     (half / "index.faiss").write_bytes(b"not an index")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, SMALL
+from conftest import SMALL
 
 from oncerec.config.loader import build_config
 from oncerec.data.batching import TrainSampler
@@ -19,7 +19,8 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import CheckpointError, ConfigError, OncerecError
 from oncerec.eval.leaderboard import score_files, write_truth
 from oncerec.eval.slices import split_metrics
-from oncerec.models.layers import SelfAttention, attendable, disagreement
+from oncerec.models.layers import SelfAttention, attendable
+from oncerec.models.miner import disagreement
 from oncerec.training.baselines import popularity_scores
 from oncerec.training.build import build_recommender
 from oncerec.training.checkpoint import load_latest, load_weights
@@ -44,7 +45,9 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_fast_evaluation_equals_slow_path(tiny: Dataset, preset: str):
-    cfg = build_config([f"model={preset}", *SMALL, "model.gru_mode=con"])
+    cfg = build_config(
+        [f"model={preset}", *SMALL, *(["model.user.gru_mode=con"] if preset == "lstur" else [])]
+    )
     torch.manual_seed(0)
     model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
     split = tiny.split("valid")
@@ -60,7 +63,7 @@ def test_miner_category_bias_follows_the_candidates_category(tiny: Dataset):
     softmax_j(c_i . tanh(W n_j) + cos(e_j, e_x)) (e: category embeddings); the interest scores v_i . x are
     averaged with softmax_i(x . GELU(W' v_i)). (Fast evaluation is exact: test_fast_evaluation_equals_slow_path.)"""
     cfg = build_config(["model=miner", *SMALL])
-    assert cfg.model.miner_category_bias and cfg.model.num_interests == 32
+    assert cfg.model.miner_category_bias and cfg.model.user.num_interests == 32
     torch.manual_seed(0)
     model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
     category = model.content.lookup("category", torch.arange(tiny.num_items))
@@ -87,16 +90,21 @@ def test_miner_category_bias_follows_the_candidates_category(tiny: Dataset):
 
         torch.testing.assert_close(as_1[0, 0], by_hand(torch.nn.functional.gelu))
         assert not torch.allclose(as_1[0, 0], by_hand(torch.tanh))  # GELU, not tanh
-    bad = build_config(["model=miner", *SMALL, "model.predictor=dot"])
     with pytest.raises(ConfigError, match="needs model.user=poly with model.predictor=target_aware"):
-        build_recommender(bad.model, bad.embed, tiny, log=lambda *_: None)
+        build_config(["model=miner", *SMALL, "model.predictor=dot"])
 
 
 def test_miner_disagreement_regularisation_reaches_the_training_loss(tiny: Dataset, tmp_path: Path):
     # cosines: (v1, v2) = (v2, v3) = 1 / sqrt 2, (v1, v3) = 0; the mean over all 3 x 3 pairs, i = j included
     v = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]])
     assert disagreement(v).item() == pytest.approx((3 + 4 / 2**0.5) / 9)
-    args = ["data=demo-tiny", "model=miner", *SMALL, "model.dropout=0", "model.disagreement_weight=0.5"]
+    args = [
+        "data=demo-tiny",
+        "model=miner",
+        *SMALL,
+        "model.dropout=0",
+        "model.predictor.disagreement_weight=0.5",
+    ]
     cfg = build_config(args)
     torch.manual_seed(cfg.exp.seed)
     model = build_recommender(cfg.model, cfg.embed, tiny, seed=cfg.exp.seed, log=lambda *_: None)
@@ -161,7 +169,7 @@ def test_lstur_users_unseen_in_training_are_the_unknown_user(tiny: Dataset, mode
     seen = tiny.train_users
     assert seen[np.asarray(tiny.split("train").user)].all() and not seen[0]
     unseen, known = int(np.flatnonzero(~seen[1:])[0]) + 1, int(np.flatnonzero(seen)[0])
-    cfg = build_config(["model=lstur", *SMALL, f"model.gru_mode={mode}"])
+    cfg = build_config(["model=lstur", *SMALL, f"model.user.gru_mode={mode}"])
     torch.manual_seed(0)
     model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
     clicked = torch.randn(1, 4, cfg.model.hidden_size).expand(3, -1, -1)  # the same clicks for three users
@@ -188,7 +196,8 @@ def test_attention_residual_adds_the_layer_input(tiny: Dataset):
     x, mask = torch.randn(3, 5, 8), torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
     torch.testing.assert_close(residual(x, mask), x + plain(x, mask))
     # NRMS with it: every self-attention layer has it, and fast evaluation still equals the slow path
-    cfg = build_config(["model=nrms", *SMALL, "model.attention_residual=true"])
+    on = ["model.item.attention_residual=true", "model.user.attention_residual=true"]
+    cfg = build_config(["model=nrms", *SMALL, *on])
     model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
     layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
     assert len(layers) == 2 and all(m.residual for m in layers)
@@ -302,7 +311,7 @@ def test_a_short_training_learns(tmp_path: Path):
         "exp.max_steps=120",
         f"exp.out_dir={tmp_path / 'r'}",
     ]
-    cfg = build_config(args, shared=SMALL)
+    cfg = build_config([*SMALL, *args])
     small = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
     torch.manual_seed(cfg.exp.seed)
     untrained = build_recommender(cfg.model, cfg.embed, small, seed=cfg.exp.seed, log=lambda *_: None)
@@ -322,7 +331,7 @@ def test_resume_after_sigkill_reaches_the_same_metrics(tiny: Dataset, tmp_path: 
         "train",
         "data=demo-tiny",
         "model=lstur",
-        *SHARED,
+        *SMALL,
         "exp.batch_size=4",
         "exp.epochs=2",
         "exp.epoch_batch=-2",
@@ -402,12 +411,11 @@ def test_config_errors_name_the_key_and_the_valid_choices():
     assert cfg.model.item_fields == ["title", "abstract"] and cfg.exp.lr == 1e-4 and cfg.model.name == "nrms"
 
 
-def test_unknown_component_lists_valid_names(tiny: Dataset):
-    cfg = build_config(["model.user=lstm"])
+def test_unknown_component_lists_valid_names():
     with pytest.raises(
         ConfigError, match="valid: attention, fastformer, gru, npa, poly, pool, self_attention, sequence"
     ):
-        build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+        build_config(["model.user=lstm"])
 
 
 def test_yaml_config_file_and_cli_override(tmp_path: Path):
@@ -415,7 +423,7 @@ def test_yaml_config_file_and_cli_override(tmp_path: Path):
         "item: cnn\nuser: gru\nitem_fields: [title, category]\nhidden_size: 64\n"
     )
     cfg = build_config([f"model={tmp_path / 'm.yaml'}", "model.hidden_size=32"])
-    assert (cfg.model.item, cfg.model.user, cfg.model.hidden_size) == ("cnn", "gru", 32)
+    assert (cfg.model.item.name, cfg.model.user.name, cfg.model.hidden_size) == ("cnn", "gru", 32)
     (tmp_path / "bad.yaml").write_text("item: cnn\nwidth: 3\n")
     with pytest.raises(ConfigError, match="unknown key `model.width`"):
         build_config([f"model={tmp_path / 'bad.yaml'}"])

@@ -15,7 +15,7 @@ from conftest import NEWS_DEV, SMALL, write_mind
 
 from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset, resolve_dataset
-from oncerec.data.goodreads import json_lines
+from oncerec.data.formats.goodreads import json_lines
 from oncerec.data.prepare import prepare
 from oncerec.data.word_vectors import read_glove
 from oncerec.errors import ConfigError, OncerecError
@@ -47,7 +47,7 @@ def test_key_overrides_apply_after_group_presets_whatever_their_order():
     before = build_config(["data=demo-tiny", "model.hidden_size=64", "model=naml", "exp.lr=0.01", "exp=demo"])
     after = build_config(["data=demo-tiny", "model=naml", "exp=demo", "model.hidden_size=64", "exp.lr=0.01"])
     assert before.model.hidden_size == after.model.hidden_size == 64
-    assert before.model.item == "cnn" and before.exp.lr == 0.01
+    assert before.model.item.name == "cnn" and before.exp.lr == 0.01
     assert before.model_dump() == after.model_dump()
     # the packaged once-demo spec: every row picks its own `model=` preset; its common sizes reach the runs
     spec = load_spec("once-demo")
@@ -70,13 +70,7 @@ def test_experiment_reuses_a_finished_run_only_with_the_same_config(tmp_path: Pa
     spec = Spec(
         name="reuse",
         seeds=[1],
-        # a pooled model has no attention heads: a common key that no run reads is an error
-        common=[
-            "data=demo-tiny",
-            "exp=quick",
-            *(a for a in SMALL if "num_heads" not in a),
-            "exp.max_steps=1",
-        ],
+        common=["data=demo-tiny", "exp=quick", *SMALL, "exp.max_steps=1"],
         axes={"model": {"pool": ["model.item=pool", "model.user=pool"]}},
     )
     lines: list[str] = []
@@ -125,7 +119,7 @@ def test_a_folder_that_is_not_a_run_is_never_written_into(tmp_path: Path, stray:
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / stray).write_text("the user's own file\n")
-    cfg = build_config(["data=demo-tiny", "model=naml", "exp=quick", f"exp.out_dir={folder}"], shared=SMALL)
+    cfg = build_config(["data=demo-tiny", "model=naml", "exp=quick", *SMALL, f"exp.out_dir={folder}"])
     with pytest.raises(OncerecError, match="is not empty and is not an oncerec run"):
         train(cfg, **QUIET)
     assert sorted(p.name for p in folder.iterdir()) == [stray]

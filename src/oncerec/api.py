@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from oncerec.run import Run
     from oncerec.training.session import Run as TrainedRun
 
-# Formats whose protocol (negatives, text fields) comes from a data preset of the same name.
-_FORMAT_PRESETS = ("once-goodreads", "adressa")
-
 
 def overrides_list(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
     """`{"model.hidden_size": 64}` or `["model.hidden_size=64"]` as command-line overrides. A non-string value is
@@ -47,15 +44,15 @@ def make_config(
     exp: str | None = None,
     embed: str | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    shared: Sequence[str] = (),
 ) -> Config:
     """The validated configuration of a run: each group a preset name, a YAML file (or, for data, a folder),
-    then `overrides` (`{"exp.lr": 1e-4}`). Unknown keys and wrong types raise `ConfigError`."""
+    then `overrides` (`{"exp.lr": 1e-4, "model.user": "gru", "model.user.gru_mode": "con"}`). Unknown keys
+    (a key the chosen component does not have among them) and wrong types raise `ConfigError`."""
     from oncerec.config.loader import build_config
 
     groups = {"data": data, "model": model, "exp": exp, "embed": embed}
     args = [f"{group}={ref}" for group, ref in groups.items() if ref is not None]
-    return build_config([*args, *overrides_list(overrides)], shared=shared)
+    return build_config([*args, *overrides_list(overrides)])
 
 
 def train(
@@ -100,20 +97,19 @@ def prepare(
     progress: bool = True,
     log: Callable[[str], object] = print,
 ) -> Dataset:
-    """Reads a raw data folder (`format`: mind, xmind, pens, ebnerd, adressa, goodreads, once-goodreads,
+    """Reads a raw data folder (`format`: a name of `oncerec.data.formats.FORMATS`, e.g. mind, goodreads,
     generic) into a new dataset directory (default `<raw>-prepared` beside it) and returns it (`.stats`: the
     counts of stats.json). `overrides`: data options, e.g. `{"data.split": "once"}`. `log`: where what it read
     and its warnings (repeated interactions, ids missing from every news file, ...) go."""
     from oncerec.data.dataset import Dataset
+    from oncerec.data.formats import FORMATS
     from oncerec.data.prepare import prepare as build
 
     raw = Path(raw).resolve()
     extra = overrides_list(overrides)
-    preset = (
-        [f"data={format}"]
-        if format in _FORMAT_PRESETS and not any(o.startswith("data=") for o in extra)
-        else []
-    )
+    # a format whose protocol (negatives, text fields) comes from a data preset starts from it
+    starts_from = FORMATS[format].preset if format in FORMATS else ""
+    preset = [f"data={starts_from}"] if starts_from and not any(o.startswith("data=") for o in extra) else []
     cfg = make_config(
         overrides=[*preset, f"data.source={raw}", f"data.name={raw.name}", f"data.format={format}", *extra]
     ).data

@@ -9,13 +9,15 @@ combination of one value per axis, for every seed, is one run of `oncerec train`
     common: [data=demo-small, exp=demo]             # overrides of every run
     axes:
       model: {naml: [model=naml], nrms: [model=nrms]}
-      item: {word: [], dire: [model.item=lm, model.item_lm=smollm2-135m, ...]}
+      item: {word: [], dire: [model.item=lm, model.item.lm=smollm2-135m, ...]}
     baseline: naml/word                              # the row the others are compared with
     source: ONCE's released Goodreads folder         # optional: the spec needs `--source DIR`, `{source}`
 
-The common block and the overrides given after the spec name serve every row: they are shared keys
-(`oncerec train --shared`), which a row's model need not read, though some row must. A key given after the
-spec name wins over a row's own, as it did when it came last.
+Each run's overrides are the common block, then the row's own, then those given after the spec name (later
+ones win, as on the `oncerec train` command line). They are plain overrides of every row: a key the row's
+component does not have (`model.item.layer` for a row with a word-level item encoder) is an error naming the
+row, before anything runs. Keys for some rows only go into those rows (their axis values), and the model-wide
+sizes (`model.hidden_size`, `model.num_heads`, ...) fit every row.
 
 Runs go to `<out>/<name>/<row>/seed-<s>/` and run in a subprocess each (so one crash or one process-wide
 setting cannot leak into the next); a run with a metrics.json is finished and skipped, an interrupted one
@@ -44,7 +46,6 @@ from oncerec.config.schema import Config
 from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.metrics import read_metrics, table_metrics
 from oncerec.eval.tables import DASH, mean_std, metric_table, value
-from oncerec.models.recommender import check_knobs, knobs_read
 from oncerec.training.trainer import diff_line, resume_diff, run_diff
 
 PRESETS = Path(__file__).resolve().parent / "config" / "presets" / "experiment"
@@ -241,22 +242,14 @@ def run_experiment(
                     f"setup step `oncerec {' '.join(args)}` failed (exit {done.returncode})\n"
                     + ((done.stderr or "")[-2000:] if quiet else "")
                 )
-    shared = [fill(a) for a in [*spec.common, *extra]]
-    given = {a.partition("=")[0] for a in extra}
     todo = []
     for row, overrides in spec.rows:
-        # a key or group given after the spec name wins over the row's own, as when it came after the row
-        own = [o for o in overrides if o.partition("=")[0] not in given]
         for seed in spec.seeds:
             folder = run_dir(out, spec, row, seed)
-            args = [fill(a) for a in [*own, f"exp.seed={seed}", f"exp.out_dir={folder}"]]
-            todo.append((row, seed, folder, args))
-    # Every run's config is resolved and its knobs checked, and every saved one compared, before the first
-    # run trains.
-    configs = {folder: build_config(args, shared=shared) for _, _, folder, args in todo}
-    for cfg in configs.values():
-        check_knobs(cfg)
-    _check_shared(shared, list(configs.values()))
+            args = [*spec.common, *overrides, *extra, f"exp.seed={seed}", f"exp.out_dir={folder}"]
+            todo.append((row, seed, folder, [fill(a) for a in args]))
+    # Every run's config is resolved, and every saved one compared, before the first run trains.
+    configs = {folder: _row_config(row, args) for row, _, folder, args in todo}
     started = {folder: _check_saved(folder, cfg) for folder, cfg in configs.items()}
     log(f"experiment {spec.name}: {len(spec.rows)} rows x {len(spec.seeds)} seeds into {home}")
     began, trained = time.perf_counter(), 0
@@ -266,7 +259,7 @@ def run_experiment(
             continue
         if started[folder]:
             args = [*args, "exp.resume=true"]
-        cmd = [sys.executable, "-m", "oncerec.cli", "train", *args, *(f"--shared={a}" for a in shared)]
+        cmd = [sys.executable, "-m", "oncerec.cli", "train", *args]
         cmd += ["--quiet"] if quiet else []
         run_began = time.perf_counter()
         done = subprocess.run(cmd, capture_output=quiet, text=True)
@@ -304,13 +297,11 @@ def _first_metric(folder: Path, split: str) -> str:
     return f"{split} {name} {got:.4f}" if isinstance(got, float) else f"{split} {name} {DASH}"
 
 
-def _check_shared(shared: list[str], configs: list[Config]) -> None:
-    """A shared model key that no run of the grid reads is as silently ignored as an unread key of one run."""
-    read = frozenset().union(*(knobs_read(cfg.model) for cfg in configs))
-    for arg in shared:
-        key = arg.partition("=")[0]
-        if key.startswith("model.") and key.split(".")[1] not in read:
-            raise ConfigError(f"{key}: given to every run of the experiment, but no run's components read it")
+def _row_config(row: str, args: list[str]) -> Config:
+    try:
+        return build_config(args)
+    except ConfigError as e:
+        raise ConfigError(f"experiment row `{row}`: {e}") from None
 
 
 def _check_saved(folder: Path, cfg: Config) -> bool:

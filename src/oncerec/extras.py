@@ -14,6 +14,7 @@ EXTRAS = {
         "uvicorn": "uvicorn",
         "httptools": "httptools",
         "uvloop": "uvloop",
+        "prometheus_client": "prometheus-client",
     },
     "genre": {"openai": "openai", "aiohttp": "aiohttp"},
     "gguf": {"gguf": "gguf"},

@@ -10,7 +10,7 @@ def cmd_config_show(a: argparse.Namespace) -> None:
     from oncerec.api import make_config
     from oncerec.config.reference import annotated_config
 
-    print(annotated_config(make_config(overrides=a.overrides, shared=a.shared)))
+    print(annotated_config(make_config(overrides=a.overrides)))
 
 
 def cmd_presets(a: argparse.Namespace) -> None:
@@ -35,7 +35,6 @@ def add_config(sub) -> None:
         description="oncerec config show data=<preset|file|folder> model=<preset|file> [group.key=value ...]",
     )
     s.add_argument("overrides", nargs="*", help="as for train, e.g. data=demo-tiny model=nrms exp.lr=1e-4")
-    s.add_argument("--shared", action="append", default=[], metavar="KEY=VALUE", help="as for train")
     s.set_defaults(func=cmd_config_show)
 
 

@@ -34,20 +34,49 @@ def cmd_stats(a: argparse.Namespace) -> None:
     print("\n".join(stats_lines(ds.stats, ds.root)))
 
 
+def _prepared_formats() -> list:
+    """The formats `prepare` reads from a folder (the demo data is generated instead), from their table. Read
+    only when `prepare` is parsed or its help shown: `oncerec --version` and `--help` import none of the
+    readers' libraries."""
+    from oncerec.data.formats import FORMATS
+
+    return [f for f in FORMATS.values() if not f.generated]
+
+
+class _PreparedFormats:
+    """`prepare --format`'s choices, as argparse reads them (`in`, iteration)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in iter(self)
+
+    def __iter__(self):
+        return iter([f.name for f in _prepared_formats()])
+
+
+class _PrepareHelp(argparse.HelpFormatter):
+    """`prepare --help`: the raw folder's help says what each format reads."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if action.dest != "raw":
+            return text
+        reads = "; ".join(
+            f"{f.name}: {f.about}" + (f", starting from the data preset {f.preset}" if f.preset else "")
+            for f in _prepared_formats()
+        )
+        return f"{text}; by format: {reads}".replace("%", "%%")
+
+
 def add_prepare(sub) -> None:
-    s = sub.add_parser("prepare", help="raw data folder -> dataset directory")
-    s.add_argument(
-        "raw",
-        help="raw data folder (MIND: train/, dev/, optional test/; xMIND: the MIND folder, with "
-        "data.translations=<xMIND language folder>; PENS: news.tsv, train.tsv, valid.tsv; EB-NeRD: "
-        "articles.parquet, train/, validation/, optional test/; Adressa: the event files, with the data preset "
-        "adressa; Goodreads: the two .json.gz files; once-goodreads: ONCE's released Goodreads folder, with the "
-        "data preset once-goodreads; generic: items + interactions files)",
-    )
+    s = sub.add_parser("prepare", help="raw data folder -> dataset directory", formatter_class=_PrepareHelp)
+    s.add_argument("raw", help="raw data folder")  # + what each format reads (_PrepareHelp)
     s.add_argument(
         "--format",
-        choices=["mind", "xmind", "pens", "ebnerd", "adressa", "goodreads", "once-goodreads", "generic"],
+        choices=_PreparedFormats(),
+        metavar="FORMAT",  # argparse would read the choices to write the usage line
         default="mind",
+        help="the raw data's format, one of %(choices)s (default: mind); each has data keys of its own "
+        "(oncerec config show data.format=FORMAT)",
     )
     s.add_argument(
         "--out", help="dataset directory to create (default: <raw>-prepared beside the raw folder)"

@@ -27,10 +27,10 @@ def add_dire(sub) -> None:
     s = dire.add_parser(
         "cache",
         help="run layers 0..k-1 once over every item and store the states entering layer k",
-        description="oncerec dire cache data=... model=<bert-*|llm-*|...> [model.cache_layers=[k1,k2]]",
+        description="oncerec dire cache data=... model=<bert-*|llm-*|...> [model.item.cache_layers=[k1,k2]]",
     )
     s.add_argument(
-        "overrides", nargs="*", help="e.g. data=demo-small model=llm-naml model.cache_layers=[26,28]"
+        "overrides", nargs="*", help="e.g. data=demo-small model=llm-naml model.item.cache_layers=[26,28]"
     )
     s.add_argument("--batch-size", type=int, default=64, help="items per forward pass")
     s.add_argument(

@@ -81,11 +81,12 @@ def add_serve(sub) -> None:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1, help="processes, each with its own copy of the export")
     s.add_argument(
-        "--persist", action="store_true", help="keep items added by POST /items (in the added-items folder)"
+        "--persist", action="store_true", help="keep items added by POST /items (in the added-items store)"
     )
     s.add_argument(
         "--added-dir",
-        help="the added-items folder (default: EXPORT/added); shared by every process that serves",
+        help="the added-items folder, holding the store items.sqlite (default: EXPORT/added); shared by every "
+        "process that serves on this machine",
     )
     s.add_argument(
         "--candidates",

@@ -17,7 +17,7 @@ def _print_metrics(metrics: dict, names: list[str]) -> None:
 def cmd_train(a: argparse.Namespace) -> None:
     from oncerec.api import make_config, train_config
 
-    cfg = make_config(overrides=a.overrides, shared=a.shared)
+    cfg = make_config(overrides=a.overrides)
     run = train_config(cfg, progress=not a.quiet)
     if run.metrics:
         _print_metrics(run.metrics, cfg.exp.metrics)
@@ -94,14 +94,10 @@ def add_train(sub) -> None:
         "oncerec presets [GROUP]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("overrides", nargs="*", help="e.g. data=demo-small model=nrms exp.epochs=2 exp.lr=1e-4")
     s.add_argument(
-        "--shared",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an override that serves many models (e.g. an experiment's common sizes): applied before the "
-        "others, and not an error when the chosen components do not read it",
+        "overrides",
+        nargs="*",
+        help="e.g. data=demo-small model=lstur exp.epochs=2 model.hidden_size=64 model.user.gru_mode=con",
     )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)

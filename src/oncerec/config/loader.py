@@ -1,8 +1,8 @@
-"""Resolve `group=<preset|file|folder>` and `group.key=value` arguments into a validated `Config`."""
+"""Resolve `group=<preset|file|folder>` and `group.key=value` arguments into a validated `Config`, and read a
+run's saved config (the flat model layout of older runs included)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,8 +11,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from oncerec.config.catalog import preset_names
-from oncerec.config.schema import GROUPS, Config
+from oncerec.config.schema import GROUPS, Config, ModelConfig
+from oncerec.data.formats.registry import data_keys, saved_data_config, unknown_key
 from oncerec.errors import ConfigError
+from oncerec.models.registry import KINDS, REGISTRY
 
 
 def _read_yaml(path: Path | Any, what: str) -> dict:
@@ -46,23 +48,34 @@ def load_group(group: str, ref: str) -> dict:
     )
 
 
+# `model.item=NAME` and the like: the keys that choose a component
+CHOICES = {f"model.{kind}" for kind in KINDS}
+
+
 def _set_dotted(tree: dict, key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     for p in parents:
+        if isinstance(tree.get(p), str) and ".".join(key.split(".")[:2]) in CHOICES:
+            tree[p] = {"name": tree[p]}  # a component chosen by name (`user: gru`) takes its keys beside it
         tree = tree.setdefault(p, {})
         if not isinstance(tree, dict):
             raise ConfigError(f"{key}: {p} is not a mapping")
     tree[leaf] = value
 
 
-def _explain(error: ValidationError) -> str:
+def _explain(error: ValidationError, tree: dict) -> str:
     lines = []
     for e in error.errors():
         loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and len(e["loc"]) == 2 and e["loc"][0] == "data":
+            # the data keys are the chosen format's: the line names it and the formats that have the key
+            lines.append(unknown_key(tree.get("data") or {}, str(e["loc"][1])))
+        elif e["type"] == "extra_forbidden":
             owner = _model_at(Config, e["loc"][:-1])
             valid = ", ".join(owner.model_fields) if owner else "?"
             lines.append(f"unknown key `{loc}`; valid keys: {valid}")
+        elif e["type"] == "value_error":  # a validator's own message names its keys
+            lines.append(str(e["ctx"]["error"]))
         else:
             lines.append(f"`{loc}`: {e['msg']} (got {e.get('input')!r})")
     if len(lines) == 1:
@@ -81,55 +94,43 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def build_config(args: list[str], base: dict | None = None, shared: Sequence[str] = ()) -> Config:
+def build_config(args: list[str], base: dict | None = None) -> Config:
     """Build a config from CLI-style arguments on top of `base` (e.g. a saved run's config).
 
     `data=demo-small`, `model=nrms.yaml`, `data=/path/to/MIND`: replace a whole group;
-    `exp.lr=1e-4`, `model.item_fields=[title,abstract]`: set one key (the value is parsed as YAML).
-    Every group preset applies first (a later one of the same group wins), then every key in order, whatever
-    their order in `args`: `model.hidden_size=64 model=naml` is NAML with hidden size 64, so that an
-    experiment's common keys reach rows that choose their own presets.
-
-    `shared`: arguments of the same kind, applied before `args`, that serve many models (the demo's compact
-    sizes, an experiment's common block): unlike `args`, their model keys may be ones the chosen components do
-    not read (see `Config.explicit`).
+    `model.user=gru`: choose a component (with its defaults); `exp.lr=1e-4`, `model.user.gru_mode=con`,
+    `model.item_fields=[title,abstract]`: set one key (the value is parsed as YAML).
+    Every group preset applies first (a later one of the same group wins), then every component choice, then
+    every key in order, whatever their order in `args`: `model.hidden_size=64 model=naml` is NAML with hidden
+    size 64 and `model.user.gru_mode=con model.user=gru` a GRU in `con` mode, so that an experiment's common
+    keys reach rows that choose their own presets and components.
     """
     tree: dict = {g: dict(v) for g, v in (base or {}).items()}
     pairs = []
-    for arg, own in [*((a, False) for a in shared), *((a, True) for a in args)]:
+    for arg in args:
         key, sep, raw = arg.partition("=")
         if not sep:
             raise ConfigError(f"`{arg}`: expected key=value (e.g. model=nrms or exp.lr=1e-4)")
         if key not in GROUPS and key.split(".")[0] not in GROUPS:
             raise ConfigError(f"`{key}`: unknown config group; valid groups: {', '.join(GROUPS)}")
-        pairs.append((key, raw, own))
-    explicit: set[str] = set()
-    for key, raw, own in pairs:
+        pairs.append((key, raw))
+    for key, raw in pairs:
         if key in GROUPS:
             tree[key] = load_group(key, raw)
-            # the keys of the user's own file are chosen as much as key overrides; a packaged preset's are not
-            explicit = {k for k in explicit if not k.startswith(f"{key}.")}
-            if own and raw.endswith((".yaml", ".yml")):
-                explicit |= {f"{key}.{k}" for k in tree[key]}
-    for key, raw, own in pairs:
-        if key in GROUPS:
-            continue
+    keys = [(key, raw) for key, raw in pairs if key not in GROUPS]
+    for key, raw in sorted(keys, key=lambda pair: pair[0] not in CHOICES):  # stable: choices first, in order
         _set_dotted(tree, key, raw if _is_text_field(key) else _parse_value(raw))
-        if own:
-            explicit.add(".".join(key.split(".")[:2]))
     try:
-        cfg = Config.model_validate(tree)
+        return Config.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(_explain(e)) from None
-    cfg._explicit = frozenset(explicit)
-    return cfg
+        raise ConfigError(_explain(e, tree)) from None
 
 
 def _is_text_field(key: str) -> bool:
     """Whether `group.key` is a plain string field, whose value is taken as written: parsed as YAML,
     `data.prompt=book title: {title}` would become a mapping."""
     group, _, name = key.partition(".")
-    field = GROUPS[group].model_fields.get(name)
+    field = (data_keys() if group == "data" else GROUPS[group].model_fields).get(name)
     return field is not None and field.annotation is str
 
 
@@ -141,14 +142,46 @@ def _parse_value(raw: str) -> Any:
 
 
 def load_saved_config(path: Path) -> Config:
-    """A run's `config.yaml`, validated as strictly as the command line (errors name the file)."""
+    """A run's `config.yaml`, validated as strictly as the command line (errors name the file). A run saved
+    before the components had configs of their own (one flat `model` group) is read in the new layout, and the
+    data keys of one saved before each format had its own are read as today's (`saved_data_config`)."""
     tree = _read_yaml(path, str(path)) if path.is_file() else None
     if tree is None:
         raise ConfigError(f"{path}: no such file (not a run directory?)")
+    if isinstance(tree.get("model"), dict):
+        tree["model"] = from_flat_model(tree["model"])
+    if isinstance(tree.get("data"), dict):
+        tree["data"] = saved_data_config(tree["data"])
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {_explain(e)}") from None
+        raise ConfigError(f"{path}: {_explain(e, tree)}") from None
+
+
+# component keys that had other names in the flat model layout (the language-model item encoder's)
+FLAT_NAMES = {"lm": "item_lm", "dtype": "lm_dtype", "pooling": "lm_pooling", "norm": "lm_norm"}
+
+
+def from_flat_model(values: dict) -> dict:
+    """The `model` group of a config saved in the flat layout (every knob a `model.<key>`, `item: cnn`) in the
+    layout of components with their own keys: the model-wide keys stay, each chosen component takes the keys
+    of its config (`gru_mode` under `user`; `item_lm` as `item.lm`, see FLAT_NAMES), and the rest, which no
+    chosen component read, are dropped. A group in the new layout is returned as it is."""
+    flat = all(isinstance(values.get(kind), str) for kind in KINDS) and not set(values) <= set(
+        ModelConfig.model_fields
+    )
+    if not flat:
+        return values
+    out = {k: v for k, v in values.items() if k in ModelConfig.model_fields}
+    for kind in KINDS:
+        name = values[kind]
+        if name not in REGISTRY[kind]:
+            continue  # the schema names the valid components
+        keys = [k for k in REGISTRY[kind][name].config_class.model_fields if k != "name"]
+        out[kind] = {"name": name} | {
+            k: values[FLAT_NAMES.get(k, k)] for k in keys if FLAT_NAMES.get(k, k) in values
+        }
+    return out
 
 
 def dump_config(cfg: Config) -> str:
@@ -158,11 +191,23 @@ def dump_config(cfg: Config) -> str:
 def config_diff(
     a: Config, b: Config, groups: tuple[str, ...] = ("data", "model", "embed", "exp")
 ) -> list[str]:
-    """Keys whose values differ between two configs, as `group.key: old -> new`."""
-    out = []
+    """Keys whose values differ between two configs, as `group.key: old -> new` (nested keys dotted, as
+    `model.user.gru_mode`; a key one side lacks shows as `—`)."""
+    out: list[str] = []
     for g in groups:
-        da, db = getattr(a, g).model_dump(), getattr(b, g).model_dump()
-        for k in da:
-            if da[k] != db[k]:
-                out.append(f"{g}.{k}: {da[k]!r} -> {db[k]!r}")
+        _diff(getattr(a, g).model_dump(), getattr(b, g).model_dump(), g, out)
     return out
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "—"
+
+
+def _diff(a: dict, b: dict, prefix: str, out: list[str]) -> None:
+    for k in [*a, *(k for k in b if k not in a)]:
+        x, y = a.get(k, _Absent()), b.get(k, _Absent())
+        if isinstance(x, dict) and isinstance(y, dict):
+            _diff(x, y, f"{prefix}.{k}", out)
+        elif x != y:
+            out.append(f"{prefix}.{k}: {x!r} -> {y!r}")

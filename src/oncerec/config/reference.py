@@ -3,7 +3,11 @@ every packaged preset (from its YAML file). The docs site renders them at build 
 is no hand-kept copy to fall behind the code.
 
 The schema is walked generically through pydantic's `model_fields`: a field whose type is a model is a section
-of its own (`data`, `model`, ... and any deeper nesting), every other field is a key.
+of its own (`data`, `model`, ... and any deeper nesting), every other field is a key. A field that chooses a
+component (`model.item`, typed `ComponentConfig`) is a key, whose values are the registry's names of its kind,
+and a section for each of those components follows, with the keys of its config (`model.item=cnn`:
+`model.item.kernel_size`, ...). The `data` section holds the keys every format shares; the data formats' own keys
+follow it, from the table of formats.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -20,29 +25,64 @@ from pydantic.fields import FieldInfo
 
 from oncerec.config.catalog import first_sentence, leading_comment
 from oncerec.config.schema import GROUPS, Config
+from oncerec.data.formats import FORMATS, DataConfig
+from oncerec.models.interfaces import ComponentConfig
+from oncerec.models.registry import KIND_LABELS, REGISTRY
 
 # how each bound of a numeric field reads (pydantic keeps `Field(ge=1)` as a metadata object with `.ge`)
 _BOUNDS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"))
 
 
 def markdown_reference(root: type[BaseModel] = Config) -> str:
-    """One section per configuration group (and per nested model inside one), one table row per key: its
-    dotted name, type (with bounds), default and description."""
+    """One section per configuration group (and per nested model inside one, and per component a group
+    chooses among), one table row per key: its dotted name, type (with bounds), default and description."""
     out: list[str] = []
-    for name, model, info in _sections(root):
-        out += [f"## `{name}`", ""]
-        about = _doc(model) or (info.description if info else None)
+    for sec in _sections(root):
+        out += [f"## {sec.title}", ""]
+        if sec.about:
+            out += [sec.about, ""]
+        leaves = list(_leaves(sec.model))
+        out += _key_table(sec.name, sec.anchor, leaves) if leaves else ["No keys of its own.", ""]
+        if sec.model is DataConfig:
+            out += _format_sections()
+    return "\n".join(out)
+
+
+def _key_table(section: str, anchor: str, keys: list[tuple[str, FieldInfo]]) -> list[str]:
+    out = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, field in keys:
+        out.append(
+            f"| `{section}.{key}`{{#{anchor}.{key}}} | {_cell(type_text(field, key))} "
+            f"| {_cell(default_text(field))} | {_cell(field.description or '')} |"
+        )
+    return [*out, ""]
+
+
+def _format_sections() -> list[str]:
+    """The data formats (what each reads), then the keys of their own: one section per config class that
+    declares keys (the ONCE protocol's, random negatives', a format's), naming the formats that have them."""
+    out = ["## Data formats", "", "| `data.format` | `data.source` holds | domain |", "|---|---|---|"]
+    out += [f"| `{f.name}` | {_cell(f.about)} | {f.domain} |" for f in FORMATS.values()]
+    out.append("")
+    owners: dict[type[BaseModel], list[str]] = {}
+    for fmt in FORMATS.values():
+        for cls in reversed(fmt.config.__mro__):  # the shared parts (the protocol's) before a format's own
+            if isinstance(cls, type) and issubclass(cls, DataConfig) and _declared(cls):
+                owners.setdefault(cls, []).append(fmt.name)
+    for cls, names in owners.items():
+        out += [f"## `data` keys of {', '.join(f'`{n}`' for n in names)}", ""]
+        about = _doc(cls)
         if about:
             out += [about, ""]
-        out += ["| key | type | default | description |", "|---|---|---|---|"]
-        for key, field in _leaves(model):
-            dotted = f"{name}.{key}"
-            out.append(
-                f"| `{dotted}`{{#{dotted}}} | {_cell(type_text(field))} | {_cell(default_text(field))} "
-                f"| {_cell(field.description or '')} |"
-            )
-        out.append("")
-    return "\n".join(out)
+        out += _key_table("data", "data", [(key, cls.model_fields[key]) for key in _declared(cls)])
+    return out
+
+
+def _declared(cls: type[BaseModel]) -> list[str]:
+    """The keys a data config class declares itself, besides `format` (and what DataConfig shares)."""
+    if cls is DataConfig:
+        return []
+    return [k for k in cls.__dict__.get("__annotations__", {}) if k in cls.model_fields and k != "format"]
 
 
 def markdown_presets() -> str:
@@ -66,39 +106,85 @@ def markdown_presets() -> str:
 
 
 def annotated_config(cfg: BaseModel) -> str:
-    """A resolved configuration as YAML, each key followed by the first sentence of its description."""
+    """A resolved configuration as YAML, each key followed by the first sentence of its description; each
+    chosen component's keys in a section of their own (`model.item:`)."""
     out: list[str] = []
-    for name, model, _ in _sections(type(cfg)):
-        values = cfg
-        for part in name.split("."):
-            values = getattr(values, part)
-        if values is None:
-            continue
-        out.append(f"{name}:")
-        for key, field in _leaves(model):
-            value = _flow(getattr(values, key))
-            about = first_sentence(field.description or "")
+    for name, values in _value_sections(cfg):
+        chosen = isinstance(values, ComponentConfig)
+        out.append(
+            f"{name}:" + (f"  # {KIND_LABELS[name.rsplit('.', 1)[-1]]} {values.name}" if chosen else "")
+        )
+        for key, _ in _leaves(type(values)):  # the values' own class: a data format's adds keys
+            value = getattr(values, key)
+            value = value.name if isinstance(value, ComponentConfig) else _flow(value)
+            about = first_sentence(_description(type(values), key))
             about = about if len(about) <= 100 else about[:99].rstrip() + "…"
             out.append(f"  {key}: {value}" + (f"  # {about}" if about else ""))
     return "\n".join(out)
 
 
-def _sections(
-    model: type[BaseModel], prefix: str = "", info: FieldInfo | None = None
-) -> Iterator[tuple[str, type[BaseModel], FieldInfo | None]]:
-    """(dotted name, model, the field that holds it) of every model under `model` that has keys of its own."""
-    if prefix and any(_model_of(f) is None for f in model.model_fields.values()):
-        yield prefix, model, info
+def _description(model: type[BaseModel], key: str) -> str:
+    """A key's description; a data format's `format`, which only narrows the type, keeps DataConfig's."""
+    for cls in model.__mro__:
+        field = getattr(cls, "model_fields", {}).get(key)
+        if field is not None and field.description:
+            return field.description
+    return ""
+
+
+@dataclass
+class _Section:
+    name: str  # the dotted prefix of its keys
+    model: type[BaseModel]
+    title: str
+    anchor: str  # unique: two components of a kind may have keys of one name
+    about: str | None
+
+
+def _sections(model: type[BaseModel], prefix: str = "", info: FieldInfo | None = None) -> Iterator[_Section]:
+    """Every model under `model` that has keys of its own, and every component a choice field offers."""
+    if prefix and any(True for _ in _leaves(model)):
+        yield _Section(
+            prefix, model, f"`{prefix}`", prefix, _doc(model) or (info.description if info else None)
+        )
     for key, field in model.model_fields.items():
-        sub = _model_of(field)
-        if sub is not None:
-            yield from _sections(sub, f"{prefix}.{key}" if prefix else key, field)
+        dotted = f"{prefix}.{key}" if prefix else key
+        if _is_choice(field):
+            for name, cls in sorted(REGISTRY[key].items()):
+                own = cls.config_class is not ComponentConfig  # else the base's docstring, of no component
+                about = (_doc(cls.config_class) if own else _doc(cls)) or f"The {KIND_LABELS[key]} `{name}`."
+                yield _Section(dotted, cls.config_class, f"`{dotted}={name}`", f"{dotted}.{name}", about)
+        elif (sub := _model_of(field)) is not None:
+            yield from _sections(sub, dotted, field)
+
+
+def _value_sections(values: BaseModel, prefix: str = "") -> Iterator[tuple[str, BaseModel]]:
+    """(dotted name, values) of every model in a config that has keys, its chosen components included."""
+    if prefix and any(True for _ in _leaves(type(values))):
+        yield prefix, values
+    for key, field in type(values).model_fields.items():
+        sub, dotted = getattr(values, key), f"{prefix}.{key}" if prefix else key
+        if _is_choice(field):
+            if any(True for _ in _leaves(type(sub))):
+                yield dotted, sub
+        elif _model_of(field) is not None and sub is not None:
+            yield from _value_sections(sub, dotted)
 
 
 def _leaves(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo]]:
+    """The keys of a model: its plain fields and its component choices (a component config's `name` is the
+    choice itself, not a key of its own)."""
     for key, field in model.model_fields.items():
-        if _model_of(field) is None:
+        if issubclass(model, ComponentConfig) and key == "name":
+            continue
+        if _model_of(field) is None or _is_choice(field):
             yield key, field
+
+
+def _is_choice(field: FieldInfo) -> bool:
+    """A field that chooses a component of the registry (its own name is the kind)."""
+    sub = _model_of(field)
+    return sub is not None and issubclass(sub, ComponentConfig)
 
 
 def _model_of(field: FieldInfo) -> type[BaseModel] | None:
@@ -112,8 +198,11 @@ def _is_union(annotation: Any) -> bool:
     return get_origin(annotation) in (Union, types.UnionType)
 
 
-def type_text(field: FieldInfo) -> str:
-    """A field's type as a user writes the value, with its bounds: `int, ≥ 1`, `one of `a`, `b``."""
+def type_text(field: FieldInfo, key: str = "") -> str:
+    """A field's type as a user writes the value, with its bounds: `int, ≥ 1`, `one of `a`, `b``; for the
+    field `key` that chooses a component, the registry's names of that kind."""
+    if _is_choice(field):
+        return "one of " + ", ".join(f"`{n}`" for n in sorted(REGISTRY[key]))
     text = _type_name(field.annotation)
     bounds = [
         f"{sign} {getattr(m, attr)}"

@@ -1,7 +1,9 @@
 """Typed configuration: four groups, as in the approach we implement.
 
-- `data`: where the data comes from and how it is turned into a dataset directory;
-- `model`: which item encoder, user encoder and predictor, and their sizes;
+- `data`: where the data comes from and how it is turned into a dataset directory (`DataConfig`, the keys every
+  format shares, with each data format's own: they are defined with the formats, in `oncerec.data.formats`);
+- `model`: which item encoder, user encoder and predictor, each with its own keys, and the model-wide sizes
+  (defined by the models package, `models/config.py`, beside the components whose configs it chooses among);
 - `embed`: how the word-embedding table is initialised;
 - `exp`: training and evaluation hyper-parameters.
 
@@ -10,299 +12,19 @@ Every knob is a typed, documented field. Unknown keys and wrong types are errors
 
 from __future__ import annotations
 
-import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
+from oncerec.data.formats import DataConfig
 from oncerec.eval.metrics import DEFAULT_METRICS, SYNTAX, full_ranking_names, metric_name, metric_names
+from oncerec.models.config import CATEGORICAL, ModelConfig
 
-# The categorical item fields (one value per item); every other item field is text.
-CATEGORICAL = ("category", "subcategory")
-
-# item columns a data.prompt template may name
-PROMPT_FIELDS = ("title", "abstract", "category", "subcategory")
+__all__ = ["CATEGORICAL", "GROUPS", "Config", "DataConfig", "EmbedConfig", "ExpConfig", "ModelConfig"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
-    name: str = Field("data", description="Short name used in run directory names.")
-    source: str = Field(
-        "",
-        description="Raw data folder (MIND format) or prepared dataset directory. Empty with format=demo: "
-        "the demo data is generated into the cache.",
-    )
-    format: Literal[
-        "mind", "xmind", "pens", "ebnerd", "adressa", "goodreads", "once-goodreads", "generic", "demo"
-    ] = Field(
-        "mind",
-        description="Raw format of `source`: `mind` (train/ dev/ [test/] with news.tsv + behaviors.tsv), "
-        "`xmind` (a MIND folder with one xMIND language's translated news, see `translations`), `pens` "
-        "(news.tsv, train.tsv, valid.tsv), `ebnerd` (EB-NeRD: articles.parquet, train/ validation/ [test/] "
-        "with behaviors.parquet + history.parquet), `adressa` (one_week/ or three_month/ event files; ONCE "
-        "protocol with random negatives), `goodreads` (the UCSD Book Graph's gzipped JSON lines), "
-        "`once-goodreads` (ONCE's released Goodreads folder: tok.bid.dat, tok.uid.dat, book.csv, "
-        "histories.jsonl; leave-last-out protocol, see data/once_goodreads.py), `generic` (items + "
-        "interactions as TSV / CSV / Parquet, see the Data page), or `demo` (generated, see demo_format).",
-    )
-    translations: str = Field(
-        "",
-        description="format=xmind: one language's xMIND folder (e.g. xMIND/ron, holding xMINDsmall_train/"
-        "news.tsv, ...); its titles and abstracts replace the MIND news text of `source`.",
-    )
-    demo_format: Literal["mind", "goodreads"] = Field(
-        "mind", description="Raw format the demo data is generated in (format=demo)."
-    )
-    demo_scale: Literal["tiny", "small", "medium", "large"] = Field(
-        "small", description="Size of the generated demo data (format=demo)."
-    )
-    demo_seed: int = Field(0, description="Seed of the demo data generator (format=demo).")
-    demo_fresh: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="Share of the demo's dev-day items written with concept words no earlier item uses "
-        "(format=demo; the second half of each concept's synonyms, which a pretrained language model knows "
-        "and a word table learned from clicks cannot). 0: the generator's data as before.",
-    )
-    split: Literal["mind", "once"] = Field(
-        "mind",
-        description="`mind`: MIND's own train/dev/test folders are train/valid/test. `once`: the official dev "
-        "impressions are split 50/50 into valid and test, by ONCE's published list (`split_list`) or, "
-        "without one, shuffled with `split_seed`.",
-    )
-    split_seed: int = Field(2023, description="Seed of the ONCE valid/test split when it has no list.")
-    split_list: str = Field(
-        "",
-        description="`split=once`: a JSON list of the dev impression ids in ONCE's order (ONCE's "
-        "`mind_imp_list.json`): the first half is valid, the second half test; every dev impression must be "
-        "listed and every listed one in dev. Empty: ONCE's own list of MIND-small, shipped with oncerec, when "
-        "the dev impressions are exactly its ids (real MIND-small), else the halving by `split_seed`. `once`: "
-        "that packaged list, required to match. `none`: the halving by `split_seed` always. Else: a file.",
-    )
-    text_fields: list[str] = Field(
-        default_factory=lambda: ["title", "abstract"], description="Item text fields to tokenize."
-    )
-    max_lengths: dict[str, int] = Field(
-        default_factory=lambda: {"title": 30, "abstract": 60},
-        description="Max tokens kept per text field (the start is kept). Fields not listed use 64.",
-    )
-    tokenizers: list[str] = Field(
-        default_factory=lambda: ["word"],
-        description="Tokenizers to store token ids for: `word` (vocabulary built on the training split), "
-        "or a local Hugging Face tokenizer folder / packaged model name (e.g. `minilm`).",
-    )
-    lowercase: bool = Field(True, description="Lowercase words before the word tokenizer.")
-    min_word_count: int = Field(1, ge=1, description="Words seen fewer times in training items map to <unk>.")
-    prompt: str = Field(
-        "news article: title: {title} abstract: {abstract} category: {category}",
-        description="Text of the `prompt` field (what language-model item encoders read): item fields in "
-        "{braces} (title, abstract, category, subcategory) joined by short natural prompts. Prepared like any "
-        "text field when `prompt` is in text_fields (added automatically for `model.item=lm`).",
-    )
-    history_len: int = Field(50, ge=1, description="Most recent clicks kept per history.")
-    # The ONCE protocol for data without impressions (goodreads, generic): see data/protocol.py.
-    rating_positive_above: int = Field(3, description="Goodreads: a rating above this is a positive.")
-    rating_negative_below: int = Field(
-        3,
-        description="Goodreads: a rating from 1 to below this is a negative (0 = unrated, and the rest, drop).",
-    )
-    item_min_interactions: int = Field(
-        5, ge=0, description="Filtering: items need at least this many interactions."
-    )
-    item_max_interactions: int = Field(10_000, ge=1, description="Filtering: items with more are dropped.")
-    user_min_positives: int = Field(
-        10, ge=0, description="Filtering: users need at least this many positives."
-    )
-    cold_user_share: float = Field(0.1, ge=0, le=1, description="Share of users whose history is cut short.")
-    cold_history: tuple[int, int] = Field(
-        (1, 5), description="History length range of cold users (inclusive)."
-    )
-    warm_history: tuple[int, int] = Field((5, 9), description="History length range of the other users.")
-    split_ratios: tuple[float, float, float] = Field(
-        (0.8, 0.1, 0.1),
-        description="Train / valid / test shares of each user's remaining interactions, by time.",
-    )
-    negatives: int = Field(
-        0,
-        ge=0,
-        description="Random items a user never interacted with added as negatives to each of the user's "
-        "groups (implicit-feedback data without negatives); with `eval_negatives` set, to training groups only.",
-    )
-    eval_negatives: int = Field(
-        -1,
-        ge=-1,
-        description="Such negatives per valid / test group; -1: as many as `negatives`.",
-    )
-    columns: dict[str, str] = Field(
-        default_factory=dict,
-        description="Generic format: oncerec field -> column name, for items (id, title, abstract, category, "
-        "subcategory) and interactions (user, item, label, time, group); unmapped fields use their own name.",
-    )
-
-    @model_validator(mode="after")
-    def _split_list_needs_once(self) -> DataConfig:
-        if self.split_list not in ("", "none") and self.split != "once":
-            raise ValueError("data.split_list is ONCE's valid/test list: it needs data.split=once")
-        return self
-
-    @field_validator("prompt")
-    @classmethod
-    def _known_prompt_fields(cls, template: str) -> str:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-        bad = [n for n in names if n not in PROMPT_FIELDS]
-        if bad:
-            raise ValueError(
-                f"unknown field {{{bad[0]}}}; valid: {', '.join('{' + f + '}' for f in PROMPT_FIELDS)}"
-            )
-        return template
-
-    strict: bool = Field(False, description="Treat ids missing from every news file as an error.")
-
-
-class ModelConfig(_Strict):
-    name: str = Field("custom", description="Preset name, used in run directory names.")
-    item: str = Field("attention", description="Item encoder (registry name).")
-    user: str = Field("attention", description="User encoder (registry name).")
-    predictor: str = Field("dot", description="Predictor (registry name).")
-    item_fields: list[str] = Field(
-        default_factory=lambda: ["title"],
-        description="Item inputs the item encoder reads: text fields and/or `category`, `subcategory`.",
-    )
-    item_lm: str = Field(
-        "",
-        description="Language model of the `lm` item encoder: a local Hugging Face folder (BERT-like or "
-        "LLaMA-like) or a packaged name (`minilm`, `smollm2-135m`).",
-    )
-    lm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto",
-        description="Type the language model is loaded and run in, for the DIRE cache build and training "
-        "(`auto`: bfloat16 when a GPU is present, float32 otherwise, resolved at load time). Pooling and "
-        "projection run in float32, LoRA adapters are kept in float32.",
-    )
-    layer: int = Field(
-        0,
-        ge=0,
-        description="DIRE split point k: layers 0..k-1 are frozen and read from the DIRE cache (the hidden "
-        "states entering layer k); layers k..L-1 (+ the final norm) run and train. 0: the whole model runs "
-        "from token ids, no cache. L (the model's number of layers): every layer is frozen, the cache holds "
-        "the final token states (after the final norm) and training runs no language-model layer: only the "
-        "pooling and projection (frozen-LLM features; needs model.lora=false).",
-    )
-    cache_layers: list[int] = Field(
-        default_factory=list,
-        description="Layers whose entering hidden states `oncerec dire cache` stores (default: [layer]).",
-    )
-    cache_dtype: Literal["float16", "bfloat16", "float32"] = Field(
-        "float16", description="Storage type of the DIRE cache."
-    )
-    dire_cache: str = Field(
-        "",
-        description="DIRE cache folder (default: "
-        "$ONCEREC_CACHE/dire/<dataset>/<model>-<fingerprint>-<field>, the fingerprint hashing the weight "
-        "files' content).",
-    )
-    lm_pooling: Literal["attention", "mean", "last"] = Field(
-        "attention",
-        description="How the top layer's token states become one item vector: additive attention, masked "
-        "mean, or the last token's state; then a projection to hidden_size.",
-    )
-    lm_norm: Literal["auto", "none", "batch"] = Field(
-        "auto",
-        description="Normalisation of the pooled language-model vector before the projection: `batch` "
-        "standardises each feature over the batch's items (BatchNorm; the average statistics of training at "
-        "evaluation); `auto`: `batch` for LLaMA-like decoders, `none` for BERT-like encoders. A decoder's pooled "
-        "states of different items are nearly parallel (mean cosine 0.95 for SmolLM2-135M on demo titles, "
-        "0.24 for MiniLM), so a fresh projection maps every item to nearly the same vector and training "
-        "starts from constant scores.",
-    )
-    lora: bool = Field(
-        False, description="Train LoRA adapters (peft) on the running layers instead of all their weights."
-    )
-    lora_r: int = Field(32, ge=1, description="LoRA rank.")
-    lora_alpha: float = Field(128.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA input.")
-    lora_targets: list[str] = Field(
-        default_factory=list,
-        description="Module names that get adapters (default: the attention query and value projections, "
-        "`q_proj, v_proj` in OPT, Phi and LLaMA-like models, `query, value` in BERT-like ones).",
-    )
-    hidden_size: int = Field(256, ge=1, description="Width of item and user vectors.")
-    num_heads: int = Field(
-        8, ge=1, description="Attention heads (self-attention / Fastformer encoders, BST's transformer)."
-    )
-    attention_residual: bool = Field(
-        False,
-        description="Self-attention encoders (NRMS) add each layer's input to its output, a Transformer "
-        "residual connection that the published NRMS does not have.",
-    )
-    attention_hidden: int = Field(200, ge=1, description="Hidden width of additive attention.")
-    kernel_size: int = Field(3, ge=1, description="CNN window (NAML, LSTUR).")
-    category_dim: int = Field(100, ge=1, description="Width of category / subcategory embeddings.")
-    num_layers: int = Field(
-        2, ge=1, description="Layers of the Fastformer / transformer encoders (BST: transformer layers)."
-    )
-    gru_mode: Literal["ini", "con"] = Field(
-        "ini", description="LSTUR: user-id embedding initialises the GRU (`ini`) or is concatenated (`con`)."
-    )
-    user_id_dropout: float = Field(
-        0.5, ge=0, le=1, description="LSTUR: chance of masking the user-id embedding."
-    )
-    num_interests: int = Field(
-        4, ge=1, description="MINER: number of interest vectors (poly-attention codes)."
-    )
-    miner_category_bias: bool = Field(
-        False,
-        description="MINER (user=poly with predictor=target_aware): category-aware attention weighting. Each "
-        "context code's attention logit of a clicked item gets the cosine similarity of that item's and the "
-        "candidate's category embeddings, so the interest vectors are pooled per candidate (in the predictor).",
-    )
-    disagreement_weight: float = Field(
-        0.8,
-        ge=0,
-        description="MINER (predictor=target_aware): weight beta of the disagreement regularisation added to "
-        "the training loss, the mean cosine similarity of every pair of a user's interest vectors (0: off).",
-    )
-    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on word embeddings and encoder outputs.")
-    mlp_layers: list[int] = Field(
-        default_factory=lambda: [256, 128],
-        description="CTR predictors: hidden widths of their MLPs (DNN, DCN, DCNv2, GDCN, DeepFM, PNN, DIN, DKN "
-        "and BST heads, FinalMLP streams, AutoInt+'s parallel MLP); MaskNet: the widths of its serial MaskBlocks.",
-    )
-    cross_layers: int = Field(3, ge=1, description="DCN / DCNv2 / GDCN: cross layers.")
-    interaction_layers: int = Field(2, ge=1, description="AutoInt: self-attention layers over the fields.")
-    interaction_heads: int = Field(
-        2,
-        ge=1,
-        description="AutoInt: attention heads over the fields; FinalMLP: heads of the bilinear fusion.",
-    )
-    mask_ratio: float = Field(
-        2.0,
-        gt=0,
-        description="MaskNet: reduction ratio r of the instance-guided mask; its aggregation layer is r times "
-        "as wide as the input it masks.",
-    )
-    user_id_dim: int = Field(50, ge=1, description="NPA: width of the user-id embedding.")
-    npa_attention: Literal["additive", "paper"] = Field(
-        "additive",
-        description="NPA: where the personalised attention's tanh sits. `additive` (the authors' code in "
-        "Microsoft Recommenders): a_i = q . tanh(W c_i + b), bounded by |q|; `paper` (the equation as printed): "
-        "a_i = c_i . tanh(W q + b), whose logits grow with the states and trains worse (see the results page).",
-    )
-    window_sizes: list[int] = Field(
-        default_factory=lambda: [1, 2, 3, 4],
-        description="DKN (item=kcnn): window sizes of the KCNN filters; hidden_size / len(window_sizes) "
-        "filters each.",
-    )
-    user_attributes: bool = Field(
-        False,
-        description="GENRE: embed each user's LLM-generated profile (the dataset's user attributes, e.g. "
-        "topics and regions, from `oncerec genre merge`) and fuse it into the user vector by additive "
-        "attention (models/user/attributes.py); users without a profile keep the clicks' vector.",
-    )
 
 
 class EmbedConfig(_Strict):
@@ -414,33 +136,25 @@ class ExpConfig(_Strict):
 
 
 class Config(_Strict):
-    data: DataConfig = Field(default_factory=DataConfig)
+    # the chosen format's config (a subclass of DataConfig), dumped with its own keys
+    data: SerializeAsAny[DataConfig] = Field(default_factory=lambda: DataConfig.model_validate({}))
     model: ModelConfig = Field(default_factory=ModelConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     exp: ExpConfig = Field(default_factory=ExpConfig)
-    # `group.key` names the user chose (set by `build_config`); not a key, never saved
-    _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
-
-    @property
-    def explicit(self) -> frozenset[str]:
-        """The keys given explicitly: key overrides and the keys of the user's own YAML files, not those of
-        packaged presets, shared keys or a base config. `check_knobs` (models/recommender.py) holds each
-        model key among them to the chosen components."""
-        return self._explicit
 
     @model_validator(mode="after")
     def _language_model_inputs(self) -> Config:
         """A language-model item encoder reads its own tokenizer's ids: have the data prepared with them."""
-        if self.model.item == "lm" and self.model.item_lm:
-            if self.model.item_lm not in self.data.tokenizers:
-                self.data.tokenizers = [*self.data.tokenizers, self.model.item_lm]
+        if self.model.item.name == "lm":
+            if self.model.item.lm not in self.data.tokenizers:
+                self.data.tokenizers = [*self.data.tokenizers, self.model.item.lm]
             field = self.model.item_fields[0]
             if field not in self.data.text_fields:
                 self.data.text_fields = [*self.data.text_fields, field]
         return self
 
 
-GROUPS: dict[str, type[_Strict]] = {
+GROUPS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "model": ModelConfig,
     "embed": EmbedConfig,

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from oncerec.config.schema import DataConfig
+from oncerec.data.formats import DataConfig, format_of
+from oncerec.data.formats.demo import DemoKeys
+from oncerec.data.formats.source import files_digest
 from oncerec.data.prepare import (
     CATEGORICAL,
     FORMAT_VERSION,
@@ -22,7 +24,6 @@ from oncerec.data.prepare import (
     split_list_path,
     tokenizer_dir,
 )
-from oncerec.data.sources import files_digest, raw_files
 from oncerec.errors import OncerecError
 from oncerec.paths import cache_root
 
@@ -344,8 +345,6 @@ def _config_key(cfg: DataConfig) -> str:
     relevant = cfg.model_dump(exclude={"name", "source", "translations", "strict", "split_list"}) | {
         "format_version": FORMAT_VERSION
     }
-    if not cfg.demo_fresh:  # off: the keys of datasets prepared before the option existed stay valid
-        relevant.pop("demo_fresh")
     if cfg.split == "once":  # the list's content, not only its name (keys of other splits are as before)
         path = split_list_path(cfg)
         relevant["split_list"] = [cfg.split_list, split_list_digest(path) if path else None]
@@ -356,7 +355,7 @@ def demo_raw_folder(
     scale: str, seed: int, progress: bool = True, fmt: str = "mind", fresh: float = 0.0
 ) -> Path:
     from oncerec.data.demo import GENERATOR_VERSION, write_demo_mind
-    from oncerec.data.goodreads import write_demo_goodreads
+    from oncerec.data.formats.goodreads import write_demo_goodreads
 
     # the version in the name: a newer generator must not reuse data an older one cached
     folder = (
@@ -393,8 +392,8 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
 
     The cache key covers the raw files' content and every data option that changes the prepared result.
     """
-    if cfg.format == "demo":
-        source = demo_raw_folder(cfg.demo_scale, cfg.demo_seed, progress, cfg.demo_format, cfg.demo_fresh)
+    if isinstance(cfg, DemoKeys):
+        source = demo_raw_folder(cfg.demo_scale, cfg.demo_seed, progress, cfg.writes, cfg.demo_fresh)
     elif not cfg.source:
         raise OncerecError(
             "data.source is empty: give a MIND folder, a prepared dataset, or use a demo preset"
@@ -403,7 +402,7 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
         source = Path(cfg.source)
     if (source / "dataset.json").is_file():
         return source
-    digest = files_digest(raw_files(source, cfg))
+    digest = files_digest(format_of(cfg).files(source, cfg))
     key = f"{digest[:16]}-{_config_key(cfg)}"
     out = cache_root() / "datasets" / f"{cfg.name}-{key}"
     if not (out / "dataset.json").is_file():

@@ -1,4 +1,4 @@
-"""Raw MIND folder -> dataset directory (memory-mappable arrays + Parquet + JSON).
+"""Raw data folder (any registered format) -> dataset directory (memory-mappable arrays + Parquet + JSON).
 
 Layout of a dataset directory (other tools rely on it):
 
@@ -28,6 +28,7 @@ import os
 import shutil
 import time
 from array import array
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -36,10 +37,12 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from oncerec.config.schema import CATEGORICAL, PROMPT_FIELDS, DataConfig
-from oncerec.data.mind import Behavior
-from oncerec.data.sources import Source, files_digest, format_domain, open_source
-from oncerec.data.tokenize import make_tokenizer, pack, word_spans
+from oncerec.config.schema import CATEGORICAL
+from oncerec.data.formats import DataConfig, format_of
+from oncerec.data.formats.mind import Behavior
+from oncerec.data.formats.registry import PROMPT_FIELDS
+from oncerec.data.formats.source import Source, files_digest
+from oncerec.data.tokenize import make_tokenizer, tokenize_field, word_spans
 from oncerec.errors import ConfigError, DataError, OncerecError
 from oncerec.paths import check_new_dir, publish_dir
 
@@ -210,18 +213,32 @@ def _percentiles(full: np.ndarray, max_len: int) -> dict:
 def prepare(
     source: Path, cfg: DataConfig, out: Path, progress: bool = True, log=print, digest: str | None = None
 ) -> dict:
-    """Prepare a raw folder (format `cfg.format`) into `out`; nothing is written there unless everything
-    succeeds. `digest`: the raw files' `files_digest` when the caller already has it (hashing MIND-large
-    takes seconds)."""
+    """Prepare a raw folder (in the format `cfg.format` names) into `out`; nothing is written there unless
+    everything succeeds. `digest`: the raw files' `files_digest` when the caller already has it (hashing
+    MIND-large takes seconds). The stages, in order: items, impressions, splits, tokens (with the title
+    entities and the categories), write, stats."""
     out = Path(out)
     check_new_dir(out, "--out")
-    raw = open_source(Path(source), cfg, progress)
+    raw = format_of(cfg).open(Path(source), cfg, progress)
     started = time.perf_counter()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        stats = _build(raw, cfg, tmp, progress, log)
+        items = read_items(raw, cfg)
+        log(f"read {items.count - 1} items")
+        for line in raw.warnings():
+            log(f"warning: {line}")
+        impressions = read_impressions(raw, items, cfg, log)
+        splits = name_splits(impressions, raw, cfg, log)
+        tokens = tokenize(items, cfg)
+        entities = link_entities(items, raw, cfg)
+        categories = encode_categories(items, impressions, splits)
+        write(tmp, items, impressions, splits, tokens, entities, categories)
+        stats = dataset_stats(raw, cfg, items, impressions, splits, tokens, entities, categories)
+        warning = missing_ids_warning(stats["missing"])
+        if warning:
+            log(f"warning: {warning}")
         seconds = time.perf_counter() - started
         lines = sum(s["impressions"] for s in stats["splits"].values()) + stats["items"]
         stats["prepare"] = {
@@ -229,24 +246,8 @@ def prepare(
             "lines_per_s": round(lines / max(seconds, 1e-9)),
             "peak_rss_mb": round(_peak_rss_mb()),
         }
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "data_config": cfg.model_dump(),
-            "source": str(source),
-            "source_hash": digest or files_digest(raw.files),
-            "text_fields": cfg.text_fields,
-            "tokenizers": cfg.tokenizers,
-            "categorical": list(CATEGORICAL),
-            "splits": list(stats["splits"]),
-            "history_len": cfg.history_len,
-        }
-        if "once_split" in stats:
-            manifest["once_split"] = stats["once_split"]
-        domain = format_domain(cfg)
-        if domain:  # what the GENRE tasks read (absent: news)
-            manifest["domain"] = domain
         _write_json(tmp / "stats.json", stats)
-        _write_json(tmp / "dataset.json", manifest)
+        _write_json(tmp / "dataset.json", manifest(source, cfg, raw, splits, digest))
         out.parent.mkdir(parents=True, exist_ok=True)
         publish_dir(tmp, out, "dataset.json")
     finally:
@@ -267,17 +268,34 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> dict:
-    items = _Index()
+@dataclass
+class Items:
+    """Every item of the raw data, in the order first listed (row 0: the padding item)."""
+
+    index: _Index  # item id -> row
+    columns: dict[str, list[str]]  # category, subcategory, title, abstract, url [, prompt]: a value per row
+    title_entities: list[tuple]  # per row: the title's (entity id, start, end) spans
+    train_rows: list[int]  # the rows the training split lists, repeats kept: the word vocabulary's texts
+
+    @property
+    def count(self) -> int:
+        """Rows, the padding item's included."""
+        return len(self.index.ids)
+
+
+def read_items(source: Source, cfg: DataConfig) -> Items:
+    """Stage 1, items: every split's items file in reading order, an item kept as first listed; the `prompt`
+    column filled from `data.prompt` when it is a text field; an unknown text field refused."""
+    index = _Index()
     columns: dict[str, list[str]] = {k: [""] for k in (*CATEGORICAL, "title", "abstract", "url")}
     title_entities: list[tuple] = [()]
-    train_items: list[int] = []
+    train_rows: list[int] = []
     for split in source.splits:
         for news in source.news(split):
-            known = news.news_id in items.index
-            i = items.add(news.news_id)
+            known = news.news_id in index.index
+            i = index.add(news.news_id)
             if split == "train":
-                train_items.append(i)
+                train_rows.append(i)
             if not known:
                 for k in columns:
                     columns[k].append(getattr(news, k))
@@ -285,7 +303,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
     if "prompt" in cfg.text_fields:
         columns["prompt"] = [""] + [
             prompt_text(cfg.prompt, {k: columns[k][i] for k in PROMPT_FIELDS})
-            for i in range(1, len(items.ids))
+            for i in range(1, len(index.ids))
         ]
     for field in cfg.text_fields:
         if field not in columns:
@@ -293,15 +311,30 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
                 f"data.text_fields: unknown field `{field}`; MIND has title, abstract (and `prompt`, "
                 "the data.prompt template filled in)"
             )
-    n_news = len(items.ids)
-    log(f"read {n_news - 1} items")
-    for line in source.warnings():
-        log(f"warning: {line}")
+    return Items(index, columns, title_entities, train_rows)
 
+
+@dataclass
+class Impressions:
+    """Every split's impressions as the raw data names its splits, with their users and histories."""
+
+    users: _Index  # user id -> index (0: unknown)
+    history_items: np.ndarray  # int32 [H, history_len]: item rows, oldest first, right-padded with 0
+    history_length: np.ndarray  # int32 [H]
+    history_user: np.ndarray  # int32 [H]
+    splits: dict[str, dict[str, np.ndarray]]  # the source's split name -> its `SPLIT_ARRAYS`
+    missing: dict[str, dict[str, int]]  # history / candidates: id no items file has -> occurrences
+
+
+def read_impressions(source: Source, items: Items, cfg: DataConfig, log) -> Impressions:
+    """Stage 2, impressions: each split's impressions in CSR form. A history is stored once per distinct (user,
+    history), its ids cut to the last `data.history_len`; an id no items file has is counted (dropped from a
+    history, kept as an empty candidate) or, with `data.strict`, refused; an impression showing a candidate
+    twice, or a split file without impressions or clicks, is refused."""
     users = _Index("<unk>")
     hist_key: dict[tuple[int, int], int] = {}
     hist_items, hist_len, hist_user = array("i", [0] * cfg.history_len), array("i", [0]), array("i", [0])
-    missing = {"history": {}, "candidates": {}}
+    missing: dict[str, dict[str, int]] = {"history": {}, "candidates": {}}
     splits: dict[str, dict[str, np.ndarray]] = {}
     for split in source.splits:
         arrays = _SplitArrays()
@@ -312,7 +345,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
             if h is None:
                 row = []
                 for nid in b.history:
-                    i = items.index.get(nid)
+                    i = items.index.index.get(nid)
                     if i is None:
                         _missing(missing, "history", nid, source, split, b.line, cfg.strict)
                     else:
@@ -325,7 +358,7 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
                 hist_user.append(u)
             _distinct_candidates(b, source, split)
             for nid in b.candidates:
-                i = items.index.get(nid)
+                i = items.index.index.get(nid)
                 if i is None:
                     _missing(missing, "candidates", nid, source, split, b.line, cfg.strict)
                     i = 0
@@ -340,126 +373,106 @@ def _build(source: Source, cfg: DataConfig, tmp: Path, progress: bool, log) -> d
         if source.split_files:
             _check_labels(splits[split], source, split)
         log(f"read {len(arrays.imp_id)} impressions of {split}")
+    return Impressions(
+        users,
+        np.frombuffer(hist_items, np.int32).reshape(len(hist_len), cfg.history_len),
+        np.frombuffer(hist_len, np.int32),
+        np.frombuffer(hist_user, np.int32),
+        splits,
+        missing,
+    )
 
-    split_how: dict = {}  # data.split=once: the list or the seed it was made with
-    if "valid" in splits:  # the protocol of a dataset without impressions made them
+
+@dataclass
+class Splits:
+    """The dataset's splits: train, valid [, test]."""
+
+    arrays: dict[str, dict[str, np.ndarray]]  # split name -> its `SPLIT_ARRAYS`
+    once_split: dict | None  # data.split=once: the list or the seed valid and test were made with
+
+
+def name_splits(impressions: Impressions, source: Source, cfg: DataConfig, log) -> Splits:
+    """Stage 3, splits: the raw splits named train / valid [/ test]. A protocol's splits already are (its data
+    has no dev set); MIND's train / dev [/ test] are by `data.split`: `mind` keeps them (dev is valid), `once`
+    halves dev into valid and test (`once_valid_test`)."""
+    raw = impressions.splits
+    if "valid" in raw:  # the protocol of a dataset without impressions made them
         if cfg.split_list not in ("", "none"):
             raise ConfigError(
                 f"data.split_list lists MIND dev impressions; {cfg.format} data has no dev set (its valid and "
                 "test splits come from the protocol)"
             )
-        named = splits
-    elif cfg.split == "once":
-        named = {"train": splits["train"]}
-        named["valid"], named["test"], how = once_valid_test(splits["dev"], cfg, source.where("dev"))
+        return Splits(raw, None)
+    if cfg.split == "once":
+        named = {"train": raw["train"]}
+        named["valid"], named["test"], how = once_valid_test(raw["dev"], cfg, source.where("dev"))
         log(
             f"ONCE split of dev by the list {how['list']}"
             if "list" in how
             else f"ONCE split of dev halved with seed {how['seed']}"
         )
-        split_how["once_split"] = how
-    else:
-        named = {"train": splits["train"], "valid": splits["dev"]}
-        if "test" in splits:
-            named["test"] = splits["test"]
+        return Splits(named, how)
+    named = {"train": raw["train"], "valid": raw["dev"]}
+    if "test" in raw:
+        named["test"] = raw["test"]
+    return Splits(named, None)
 
-    (tmp / "items").mkdir()
-    (tmp / "vocab").mkdir()
-    token_stats = {}
-    vocab_sizes = {}
-    for tok_name in cfg.tokenizers:
-        train_texts = (columns[f][i] for f in cfg.text_fields for i in train_items)
-        tok = make_tokenizer(tok_name, train_texts, cfg.min_word_count, cfg.lowercase)
-        folder = tmp / "items" / tokenizer_dir(tok_name)
-        folder.mkdir()
-        token_stats[tok_name] = {}
+
+@dataclass
+class Tokens:
+    """Each text field's token ids under each tokenizer."""
+
+    # tokenizer -> field -> ([N, max_len] ids, [N] kept lengths, [N] full lengths)
+    fields: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]
+    sizes: dict[str, int]  # tokenizer -> vocabulary size
+    words: list[str] | None  # the `word` tokenizer's vocabulary
+
+
+def tokenize(items: Items, cfg: DataConfig) -> Tokens:
+    """Stage 4, tokens: every text field of every item under each of `data.tokenizers`, packed to the field's
+    `data.max_lengths` (the start kept). The `word` vocabulary is built on the training split's items."""
+    fields: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    sizes: dict[str, int] = {}
+    words = None
+    for name in cfg.tokenizers:
+        train_texts = (items.columns[f][i] for f in cfg.text_fields for i in items.train_rows)
+        tok = make_tokenizer(name, train_texts, cfg.min_word_count, cfg.lowercase)
+        fields[name] = {}
         for field in cfg.text_fields:
-            max_len = cfg.max_lengths.get(field, DEFAULT_MAX_LEN)
-            ids, kept, full = pack(tok.encode(columns[field]), max_len)
+            ids, kept, full = tokenize_field(tok, items.columns[field], _max_len(cfg, field))
             kept[0] = 0
-            np.save(folder / f"{field}.npy", ids)
-            np.save(folder / f"{field}.len.npy", kept)
-            token_stats[tok_name][field] = _percentiles(full[1:], max_len)
-        if tok_name == "word" and "title" in cfg.text_fields:
-            max_len = cfg.max_lengths.get("title", DEFAULT_MAX_LEN)
-            aligned, entity_stats = _entities(source, columns["title"], title_entities, max_len, tmp)
-            np.save(folder / "title.entities.npy", aligned)
-            vocab_sizes["entity"] = entity_stats["entities"] + 1
-        if tok_name == "word":
-            _write_json(tmp / "vocab" / "word.json", tok.vocab)
-            vocab_sizes["word"] = len(tok.vocab)
+            fields[name][field] = (ids, kept, full)
+        if name == "word":
+            words = tok.vocab
+            sizes[name] = len(tok.vocab)
         else:
-            vocab_sizes[tok_name] = tok.vocab_size
-    seen = _items_in_training(named["train"], np.frombuffer(hist_items, np.int32), cfg.history_len, n_news)
-    for field in CATEGORICAL:
-        # A category no training item has would get an embedding that never trains (a random vector at
-        # evaluation): it maps to 0, the unknown id, as the reference implementations do.
-        index = _Index()
-        for i in np.flatnonzero(seen):
-            index.add(columns[field][i])
-        codes = [0] + [index.index.get(c, 0) for c in columns[field][1:]]
-        np.save(tmp / "items" / f"{field}.npy", np.array(codes, np.int32))
-        _write_json(tmp / "vocab" / f"{field}.json", index.ids)
-        vocab_sizes[field] = len(index.ids)
-    _write_json(tmp / "vocab" / "user.json", users.ids)
-    vocab_sizes["user"] = len(users.ids)
-
-    pq.write_table(pa.table({"id": items.ids, **columns}), tmp / "items.parquet")
-    (tmp / "histories").mkdir()
-    n_hist = len(hist_len)
-    np.save(
-        tmp / "histories" / "items.npy", np.frombuffer(hist_items, np.int32).reshape(n_hist, cfg.history_len)
-    )
-    np.save(tmp / "histories" / "length.npy", np.frombuffer(hist_len, np.int32))
-    np.save(tmp / "histories" / "user.npy", np.frombuffer(hist_user, np.int32))
-
-    split_stats = {}
-    lengths = np.frombuffer(hist_len, np.int32)
-    for name, arrays in named.items():
-        (tmp / name).mkdir()
-        for k, v in arrays.items():
-            np.save(tmp / name / f"{k}.npy", v)
-        labelled = bool(len(arrays["label"])) and bool((arrays["label"] >= 0).all())
-        split_stats[name] = {
-            "impressions": len(arrays["imp_id"]),
-            "rows": len(arrays["item"]),
-            "clicks": int((arrays["label"] == 1).sum()),
-            "labelled": labelled,
-            "users": len(np.unique(arrays["user"])),
-            "histories": len(np.unique(arrays["history"])),
-            "empty_histories": int((lengths[arrays["history"]] == 0).sum()),
-        }
-    miss = {
-        k: {"occurrences": sum(v.values()), "distinct": len(v), "examples": sorted(v)[:10]}
-        for k, v in missing.items()
-    }
-    if any(m["occurrences"] for m in miss.values()):
-        log(
-            f"warning: ids missing from every news file: {miss['history']['distinct']} in histories "
-            f"({miss['history']['occurrences']} clicks dropped), {miss['candidates']['distinct']} among candidates "
-            f"({miss['candidates']['occurrences']} rows kept with empty content); see stats.json, or --strict"
-        )
-    return {
-        "items": n_news - 1,
-        "users": len(users.ids) - 1,
-        "histories": n_hist - 1,
-        "splits": split_stats,
-        "vocab": vocab_sizes,
-        "token_lengths": token_stats,
-        "missing": miss,
-        **({"title_entities": entity_stats} if "entity" in vocab_sizes else {}),
-        **split_how,
-        **({source.protocol_key: source.protocol} if source.protocol else {}),
-        **({"repeated_interactions": source.repeated} if source.repeated is not None else {}),
-    }
+            sizes[name] = tok.vocab_size
+    return Tokens(fields, sizes, words)
 
 
-def _entities(
-    source: Source, titles: list[str], spans: list[tuple], max_len: int, tmp: Path
-) -> tuple[np.ndarray, dict]:
-    """The entity of each title word [N, max_len] (0: none), aligned with the `word` tokenizer's tokens (a
-    word belongs to the entity whose occurrence holds its first character), and the entities' vectors
-    (vocab/entity.json, items/entity_vectors.npy). Only entities of a word kept in some title are indexed."""
+def _max_len(cfg: DataConfig, field: str) -> int:
+    return cfg.max_lengths.get(field, DEFAULT_MAX_LEN)
+
+
+@dataclass
+class Entities:
+    """The entity of each title word and the entities' vectors."""
+
+    aligned: np.ndarray  # int32 [N, title max_len]: each `word` token's entity (0: none)
+    ids: list[str]  # entity index -> id (0: <none>)
+    vectors: np.ndarray  # float32 [E, D]; zero for row 0 and entities without a vector
+    stats: dict
+
+
+def link_entities(items: Items, source: Source, cfg: DataConfig) -> Entities | None:
+    """Stage 4, title entities (with the `word` tokens of the title; None without them): the entity of each
+    title word [N, max_len] (0: none), aligned with the `word` tokenizer's tokens (a word belongs to the entity
+    whose occurrence holds its first character), and the entities' vectors. Only entities of a word kept in
+    some title are indexed."""
+    if "word" not in cfg.tokenizers or "title" not in cfg.text_fields:
+        return None
+    max_len = _max_len(cfg, "title")
+    titles, spans = items.columns["title"], items.title_entities
     index = _Index("<none>")
     aligned = np.zeros((len(titles), max_len), np.int32)
     tagged = 0
@@ -476,19 +489,160 @@ def _entities(
     table = np.zeros((len(index.ids), dim), np.float32)
     for e, v in vectors.items():
         table[index.index[e]] = v
-    np.save(tmp / "items" / "entity_vectors.npy", table)
-    _write_json(tmp / "vocab" / "entity.json", index.ids)
     stats = {"entities": len(index.ids) - 1, "with_vector": len(vectors), "dim": dim, "words": tagged}
-    return aligned, stats
+    return Entities(aligned, index.ids, table, stats)
 
 
-def _items_in_training(
-    train: dict[str, np.ndarray], hist_items: np.ndarray, width: int, n: int
-) -> np.ndarray:
+def encode_categories(
+    items: Items, impressions: Impressions, splits: Splits
+) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Stage 4, categories: each categorical field as int32 [N] codes and its vocabulary. A category no
+    training item has would get an embedding that never trains (a random vector at evaluation): it maps to 0,
+    the unknown id, as the reference implementations do."""
+    seen = _items_in_training(splits.arrays["train"], impressions.history_items, items.count)
+    out = {}
+    for field in CATEGORICAL:
+        index = _Index()
+        for i in np.flatnonzero(seen):
+            index.add(items.columns[field][i])
+        codes = [0] + [index.index.get(c, 0) for c in items.columns[field][1:]]
+        out[field] = (np.array(codes, np.int32), index.ids)
+    return out
+
+
+def write(
+    tmp: Path,
+    items: Items,
+    impressions: Impressions,
+    splits: Splits,
+    tokens: Tokens,
+    entities: Entities | None,
+    categories: dict[str, tuple[np.ndarray, list[str]]],
+) -> None:
+    """Stage 5, write: every array, vocabulary and the items table into the dataset folder `tmp` (the layout
+    at the top of this module); stats.json and dataset.json come last, from `prepare`."""
+    (tmp / "items").mkdir()
+    (tmp / "vocab").mkdir()
+    for name, fields in tokens.fields.items():
+        folder = tmp / "items" / tokenizer_dir(name)
+        folder.mkdir()
+        for field, (ids, kept, _) in fields.items():
+            np.save(folder / f"{field}.npy", ids)
+            np.save(folder / f"{field}.len.npy", kept)
+    if entities is not None:
+        np.save(tmp / "items" / "word" / "title.entities.npy", entities.aligned)
+        np.save(tmp / "items" / "entity_vectors.npy", entities.vectors)
+        _write_json(tmp / "vocab" / "entity.json", entities.ids)
+    if tokens.words is not None:
+        _write_json(tmp / "vocab" / "word.json", tokens.words)
+    for field, (codes, ids) in categories.items():
+        np.save(tmp / "items" / f"{field}.npy", codes)
+        _write_json(tmp / "vocab" / f"{field}.json", ids)
+    _write_json(tmp / "vocab" / "user.json", impressions.users.ids)
+    pq.write_table(pa.table({"id": items.index.ids, **items.columns}), tmp / "items.parquet")
+    (tmp / "histories").mkdir()
+    np.save(tmp / "histories" / "items.npy", impressions.history_items)
+    np.save(tmp / "histories" / "length.npy", impressions.history_length)
+    np.save(tmp / "histories" / "user.npy", impressions.history_user)
+    for name, arrays in splits.arrays.items():
+        (tmp / name).mkdir()
+        for k, v in arrays.items():
+            np.save(tmp / name / f"{k}.npy", v)
+
+
+def dataset_stats(
+    source: Source,
+    cfg: DataConfig,
+    items: Items,
+    impressions: Impressions,
+    splits: Splits,
+    tokens: Tokens,
+    entities: Entities | None,
+    categories: dict[str, tuple[np.ndarray, list[str]]],
+) -> dict:
+    """Stage 6, stats: what stats.json records (the counts `Dataset` checks every array against when it loads
+    it, token-length percentiles, missing ids, and what the format or protocol reports)."""
+    vocab = {}
+    for name in cfg.tokenizers:
+        if name == "word" and entities is not None:
+            vocab["entity"] = len(entities.ids)
+        vocab[name] = tokens.sizes[name]
+    vocab |= {field: len(ids) for field, (_, ids) in categories.items()}
+    vocab["user"] = len(impressions.users.ids)
+    token_lengths = {
+        name: {field: _percentiles(full[1:], _max_len(cfg, field)) for field, (_, _, full) in fields.items()}
+        for name, fields in tokens.fields.items()
+    }
+    lengths = impressions.history_length
+    split_stats = {}
+    for name, arrays in splits.arrays.items():
+        labelled = bool(len(arrays["label"])) and bool((arrays["label"] >= 0).all())
+        split_stats[name] = {
+            "impressions": len(arrays["imp_id"]),
+            "rows": len(arrays["item"]),
+            "clicks": int((arrays["label"] == 1).sum()),
+            "labelled": labelled,
+            "users": len(np.unique(arrays["user"])),
+            "histories": len(np.unique(arrays["history"])),
+            "empty_histories": int((lengths[arrays["history"]] == 0).sum()),
+        }
+    missing = {
+        k: {"occurrences": sum(v.values()), "distinct": len(v), "examples": sorted(v)[:10]}
+        for k, v in impressions.missing.items()
+    }
+    return {
+        "items": items.count - 1,
+        "users": len(impressions.users.ids) - 1,
+        "histories": len(lengths) - 1,
+        "splits": split_stats,
+        "vocab": vocab,
+        "token_lengths": token_lengths,
+        "missing": missing,
+        **({"title_entities": entities.stats} if entities is not None else {}),
+        **({"once_split": splits.once_split} if splits.once_split is not None else {}),
+        **({source.protocol_key: source.protocol} if source.protocol else {}),
+        **({"repeated_interactions": source.repeated} if source.repeated is not None else {}),
+    }
+
+
+def missing_ids_warning(missing: dict) -> str | None:
+    """The preparation log's line about ids no items file has (None: there are none)."""
+    if not any(m["occurrences"] for m in missing.values()):
+        return None
+    h, c = missing["history"], missing["candidates"]
+    return (
+        f"ids missing from every news file: {h['distinct']} in histories ({h['occurrences']} clicks dropped), "
+        f"{c['distinct']} among candidates ({c['occurrences']} rows kept with empty content); see stats.json, "
+        "or --strict"
+    )
+
+
+def manifest(source: Path, cfg: DataConfig, raw: Source, splits: Splits, digest: str | None) -> dict:
+    """dataset.json: what the dataset was prepared from and with."""
+    out = {
+        "format_version": FORMAT_VERSION,
+        "data_config": cfg.model_dump(),
+        "source": str(source),
+        "source_hash": digest or files_digest(raw.files),
+        "text_fields": cfg.text_fields,
+        "tokenizers": cfg.tokenizers,
+        "categorical": list(CATEGORICAL),
+        "splits": list(splits.arrays),
+        "history_len": cfg.history_len,
+    }
+    if splits.once_split is not None:
+        out["once_split"] = splits.once_split
+    domain = format_of(cfg).domain
+    if domain != "news":  # what the GENRE tasks read (absent: news)
+        out["domain"] = domain
+    return out
+
+
+def _items_in_training(train: dict[str, np.ndarray], history_items: np.ndarray, n: int) -> np.ndarray:
     """[n] bool: the item is a candidate or a click of the training split (never the padding item)."""
     seen = np.zeros(n, bool)
     seen[train["item"]] = True
-    seen[hist_items.reshape(-1, width)[np.unique(train["history"])].ravel()] = True
+    seen[history_items[np.unique(train["history"])].ravel()] = True
     seen[0] = False
     return seen
 

@@ -76,3 +76,11 @@ def pack(token_lists: list[list[int]], max_len: int) -> tuple[np.ndarray, np.nda
         t = t[:max_len]
         ids[i, : len(t)] = t
     return ids, np.minimum(full, max_len), full
+
+
+def tokenize_field(
+    tok: WordTokenizer | HFTokenizer, texts: Sequence[str], max_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A text field of items as a dataset stores it (`pack`): `prepare` tokenizes every item's field through
+    here, and a service the items added to it, so that an item added later reads as one prepared."""
+    return pack(tok.encode(texts), max_len)

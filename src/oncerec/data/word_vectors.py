@@ -15,7 +15,7 @@ from torch import Tensor
 
 from oncerec.config.schema import EmbedConfig
 from oncerec.data.dataset import Dataset
-from oncerec.data.mind import vector_row
+from oncerec.data.formats.mind import vector_row
 from oncerec.errors import ConfigError, DataError
 
 

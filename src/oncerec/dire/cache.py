@@ -52,11 +52,11 @@ _TORCH = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.
 
 
 def cache_dir(dataset: Dataset, cfg: ModelConfig) -> Path:
-    if cfg.dire_cache:
-        return Path(cfg.dire_cache)
-    model = cfg.item_lm if not Path(cfg.item_lm).is_dir() else Path(cfg.item_lm).resolve().name
+    if cfg.item.dire_cache:
+        return Path(cfg.item.dire_cache)
+    model = cfg.item.lm if not Path(cfg.item.lm).is_dir() else Path(cfg.item.lm).resolve().name
     # keyed by the weights' content, not only the folder's name: two models named alike never share a cache
-    folder = f"{model}-{fingerprint(cfg.item_lm)}-{cfg.item_fields[0]}"
+    folder = f"{model}-{fingerprint(cfg.item.lm)}-{cfg.item_fields[0]}"
     # and by the dataset's place, not only its folder's name: every experiment has its own `{dir}/data`
     root = dataset.root.resolve()
     place = hashlib.blake2b(str(root).encode(), digest_size=4).hexdigest()
@@ -64,7 +64,7 @@ def cache_dir(dataset: Dataset, cfg: ModelConfig) -> Path:
 
 
 def cached_layers(cfg: ModelConfig) -> list[int]:
-    return sorted(set(cfg.cache_layers or [cfg.layer]))
+    return sorted(set(cfg.item.cache_layers or [cfg.item.layer]))
 
 
 def _tokenizer_hash(name: str) -> str:
@@ -79,20 +79,20 @@ def _tokenizer_hash(name: str) -> str:
 def expected_manifest(dataset: Dataset, cfg: ModelConfig) -> dict:
     """What a cache for this dataset and model must have been built from (everything but the layers)."""
     text_field = cfg.item_fields[0]
-    ids, lengths = dataset.tokens(cfg.item_lm, text_field)
+    ids, lengths = dataset.tokens(cfg.item.lm, text_field)
     tokens = hashlib.sha256(np.ascontiguousarray(ids).tobytes())
     tokens.update(np.ascontiguousarray(lengths).tobytes())
     return {
         "format": FORMAT,
-        "model": cfg.item_lm,
-        "model_fingerprint": fingerprint(cfg.item_lm),
-        "tokenizer": _tokenizer_hash(cfg.item_lm),
+        "model": cfg.item.lm,
+        "model_fingerprint": fingerprint(cfg.item.lm),
+        "tokenizer": _tokenizer_hash(cfg.item.lm),
         "dataset": dataset.manifest["source_hash"][:16],
         "field": text_field,
         "max_len": int(ids.shape[1]),
         "items": int(ids.shape[0]),
         "token_ids": tokens.hexdigest()[:16],
-        "dtype": cfg.cache_dtype,
+        "dtype": cfg.item.cache_dtype,
     }
 
 
@@ -128,8 +128,8 @@ class DireCache:
         """[N, L, D] memory map of the states entering layer k (uint16 bits when the dtype is bfloat16)."""
         if k not in self.layers:
             raise ConfigError(
-                f"model.layer={k} was not cached in {self.folder}; cached layers: "
-                f"{', '.join(map(str, self.layers))} (run `oncerec dire cache ... model.cache_layers=[{k}]`)"
+                f"model.item.layer={k} was not cached in {self.folder}; cached layers: "
+                f"{', '.join(map(str, self.layers))} (run `oncerec dire cache ... model.item.cache_layers=[{k}]`)"
             )
         if k not in self._maps:
             self._maps[k] = np.load(self.folder / f"layer-{k}.npy", mmap_mode="r")
@@ -155,7 +155,7 @@ def open_cache(dataset: Dataset, cfg: ModelConfig, expected: dict | None = None)
     if diff:
         raise OncerecError(
             f"DIRE cache {folder} was built for something else:\n  " + "\n  ".join(diff) + "\n"
-            "remove it, or set model.dire_cache to another folder"
+            "remove it, or set model.item.dire_cache to another folder"
         )
     return DireCache(folder, manifest)
 
@@ -172,7 +172,7 @@ def build_cache(
     """Run the frozen layers once over every item into the cache (resuming a killed build); returns it.
 
     Items are written in shards of `shard_size`; a killed build keeps its finished shards. `model`: the
-    language model already loaded (whole, in `model.lm_dtype`), so that a 7B model is not loaded twice."""
+    language model already loaded (whole, in `model.item.dtype`), so that a 7B model is not loaded twice."""
     from accelerate import PartialState
 
     # cpu=True is what lets several CPU processes (torchrun / accelerate launch --cpu) form a group
@@ -185,19 +185,19 @@ def build_cache(
         if set(layers) <= set(existing.layers):
             return existing
         layers = sorted(set(layers) | set(existing.layers))  # one cache holds every layer asked for so far
-    dtype = lm_dtype(cfg.lm_dtype)
+    dtype = lm_dtype(cfg.item.dtype)
     # the type the states were computed in: a resumed build must not mix shards of two types
     plan = expected | {
         "layers": layers,
         "shard_size": shard_size,
         "lm_dtype": str(dtype).removeprefix("torch."),
     }
-    model = (model if model is not None else load_lm(cfg.item_lm, dtype)).to(state.device, dtype)
+    model = (model if model is not None else load_lm(cfg.item.lm, dtype)).to(state.device, dtype)
     n_layers = len(blocks(model))
     bad = [k for k in layers if not 0 <= k <= n_layers]
     if bad:
         raise ConfigError(
-            f"model.cache_layers: layer {bad[0]} out of range; the model has layers 0..{n_layers - 1} "
+            f"model.item.cache_layers: layer {bad[0]} out of range; the model has layers 0..{n_layers - 1} "
             f"({n_layers}: its final states)"
         )
     # one width for every cached layer (the manifest has one shape): OPT-350m's output (project_out: 512) is
@@ -205,11 +205,11 @@ def build_cache(
     dims = {k: state_size(model, k) for k in layers}
     if len(set(dims.values())) > 1:
         raise ConfigError(
-            f"model.cache_layers {layers}: {type(model).__name__}'s states differ in width between these "
+            f"model.item.cache_layers {layers}: {type(model).__name__}'s states differ in width between these "
             f"layers ({', '.join(f'layer {k}: {d}' for k, d in dims.items())}); cache its final states "
-            f"(layer {n_layers}) in another model.dire_cache folder"
+            f"(layer {n_layers}) in another model.item.dire_cache folder"
         )
-    ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    ids, lengths = dataset.tokens(cfg.item.lm, cfg.item_fields[0])
     # before hours of work: the top must reproduce the full forward from states rounded as the cache will be
     x, mask = (t.to(state.device) for t in trimmed_rows(ids, lengths, _probe_rows(lengths)))
     bottom = bottom_states(model, x.long(), mask, layers)
@@ -219,8 +219,8 @@ def build_cache(
             x.long(),
             mask,
             k,
-            bottom[k].to(_TORCH[cfg.cache_dtype]),
-            parity_tol(model, cfg.cache_dtype),
+            bottom[k].to(_TORCH[cfg.item.cache_dtype]),
+            parity_tol(model, cfg.item.cache_dtype),
         )
     n, width, dim = ids.shape[0], ids.shape[1], dims[layers[0]]
     plan["shape"] = [n, width, dim]
@@ -241,7 +241,7 @@ def build_cache(
             order = lo + np.argsort(np.asarray(lengths[lo:hi]), kind="stable")
             for b in range(0, len(order), batch_size):
                 rows = np.sort(order[b : b + batch_size])
-                _encode(model, ids, lengths, rows, layers, arrays, cfg.cache_dtype, state.device)
+                _encode(model, ids, lengths, rows, layers, arrays, cfg.item.cache_dtype, state.device)
                 bar.update(len(rows))
             for a in arrays.values():
                 a.flush()
@@ -266,17 +266,17 @@ def build_cache(
 def check_cache(model: torch.nn.Module, cache: DireCache, dataset: Dataset, cfg: ModelConfig) -> None:
     """Before training reads a cache: the whole `model` over a few items' token ids must equal its top layers
     run on their cached states (refused naming the model class otherwise; see `check_parity`)."""
-    ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    ids, lengths = dataset.tokens(cfg.item.lm, cfg.item_fields[0])
     rows = _probe_rows(lengths)
     x, mask = trimmed_rows(ids, lengths, rows)
-    states, _ = cache.gather(cfg.layer, rows)
+    states, _ = cache.gather(cfg.item.layer, rows)
     check_parity(
         model,
         x.long().to(model.device),
         mask.to(model.device),
-        cfg.layer,
+        cfg.item.layer,
         states,
-        parity_tol(model, cfg.cache_dtype),
+        parity_tol(model, cfg.item.cache_dtype),
     )
 
 

@@ -9,7 +9,6 @@ from oncerec.config.loader import load_saved_config
 from oncerec.errors import OncerecError
 from oncerec.eval.metrics import read_metrics
 from oncerec.eval.tables import Table, metric_table
-from oncerec.models.recommender import knobs_read
 
 
 def compare_runs(run_dirs: Sequence[str | Path], split: str = "test") -> Table:
@@ -24,9 +23,9 @@ def compare_runs(run_dirs: Sequence[str | Path], split: str = "test") -> Table:
         m = read_metrics(metrics_file).get(split)
         if m is None:
             raise OncerecError(f"{metrics_file}: no `{split}` metrics (split without labels?)")
-        model, read = cfg.model, knobs_read(cfg.model)  # a knob no component of the run reads: a dash
-        item = model.item + (f" ({model.item_lm})" if "item_lm" in read and model.item_lm else "")
-        rows.append(([run.name, model.name, item, str(model.layer) if "layer" in read else "—"], [m]))
+        model, lm = cfg.model, cfg.model.item.name == "lm"  # the language model and its layer, or a dash
+        item = model.item.name + (f" ({model.item.lm})" if lm else "")
+        rows.append(([run.name, model.name, item, str(model.item.layer) if lm else "—"], [m]))
         choices.append(cfg.exp.metrics)
     table, _ = metric_table(["run", "model", "item", "layer"], rows, choices)
     return table

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oncerec.data.mind import BOM, IMPRESSION_ID
+from oncerec.data.formats.mind import BOM, IMPRESSION_ID
 from oncerec.errors import DataError
 from oncerec.eval.metrics import DEFAULT_TABLE, evaluate_groups
 

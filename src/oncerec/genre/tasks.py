@@ -24,6 +24,8 @@ from functools import cached_property
 import numpy as np
 
 from oncerec.data.dataset import Dataset
+from oncerec.data.formats import FORMATS
+from oncerec.data.formats.registry import saved_data_config
 from oncerec.errors import OncerecError
 from oncerec.genre.options import TaskOptions
 from oncerec.genre.parsing import (
@@ -118,11 +120,10 @@ class DatasetView:
 
 
 def dataset_domain(dataset: Dataset, opts: TaskOptions) -> str:
-    """news or books: `--domain`, else dataset.json's `domain`, else books for Goodreads data, else news."""
-    cfg = dataset.manifest.get("data_config", {})
-    fmt = cfg.get("demo_format") if cfg.get("format") == "demo" else cfg.get("format")
-    books = fmt in ("goodreads", "once-goodreads")
-    domain = opts.domain or dataset.manifest.get("domain") or ("books" if books else "news")
+    """news or books: `--domain`, else dataset.json's `domain`, else its data format's (a dataset prepared before
+    dataset.json said), else news."""
+    fmt = FORMATS.get(saved_data_config(dataset.manifest.get("data_config", {})).get("format", "mind"))
+    domain = opts.domain or dataset.manifest.get("domain") or (fmt.domain if fmt else "news")
     if domain not in DOMAINS:
         raise OncerecError(f"domain `{domain}`: valid domains are {', '.join(DOMAINS)}")
     return domain

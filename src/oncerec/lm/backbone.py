@@ -130,12 +130,12 @@ LAYOUTS: tuple[Layout, ...] = (
     ),
 )
 
-# by layout name (`model.lora_targets` empty: these)
+# by layout name (`model.item.lora_targets` empty: these)
 DEFAULT_LORA_TARGETS = {row.name: list(row.lora_targets) for row in LAYOUTS}
 
 
 def lm_dtype(name: str) -> torch.dtype:
-    """`model.lm_dtype` as a torch type; `auto`: bfloat16 on a GPU (half the memory of float32, and the type
+    """`model.item.dtype` as a torch type; `auto`: bfloat16 on a GPU (half the memory of float32, and the type
     large models are trained in), float32 on CPU (where bfloat16 matmuls are slow on most processors)."""
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -298,7 +298,7 @@ def keep_top(model: nn.Module, k: int) -> nn.Module:
         return model
     n = len(blocks(model))
     if not 0 < k < n:
-        raise ConfigError(f"model.layer={k}: the model has {n} layers; valid: 0..{n - 1}")
+        raise ConfigError(f"model.item.layer={k}: the model has {n} layers; valid: 0..{n - 1}")
     found = layout(model)
     _set(model, found.blocks, nn.ModuleList(list(blocks(model))[k:]))
     for path, stand_in in found.input_step.items():
@@ -358,7 +358,7 @@ def check_parity(model: nn.Module, ids: Tensor, mask: Tensor, k: int, states: Te
             f"{name}: its layers {k}.. run on the cached states entering layer {k} do not give its full "
             f"forward pass (relative difference {diff:.2g}, allowed {tol:g}): its forward transforms its "
             "input embeddings (a multiplier, a projection), so DIRE cannot train it from a cache; use "
-            "model.layer=0 or another model"
+            "model.item.layer=0 or another model"
         )
 
 
@@ -380,7 +380,7 @@ def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: li
     missing = [t for t in targets if t not in names]
     if missing:
         raise ConfigError(
-            f"model.lora_targets: no module named {missing[0]} in {type(model).__name__}; "
+            f"model.item.lora_targets: no module named {missing[0]} in {type(model).__name__}; "
             f"linear layers there: {', '.join(sorted(_linear_names(model)))}"
         )
     for p in model.parameters():

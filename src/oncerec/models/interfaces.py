@@ -1,32 +1,51 @@
-"""The three kinds of component the Recommender composes, and what each may declare about itself.
+"""The three kinds of component the Recommender composes, what each may declare about itself, and the base of
+their configs.
 
-Every registered component subclasses one of these (`register` checks it). A capability is a declared class
-attribute or an overridden method here, with its default, so that the Recommender, the trainer and the
-server ask the component instead of probing it for attributes it may not have.
+Every registered component subclasses one of these (`register` checks it) and names its config class
+(`config_class`, a `ComponentConfig`: the keys under `model.item`, `model.user` or `model.predictor`). A
+capability is a declared class attribute or an overridden method here, with its default, so that the
+Recommender, the trainer and the server ask the component instead of probing it for attributes it may not have.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-# What a representation is, for the check that each component takes what the one before it gives
-# (`Recommender.check_pairs`): a vector, or one of the packed forms that only particular partners read.
+if TYPE_CHECKING:
+    from oncerec.models.config import ModelConfig
+
+# What a representation is, for the check that each component takes what the one before it gives (the
+# schema's, `models/config.py`): a vector, or one of the packed forms that only particular partners read.
 VECTOR = "a vector"
 SEQUENCE = "the click sequence (packed)"  # `sequence` -> a target-attention predictor (din, dkn, bst)
 WORD_STATES = "word states (packed)"  # NPA's item encoder -> NPA's user encoder
 VECTOR_AND_WORD_QUERY = "a vector and a word-attention query"  # NPA's user encoder -> NPA's predictor
 
 
+class ComponentConfig(BaseModel):
+    """A component's own keys. Each registered component names a subclass of this as its `config_class`, in its
+    own module, with a typed, described field per key; this base holds only the name the component was chosen
+    by, and is the config of a component without keys. A key the class does not have is an error."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    name: str = Field(frozen=True, description="The component's registry name.")
+
+    def check(self, model: ModelConfig) -> None:
+        """What the schema checks of this component against the model-wide keys (`model.hidden_size`,
+        `model.item_fields`, ...): raise ValueError naming the keys and the fix. Default: nothing."""
+
+
 @dataclass
 class ModelSpec:
     """What the components are given of the data: sizes and tensors, never a file or a dataset. The data side
-    (`train/build.py`) reads them; a component takes the ones it needs."""
+    (`training/build.py`) reads them; a component takes the ones it needs."""
 
     num_items: int
     num_users: int
@@ -37,7 +56,7 @@ class ModelSpec:
     text_widths: dict[str, int] = field(default_factory=dict)
     entity_vectors: np.ndarray | None = None  # [E, D] title-entity vectors (DKN), when the encoder reads them
     # A language-model item encoder's inputs by item index: rows -> (token ids or cached states, mask), and
-    # the model (loaded, its cache checked against it); see `train/build.py`
+    # the model (loaded, its cache checked against it); see `training/build.py`
     item_inputs: Callable[[np.ndarray], tuple[Tensor, Tensor]] | None = None
     lm: nn.Module | None = None
     # GENRE user profiles: name -> ([num_users, K] value ids, [num_users, K] weights, number of values)
@@ -72,9 +91,10 @@ class ItemTable(Protocol):
 
 class ItemEncoder(nn.Module):
     """`forward(content: dict[str, Tensor]) -> item vectors [N, d]`, the content gathered by item index
-    (an `ItemTable`). Constructor: `(cfg: ModelConfig, words: WordEmbedding | None, spec: ModelSpec)`."""
+    (an `ItemTable`). Constructor: `(cfg: its config_class, model: ModelConfig, words: WordEmbedding | None,
+    spec: ModelSpec)`: its own keys, the model-wide ones, the word table, the data's sizes."""
 
-    reads: ClassVar[frozenset[str]] = frozenset()  # the ModelConfig fields it reads (`check_knobs`)
+    config_class: ClassVar[type[ComponentConfig]] = ComponentConfig
     # True: it gathers its own inputs by item index (ids, language-model tokens, DIRE states) and gets no
     # word table
     own_inputs: ClassVar[bool] = False
@@ -93,9 +113,10 @@ class ItemEncoder(nn.Module):
 
 class UserEncoder(nn.Module):
     """`forward(clicked [B, H, f], mask [B, H], user [B]) -> user representations`, where `clicked` holds
-    `per_item` of each clicked item's vector. Constructor: `(cfg: ModelConfig, spec: ModelSpec)`."""
+    `per_item` of each clicked item's vector. Constructor: `(cfg: its config_class, model: ModelConfig, spec:
+    ModelSpec)`."""
 
-    reads: ClassVar[frozenset[str]] = frozenset()
+    config_class: ClassVar[type[ComponentConfig]] = ComponentConfig
     takes: ClassVar[str] = VECTOR  # what it takes of each clicked item (the item encoder's `gives`)
     gives: ClassVar[str] = VECTOR  # what its user representation is (the predictor's `takes`)
     # True (set by the instance from its config): forward also takes `categories` [B, H] of the clicks
@@ -115,9 +136,9 @@ class UserEncoder(nn.Module):
 
 class Predictor(nn.Module):
     """`forward(user representations, candidates [B, K, d]) -> scores [B, K]`. Constructor:
-    `(cfg: ModelConfig, spec: ModelSpec)`."""
+    `(cfg: its config_class, model: ModelConfig, spec: ModelSpec)`."""
 
-    reads: ClassVar[frozenset[str]] = frozenset()
+    config_class: ClassVar[type[ComponentConfig]] = ComponentConfig
     # True: one logit per candidate (the CTR heads), trained with binary cross-entropy under exp.loss=auto
     pointwise: ClassVar[bool] = False
     takes: ClassVar[str] = VECTOR  # the user representation it scores (the user encoder's `gives`)

@@ -1,4 +1,4 @@
-"""Building blocks shared by item and user encoders."""
+"""Building blocks shared by components of several models."""
 
 from __future__ import annotations
 
@@ -123,14 +123,6 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * m).sum(1) / m.sum(1).clamp(min=1)
 
 
-def disagreement(interests: Tensor) -> Tensor:
-    """MINER's disagreement regularisation (Li et al., 2022): the mean cosine similarity of every pair (i, j) of
-    a user's C interest vectors [..., C, d], 1/C^2 sum_i sum_j cos(v_i, v_j) (i = j included, as in the paper),
-    averaged over the users (and candidates). Minimising it spreads the interests apart."""
-    v = nn.functional.normalize(interests.float(), dim=-1)
-    return (v @ v.transpose(-1, -2)).mean()
-
-
 class UserEmbedding(nn.Embedding):
     """A user-id embedding (LSTUR, NPA). A user without a training impression is the unknown user 0, a zero
     row, as in LSTUR and Microsoft Recommenders: the user index spans every split, so that user's own row
@@ -145,12 +137,3 @@ class UserEmbedding(nn.Embedding):
         if self.train_users.device != user.device:
             self.train_users = self.train_users.to(user.device)
         return super().forward(torch.where(self.train_users[user], user, 0))
-
-
-def personal_pool(values: Tensor, keys: Tensor, mask: Tensor, query: Tensor) -> Tensor:
-    """NPA's personalised attention: sum_i softmax_i(k_i . q) v_i over values v_i [..., L, F] with keys k_i
-    [..., L, A], their mask [..., L] and the user's query q [..., A]; zero when no position is valid. The keys
-    are the values themselves in the paper's form, tanh(W v_i + b) in the additive one (`model.npa_attention`)."""
-    logits = torch.einsum("...la,...a->...l", keys, query)
-    weights = torch.softmax(logits.masked_fill(~attendable(mask), float("-inf")), dim=-1)
-    return torch.einsum("...l,...lf->...f", weights, values) * any_valid(mask).to(values.dtype)

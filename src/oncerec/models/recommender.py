@@ -5,54 +5,23 @@ then gathered. Evaluation uses `encode_items` / `encode_users` / `score` separat
 user is encoded once per evaluation (see `train/evaluate.py`). A component with `reads_categories` (MINER's
 category bias) also gets the categories of the clicked items or candidates, looked up by their indices.
 
-Each part declares the ModelConfig fields it reads (`reads`); `check_knobs` makes a key given explicitly that no
-chosen part reads an error.
+Each component is built from its own config and the model-wide keys (`model.item`, `cfg`); the config was
+validated as a whole by the schema (`models/config.py`), so that what is left to check here needs the data.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor, nn
 
-from oncerec.config.schema import Config, ModelConfig
-from oncerec.errors import CheckpointError, ConfigError
+from oncerec.errors import CheckpointError
+from oncerec.models.attributes import UserAttributes
+from oncerec.models.config import ModelConfig
 from oncerec.models.embedding import WordEmbedding
-from oncerec.models.interfaces import (
-    VECTOR,
-    Batch,
-    ItemEncoder,
-    ItemTable,
-    ModelSpec,
-    Predictor,
-    UserEncoder,
-)
-from oncerec.models.registry import KINDS, REGISTRY, lookup
-from oncerec.models.user.attributes import UserAttributes
-
-
-def check_pairs(cfg: ModelConfig) -> None:
-    """Each chosen component takes the representation the one before it gives (declared as `gives` /
-    `takes`: a vector, unless a pair such as `sequence` + `din` says otherwise)."""
-    chosen = {"item": cfg.item, "user": cfg.user, "predictor": cfg.predictor}
-    for a, b in (("item", "user"), ("user", "predictor")):
-        giver, taker = lookup(a, chosen[a]), lookup(b, chosen[b])
-        if giver.gives != taker.takes:
-            takers = sorted(n for n, c in REGISTRY[b].items() if c.takes == giver.gives)
-            raise ConfigError(
-                f"model.{a}={chosen[a]} with model.{b}={chosen[b]}: the {a} component gives "
-                f"{giver.gives}, the {b} component takes {taker.takes}; {b} components that take "
-                f"{giver.gives}: {', '.join(takers)}"
-            )
+from oncerec.models.interfaces import Batch, ItemEncoder, ItemTable, ModelSpec, Predictor, UserEncoder
 
 
 class Recommender(nn.Module):
-    # `name` names the run folder; the rest choose and feed the components, whichever they are
-    reads: ClassVar[frozenset[str]] = frozenset(
-        {"name", *KINDS, "item_fields", "miner_category_bias", "user_attributes"}
-    )
-
     def __init__(
         self,
         cfg: ModelConfig,
@@ -68,21 +37,13 @@ class Recommender(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.content = content
-        item_cls = lookup("item", cfg.item)
-        self.item_encoder = item_cls(cfg, words, spec) if item_encoder else None
-        user_cls, predictor_cls = lookup("user", cfg.user), lookup("predictor", cfg.predictor)
-        check_pairs(cfg)
-        if cfg.miner_category_bias and (cfg.user, cfg.predictor) != ("poly", "target_aware"):
-            raise ConfigError(
-                "model.miner_category_bias=true: MINER's category-aware attention needs model.user=poly with "
-                f"model.predictor=target_aware (got {cfg.user}, {cfg.predictor})"
-            )
-        self.user_encoder = user_cls(cfg, spec)
-        self.predictor = predictor_cls(cfg, spec)
-        # GENRE user profiles (model.user_attributes): fused into the user vector, see models/user/attributes.py
-        self.user_attributes = (
-            UserAttributes(cfg, spec, user_cls.gives != VECTOR) if cfg.user_attributes else None
-        )
+        # built in this order (item, user, predictor, plugin): the order their weights are drawn under a seed
+        item_cls = cfg.component("item")
+        self.item_encoder = item_cls(cfg.item, cfg, words, spec) if item_encoder else None
+        self.user_encoder = cfg.component("user")(cfg.user, cfg, spec)
+        self.predictor = cfg.component("predictor")(cfg.predictor, cfg, spec)
+        # GENRE user profiles (model.user_attributes): fused into the user vector, see models/attributes.py
+        self.user_attributes = UserAttributes(cfg, spec) if cfg.user_attributes else None
 
     def encode_items(self, items: Tensor) -> Tensor:
         """Item indices [N] -> item vectors [N, d]."""
@@ -184,53 +145,3 @@ class Recommender(nn.Module):
         return [
             {"params": ps, "lr": rates[k], "weight_decay": weight_decay} for k, ps in groups.items() if ps
         ]
-
-
-def chosen_parts(cfg: ModelConfig) -> list[type]:
-    """The classes a model of `cfg` is built from: the Recommender, one component of each kind, and the
-    user-attribute plugin when it is on."""
-    parts = [Recommender, *(lookup(kind, getattr(cfg, kind)) for kind in KINDS)]
-    return [*parts, UserAttributes] if cfg.user_attributes else parts
-
-
-def knobs_read(cfg: ModelConfig) -> frozenset[str]:
-    """The ModelConfig fields that the parts `cfg` chooses read: any other field changes nothing."""
-    return frozenset().union(*(part.reads for part in chosen_parts(cfg)))
-
-
-KIND_LABELS = {"item": "item encoder", "user": "user encoder", "predictor": "predictor"}
-
-
-def readers(field: str) -> str:
-    """Which components read `field`, e.g. "user encoder `gru` only"."""
-    parts = []
-    for kind in KINDS:
-        names = sorted(name for name, cls in REGISTRY[kind].items() if field in cls.reads)
-        if names:
-            label = KIND_LABELS[kind] + ("s" if len(names) > 1 else "")
-            parts.append(f"{label} " + ", ".join(f"`{n}`" for n in names))
-    if field in UserAttributes.reads:
-        parts.append("the user-attribute plugin (model.user_attributes=true)")
-    if not parts:
-        return "no component"
-    return "; ".join(parts) + (" only" if len(parts) == 1 and "," not in parts[0] else "")
-
-
-def check_knobs(cfg: Config) -> None:
-    """A model key given explicitly (`Config.explicit`: on the command line or in the user's own file) that no
-    chosen component reads is an error naming the components that do read it: `model=nrms model.gru_mode=con`
-    would otherwise train NRMS and drop the knob without a word. Keys of packaged presets and shared keys
-    (`build_config(shared=...)`, `oncerec train --shared`) are left alone: they serve many models."""
-    read = knobs_read(cfg.model)
-    unread = sorted(k for k in cfg.explicit if k.startswith("model.") and k.split(".")[1] not in read)
-    if not unread:
-        return
-    chosen = ", ".join(f"{kind}={getattr(cfg.model, kind)}" for kind in KINDS)
-    if cfg.model.user_attributes:
-        chosen += ", the user-attribute plugin"
-    raise ConfigError(
-        "\n".join(
-            f"{key}: read by {readers(key.split('.')[1])}; the chosen components ({chosen}) do not read it"
-            for key in unread
-        )
-    )

@@ -7,7 +7,8 @@ POST /recommend  {"history": [item ids], "user": null, "k": 10, "exclude_history
 POST /items      {"items": [{"id": "N999", "title": "...", "category": "...", ...}]}
                  -> {"added": 1, "replaced": 0, "items": 6001}
 GET  /health     -> {"status": "ok", "model": ..., "ranking": ..., "index": ..., "items": ..., ...}
-GET  /metrics    Prometheus text: requests by endpoint and status, a latency histogram, the index size
+GET  /metrics    Prometheus text (OpenMetrics when asked): requests by endpoint and status, a latency
+                 histogram, the index size
 ```
 A bad request gets a 4xx and `{"error": what is wrong, "field": where}`; bodies over `max_body` bytes a 413.
 """
@@ -32,13 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from oncerec.errors import OncerecError
-from oncerec.serve.service import DEFAULT_CANDIDATES, Answer, Query, RequestError, Service
+from oncerec.serve.ranking import DEFAULT_CANDIDATES
+from oncerec.serve.service import Answer, Query, RequestError, Service
 
 MAX_BODY = 4 * 2**20
 MAX_K = 1000
@@ -65,6 +70,8 @@ class ItemsRequest(BaseModel):
 def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
     """The ASGI app: the API, inside the request metrics and the body-size limit."""
     api = FastAPI(title="oncerec", docs_url=None, redoc_url=None, openapi_url=None)
+    # no `_created` series beside each counter (prometheus_client's switch is for the whole process)
+    disable_created_metrics()
     batcher = _Batcher(service, parallel)
     metrics = _Metrics(_BodyLimit(api, max_body), service, batcher)
 
@@ -88,8 +95,9 @@ def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
         return JSONResponse(service.health())
 
     @api.get("/metrics")
-    def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
+    def prometheus(request: Request) -> Response:
+        body, content_type = metrics.exposition(request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type})
 
     @api.exception_handler(RequestError)
     async def bad_request(_: Request, e: RequestError) -> JSONResponse:
@@ -97,7 +105,7 @@ def create_app(service: Service, max_body: int = MAX_BODY, parallel: int = 1):
 
     @api.exception_handler(OncerecError)
     async def unavailable(_: Request, e: OncerecError) -> JSONResponse:
-        """What the service cannot do now whatever the request (an added-items folder another process wrote
+        """What the service cannot do now whatever the request (an added-items store another process wrote
         damaged): 503 with the reason, and /health answers it too."""
         return JSONResponse({"error": str(e), "field": "service"}, status_code=503)
 
@@ -222,14 +230,35 @@ class _BodyLimit:
 
 
 class _Metrics:
-    """Request counts by endpoint and status and a latency histogram by endpoint, kept in this process (each
-    worker of `serve --workers N` has its own)."""
+    """Request counts by endpoint and status and a latency histogram by endpoint (prometheus_client, in a
+    registry of this app's own), kept in this process: each worker of `serve --workers N` has its own. The
+    batch counts and the index size are read when scraped, from the batcher and the service."""
 
     def __init__(self, app, service: Service, batcher: _Batcher):
-        self.app, self.service, self.batcher = app, service, batcher
-        self.requests: dict[tuple[str, int], int] = {}
-        self.latency: dict[str, list[float]] = {}  # per endpoint: bucket counts, then the sum of seconds
-        self.answers = {"model": 0, "popularity": 0}
+        self.app = app
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "oncerec_requests",
+            "HTTP requests answered, by endpoint and status code.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "oncerec_request_duration_seconds",
+            "Time from receiving a request to the end of its answer.",
+            ["endpoint"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.answers = Counter(
+            "oncerec_recommendations",
+            "Recommendations answered, by who ranked them.",
+            ["source"],
+            registry=self.registry,
+        )
+        for source in ("model", "popularity"):  # both shown from the start, at 0
+            self.answers.labels(source)
+        self.registry.register(_Live(service, batcher))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -246,54 +275,39 @@ class _Metrics:
             await self.app(scope, receive, sent)
         finally:
             path = scope["path"] if scope["path"] in ENDPOINTS else "other"
-            self._observe(path, status, time.perf_counter() - start)
-
-    def _observe(self, path: str, status: int, seconds: float) -> None:
-        self.requests[path, status] = self.requests.get((path, status), 0) + 1
-        counts = self.latency.setdefault(path, [0.0] * (len(BUCKETS) + 1))
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                counts[i] += 1
-        counts[-1] += seconds
+            self.requests.labels(path, str(status)).inc()
+            self.latency.labels(path).observe(time.perf_counter() - start)
 
     def count_answer(self, source: str) -> None:
-        self.answers[source] += 1
+        self.answers.labels(source).inc()
 
-    def text(self) -> str:
-        lines = [
-            "# HELP oncerec_requests_total HTTP requests answered, by endpoint and status code.",
-            "# TYPE oncerec_requests_total counter",
-        ]
-        for (path, status), n in sorted(self.requests.items()):
-            lines.append(f'oncerec_requests_total{{endpoint="{path}",status="{status}"}} {n}')
-        lines += [
-            "# HELP oncerec_request_duration_seconds Time from receiving a request to the end of its answer.",
-            "# TYPE oncerec_request_duration_seconds histogram",
-        ]
-        for path, counts in sorted(self.latency.items()):
-            total = sum(n for (p, _), n in self.requests.items() if p == path)
-            for bound, n in zip(BUCKETS, counts, strict=False):
-                lines.append(
-                    f'oncerec_request_duration_seconds_bucket{{endpoint="{path}",le="{bound}"}} {n:.0f}'
-                )
-            lines.append(f'oncerec_request_duration_seconds_bucket{{endpoint="{path}",le="+Inf"}} {total}')
-            lines.append(f'oncerec_request_duration_seconds_sum{{endpoint="{path}"}} {counts[-1]:.6f}')
-            lines.append(f'oncerec_request_duration_seconds_count{{endpoint="{path}"}} {total}')
-        lines += [
-            "# HELP oncerec_recommendations_total Recommendations answered, by who ranked them.",
-            "# TYPE oncerec_recommendations_total counter",
-            *(f'oncerec_recommendations_total{{source="{s}"}} {n}' for s, n in self.answers.items()),
-            "# HELP oncerec_batch_batches_total Model calls answering /recommend requests (one per batch).",
-            "# TYPE oncerec_batch_batches_total counter",
-            f"oncerec_batch_batches_total {self.batcher.batches}",
-            "# HELP oncerec_batch_requests_total Requests those calls answered (÷ batches: the mean batch size).",
-            "# TYPE oncerec_batch_requests_total counter",
-            f"oncerec_batch_requests_total {self.batcher.requests}",
-            "# HELP oncerec_index_items Items the index serves.",
-            "# TYPE oncerec_index_items gauge",
-            f"oncerec_index_items {self.service.item_count()}",
-        ]
-        return "\n".join(lines) + "\n"
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """The metrics in the format the scraper asks for (Prometheus text unless it asks for OpenMetrics) and
+        its content type."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
+
+
+class _Live:
+    """The metrics read when scraped rather than counted as requests pass."""
+
+    def __init__(self, service: Service, batcher: _Batcher):
+        self.service, self.batcher = service, batcher
+
+    def collect(self):
+        yield CounterMetricFamily(
+            "oncerec_batch_batches",
+            "Model calls answering /recommend requests (one per batch).",
+            value=self.batcher.batches,
+        )
+        yield CounterMetricFamily(
+            "oncerec_batch_requests",
+            "Requests those calls answered (÷ batches: the mean batch size).",
+            value=self.batcher.requests,
+        )
+        yield GaugeMetricFamily(
+            "oncerec_index_items", "Items the index serves.", value=self.service.item_count()
+        )
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -307,7 +321,7 @@ def _service(options: dict) -> Service:
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     adding = (
-        "with several workers, added items reach every worker through the added-items folder: add --persist"
+        "with several workers, added items reach every worker through the added-items store: add --persist"
         if options["workers"] > 1 and not options["persist"]
         else ""
     )

@@ -10,7 +10,7 @@ popularity.npy     [N] training clicks per item: the ranking for a user the mode
 data/              what building the model reads: vocabularies, the item content its encoder reads, user
                    tables (GENRE profiles), which users trained (a dataset folder without impressions)
 tokenizer/         a Hugging Face tokenizer's files, when items are tokenized by one
-added/             items added to the running service (`serve --persist`), one folder per request
+added/             items added to the running service (`serve --persist`): items.sqlite (`added.py`)
 ```
 
 The folder is written under a temporary name and renamed, so it is whole or absent. Nothing is pickled.
@@ -36,8 +36,8 @@ from oncerec.config.schema import CATEGORICAL, Config
 from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import tokenizer_dir
 from oncerec.errors import ConfigError, OncerecError
+from oncerec.inference import inner_product
 from oncerec.models.recommender import Recommender
-from oncerec.models.registry import lookup
 from oncerec.paths import check_new_dir, check_writable, publish_dir
 from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
 from oncerec.training.baselines import train_clicks
@@ -52,16 +52,10 @@ WORD_TABLE = "item_encoder.words.table.weight"
 AGAIN = "export the run again (`oncerec export RUN_DIR --out DIR`)"
 
 
-def inner_product(cfg: Config) -> bool:
-    """Whether the model's score is the inner product of one user vector and the item vector, so that the
-    index ranks exactly as the model does. Other predictors (the CTR heads, MINER) are served in two stages."""
-    return cfg.model.predictor == "dot"
-
-
 def adds_items(cfg: Config) -> bool:
     """Whether new items can be encoded from their content: not for item-id embeddings (no content) nor for
     DIRE's language-model encoder (it reads the training data's cache of its frozen layers)."""
-    return not lookup("item", cfg.model.item).own_inputs
+    return not cfg.model.component("item").own_inputs
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
@@ -108,8 +102,10 @@ def export_run(
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source,
-        "model": {k: getattr(cfg.model, k) for k in ("name", "item", "user", "predictor")},
-        "ranking": "inner_product" if inner_product(cfg) else "two_stage",
+        "model": {"name": cfg.model.name}
+        | {k: getattr(cfg.model, k).name for k in ("item", "user", "predictor")},
+        # the index ranks exactly as an inner-product model does; other predictors are served in two stages
+        "ranking": "inner_product" if inner_product(model) else "two_stage",
         "adds_items": addable,
         "items": len(vectors) - 1,
         "dim": int(vectors.shape[1]),
@@ -277,6 +273,7 @@ _MANIFEST_KEYS = {
     "dim": lambda v: _count(v, 1),
     "dtype": lambda v: v in DTYPES,
     "index": _index_entry,
+    "weights_sha256": lambda v: isinstance(v, str),  # the added items' store names it
 }
 
 

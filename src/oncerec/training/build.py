@@ -3,8 +3,9 @@
 The components of `oncerec.models` take sizes and tensors (`ModelSpec`), a word table and an `ItemTable`;
 here they are read from a dataset (or an export's `data/` folder). For DIRE (`model.item=lm`) that means the
 language model, loaded once by `language_model` (which builds the DIRE cache first when it is absent: a step of
-its own, before the model), and the inputs of its layer `model.layer` by item index: token ids, or the cache's
-states (checked against the model, whose bottom is still loaded) before the encoder drops the frozen layers.
+its own, before the model), and the inputs of its layer `model.item.layer` by item index: token ids, or the
+cache's states (checked against the model, whose bottom is still loaded) before the encoder drops the frozen
+layers.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from oncerec.errors import ConfigError, OncerecError
 from oncerec.lm.backbone import lm_dtype, load_lm
 from oncerec.models.embedding import WordEmbedding
 from oncerec.models.interfaces import ModelSpec
-from oncerec.models.item.lm import all_frozen
+from oncerec.models.lm import LMConfig, all_frozen
 from oncerec.models.recommender import Recommender
-from oncerec.models.registry import lookup
 
 
 def build_recommender(
@@ -42,7 +42,7 @@ def build_recommender(
     a DIRE encoder could not be built without its training data's cache. `lm`: DIRE's language model as
     `language_model` loaded it (loaded here otherwise); its DIRE cache must exist (`language_model` builds it)."""
     _check_fields(cfg, dataset)
-    item_cls = lookup("item", cfg.item)
+    item_cls = cfg.component("item")
     # an encoder with its own inputs (item ids, language-model tokens or cached states) needs no word table
     reads_content = item_encoder and not item_cls.own_inputs
     spec = model_spec(cfg, dataset, embed.tokenizer if reads_content else None)
@@ -96,45 +96,44 @@ def language_model(cfg: ModelConfig, dataset: Dataset, progress: bool = True, lo
     """DIRE's language model (whole), loaded once, with the cache of its frozen layers built first if it is
     absent (resumable; under `accelerate launch` the processes split the items): the step between the dataset
     and the model. None for an item encoder without a language model."""
-    if not lookup("item", cfg.item).language_model:
+    if not cfg.component("item").language_model:
         return None
     from oncerec.dire.cache import build_cache, open_cache
 
     _check_fields(cfg, dataset)
-    lm = _load_lm(cfg)
+    lm = _load_lm(cfg.item)
     # A cache of another model or data is refused; one without this layer is found, and refused by the model
     # (listing its layers) rather than rebuilt with more: `oncerec dire cache` adds layers on request.
-    if cfg.layer and open_cache(dataset, cfg) is None:
+    if cfg.item.layer and open_cache(dataset, cfg) is None:
         build_cache(dataset, cfg, progress=progress, log=log, model=lm)
     return lm
 
 
 def language_model_inputs(cfg: ModelConfig, dataset: Dataset, lm: nn.Module | None = None):
-    """DIRE's language model (whole) and its inputs by item index: token ids for `model.layer=0`, else the
+    """DIRE's language model (whole) and its inputs by item index: token ids for `model.item.layer=0`, else the
     states entering layer k, read from the DIRE cache (which must exist: `language_model` builds it)."""
     from oncerec.dire.cache import cache_dir, check_cache, open_cache
 
-    lm = lm if lm is not None else _load_lm(cfg)
-    if not cfg.layer:
-        ids, lengths = dataset.tokens(cfg.item_lm, cfg.item_fields[0])
+    item: LMConfig = cfg.item
+    lm = lm if lm is not None else _load_lm(item)
+    if not item.layer:
+        ids, lengths = dataset.tokens(item.lm, cfg.item_fields[0])
         return lm, partial(_token_rows, ids, lengths)
     cache = open_cache(dataset, cfg)
     if cache is None:
         raise OncerecError(
-            f"model.layer={cfg.layer}: no DIRE cache in {cache_dir(dataset, cfg)}; build it first with "
+            f"model.item.layer={item.layer}: no DIRE cache in {cache_dir(dataset, cfg)}; build it first with "
             "`oncerec dire cache` and the same data= and model= (`oncerec train` builds it before the model)"
         )
-    cache.states(cfg.layer)
+    cache.states(item.layer)
     # the model (bottom still loaded) over a few items must match its top from their cached states
     check_cache(lm, cache, dataset, cfg)
-    return lm, partial(cache.gather, cfg.layer)
+    return lm, partial(cache.gather, item.layer)
 
 
-def _load_lm(cfg: ModelConfig) -> nn.Module:
-    if not cfg.item_lm:
-        raise ConfigError("model.item=lm needs model.item_lm=<local model folder | minilm | smollm2-135m>")
-    lm: nn.Module = load_lm(cfg.item_lm, lm_dtype(cfg.lm_dtype))
-    all_frozen(cfg, lm)  # LoRA over no trainable layer: an error before any cache is built
+def _load_lm(item: LMConfig) -> nn.Module:
+    lm: nn.Module = load_lm(item.lm, lm_dtype(item.dtype))
+    all_frozen(item, lm)  # LoRA over no trainable layer: an error before any cache is built
     return lm
 
 

@@ -22,8 +22,8 @@ from oncerec.training.session import Run
 ORACLE = "oracle (true click probability)"
 POPULARITY = "popularity (train clicks)"
 
-# Compact sizes so that the main job trains in a few minutes on 2 CPU cores; shared, as a model that has no
-# attention heads (NAML) ignores model.num_heads.
+# Compact sizes so that the main job trains in a few minutes on 2 CPU cores: model-wide sizes, which every
+# component that has such a size reads (a model without attention heads, NAML, has no use for num_heads).
 COMPACT = [
     "model.hidden_size=64",
     "model.num_heads=4",
@@ -46,7 +46,7 @@ def demo(
 ) -> DemoResult:
     """Trains `model` on `demo-<scale>` (the `demo` exp preset, compact sizes) and compares it on the test
     split with the oracle and popularity."""
-    cfg = build_config([f"data=demo-{scale}", f"model={model}", "exp=demo", *overrides], shared=COMPACT)
+    cfg = build_config([f"data=demo-{scale}", f"model={model}", "exp=demo", *COMPACT, *overrides])
     run, metrics = train(cfg, progress=progress, log=log)
     test = run.dataset.split("test")
     rows = {ORACLE: oracle_scores(run.dataset, test), POPULARITY: popularity_scores(run.dataset, test)}

@@ -8,8 +8,8 @@ catalogue, as retrieval systems are judged (the impression metrics rank a few sh
   in that history left out (they cannot be ranked: see next). A user with none is not ranked.
 - Ranked: every item of the catalogue (every item of the dataset, of every split) except the items of that
   history, as usual in retrieval: recommending what the user has read says nothing.
-- Scores: the model's own. An inner-product predictor (`dot`) scores a block of users against every item in
-  one matrix product; any other predictor (MINER's target-aware one, the CTR heads, DIN) is run on every
+- Scores: the model's own, ranked by `oncerec.inference.top_every_item` (as `recommend` ranks). An
+  inner-product predictor (`dot`) scores a block of users against every item in one matrix product; any other predictor (MINER's target-aware one, the CTR heads, DIN) is run on every
   (user, item) pair of the block, a slice of items at a time. That is exact, the same scores as the
   impression evaluation, but costs a head evaluation per pair (users x items) instead of a dot product;
   refusing would leave half the models without the numbers, and a GPU makes the cost bearable.
@@ -26,11 +26,8 @@ from tqdm import tqdm
 
 from oncerec.data.dataset import Dataset, Split
 from oncerec.eval.metrics import FULL_PREFIX, evaluate_top_k, full_ranking_names, parse_metric
+from oncerec.inference import encode_history_rows, encode_items, top_every_item, user_inputs
 from oncerec.models.recommender import Recommender
-from oncerec.training.evaluate import encode_all_items, encode_histories
-
-# (user, item) pairs one call of a non-inner-product predictor scores: bounds its [pairs, fields, d] inputs.
-HEAD_PAIRS = 1 << 15
 
 
 def held_out(dataset: Dataset, split: Split) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], int]:
@@ -64,19 +61,6 @@ def held_out(dataset: Dataset, split: Split) -> tuple[np.ndarray, np.ndarray, li
 
 
 @torch.no_grad()
-def _block_scores(model: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Scores [B, N] of a block of user representations against every item vector."""
-    if model.cfg.predictor == "dot":
-        return users @ items.T
-    n, width = len(items), max(1, HEAD_PAIRS // len(users))
-    out = []
-    for start in range(0, n, width):
-        idx = torch.arange(start, min(start + width, n), device=items.device).expand(len(users), -1)
-        out.append(model.score(users, items[idx], idx))
-    return torch.cat(out, dim=1)
-
-
-@torch.no_grad()
 def rank_vectors(
     model: Recommender,
     reps: torch.Tensor,
@@ -94,18 +78,15 @@ def rank_vectors(
     found = np.zeros((len(reps), k), dtype=bool)
     for start in tqdm(range(0, len(reps), batch_size), "full ranking", disable=not progress, leave=False):
         end = min(start + batch_size, len(reps))
-        scores = _block_scores(model, reps[start:end], vectors).float()
-        hist = torch.from_numpy(history[start:end].astype(np.int64)).to(scores.device)
-        scores[:, 0] = float("-inf")
-        scores.scatter_(1, hist, float("-inf"))
-        top = torch.topk(scores, k, dim=1)
+        hist = torch.from_numpy(history[start:end].astype(np.int64))
+        scores, items = top_every_item(model, reps[start:end], vectors, hist, k)
         block = targets[start:end]
-        target = torch.zeros_like(scores, dtype=torch.bool)
+        target = torch.zeros((end - start, len(vectors)), dtype=torch.bool, device=items.device)
         rows = np.repeat(np.arange(len(block)), [len(t) for t in block])
         cols = torch.from_numpy(np.concatenate(block).astype(np.int64))
         target[torch.from_numpy(rows).to(target.device), cols.to(target.device)] = True
         # a user with fewer rankable items than k gets excluded ones (-inf) at the end: never held out
-        hit = target.gather(1, top.indices) & torch.isfinite(top.values)
+        hit = target.gather(1, items) & torch.isfinite(scores)
         found[start:end] = hit.cpu().numpy()
     return found
 
@@ -123,13 +104,15 @@ def rank_catalogue(
     """`found` [U, min(k, items)] (see `rank_vectors`) and `held` [U] (held-out items per user) over the split's
     users with a held-out item, and the sizes: `items` ranked, `skipped` users."""
     model.eval()
-    vectors = encode_all_items(model, batch_size, device, progress)
+    vectors = encode_items(model, batch_size, device, progress)
     k = min(k, len(vectors) - 1)  # a K beyond the catalogue ranks all of it
     users, history, targets, skipped = held_out(dataset, split)
     sizes = {"items": len(vectors) - 1, "skipped": skipped}
     if not len(users):  # no click in the split
         return np.zeros((0, k), dtype=bool), np.zeros(0, dtype=np.int64), sizes
-    reps = encode_histories(model, dataset, history, vectors, batch_size, device, progress)
+    reps = encode_history_rows(
+        model, dataset, history, user_inputs(model, vectors), batch_size, device, progress
+    )
     clicked = np.asarray(dataset.histories[0])[history]
     found = rank_vectors(model, reps, vectors, clicked, targets, k, batch_size, progress)
     held = np.array([len(t) for t in targets], dtype=np.int64)

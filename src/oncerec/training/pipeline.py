@@ -23,7 +23,6 @@ from oncerec.config.schema import Config, DataConfig
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.dire.cache import SHARD, DireCache, build_cache
 from oncerec.errors import OncerecError
-from oncerec.models.recommender import check_knobs
 from oncerec.training.build import build_recommender, language_model
 from oncerec.training.session import Run
 from oncerec.training.tracking import require_tracker
@@ -62,7 +61,6 @@ def new_run_dir(cfg: Config) -> Path:
 
 def train(cfg: Config, progress: bool = True, log=print) -> tuple[Run, dict]:
     """Trains `cfg`; returns the run (its best weights) and its metrics ({split: {...}}, as metrics.json)."""
-    check_knobs(cfg)  # before the data is prepared or a folder made
     require_tracker(cfg.exp.tracker)
     main = processes().is_main_process
     log = log if main else (lambda *_: None)
@@ -80,11 +78,10 @@ def dire_cache(
     cfg: Config, batch_size: int = 64, shard_size: int = SHARD, progress: bool = True, log=print
 ) -> DireCache:
     """The first two steps alone, for `oncerec dire cache`: the dataset, then the DIRE cache of every layer
-    of `model.cache_layers` (or `model.layer`), built or completed."""
-    check_knobs(cfg)
-    if cfg.model.item != "lm":
+    of `model.item.cache_layers` (or `model.item.layer`), built or completed."""
+    if cfg.model.item.name != "lm":
         raise OncerecError(
-            f"model.item={cfg.model.item}: `dire cache` needs a language-model item encoder (item=lm)"
+            f"model.item={cfg.model.item.name}: `dire cache` needs a language-model item encoder (item=lm)"
         )
     dataset = prepare_dataset(cfg.data, progress, log)
     return build_cache(

@@ -48,8 +48,8 @@ def write_report(run_dir: Path, cfg, metrics: dict, examples: list[tuple[str, li
         f"# Run `{run_dir.name}`",
         "",
         f"- data: `{cfg.data.name}` (split `{cfg.data.split}`, fields {', '.join(cfg.data.text_fields)})",
-        f"- model: `{m.name}`: item `{m.item}` on {', '.join(m.item_fields)}, user `{m.user}`, predictor "
-        f"`{m.predictor}`, hidden {m.hidden_size}; embeddings `{cfg.embed.type}` ({cfg.embed.dim})",
+        f"- model: `{m.name}`: item `{m.item.name}` on {', '.join(m.item_fields)}, user `{m.user.name}`, predictor "
+        f"`{m.predictor.name}`, hidden {m.hidden_size}; embeddings `{cfg.embed.type}` ({cfg.embed.dim})",
         f"- training: {e.epochs} epochs, batch {e.batch_size} x {e.acc_batch}, lr {e.lr}, {e.neg_count} negatives, "
         f"seed {e.seed}; best by `{e.metric}`",
         "",

@@ -18,17 +18,11 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.errors import OncerecError, shown
 from oncerec.eval.metrics import FULL_RANKING_DEFAULT, full_ranking_names, read_metrics
 from oncerec.eval.slices import split_metrics
+from oncerec.inference import encode_items, encode_users, read_and_seen, top_items, user_inputs
 from oncerec.models.recommender import Recommender
 from oncerec.training.build import build_recommender, language_model
 from oncerec.training.checkpoint import load_latest, load_weights
-from oncerec.training.evaluate import (
-    encode_all_items,
-    encode_user,
-    predict_fast,
-    read_and_seen,
-    top_items,
-    write_split_predictions,
-)
+from oncerec.training.evaluate import predict_fast, write_split_predictions
 from oncerec.training.full_ranking import full_ranking_metrics
 
 # Beside a run's config.yaml: the hashes of its training data's vocabularies (`Dataset.vocab_digests`).
@@ -113,8 +107,10 @@ class Run:
             )
         read, seen = read_and_seen(clicked, self.dataset.history_len)
         self.model.eval()
-        rep = encode_user(self.model, self.user_inputs, read, u, self.device)
-        top, scores = top_items(self.model, self.item_vectors, rep, seen if exclude_history else [], k)
+        rep = encode_users(self.model, self.user_inputs, [read], [u])
+        [(top, scores)] = top_items(
+            self.model, rep, self.item_vectors, [seen if exclude_history else []], [k]
+        )
         titles = table.column("title").to_pylist()
         return [Recommendation(ids[i], s, titles[i]) for i, s in zip(top, scores, strict=True)]
 
@@ -122,12 +118,12 @@ class Run:
     def item_vectors(self) -> torch.Tensor:
         """Every item encoded once: the weights of a loaded run do not change, so recommend() reuses them."""
         self.model.eval()
-        return encode_all_items(self.model, self.cfg.exp.eval_batch_size, self.device)
+        return encode_items(self.model, self.cfg.exp.eval_batch_size, self.device)
 
     @cached_property
-    @torch.no_grad()
     def user_inputs(self) -> torch.Tensor:
-        return self.model.user_inputs(self.item_vectors)
+        """What the user encoder reads of every item as a click, computed once as the item vectors are."""
+        return user_inputs(self.model, self.item_vectors)
 
     def _latest_history(self, user: int) -> list[int]:
         best_time, row = -1, None

@@ -25,13 +25,13 @@ from accelerate.utils import broadcast_object_list, gather_object
 from tqdm import tqdm
 
 from oncerec.config.loader import config_diff, dump_config, load_saved_config
-from oncerec.config.schema import Config, ModelConfig
+from oncerec.config.schema import Config
 from oncerec.data.batching import TrainSampler
 from oncerec.data.dataset import Dataset
 from oncerec.errors import CheckpointError, ConfigError, OncerecError
 from oncerec.eval.metrics import lower_is_better, metrics_json, table_metrics
 from oncerec.eval.slices import split_metrics
-from oncerec.models.recommender import Recommender, knobs_read
+from oncerec.models.recommender import Recommender
 from oncerec.paths import write_text_atomic
 from oncerec.training.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from oncerec.training.evaluate import predict_fast, predict_slow, write_split_predictions
@@ -103,12 +103,8 @@ def check_run_dir(run_dir: Path, cfg: Config) -> None:
 
 
 def run_diff(saved: Config, cfg: Config, ignore: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    """What differs between a saved run's config and `cfg` and changes the run: neither the keys in `ignore`
-    nor a model knob that the components of neither config read (an NAML run is the same whatever
-    model.num_heads says)."""
-    read = knobs_read(saved.model) | knobs_read(cfg.model)
-    unread = {f"model.{k}" for k in ModelConfig.model_fields if k not in read}
-    return [d for d in config_diff(saved, cfg) if d.split(":")[0] not in ignore | unread]
+    """What differs between a saved run's config and `cfg`, but for the keys in `ignore`."""
+    return [d for d in config_diff(saved, cfg) if d.split(":")[0] not in ignore]
 
 
 def diff_line(diffs: list[str], shown: int = 6) -> str:

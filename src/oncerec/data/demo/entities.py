@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from oncerec.data.demo.vocabulary import CONCEPT_SYNONYMS, SUB_CAT, SUB_N_CONCEPTS
-from oncerec.data.mind import ENTITY_FILE
+from oncerec.data.formats.mind import ENTITY_FILE
 
 __all__ = ["ENTITY_FILE", "entity_id", "entity_vectors", "title_entities", "write_entity_vectors"]
 

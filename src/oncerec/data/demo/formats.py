@@ -22,7 +22,7 @@ def write_demo_data(
     (a Goodreads folder's with its news world's dev split under `news_world`)."""
     if fmt == "mind":
         return write_demo_mind(out, scale=scale, seed=seed, progress=progress, fresh=fresh)
-    from oncerec.data.goodreads import write_demo_goodreads
+    from oncerec.data.formats.goodreads import write_demo_goodreads
 
     check_new_dir(out, "OUT")
     with tempfile.TemporaryDirectory() as tmp:
