@@ -190,7 +190,8 @@ def _frozen_vs_top(
                 f"model.item.dire_cache={tmp}",
             ],
             "top": [*overrides, f"model.item.layer={sizes.layer}"],
-            "word": [*overrides, "model=naml"],
+            # the data keys alone: NAML's item encoder has none of the language model's keys
+            "word": [*(o for o in overrides if not o.startswith("model")), "model=naml"],
         },
         sizes,
         log,

@@ -23,7 +23,8 @@ from oncerec.errors import ConfigError
 from oncerec.experiment import PRESETS, Spec, load_spec, run_experiment
 from oncerec.models.interfaces import ComponentConfig
 from oncerec.models.registry import KINDS, REGISTRY
-from oncerec.training.trainer import Trainer, run_diff
+from oncerec.training.pipeline import train
+from oncerec.training.trainer import run_diff
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -241,7 +242,7 @@ def test_the_development_pages_new_model_is_one_module_and_a_preset_and_trains(
     args = ["data=demo-tiny", f"model={preset}", "exp=quick", *SMALL, "exp.max_steps=1"]
     cfg = build_config([*args, "model.predictor.rank=8", f"exp.out_dir={tmp_path / 'run'}"])
     assert isinstance(cfg.model.predictor, bilinear.BilinearConfig) and cfg.model.predictor.rank == 8
-    metrics = Trainer(cfg, **QUIET).fit()
+    _, metrics = train(cfg, **QUIET)
     assert 0 <= metrics["test"]["auc"] <= 1
     assert (tmp_path / "run" / "config.yaml").read_text().count("name: bilinear") == 1
     # its key is checked like any other, and the reference shows it

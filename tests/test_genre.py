@@ -611,12 +611,10 @@ def test_user_attributes_need_profiles_and_a_pooled_user_encoder(merged: SimpleN
     cfg = build_config(["model=naml", *SMALL, "model.user_attributes=true"])
     with pytest.raises(ConfigError, match="no user attributes"):
         build_recommender(cfg.model, cfg.embed, Dataset(tiny_root), log=quiet)
-    cfg = build_config(["model=din", *SMALL, "model.user_attributes=true"])
-    with pytest.raises(ConfigError, match="sequence"):
-        build_recommender(cfg.model, cfg.embed, Dataset(merged.root), log=quiet)
-    cfg = build_config(["model=miner", *SMALL, "model.user_attributes=true"])
+    with pytest.raises(ConfigError, match="the `sequence` user encoder gives none"):
+        build_config(["model=din", *SMALL, "model.user_attributes=true"])  # the schema's check
     with pytest.raises(ConfigError, match="miner_category_bias=false"):
-        build_recommender(cfg.model, cfg.embed, Dataset(merged.root), log=quiet)
+        build_config(["model=miner", *SMALL, "model.user_attributes=true"])
 
 
 # ------------------------------------------------------------------------------------------- local backend
