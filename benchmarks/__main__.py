@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from oncerec.errors import OncerecError
+from oncerec.logs import printed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,15 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = p.parse_args(argv)
     try:
-        if a.scale:
-            from benchmarks.scale import run_scale
+        # where each benchmark is, a line each; what the benchmarked steps of oncerec report stays unshown
+        with printed("benchmarks"):
+            if a.scale:
+                from benchmarks.scale import run_scale
 
-            print(run_scale(Path(a.out), a.scale.split(","), a.steps, a.eval_impressions))
-            return 0
-        from benchmarks.suite import run_bench
+                print(run_scale(Path(a.out), a.scale.split(","), a.steps, a.eval_impressions))
+                return 0
+            from benchmarks.suite import run_bench
 
-        only = tuple(x.strip() for x in a.only.split(",") if x.strip())
-        run_bench(quick=a.quick, out_dir=Path(a.out), threads=a.threads, only=only)
+            only = tuple(x.strip() for x in a.only.split(",") if x.strip())
+            run_bench(quick=a.quick, out_dir=Path(a.out), threads=a.threads, only=only)
     except OncerecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

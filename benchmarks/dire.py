@@ -9,12 +9,12 @@ memory peaks are measured in fresh child processes, one per type.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +30,8 @@ from oncerec.errors import OncerecError
 from oncerec.lm.backbone import blocks, bottom_states, lm_dtype, load_lm
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.training.build import build_recommender, language_model
+
+logger = logging.getLogger(__name__)
 
 STEP_TARGET = 10.0  # cached top vs whole model, when 2 of 30 layers run (the limit is 30 / 2 = 15x)
 BUILD_TARGET = 0.9  # cache build throughput / bare forward throughput
@@ -57,7 +59,7 @@ def resolve_models(sizes: DireSizes) -> str:
     return str(resolve_model_path(sizes.model))
 
 
-def bench_dire(sizes: DireSizes, model_path: str, log: Callable = print) -> dict:
+def bench_dire(sizes: DireSizes, model_path: str) -> dict:
     overrides = [
         f"data=demo-{sizes.scale}",
         "data.prompt=news article: title: {title} category: {category}",
@@ -70,19 +72,19 @@ def bench_dire(sizes: DireSizes, model_path: str, log: Callable = print) -> dict
         # a fresh cache folder: the build is timed, never found ready
         overrides.append(f"model.item.dire_cache={tmp}")
         cfg = build_config([*overrides, f"model.item.layer={sizes.layer}"])
-        dataset = Dataset(resolve_dataset(cfg.data, progress=False, log=_quiet))
+        dataset = Dataset(resolve_dataset(cfg.data, progress=False))
         result = {"sizes": asdict(sizes), "items": dataset.num_items - 1}
-        result["build"] = _build_vs_bare(dataset, cfg, log)
-        result["step"] = _cached_vs_whole(dataset, overrides, sizes, log)
+        result["build"] = _build_vs_bare(dataset, cfg)
+        result["step"] = _cached_vs_whole(dataset, overrides, sizes)
         result["frozen"] = _frozen_vs_top(
-            dataset, overrides, sizes, result["step"]["num_layers"], Path(tmp) / "frozen", log
+            dataset, overrides, sizes, result["step"]["num_layers"], Path(tmp) / "frozen"
         )
-        result["load"] = _load_memory(overrides, Path(tmp), log)
-    result["memory"] = _memory(sizes, log)
+        result["load"] = _load_memory(overrides, Path(tmp))
+    result["memory"] = _memory(sizes)
     return result
 
 
-def _build_vs_bare(dataset: Dataset, cfg, log) -> dict:
+def _build_vs_bare(dataset: Dataset, cfg) -> dict:
     """Items/s of `build_cache` (forward + writing the states) vs the same forward passes writing nothing. The
     bare pass runs before and after the build and its faster run counts (warm-up and load favour neither)."""
     k = cfg.model.item.layer
@@ -97,14 +99,14 @@ def _build_vs_bare(dataset: Dataset, cfg, log) -> dict:
             bottom_states(model, x.long(), mask, [k])
         return len(order) / (time.perf_counter() - start)
 
-    log(f"  dire: bare forward of layers 0..{k - 1} over {len(order):,} items")
+    logger.info(f"  dire: bare forward of layers 0..{k - 1} over {len(order):,} items")
     first = bare()
-    log("  dire: building the cache")
-    cache = build_cache(dataset, cfg.model, progress=False, log=_quiet, model=model)
+    logger.info("  dire: building the cache")
+    cache = build_cache(dataset, cfg.model, progress=False, model=model)
     # the build's own loop rate (forward + writing): loading the model and creating the files are a fixed
     # cost that a real dataset's size amortises, and that would dominate on the few items of a quick run
     built = cache.manifest["items_per_s"]
-    log("  dire: bare forward again")
+    logger.info("  dire: bare forward again")
     fastest = max(first, bare())
     disk = (cache.folder / f"layer-{k}.npy").stat().st_size
     return {
@@ -120,17 +122,15 @@ def _build_vs_bare(dataset: Dataset, cfg, log) -> dict:
     }
 
 
-def _step_seconds(
-    dataset: Dataset, configs: dict[str, list[str]], sizes: DireSizes, log
-) -> tuple[dict, dict]:
+def _step_seconds(dataset: Dataset, configs: dict[str, list[str]], sizes: DireSizes) -> tuple[dict, dict]:
     """Median seconds of one training step (forward, backward, AdamW) of each config on the same batches,
     taking turns step by step; and the models."""
     models, optimizers = {}, {}
     for name, overrides in configs.items():
         cfg = build_config(overrides)
         torch.manual_seed(0)
-        lm = language_model(cfg.model, dataset, progress=False, log=_quiet)  # and its cache, if absent
-        models[name] = build_recommender(cfg.model, cfg.embed, dataset, log=_quiet, lm=lm).train()
+        lm = language_model(cfg.model, dataset, progress=False)  # and its cache, if absent
+        models[name] = build_recommender(cfg.model, cfg.embed, dataset, lm=lm).train()
         optimizers[name] = torch.optim.AdamW(models[name].param_groups(1e-4, 1e-4, 0.0, 0.0))
     sampler = TrainSampler(dataset, dataset.split("train"), sizes.batch_size, 4, seed=0)
     order = sampler.order(0)
@@ -146,11 +146,11 @@ def _step_seconds(
             optimizers[name].zero_grad(set_to_none=True)
             if i:
                 seconds[name].append(time.perf_counter() - start)
-        log(f"  dire: train step {i + 1}/{1 + sizes.steps}" + ("" if i else " (warm-up)"))
+        logger.info(f"  dire: train step {i + 1}/{1 + sizes.steps}" + ("" if i else " (warm-up)"))
     return {n: statistics.median(v) for n, v in seconds.items()}, models
 
 
-def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes, log) -> dict:
+def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes) -> dict:
     """One training step with layer=k from the cache vs layer=0 (every layer runs and gets LoRA adapters)."""
     steps, models = _step_seconds(
         dataset,
@@ -159,7 +159,6 @@ def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes, l
             "whole": [*overrides, "model.item.layer=0"],
         },
         sizes,
-        log,
     )
     n_layers = len(blocks(models["whole"].item_encoder.lm))
     return {
@@ -175,7 +174,7 @@ def _cached_vs_whole(dataset: Dataset, overrides: list[str], sizes: DireSizes, l
 
 
 def _frozen_vs_top(
-    dataset: Dataset, overrides: list[str], sizes: DireSizes, n_layers: int, tmp: Path, log
+    dataset: Dataset, overrides: list[str], sizes: DireSizes, n_layers: int, tmp: Path
 ) -> dict:
     """Frozen-LLM features (layer=L: no language-model layer runs, only pooling + projection train) vs the
     top layers from the cache (layer=k, LoRA) vs NAML over word embeddings, one training step each on the same
@@ -194,7 +193,6 @@ def _frozen_vs_top(
             "word": [*(o for o in overrides if not o.startswith("model")), "model=naml"],
         },
         sizes,
-        log,
     )
     return {
         "num_layers": n_layers,
@@ -222,11 +220,11 @@ def rss_mb(field):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
 cfg = build_config(json.loads(sys.argv[1]))
-dataset = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
+dataset = Dataset(resolve_dataset(cfg.data, progress=False))
 imported = rss_mb("VmRSS")
 start = time.perf_counter()
 model = load_lm(cfg.model.item.lm, lm_dtype(cfg.model.item.dtype))
-build_cache(dataset, cfg.model, progress=False, log=lambda *_: None, model=model)
+build_cache(dataset, cfg.model, progress=False, model=model)
 seconds = time.perf_counter() - start
 weights = sum(t.numel() * t.element_size() for t in model.parameters()) / 2**20
 print(json.dumps({"seconds": seconds, "import_rss_mb": imported, "peak_rss_mb": rss_mb("VmHWM"),
@@ -234,14 +232,14 @@ print(json.dumps({"seconds": seconds, "import_rss_mb": imported, "peak_rss_mb": 
 """
 
 
-def _load_memory(overrides: list[str], tmp: Path, log) -> dict:
+def _load_memory(overrides: list[str], tmp: Path) -> dict:
     """Memory of loading the model and building a cache with `model.item.dtype` float32 vs bfloat16, each in a
     fresh child process: the peak (VmHWM) and what is held after the build (VmRSS, the model still loaded),
     both over the child's RSS after its imports (so both include the loader's own ~0.1 GB: transformers'
     modelling code), and the weights' own size."""
     result = {}
     for dtype in ("float32", "bfloat16"):
-        log(f"  dire: loading + caching in {dtype} (child process)")
+        logger.info(f"  dire: loading + caching in {dtype} (child process)")
         args = [
             *overrides,
             "model.item.layer=1",
@@ -264,7 +262,7 @@ def _load_memory(overrides: list[str], tmp: Path, log) -> dict:
     return result
 
 
-def _memory(sizes: DireSizes, log) -> dict:
+def _memory(sizes: DireSizes) -> dict:
     """Peak anonymous memory (what the process owns; a memory map's pages are the kernel's page cache) while
     gathering training batches from a cache larger than this machine's RAM: a sparse file of `memory_gb`
     GiB in SmolLM2's shape, read through the same `DireCache.gather` as training."""
@@ -279,7 +277,9 @@ def _memory(sizes: DireSizes, log) -> dict:
         cache = DireCache(folder, {"layers": [1], "dtype": "float16"})
         rng = np.random.default_rng(0)
         before = peak = _anon_mb()
-        log(f"  dire: {sizes.memory_batches} batches of 512 random items from a {sizes.memory_gb} GiB cache")
+        logger.info(
+            f"  dire: {sizes.memory_batches} batches of 512 random items from a {sizes.memory_gb} GiB cache"
+        )
         for _ in range(sizes.memory_batches):
             states, _mask = cache.gather(1, np.sort(rng.choice(n, 512, replace=False)))
             peak = max(peak, _anon_mb())
@@ -329,7 +329,3 @@ def dire_rows(d: dict) -> list[str]:
         f"held (+{b16['held_added_mb']:.0f}); weights {f32['weights_mb']:.0f} vs {b16['weights_mb']:.0f} MB; "
         "children |",
     ]
-
-
-def _quiet(*_: object) -> None:
-    pass

@@ -34,8 +34,8 @@ HISTORY = 50  # clicks per history, MIND's usual cut
 def bench(items: int, users: int, preset: str, k: int, batch: int, of: int, seed: int = 0) -> dict:
     # the model supplies the predictor only; demo-tiny is the smallest dataset to build it on
     cfg = build_config(["data=demo-tiny", f"model={preset}"])
-    ds = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
-    model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+    ds = Dataset(resolve_dataset(cfg.data, progress=False))
+    model = build_recommender(cfg.model, cfg.embed, ds).eval()
     dim = cfg.model.hidden_size
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -11,11 +11,11 @@ process of its own, so that it does not share the client's interpreter lock.
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from oncerec.genre.backends import GenParams, OpenAIBackend
@@ -23,6 +23,8 @@ from oncerec.genre.options import RunOptions, TaskOptions
 from oncerec.genre.runner import Summary, execute
 from oncerec.genre.store import Store
 from oncerec.genre.tasks import Request, Summarize
+
+logger = logging.getLogger(__name__)
 
 LATENCY = 0.2
 LEVELS = (1, 8, 32, 128)
@@ -32,9 +34,7 @@ LOCAL_MODEL = "smollm2-135m"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench_genre(
-    quick: bool = True, log: Callable = print, local: bool = True, model_path: str | None = None
-) -> dict:
+def bench_genre(quick: bool = True, local: bool = True, model_path: str | None = None) -> dict:
     """Throughput at each concurrency (and the capacity), then the local backend (`local=False`: skipped).
     `model_path`: the local model's folder resolved beforehand (as `bench.dire.resolve_models` does), so
     that a private benchmark cache does not convert the packaged model again."""
@@ -51,20 +51,22 @@ def bench_genre(
                 "client_cpu_ms_per_request": cpu_ms,
                 "client_cpu_share": cpu_ms * rate / 1000,  # of one core
             }
-            log(
+            logger.info(
                 f"  genre: concurrency {c}: {rate:.1f} requests/s (ideal {c / LATENCY:.0f}), client CPU {cpu_ms:.1f} ms each"
             )
     with _server(0.0) as url:
         c = LEVELS[-1]
         result["capacity_per_s"], result["capacity_cpu_ms_per_request"] = _throughput(url, c, c * rounds * 2)
-        log(f"  genre: capacity (no latency, concurrency {c}): {result['capacity_per_s']:.0f} requests/s")
+        logger.info(
+            f"  genre: capacity (no latency, concurrency {c}): {result['capacity_per_s']:.0f} requests/s"
+        )
     for level in result["levels"].values():
         bound = min(level["ideal_per_s"], result["capacity_per_s"])
         level["ratio"] = level["requests_per_s"] / bound
         level["capped"] = bound < level["ideal_per_s"]
         level["met"] = level["ratio"] >= TARGET
     if local:
-        result["local"] = bench_local(8 if quick else 32, log, model=model_path or LOCAL_MODEL)
+        result["local"] = bench_local(8 if quick else 32, model=model_path or LOCAL_MODEL)
     return result
 
 
@@ -154,7 +156,7 @@ def _throughput(url: str, concurrency: int, n: int) -> tuple[float, float]:
     return (n - 2 * c) / (answered[n - 1 - c] - answered[c - 1]), 1000 * cpu / n
 
 
-def bench_local(prompts: int, log: Callable = print, batch_size: int = 8, model: str = LOCAL_MODEL) -> dict:
+def bench_local(prompts: int, batch_size: int = 8, model: str = LOCAL_MODEL) -> dict:
     """Generated tokens/s of the local backend, batched and one request at a time, on the same prompts."""
     from oncerec.genre.backends import LocalBackend
 
@@ -181,7 +183,7 @@ def bench_local(prompts: int, log: Callable = print, batch_size: int = 8, model:
         for i in range(prompts)
     ]
     params = GenParams(max_tokens=task.max_tokens)
-    backend = LocalBackend(model, batch_size=batch_size, log=lambda *_: None)
+    backend = LocalBackend(model, batch_size=batch_size)
 
     async def run(batch: int, todo: list) -> tuple[int, int, float]:
         backend.batch_size = batch
@@ -212,7 +214,7 @@ def bench_local(prompts: int, log: Callable = print, batch_size: int = 8, model:
         }
 
     result = asyncio.run(both())
-    log(
+    logger.info(
         f"  genre: local {result['model']}: {result['tokens_per_s']:.1f} tokens/s in batches of {batch_size}, "
         f"{result['single_tokens_per_s']:.1f} one at a time"
     )

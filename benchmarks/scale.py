@@ -9,13 +9,15 @@ memory-mapped dataset; fast evaluation of the trained model on a slice of the va
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.suite import _private_cache, bench_prepare
 from oncerec.errors import OncerecError
+
+logger = logging.getLogger(__name__)
 
 _TRAIN_CHILD = """
 import json, sys, time
@@ -31,9 +33,9 @@ def peak_mb():
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
 scale, steps, n_eval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cfg = build_config([f"data=demo-{scale}", "model=nrms"])
-ds = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
+ds = Dataset(resolve_dataset(cfg.data, progress=False))
 torch.manual_seed(0)
-model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).train()
+model = build_recommender(cfg.model, cfg.embed, ds).train()
 opt = torch.optim.AdamW(model.param_groups(1e-3, 1e-5, 0.0, 0.0))
 sampler = TrainSampler(ds, ds.split("train"), 64, 4, seed=0)
 order = sampler.order(0)
@@ -59,13 +61,13 @@ print(json.dumps({
 """
 
 
-def bench_scale(scales: list[str], steps: int, eval_impressions: int, log: Callable = print) -> dict:
+def bench_scale(scales: list[str], steps: int, eval_impressions: int) -> dict:
     results = {}
     with _private_cache():
         for scale in scales:
-            log(f"bench scale: demo-{scale}: prepare")
-            prep = bench_prepare(scale, log)
-            log(
+            logger.info(f"bench scale: demo-{scale}: prepare")
+            prep = bench_prepare(scale)
+            logger.info(
                 f"bench scale: demo-{scale}: {steps} NRMS steps, evaluation of {eval_impressions:,} impressions"
             )
             done = subprocess.run(
@@ -95,10 +97,8 @@ def scale_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_scale(
-    out_dir: Path, scales: list[str], steps: int, eval_impressions: int, log: Callable = print
-) -> str:
-    results = bench_scale(scales, steps, eval_impressions, log)
+def run_scale(out_dir: Path, scales: list[str], steps: int, eval_impressions: int) -> str:
+    results = bench_scale(scales, steps, eval_impressions)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     table = scale_table(results)

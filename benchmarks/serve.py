@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import signal
 import socket
@@ -20,7 +21,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from oncerec.errors import OncerecError
 from oncerec.serve.export import export_run
 from oncerec.training.build import build_recommender
 from oncerec.training.session import Run
+
+logger = logging.getLogger(__name__)
 
 TARGET_P99_MS = 20.0  # at concurrency 8 with the approximate index
 TARGET_LEVEL = 8
@@ -114,13 +116,13 @@ class ServerProcess:
         self.stop()
 
 
-def bench_serve(sizes: ServeSizes, log: Callable = print) -> dict:
+def bench_serve(sizes: ServeSizes) -> dict:
     from benchmarks.suite import SEED, demo_dataset
 
     dataset = demo_dataset(sizes.scale)
     cfg = build_config([f"data=demo-{sizes.scale}", "model=nrms"])
     torch.manual_seed(SEED)
-    model = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED).eval()
     run = Run(cfg, dataset, model, torch.device("cpu"))
     table = dataset.items_table
     ids = table.column("id").to_pylist()
@@ -146,9 +148,9 @@ def bench_serve(sizes: ServeSizes, log: Callable = print) -> dict:
     with tempfile.TemporaryDirectory(prefix="oncerec-bench-serve-") as tmp:
         for kind in dict.fromkeys(k for k, _ in sizes.servers):
             start = time.perf_counter()
-            export_run(run, Path(tmp) / kind, index=kind, log=lambda *_: None)
+            export_run(run, Path(tmp) / kind, index=kind)
             result[f"export_{kind}_s"] = time.perf_counter() - start
-            log(f"  serve: {kind} export in {result[f'export_{kind}_s']:.1f} s")
+            logger.info(f"  serve: {kind} export in {result[f'export_{kind}_s']:.1f} s")
         for kind, workers in sizes.servers:
             name = f"{kind}, {workers} worker{'s' if workers > 1 else ''}"
             with ServerProcess(Path(tmp) / kind, "--workers", str(workers), "--persist") as server:
@@ -159,7 +161,7 @@ def bench_serve(sizes: ServeSizes, log: Callable = print) -> dict:
                     levels[c] = _summary(seconds, latencies)
                     if c == 1:
                         answers[name] = [[x["id"] for x in json.loads(r)["items"]] for r in replies]
-                    log(
+                    logger.info(
                         f"  serve {name}: concurrency {c}: {levels[c]['requests_per_s']:.0f} requests/s, "
                         f"p50 {levels[c]['p50_ms']:.1f} ms, p99 {levels[c]['p99_ms']:.1f} ms"
                     )
@@ -168,7 +170,7 @@ def bench_serve(sizes: ServeSizes, log: Callable = print) -> dict:
                 add_s = time.perf_counter() - start
                 if status != 200:
                     raise OncerecError(f"bench serve: POST /items answered {status}: {reply[:500]}")
-                log(f"  serve {name}: {sizes.added} items added in {add_s:.2f} s")
+                logger.info(f"  serve {name}: {sizes.added} items added in {add_s:.2f} s")
             shutil.rmtree(Path(tmp) / kind / "added")  # the next server of this export starts without them
             result["servers"][name] = {"index": kind, "workers": workers, "levels": levels, "add_s": add_s}
     exact = next((answers[n] for n, s in result["servers"].items() if s["index"] == "flat"), None)

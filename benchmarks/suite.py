@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import platform
 import statistics
@@ -44,6 +45,8 @@ from oncerec.training.build import build_recommender
 from oncerec.training.evaluate import predict_fast, predict_slow
 from oncerec.training.losses import batch_loss
 
+logger = logging.getLogger(__name__)
+
 PRESETS = ("naml", "nrms", "lstur", "fastformer", "miner")
 REFERENCE_PRESET = "naml"
 SEED = 2023
@@ -52,8 +55,6 @@ EVAL_BATCH = 512  # ExpConfig.eval_batch_size's default: what `oncerec train` ev
 EVAL_TARGET = 10.0  # fast / slow evaluation speed-up asked for on demo-medium
 METRICS_TARGET = 50.0  # vectorised metrics vs the per-impression loop
 RANKING_METRICS = DEFAULT_TABLE  # auc, mrr, ndcg@5, ndcg@10: what the naive oracle computes
-
-Log = Callable[[str], object]
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,6 @@ SECTIONS = ("prepare", "train", "eval", "dire", "genre", "serve", "metrics")
 def run_bench(
     quick: bool = False,
     out_dir: Path = Path("bench-out"),
-    log: Log = print,
     sizes: Sizes | None = None,
     threads: int | None = None,
     only: tuple[str, ...] = (),
@@ -109,7 +109,7 @@ def run_bench(
     default_threads = torch.get_num_threads()
     torch.set_num_threads(threads or default_threads)
     try:
-        sections = _run_sections(sizes, log, set(only or SECTIONS))
+        sections = _run_sections(sizes, set(only or SECTIONS))
         results = {"mode": "quick" if quick else "full", "sizes": asdict(sizes), **sections}
     finally:
         torch.set_num_threads(default_threads)
@@ -117,13 +117,13 @@ def run_bench(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / "bench.md").write_text(bench_table(results))
-    log(
+    logger.info(
         f"bench: done in {results['wall_s']:.0f} s; wrote {out_dir / 'bench.md'} and {out_dir / 'bench.json'}"
     )
     return results
 
 
-def _run_sections(sizes: Sizes, log: Log, wanted: set[str]) -> dict:
+def _run_sections(sizes: Sizes, wanted: set[str]) -> dict:
     started = time.perf_counter()
     results: dict = {"machine": machine_info()}
     # resolved before the private cache, so that a packaged GGUF model is converted once, not per run
@@ -131,39 +131,37 @@ def _run_sections(sizes: Sizes, log: Log, wanted: set[str]) -> dict:
     model_path = resolve_models(sizes.dire or DIRE_QUICK) if lm_sections else None
     with _private_cache():
         if "prepare" in wanted:
-            results["prepare"] = _section("prepare", log, lambda: bench_prepare(sizes.prepare_scale, log))
+            results["prepare"] = _section("prepare", lambda: bench_prepare(sizes.prepare_scale))
         if "train" in wanted:
             results["train"] = _section(
                 "train",
-                log,
                 lambda: bench_train(
-                    sizes.train_scale, sizes.batch_size, sizes.train_warmup, sizes.train_steps, log
+                    sizes.train_scale, sizes.batch_size, sizes.train_warmup, sizes.train_steps
                 ),
             )
         if "eval" in wanted:
-            results["eval"] = _section(
-                "eval", log, lambda: bench_eval(sizes.eval_scale, sizes.slow_impressions, log)
-            )
+            results["eval"] = _section("eval", lambda: bench_eval(sizes.eval_scale, sizes.slow_impressions))
         if sizes.dire and "dire" in wanted:
-            results["dire"] = _section("dire", log, lambda: bench_dire(sizes.dire, model_path, log))
+            results["dire"] = _section("dire", lambda: bench_dire(sizes.dire, model_path))
         if sizes.genre and "genre" in wanted:
             quick = sizes is QUICK
-            results["genre"] = _section("genre", log, lambda: bench_genre(quick, log, model_path=model_path))
+            results["genre"] = _section("genre", lambda: bench_genre(quick, model_path=model_path))
         if sizes.serve and "serve" in wanted and missing_packages():
-            log(
+            logger.info(
                 f"bench: serve skipped: it needs {', '.join(missing_packages())} (pip install 'oncerec[serve]')"
             )
             results["serve"] = {"skipped": f"{', '.join(missing_packages())} not installed"}
         elif sizes.serve and "serve" in wanted:
-            results["serve"] = _section("serve", log, lambda: bench_serve(sizes.serve, log))
+            results["serve"] = _section("serve", lambda: bench_serve(sizes.serve))
     if "metrics" in wanted and importlib.util.find_spec("sklearn") is None:
-        log("bench: metrics skipped: the reference loop needs scikit-learn (pip install scikit-learn)")
+        logger.info(
+            "bench: metrics skipped: the reference loop needs scikit-learn (pip install scikit-learn)"
+        )
         results["metrics"] = {"skipped": "scikit-learn is not installed"}
     elif "metrics" in wanted:
         results["metrics"] = _section(
             "metrics",
-            log,
-            lambda: bench_metrics(sizes.metric_rows, sizes.metric_groups, sizes.loop_groups, log),
+            lambda: bench_metrics(sizes.metric_rows, sizes.metric_groups, sizes.loop_groups),
         )
     results["machine"]["loadavg_end"] = list(os.getloadavg())
     results["wall_s"] = time.perf_counter() - started
@@ -202,15 +200,15 @@ source, out, preset = sys.argv[1:]
 cfg = build_config([f"data={preset}"]).data
 imported = rss_mb("VmRSS")
 start = time.perf_counter()
-prepare(Path(source), cfg, Path(out), progress=False, log=lambda *_: None)
+prepare(Path(source), cfg, Path(out), progress=False)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "import_rss_mb": imported, "peak_rss_mb": rss_mb("VmHWM")}))
 """
 
 
-def bench_prepare(scale: str, log: Log = print) -> dict:
+def bench_prepare(scale: str) -> dict:
     """Throughput and peak memory of `prepare` on raw demo data, in a child process."""
-    log(f"  generating raw demo-{scale} data")
+    logger.info(f"  generating raw demo-{scale} data")
     source = demo_raw_folder(scale, seed=0, progress=False)
     files = [
         folder / name for folder in split_folders(source).values() for name in ("news.tsv", "behaviors.tsv")
@@ -241,7 +239,7 @@ def bench_prepare(scale: str, log: Log = print) -> dict:
     }
 
 
-def bench_train(scale: str, batch_size: int, warmup: int, steps: int, log: Log = print) -> dict:
+def bench_train(scale: str, batch_size: int, warmup: int, steps: int) -> dict:
     """Training samples/s (forward, backward, clipping, AdamW) of every preset at its default sizes."""
     dataset = demo_dataset(scale)
     sampler = TrainSampler(dataset, dataset.split("train"), batch_size, NEG_COUNT, seed=SEED)
@@ -255,7 +253,7 @@ def bench_train(scale: str, batch_size: int, warmup: int, steps: int, log: Log =
     for preset in PRESETS:
         cfg = cfgs[preset] = build_config([f"data=demo-{scale}", f"model={preset}"])
         torch.manual_seed(SEED)
-        models[preset] = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=_quiet).train()
+        models[preset] = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED).train()
         optimizers[preset] = torch.optim.AdamW(
             models[preset].param_groups(cfg.exp.lr, cfg.exp.item_lr, cfg.exp.embed_lr, cfg.exp.weight_decay)
         )
@@ -267,7 +265,7 @@ def bench_train(scale: str, batch_size: int, warmup: int, steps: int, log: Log =
             seconds = _train_step(models[preset], optimizers[preset], batch, cfgs[preset].exp)
             if i >= warmup:
                 step_seconds[preset].append(seconds)
-        log(f"  train step {i + 1}/{len(batches)}" + (" (warm-up)" if i < warmup else ""))
+        logger.info(f"  train step {i + 1}/{len(batches)}" + (" (warm-up)" if i < warmup else ""))
 
     # The median step resists the odd step slowed down by another process.
     rates = {p: batch_size / statistics.median(s) for p, s in step_seconds.items()}
@@ -304,18 +302,18 @@ def _train_step(model: Recommender, optimizer: torch.optim.Optimizer, batch: Bat
     return time.perf_counter() - start
 
 
-def bench_eval(scale: str, slow_impressions: int, log: Log = print) -> dict:
+def bench_eval(scale: str, slow_impressions: int) -> dict:
     """`predict_fast` on the whole valid split vs `predict_slow` on its first impressions, same NRMS model."""
     dataset = demo_dataset(scale)
     split = dataset.split("valid")
     cfg = build_config([f"data=demo-{scale}", "model=nrms"])
     torch.manual_seed(SEED)
-    model = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED, log=_quiet)
+    model = build_recommender(cfg.model, cfg.embed, dataset, seed=SEED)
 
     start = time.perf_counter()
     fast = predict_fast(model, dataset, split, EVAL_BATCH, "cpu")
     fast_s = time.perf_counter() - start
-    log(f"  fast path: {split.num_impressions} impressions in {fast_s:.1f} s")
+    logger.info(f"  fast path: {split.num_impressions} impressions in {fast_s:.1f} s")
 
     n = min(slow_impressions, split.num_impressions)
     subset = split.select(np.arange(n))
@@ -324,7 +322,7 @@ def bench_eval(scale: str, slow_impressions: int, log: Log = print) -> dict:
     slow_subset_s = time.perf_counter() - start
     # The slow path's cost is the same per batch of impressions, so it grows linearly with their number.
     slow_s = slow_subset_s * split.num_impressions / n
-    log(f"  slow path: {n} impressions in {slow_subset_s:.1f} s")
+    logger.info(f"  slow path: {n} impressions in {slow_subset_s:.1f} s")
 
     rows = len(subset.item)
     return {
@@ -346,7 +344,7 @@ def bench_eval(scale: str, slow_impressions: int, log: Log = print) -> dict:
     }
 
 
-def bench_metrics(rows: int, groups: int, loop_groups: int, log: Log = print) -> dict:
+def bench_metrics(rows: int, groups: int, loop_groups: int) -> dict:
     """`evaluate_groups` vs a per-impression loop written like MIND's official evaluate.py (sklearn AUC)."""
     labels, scores, group, offsets = random_ranking(rows, groups, seed=SEED)
     start = time.perf_counter()
@@ -360,7 +358,9 @@ def bench_metrics(rows: int, groups: int, loop_groups: int, log: Log = print) ->
     reference = naive_reference_metrics(labels[:end], scores[:end], offsets[: k + 1])
     loop_subset_s = time.perf_counter() - start
     loop_s = loop_subset_s * groups / k
-    log(f"  vectorised: {len(labels)} rows in {fast_s:.2f} s; loop: {k} groups in {loop_subset_s:.1f} s")
+    logger.info(
+        f"  vectorised: {len(labels)} rows in {fast_s:.2f} s; loop: {k} groups in {loop_subset_s:.1f} s"
+    )
 
     subset = evaluate_groups(labels[:end], scores[:end], group[:end])
     diffs = {m: abs(subset[m] - reference[m]) for m in RANKING_METRICS}
@@ -511,22 +511,18 @@ def _rss(r: dict) -> str:
 
 
 def demo_dataset(scale: str) -> Dataset:
-    return Dataset(resolve_dataset(build_config([f"data=demo-{scale}"]).data, progress=False, log=_quiet))
+    return Dataset(resolve_dataset(build_config([f"data=demo-{scale}"]).data, progress=False))
 
 
-def _quiet(*_: object) -> None:
-    pass
-
-
-def _section(name: str, log: Log, run: Callable[[], dict]) -> dict:
+def _section(name: str, run: Callable[[], dict]) -> dict:
     """Run one section, adding its wall time and this process's RSS (at the start, and the peak) to its result."""
-    log(f"bench: {name} ...")
+    logger.info(f"bench: {name} ...")
     start = time.perf_counter()
     with _PeakRss() as rss:
         result = run()
     result["wall_s"] = time.perf_counter() - start
     result["rss_mb"] = {"start": rss.start_mb, "peak": rss.peak_mb}
-    log(f"bench: {name} done in {result['wall_s']:.1f} s")
+    logger.info(f"bench: {name} done in {result['wall_s']:.1f} s")
     return result
 
 

@@ -104,9 +104,7 @@ def tiny():
     from oncerec.config.loader import build_config
     from oncerec.data.dataset import Dataset, resolve_dataset
 
-    return Dataset(
-        resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False, log=lambda *_: None)
-    )
+    return Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False))
 
 
 @pytest.fixture(scope="module")
@@ -121,5 +119,5 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     cfg = build_config(
         ["data=demo-tiny", "model=naml", "exp=quick", *SMALL, "exp.max_steps=2", f"exp.out_dir={out}"]
     )
-    train(cfg, progress=False, log=lambda *_: None)
-    return out, resolve_dataset(cfg.data, progress=False, log=lambda *_: None)
+    train(cfg, progress=False)
+    return out, resolve_dataset(cfg.data, progress=False)

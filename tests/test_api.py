@@ -3,9 +3,12 @@ the commands built on it: `oncerec demo` ends with commands to try, and they run
 
 from __future__ import annotations
 
+import logging
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from conftest import SMALL, write_mind
@@ -86,6 +89,57 @@ def test_prepare_presets_and_config(tmp_path):
     assert cfg.model.item_fields == ["title", "category"]
     with pytest.raises(ConfigError, match="unknown key `model.colour`"):
         oncerec.make_config(model="nrms", overrides={"model.colour": "blue"})
+
+
+@contextmanager
+def _no_logging_configured() -> Iterator[None]:
+    """The root logger as a script has it, without a handler (pytest's capture handlers set aside meanwhile)."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    for handler in saved:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in saved:
+            root.addHandler(handler)
+
+
+def test_a_call_prints_what_the_command_prints_unless_the_caller_configured_logging(
+    run, mind_dir, tmp_path, capsys
+):
+    with _no_logging_configured():
+        assert main(["prepare", str(mind_dir), "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+        command = capsys.readouterr().out
+        oncerec.prepare(mind_dir, out=tmp_path / "api", progress=False)
+        lines = capsys.readouterr().out
+        assert lines.startswith("read 5 items\n") and command.startswith(
+            lines
+        )  # the command then adds the stats
+        assert "export: building the flat index" in _export(run, tmp_path / "e1", capsys, progress=True)
+        assert _export(run, tmp_path / "e2", capsys, progress=False) == ""  # as `oncerec export --quiet`
+        # a handler of the caller's own: every record goes there, at the levels the caller set; none printed
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logging.getLogger().addHandler(handler)
+        oncerec_logger = logging.getLogger("oncerec")
+        oncerec_logger.setLevel(logging.INFO)
+        try:
+            oncerec.prepare(mind_dir, out=tmp_path / "mine", progress=False)
+        finally:
+            oncerec_logger.setLevel(logging.NOTSET)
+        assert capsys.readouterr().out == ""
+        assert [r.getMessage() for r in records] == lines.splitlines()
+        assert {r.name for r in records} == {"oncerec.data.prepare"}
+
+
+def _export(run, out, capsys, progress: bool) -> str:
+    pytest.importorskip("faiss")
+    run.export(out, progress=progress)
+    return capsys.readouterr().out
 
 
 def test_import_oncerec_is_cheap():

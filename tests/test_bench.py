@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -38,16 +39,16 @@ def _positive(x: float) -> bool:
     return np.isfinite(x) and x > 0
 
 
-def test_run_bench_writes_json_and_table(tmp_path: Path):
+def test_run_bench_writes_json_and_table(tmp_path: Path, caplog):
     cache_before, threads_before = os.environ["ONCEREC_CACHE"], torch.get_num_threads()
-    lines: list[str] = []
+    caplog.set_level(logging.INFO, logger="benchmarks")
     # One torch thread: this test measures nothing, and two threads crawl when another process holds a core.
-    results = run_bench(out_dir=tmp_path / "out", log=lines.append, sizes=TINY, threads=1)
+    results = run_bench(out_dir=tmp_path / "out", sizes=TINY, threads=1)
     assert results["machine"]["torch_threads"] == 1
 
     assert os.environ["ONCEREC_CACHE"] == cache_before  # the private cache is undone
     assert torch.get_num_threads() == threads_before
-    assert any("train" in line for line in lines)
+    assert any("train" in line for line in caplog.messages)
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved == json.loads(json.dumps(results))
     assert {"mode", "sizes", "machine", "prepare", "train", "eval", "metrics", "wall_s"} <= set(saved)
@@ -96,7 +97,7 @@ def test_naive_reference_metrics_matches_evaluate_groups_with_ties():
 
 
 def test_metrics_section_extrapolates_the_loop():
-    r = bench_metrics(rows=1_000, groups=100, loop_groups=100, log=lambda *_: None)
+    r = bench_metrics(rows=1_000, groups=100, loop_groups=100)
     assert not r["loop_extrapolated"] and r["loop_s"] == r["loop_subset_s"]
     assert r["metrics_agree"] and set(r["max_abs_diff"]) == set(RANKING_METRICS)
 
@@ -105,7 +106,7 @@ def test_dire_bench_measures_both_sides_of_each_ratio(tmp_path: Path):
     from benchmarks.dire import DireSizes, bench_dire, dire_rows, resolve_models
 
     sizes = DireSizes("tiny", "minilm", 4, 16, 2, 5, 1, memory_gb=1.0, memory_batches=3)
-    d = bench_dire(sizes, resolve_models(sizes), log=lambda *_: None)
+    d = bench_dire(sizes, resolve_models(sizes))
     assert d["step"]["num_layers"] == 6 and d["step"]["layers_run"] == 2
     assert _positive(d["step"]["cached_step_s"]) and _positive(d["step"]["whole_step_s"])
     assert _positive(d["build"]["ratio"]) and d["build"]["bytes_per_item"] > 0

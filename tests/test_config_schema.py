@@ -5,6 +5,7 @@ error of the schema itself, naming the component and its keys; presets, experime
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import sys
 from importlib import resources
@@ -28,7 +29,7 @@ from oncerec.training.trainer import run_diff
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-QUIET = {"progress": False, "log": lambda *_: None}
+QUIET = {"progress": False}
 
 
 def test_a_key_the_chosen_component_lacks_is_an_error_naming_it_and_its_keys(tmp_path: Path, capsys):
@@ -134,11 +135,11 @@ def test_an_experiment_checks_every_row_before_the_first_run(tmp_path: Path):
     with pytest.raises(
         ConfigError, match="experiment row `x`: .*`model.user.gru_mode`: not a key of user encoder"
     ):
-        run_experiment(bad, tmp_path, [], log=lambda _: None)
+        run_experiment(bad, tmp_path, [])
     # a common key (or one after the spec name) that one row's component lacks names that row
     spec = Spec(name="k", seeds=[1], common=["data=demo-tiny", "model.num_heads=4"], axes={"m": rows})
     with pytest.raises(ConfigError, match="experiment row `naml`: .*not a key of item encoder `cnn`"):
-        run_experiment(spec, tmp_path, ["model.item.attention_residual=true"], log=lambda _: None)
+        run_experiment(spec, tmp_path, ["model.item.attention_residual=true"])
     assert not (tmp_path / "k").exists()
 
 
@@ -181,7 +182,7 @@ def test_a_run_saved_in_the_flat_layout_loads_in_the_new_one(
     assert load_saved_config(tmp_path / "config.yaml") == saved
 
 
-def test_an_experiment_reuses_a_run_saved_in_the_flat_layout(tmp_path: Path):
+def test_an_experiment_reuses_a_run_saved_in_the_flat_layout(tmp_path: Path, caplog):
     """A finished run of an older oncerec in an experiment's folder counts as the same config, or names what
     differs in the new layout."""
     rows = {"lstur": ["model=lstur", "model.user.gru_mode=con"]}
@@ -191,11 +192,11 @@ def test_an_experiment_reuses_a_run_saved_in_the_flat_layout(tmp_path: Path):
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text((FIXTURES / "flat-lstur.yaml").read_text())
     (folder / "metrics.json").write_text('{"valid": {"auc": 0.61}, "test": {"auc": 0.62}}')
-    lines: list[str] = []
-    table = run_experiment(spec, tmp_path, [], log=lines.append)
-    assert "finished, skipped" in lines[-1] and "| lstur | 1 | 0.6200 |" in table.read_text()
+    caplog.set_level(logging.INFO, logger="oncerec")
+    table = run_experiment(spec, tmp_path, [])
+    assert "finished, skipped" in caplog.messages[-1] and "| lstur | 1 | 0.6200 |" in table.read_text()
     with pytest.raises(ConfigError, match=r"another config .*\(model.user.gru_mode: 'con' -> 'ini'\)"):
-        run_experiment(spec, tmp_path, ["model.user.gru_mode=ini"], log=lines.append)
+        run_experiment(spec, tmp_path, ["model.user.gru_mode=ini"])
 
 
 def test_a_flat_config_with_an_unknown_component_is_refused_naming_the_file(tmp_path: Path):

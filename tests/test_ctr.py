@@ -33,7 +33,7 @@ SMALL = [
     "exp.batch_size=16",
     "exp.eval_batch_size=64",
 ]
-QUIET = {"progress": False, "log": lambda *_: None}
+QUIET = {"progress": False}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _model(tiny: Dataset, preset: str, *overrides: str) -> Recommender:
     cfg = build_config([f"model={preset}", *SMALL, *overrides])
     torch.manual_seed(0)
-    return build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+    return build_recommender(cfg.model, cfg.embed, tiny)
 
 
 def test_every_ctr_predictor_is_registered_with_a_preset():
@@ -155,9 +155,7 @@ def test_a_short_training_beats_random(tiny: Dataset, name: str, tmp_path: Path)
 def test_din_recommends_from_a_history(tiny: Dataset):
     """`oncerec recommend` scores the whole catalogue against one history: [1, N] candidates through DIN."""
     cfg = build_config(["model=din", *SMALL])
-    run = Run(
-        cfg, tiny, build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None), torch.device("cpu")
-    )
+    run = Run(cfg, tiny, build_recommender(cfg.model, cfg.embed, tiny), torch.device("cpu"))
     ids = tiny.items_table.column("id").to_pylist()
     top = run.recommend("nobody", ids[1:4], 5)
     assert len(top) == 5 and not {t[0] for t in top} & set(ids[1:4])

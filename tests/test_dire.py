@@ -230,11 +230,11 @@ def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp
     ]
     ds, cfg = _dataset(*base, "model.item.cache_dtype=float32", *SMALL)
     with pytest.raises(ConfigError, match=r"GraniteModel: its layers 2\.\. run on the cached states"):
-        dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+        dire.build_cache(ds, cfg.model, progress=False)
     assert not (tmp_path / "c" / "manifest.json").exists()
     with monkeypatch.context() as m:
         m.setattr(dire, "check_parity", lambda *a, **k: None)
-        dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+        dire.build_cache(ds, cfg.model, progress=False)
     with pytest.raises(ConfigError, match="GraniteModel"):
         _model(cfg, ds)
 
@@ -308,13 +308,13 @@ def test_fingerprint_hashes_weight_content_and_keys_the_cache_folder(tmp_path: P
 
 def _dataset(*overrides: str) -> Dataset:
     cfg = build_config([*DATA, *overrides])
-    return Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None)), cfg
+    return Dataset(resolve_dataset(cfg.data, progress=False)), cfg
 
 
 def _model(cfg, ds: Dataset):
     """The model as training builds it: the language model and its cache (built if absent), then the model."""
-    lm = language_model(cfg.model, ds, progress=False, log=lambda *_: None)
-    return build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None, lm=lm)
+    lm = language_model(cfg.model, ds, progress=False)
+    return build_recommender(cfg.model, cfg.embed, ds, lm=lm)
 
 
 def test_the_model_is_built_from_a_cache_built_before_it(tmp_path: Path):
@@ -324,11 +324,11 @@ def test_the_model_is_built_from_a_cache_built_before_it(tmp_path: Path):
         "model=bert-naml", "model.item.layer=4", f"model.item.dire_cache={tmp_path / 'c'}", *SMALL
     )
     with pytest.raises(OncerecError, match=r"model.item.layer=4: no DIRE cache in .*oncerec dire cache"):
-        build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None)
+        build_recommender(cfg.model, cfg.embed, ds)
     assert not (tmp_path / "c").exists()
-    lm = language_model(cfg.model, ds, progress=False, log=lambda *_: None)
+    lm = language_model(cfg.model, ds, progress=False)
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["layers"] == [4]
-    model = build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None, lm=lm)
+    model = build_recommender(cfg.model, cfg.embed, ds, lm=lm)
     assert model.item_encoder.lm is lm  # loaded once, for the cache and the model
 
 
@@ -415,7 +415,7 @@ def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_pat
         f"model.item.dire_cache={tmp_path / 'both'}",
     )
     with pytest.raises(ConfigError, match=r"differ in width .*layer 1: 32, layer 3: 16"):
-        dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+        dire.build_cache(ds, cfg.model, progress=False)
     assert not (tmp_path / "both").exists()
 
 
@@ -429,7 +429,7 @@ def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: 
         *SMALL,
     ]
     ds, cfg = _dataset(*base)
-    cache = dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None)
+    cache = dire.build_cache(ds, cfg.model, progress=False)
     assert cache.layers == [2, 4]
     assert cache.gather(2, np.array([3, 1]))[0].shape[:1] == (2,)
     with pytest.raises(ConfigError, match=r"cached layers: 2, 4"):
@@ -462,17 +462,13 @@ def test_a_killed_cache_build_resumes_with_its_finished_shards(tmp_path: Path, m
     assert len(list((tmp_path / "a" / "done").iterdir())) == 1  # shard 0 (two batches) finished
     monkeypatch.setattr(dire, "_encode", lambda *a, **k: (calls.append(1), real(*a, **k)))
     calls.clear()
-    resumed = dire.build_cache(
-        ds, cfg.model, batch_size=32, progress=False, log=lambda *_: None, shard_size=64
-    )
+    resumed = dire.build_cache(ds, cfg.model, batch_size=32, progress=False, shard_size=64)
     sizes = [min(64, ds.num_items - lo) for lo in range(64, ds.num_items, 64)]
     assert len(calls) == sum(-(-s // 32) for s in sizes)  # shards 1.. only
     _, cfg_b = _dataset(*base, f"model.item.dire_cache={tmp_path / 'b'}")
     # the same plan uninterrupted (batches are grouped by length within a shard: another shard size groups
     # other items, and padding to another width moves the last bits of the states)
-    fresh = dire.build_cache(
-        ds, cfg_b.model, batch_size=32, progress=False, log=lambda *_: None, shard_size=64
-    )
+    fresh = dire.build_cache(ds, cfg_b.model, batch_size=32, progress=False, shard_size=64)
     np.testing.assert_array_equal(np.asarray(resumed.states(2)), np.asarray(fresh.states(2)))
 
 
@@ -495,7 +491,7 @@ def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path
         ]
     )
     before = LlamaModel.from_pretrained(tiny_llama).layers[3].self_attn.q_proj.weight.detach().clone()
-    run, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run, metrics = train(cfg, progress=False)
     run_dir = run.run_dir
     assert 0 <= metrics["test"]["auc"] <= 1
     from safetensors.torch import load_file
@@ -531,7 +527,7 @@ def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: 
             f"model.item.dire_cache={tmp_path / 'c'}",
         ]
     )
-    run, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run, metrics = train(cfg, progress=False)
     run_dir = run.run_dir
     from safetensors.torch import load_file
 
@@ -623,7 +619,7 @@ def test_two_processes_split_the_cache_build(tmp_path: Path):
     ds, cfg = _dataset(*overrides, f"model.item.dire_cache={tmp_path / 'one'}")
     # the same shard plan in one process (batches are grouped by length within a shard: another plan pads other
     # items together, which moves the float16 states by a rounding step)
-    one = dire.build_cache(ds, cfg.model, progress=False, log=lambda *_: None, shard_size=64)
+    one = dire.build_cache(ds, cfg.model, progress=False, shard_size=64)
     _, cfg_two = _dataset(*overrides, f"model.item.dire_cache={tmp_path / 'two'}")
     two = dire.open_cache(ds, cfg_two.model)
     np.testing.assert_allclose(
@@ -664,7 +660,7 @@ def test_a_first_training_run_loads_the_language_model_once(tiny_llama: Path, tm
             f"exp.out_dir={tmp_path / 'run'}",
         ]
     )
-    train(cfg, progress=False, log=lambda *_: None)
+    train(cfg, progress=False)
     assert (tmp_path / "cache" / "manifest.json").is_file()  # this run built the cache
     assert len(loads) == 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -29,13 +30,14 @@ setup:
 """
 
 
-def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Path):
+def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Path, caplog):
     spec_file = tmp_path / "grid.yaml"
     spec_file.write_text(SPEC)
     spec = load_spec(str(spec_file))
     assert [r for r, _ in spec.rows] == ["pool/softmax", "pool/bce"]
-    lines: list[str] = []
-    table = run_experiment(load_spec(str(spec_file)), tmp_path / "out", [], log=lines.append)
+    caplog.set_level(logging.INFO, logger="oncerec")
+    table = run_experiment(load_spec(str(spec_file)), tmp_path / "out", [])
+    lines = caplog.messages
     # one progress line per run (2 rows x 2 seeds): row, seed, its time, its metric, elapsed, ETA
     progress = r"\[\d/4\] pool/(softmax|bce) seed [12]: \d+s, test auc 0\.\d{4} \| elapsed \d+(m\d\d)?s, ETA \d+(m\d\d)?s"
     assert sum(bool(re.fullmatch(progress, line)) for line in lines) == 4, lines
@@ -56,12 +58,13 @@ def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Pat
     assert [r["run"] for r in rows] == ["pool/softmax", "pool/bce"]
     assert 0 <= float(rows[1]["auc_mean"]) <= 1 and float(rows[0]["auc_std"]) >= 0
     assert {"cold_items.auc_mean", "cold_users.auc_std", "auc_rel_change"} <= set(rows[0])
-    lines.clear()
-    run_experiment(load_spec(str(spec_file)), tmp_path / "out", [], log=lines.append)
+    caplog.clear()
+    run_experiment(load_spec(str(spec_file)), tmp_path / "out", [])
+    lines = caplog.messages
     assert sum("skipped" in line for line in lines) == 4
     assert not any(line.startswith("setup:") for line in lines)  # its output exists: not run again
     # a subset (`--rows`, `--seeds`): its table has its runs only, and one seed shows no spread
-    one = run_experiment(load_spec(str(spec_file)).subset("*/bce", seeds=1), tmp_path / "out", [], log=print)
+    one = run_experiment(load_spec(str(spec_file)).subset("*/bce", seeds=1), tmp_path / "out", [])
     text = one.read_text()
     assert text.startswith("# grid: test metrics, seed 1\n") and "±" not in text
     assert "| pool/bce | 1 |" in text and "pool/softmax" not in text and " vs " not in text
@@ -94,13 +97,13 @@ def test_a_spec_that_reads_your_data_takes_it_as_source(tmp_path: Path):
     )
     spec = load_spec(str(spec_file))
     with pytest.raises(ConfigError, match="give --source DIR, a folder to write demo data into"):
-        run_experiment(spec, tmp_path / "out", [], log=lambda _: None)
+        run_experiment(spec, tmp_path / "out", [])
     with pytest.raises(ConfigError, match="--source .*: no such folder"):
-        run_experiment(spec, tmp_path / "out", [], log=lambda _: None, source=tmp_path / "absent")
+        run_experiment(spec, tmp_path / "out", [], source=tmp_path / "absent")
     (tmp_path / "data").mkdir()
     # the setup ran with {source} filled in; the row's bad key fails before anything trains
     with pytest.raises(ConfigError, match="no_such_key"):
-        run_experiment(spec, tmp_path / "out", [], log=lambda _: None, source=tmp_path / "data")
+        run_experiment(spec, tmp_path / "out", [], source=tmp_path / "data")
     assert (tmp_path / "data" / "raw" / "meta.json").is_file()
 
 
@@ -139,7 +142,7 @@ def test_the_once_goodreads_setup_imports_and_merges_the_release(tmp_path: Path)
     )
     spec = load_spec("once-goodreads")
     with pytest.raises(ConfigError, match="no_such_key"):  # the setup runs; the runs stop before training
-        run_experiment(spec, tmp_path / "out", ["exp.no_such_key=1"], log=lambda _: None, source=release)
+        run_experiment(spec, tmp_path / "out", ["exp.no_such_key=1"], source=release)
     home = tmp_path / "out" / "once-goodreads"
     summ = Dataset(home / "genre" / "summ")
     prompt = summ.items_table.column("prompt").to_pylist()[1]

@@ -17,7 +17,7 @@ from oncerec.cli import main
 from oncerec.config.loader import build_config
 from oncerec.training.pipeline import train
 
-QUIET = {"progress": False, "log": lambda *_: None}
+QUIET = {"progress": False}
 
 
 @dataclass

@@ -159,7 +159,7 @@ def test_adding_a_data_format_is_the_one_module_of_the_development_page(tmp_path
         assert "movielens" in _prepare_choices()
         assert "{#data.positive_from}" in markdown_reference()
         raw = _write_movielens(tmp_path / "ml")
-        ds = oncerec.prepare(raw, format="movielens", overrides=LOOSE, progress=False, log=lambda *_: None)
+        ds = oncerec.prepare(raw, format="movielens", overrides=LOOSE, progress=False)
         assert ds.split_names == ["train", "valid", "test"] and ds.stats["users"] == 12
         assert ds.manifest["data_config"]["positive_from"] == 4.0
         titles = ds.items_table.column("title").to_pylist()

@@ -30,9 +30,7 @@ NAMES = ["recall@1", "recall@10", "ndcg@5", "ndcg@20", "hit@3"]
 
 @pytest.fixture(scope="module")
 def tiny() -> Dataset:
-    return Dataset(
-        resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False, log=lambda *_: None)
-    )
+    return Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False))
 
 
 def test_top_k_metrics_by_hand():
@@ -69,7 +67,7 @@ def test_only_top_k_metrics_are_accepted():
 def _model(ds: Dataset, preset: str) -> Recommender:
     cfg = build_config([f"model={preset}", *SMALL])
     torch.manual_seed(0)
-    return build_recommender(cfg.model, cfg.embed, ds, log=lambda *_: None).eval()
+    return build_recommender(cfg.model, cfg.embed, ds).eval()
 
 
 @torch.no_grad()

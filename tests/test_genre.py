@@ -53,13 +53,9 @@ from oncerec.training.pipeline import train
 from tests.fake_openai import FakeChatServer, default_reply
 
 
-def quiet(*_):
-    pass
-
-
 @pytest.fixture(scope="session")
 def tiny_root() -> Path:
-    return open_dataset("demo-tiny", log=quiet, progress=False).root
+    return open_dataset("demo-tiny", progress=False).root
 
 
 def _opts(server: FakeChatServer, store: Path, **kw) -> RunOptions:
@@ -206,7 +202,7 @@ def test_transport_faults_are_retried_and_counted(tiny_root: Path, tmp_path: Pat
 
     with FakeChatServer(faults=faults, hang_seconds=1.5) as server:
         opts = _opts(server, tmp_path / "store.sqlite", concurrency=4, timeout=0.6, limit=12)
-        [summary] = run_task("summarize", str(tiny_root), opts, log=quiet, progress=False)
+        [summary] = run_task("summarize", str(tiny_root), opts, progress=False)
     assert (summary.requests, summary.done, summary.failed, summary.cached) == (12, 12, 0, 0)
     assert summary.transport_retries == 5 and summary.parse_retries == 1
     assert summary.tokens_in > 0 and summary.tokens_out > 0
@@ -382,7 +378,7 @@ def test_a_killed_run_resumes_without_repeating_completed_requests(tiny_root: Pa
         stored = {r.target for r in Store(store, readonly=True).records()}
         assert 20 <= len(stored) < 80, "the run was not killed midway"
         opts = RunOptions(base_url=server.url, model="m", store=str(store), concurrency=8, limit=80)
-        [summary] = run_task("summarize", str(tiny_root), opts, log=quiet, progress=False)
+        [summary] = run_task("summarize", str(tiny_root), opts, progress=False)
     assert (summary.cached, summary.done, summary.failed) == (len(stored), 80 - len(stored), 0)
     assert all(server.counts[message[t]] == 1 for t in stored)  # nothing completed was asked again
     assert sum(server.counts.values()) - 80 <= 4  # at most the requests in flight at the kill
@@ -404,9 +400,9 @@ def test_dry_run_estimates_and_calls_nothing(tiny_root: Path, capsys, mind_dir: 
         ]
         assert main([*args, "--dry-run", "--chain", "--price-in", "0.15", "--price-out", "0.6"]) == 0
         opts = RunOptions(base_url=server.url, model="m", dry_run=True, chain=True, price_in=1, price_out=2)
-        profile, generate = run_task("generate", str(tiny_root), opts, log=quiet, progress=False)
+        profile, generate = run_task("generate", str(tiny_root), opts, progress=False)
         # a raw MIND folder is prepared on first use
-        [raw] = run_task("summarize", str(mind_dir), RunOptions(dry_run=True), log=quiet, progress=False)
+        [raw] = run_task("summarize", str(mind_dir), RunOptions(dry_run=True), progress=False)
     out = capsys.readouterr().out
     assert sum(server.counts.values()) == 0 and not (tiny_root / "genre.sqlite").exists()
     assert "nothing was sent" in out and "to send" in out
@@ -425,7 +421,7 @@ def test_dry_run_estimates_and_calls_nothing(tiny_root: Path, capsys, mind_dir: 
 def test_chain_generation_gives_the_profile_to_the_generator(tiny_root: Path, tmp_path: Path):
     with FakeChatServer() as server:
         opts = _opts(server, tmp_path / "store.sqlite", chain=True, items_per_user=2)
-        profile, generate = run_task("generate", str(tiny_root), opts, log=quiet, progress=False)
+        profile, generate = run_task("generate", str(tiny_root), opts, progress=False)
     assert profile.done == profile.requests > 0 and generate.done == generate.requests == 2 * profile.requests
     asked = [key for key in server.counts if key.startswith("Interests of the user:")]
     assert len(asked) == profile.requests and all(
@@ -447,11 +443,10 @@ def test_an_unreachable_endpoint_stops_the_run(tiny_root: Path, tmp_path: Path):
             "summarize",
             str(tiny_root),
             RunOptions(**{**opts.__dict__, "abort_after": 3}),
-            log=quiet,
             progress=False,
         )
     with pytest.raises(FatalError, match="--model is required"):
-        run_task("summarize", str(tiny_root), RunOptions(backend="openai"), log=quiet, progress=False)
+        run_task("summarize", str(tiny_root), RunOptions(backend="openai"), progress=False)
 
 
 # ------------------------------------------------------------------------------------------- merge, training
@@ -470,10 +465,10 @@ def merged(tiny_root: Path, tmp_path_factory) -> SimpleNamespace:
     with FakeChatServer(reply=reply) as server:
         opts = RunOptions(base_url=server.url, model="m", store=str(store), concurrency=16, parse_retries=0)
         for task in ("summarize", "profile", "generate"):
-            run_task(task, str(tiny_root), opts, log=quiet, progress=False)
+            run_task(task, str(tiny_root), opts, progress=False)
     before = _tree_digest(tiny_root)
     out = tmp / "merged"
-    report = merge(tiny_root, store, out, log=quiet)
+    report = merge(tiny_root, store, out)
     return SimpleNamespace(root=out, store=store, report=report, before=before, bad_item=bad_item, tmp=tmp)
 
 
@@ -531,9 +526,9 @@ def test_merge_writes_a_new_dataset_and_leaves_the_source(merged: SimpleNamespac
     assert merged.report["profile"]["with_profile"] == (topics[:, 0] > 0).sum() > 0
     np.testing.assert_allclose(weights[topics[:, 0] > 0][0], [1.0, 0.5])
     with pytest.raises(OncerecError, match="not empty"):
-        merge(tiny_root, merged.store, merged.root, log=quiet)
+        merge(tiny_root, merged.store, merged.root)
     with pytest.raises(OncerecError, match="never modified"):
-        merge(tiny_root, merged.store, tiny_root, log=quiet)
+        merge(tiny_root, merged.store, tiny_root)
 
 
 def test_export_writes_every_record_as_json_lines(merged: SimpleNamespace, tmp_path: Path):
@@ -562,7 +557,7 @@ def test_training_on_the_merged_dataset_with_summaries_and_profiles(
             f"exp.out_dir={tmp_path / 'run'}",
         ],
     )
-    run, metrics = train(cfg, progress=False, log=quiet)
+    run, metrics = train(cfg, progress=False)
     run_dir = run.run_dir
     assert 0 <= metrics["test"]["auc"] <= 1
     # the users with generated content: a slice of every evaluation of a dataset with generated items
@@ -590,7 +585,7 @@ def test_fast_evaluation_equals_slow_path_with_user_attributes(merged: SimpleNam
     ds = Dataset(merged.root)
     cfg = build_config([*model, *SMALL, "model.user_attributes=true"])
     torch.manual_seed(0)
-    model = build_recommender(cfg.model, cfg.embed, ds, log=quiet)
+    model = build_recommender(cfg.model, cfg.embed, ds)
     valid = ds.split("valid")
     split = valid.select(np.arange(60))  # the first 60 impressions keep it quick
     fast = predict_fast(model, ds, split, 37, "cpu")
@@ -610,7 +605,7 @@ def test_fast_evaluation_equals_slow_path_with_user_attributes(merged: SimpleNam
 def test_user_attributes_need_profiles_and_a_pooled_user_encoder(merged: SimpleNamespace, tiny_root: Path):
     cfg = build_config(["model=naml", *SMALL, "model.user_attributes=true"])
     with pytest.raises(ConfigError, match="no user attributes"):
-        build_recommender(cfg.model, cfg.embed, Dataset(tiny_root), log=quiet)
+        build_recommender(cfg.model, cfg.embed, Dataset(tiny_root))
     with pytest.raises(ConfigError, match="the `sequence` user encoder gives none"):
         build_config(["model=din", *SMALL, "model.user_attributes=true"])  # the schema's check
     with pytest.raises(ConfigError, match="miner_category_bias=false"):
@@ -625,12 +620,12 @@ def test_local_backend_with_the_packaged_model(tiny_root: Path, tmp_path: Path):
     opts = RunOptions(
         store=str(tmp_path / "store.sqlite"), limit=3, batch_size=3, max_tokens=32, parse_retries=1
     )
-    [summary] = run_task("summarize", str(tiny_root), opts, log=quiet, progress=False)
+    [summary] = run_task("summarize", str(tiny_root), opts, progress=False)
     assert summary.model == "local:smollm2-135m" and summary.requests == 3
     assert summary.done + summary.invalid == 3 and summary.errors == 0 and summary.tokens_out > 0
     records = list(Store(tmp_path / "store.sqlite", readonly=True).records())
     assert len(records) == 3 and all(r.raw.startswith('{"title": "') for r in records)
-    [again] = run_task("summarize", str(tiny_root), opts, log=quiet, progress=False)
+    [again] = run_task("summarize", str(tiny_root), opts, progress=False)
     assert (again.cached, again.done, again.tokens_in) == (3, 0, 0)
 
 
@@ -661,7 +656,7 @@ def test_books_summaries_profiles_and_generated_books_merge(tmp_path: Path):
     from oncerec.data.dataset import resolve_dataset
 
     cfg = build_config(["data=demo-goodreads", "data.demo_scale=tiny", "data.user_min_positives=5"]).data
-    root = resolve_dataset(cfg, progress=False, log=quiet)
+    root = resolve_dataset(cfg, progress=False)
     view = DatasetView(Dataset(root))
     shelf = view.subcategories[0]
     generate = make_task("generate", view, TaskOptions())
@@ -677,14 +672,14 @@ def test_books_summaries_profiles_and_generated_books_merge(tmp_path: Path):
     store = tmp_path / "store.sqlite"
     with FakeChatServer() as server:
         opts = RunOptions(base_url=server.url, model="m", store=str(store), concurrency=16, chain=True)
-        (summaries,) = run_task("summarize", str(root), opts, log=quiet, progress=False)
-        profile, books = run_task("generate", str(root), opts, log=quiet, progress=False)
+        (summaries,) = run_task("summarize", str(root), opts, progress=False)
+        profile, books = run_task("generate", str(root), opts, progress=False)
     assert summaries.done == summaries.requests > 0
     assert profile.done == profile.requests > 0 and books.done == books.requests > 0
     shown = [m for m in server.last_messages.values() if '"shelf"' in m[0]["content"]]
     assert shown and all(f"- {shelf}" in m[0]["content"] for m in shown)  # the shelves are listed
     assert all(m[1]["content"].startswith("Interests of the user: fiction, history") for m in shown)
-    report = merge(root, store, tmp_path / "merged", log=quiet)
+    report = merge(root, store, tmp_path / "merged")
     assert report["generate"]["items"] == books.done
     ds = Dataset(tmp_path / "merged")
     first = report["generate"]["first_item"]
@@ -704,15 +699,13 @@ def test_merge_renders_the_language_model_prompt_again_with_the_summary(tmp_path
 
     args = ["data=demo-goodreads", "data.demo_scale=tiny", "data.user_min_positives=5"]
     lm = [*args, "data.tokenizers=[word,minilm]", "data.text_fields=[title,abstract,prompt]"]
-    root = resolve_dataset(
-        build_config([*lm, "data.prompt=book title: {title}"]).data, progress=False, log=quiet
-    )
+    root = resolve_dataset(build_config([*lm, "data.prompt=book title: {title}"]).data, progress=False)
     store = tmp_path / "store.sqlite"
     with FakeChatServer() as server:
         opts = RunOptions(base_url=server.url, model="m", store=str(store), concurrency=16)
-        run_task("summarize", str(root), opts, log=quiet, progress=False)
+        run_task("summarize", str(root), opts, progress=False)
     template = "book title: {title} description: {summary}"
-    report = merge(root, store, tmp_path / "merged", log=quiet, prompt=template)
+    report = merge(root, store, tmp_path / "merged", prompt=template)
     assert report["prompt"] == template
     ds = Dataset(tmp_path / "merged")
     table = ds.items_table
@@ -723,7 +716,7 @@ def test_merge_renders_the_language_model_prompt_again_with_the_summary(tmp_path
     assert ids[1, : lengths[1]].tolist() == expected[: ids.shape[1]] and lengths[0] == 0
     assert ds.manifest["data_config"]["prompt"] == template
     with pytest.raises(OncerecError, match=r"unknown field \{author\}; this dataset has \{title\}"):
-        merge(root, store, tmp_path / "bad", log=quiet, prompt="{author}: {title}")
-    plain = resolve_dataset(build_config(args).data, progress=False, log=quiet)
+        merge(root, store, tmp_path / "bad", prompt="{author}: {title}")
+    plain = resolve_dataset(build_config(args).data, progress=False)
     with pytest.raises(OncerecError, match="has no `prompt` text field"):
-        merge(plain, store, tmp_path / "bad2", log=quiet, prompt=template)
+        merge(plain, store, tmp_path / "bad2", prompt=template)

@@ -71,7 +71,7 @@ INTERACTIONS_U = [
 
 def _prepare(raw: Path, out: Path, fmt: str, *overrides: str) -> Dataset:
     cfg = build_config([f"data.format={fmt}", f"data.source={raw}", "data.name=t", *LOOSE, *overrides]).data
-    prepare(raw, cfg, out, progress=False, log=lambda *_: None)
+    prepare(raw, cfg, out, progress=False)
     return Dataset(out)
 
 
@@ -260,7 +260,7 @@ def test_training_on_the_goodreads_demo_groups_by_user(tmp_path: Path):
             f"exp.out_dir={tmp_path / 'run'}",
         ]
     )
-    _, metrics = train(cfg, progress=False, log=lambda *_: None)
+    _, metrics = train(cfg, progress=False)
     ds = Dataset(_dataset_of(cfg))
     test = ds.split("test")
     assert metrics["test"]["impressions"] == test.num_impressions
@@ -270,7 +270,7 @@ def test_training_on_the_goodreads_demo_groups_by_user(tmp_path: Path):
 def _dataset_of(cfg) -> Path:
     from oncerec.data.dataset import resolve_dataset
 
-    return resolve_dataset(cfg.data, progress=False, log=lambda *_: None)
+    return resolve_dataset(cfg.data, progress=False)
 
 
 def test_goodreads_demo_data_is_deterministic(tmp_path: Path):

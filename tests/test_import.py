@@ -23,13 +23,9 @@ from oncerec.genre.tasks import DatasetView
 from tests.fake_openai import FakeChatServer, default_reply
 
 
-def quiet(*_):
-    pass
-
-
 @pytest.fixture(scope="module")
 def news() -> DatasetView:
-    return DatasetView(open_dataset("demo-tiny", log=quiet, progress=False))
+    return DatasetView(open_dataset("demo-tiny", progress=False))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +33,7 @@ def books() -> DatasetView:
     from oncerec.data.dataset import Dataset, resolve_dataset
 
     cfg = build_config(["data=demo-goodreads", "data.demo_scale=tiny", "data.user_min_positives=5"]).data
-    return DatasetView(Dataset(resolve_dataset(cfg, progress=False, log=quiet)))
+    return DatasetView(Dataset(resolve_dataset(cfg, progress=False)))
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -52,7 +48,7 @@ def _json_lines(path: Path, objects: list[dict]) -> Path:
 def _import(view: DatasetView, tmp: Path, task: str, log: Path, **kw):
     kw.setdefault("store", str(tmp / "store.sqlite"))
     opts = ImportOptions(task=task, log=str(log), **kw)
-    return import_answers(str(view.dataset.root), opts, log=quiet, progress=False)
+    return import_answers(str(view.dataset.root), opts, progress=False)
 
 
 def _records(store: Path, task: str | None = None) -> dict:
@@ -239,7 +235,7 @@ def test_goodreads_release_formats(books: DatasetView, tmp_path: Path):
     generated = _records(tmp_path / "store.sqlite", "generate")
     assert generated[f"{users[0]}#0"].output == {"title": book["title"], "abstract": book["description"]}
     assert 'unexpected "author"' in generated[f"{users[1]}#0"].error
-    report = merge(books.dataset.root, tmp_path / "store.sqlite", tmp_path / "merged", log=quiet)
+    report = merge(books.dataset.root, tmp_path / "store.sqlite", tmp_path / "merged")
     assert report["generate"]["items"] == 1 and report["profile"]["with_profile"] == 2
     assert report["summarize"]["generated"] == 2 and report["summarize"]["failed_targets"] == {"invalid": 1}
 
@@ -345,7 +341,7 @@ def test_reimporting_adds_nothing_and_later_live_answers_win(news: DatasetView, 
     # a live answer stored after the import is the one merge takes (the latest per target)
     with FakeChatServer() as server:
         opts = RunOptions(base_url=server.url, model="m", store=str(store), limit=1)
-        run_task("summarize", str(news.dataset.root), opts, log=quiet, progress=False)
+        run_task("summarize", str(news.dataset.root), opts, progress=False)
     done, _ = Store(store, readonly=True).latest("summarize")
     assert done[item].model == "openai:m"
     assert Store(store, readonly=True).latest("summarize", "gpt-3.5-turbo")[0][item].output == {
@@ -388,7 +384,7 @@ def test_a_merge_of_imported_answers_equals_the_merge_of_the_same_answers_asked_
             base_url=server.url, model="gpt-3.5-turbo", store=str(live), concurrency=8, parse_retries=0
         )
         for task in ("summarize", "profile", "generate"):
-            run_task(task, str(root), opts, log=quiet, progress=False)
+            run_task(task, str(root), opts, progress=False)
     stored = _records(live)
     assert stored[first_item].status == "invalid"
 
@@ -422,12 +418,12 @@ def test_a_merge_of_imported_answers_equals_the_merge_of_the_same_answers_asked_
         s = _import(news, tmp_path, task, log, vocab=str(vocab), store=str(imported))
         assert s.imported + s.invalid_total == s.lines and s.invalid_total == (task == "summarize")
 
-    a = merge(root, live, tmp_path / "from-live", log=quiet)
-    b = merge(root, imported, tmp_path / "from-import", model="gpt-3.5-turbo", log=quiet)
+    a = merge(root, live, tmp_path / "from-live")
+    b = merge(root, imported, tmp_path / "from-import", model="gpt-3.5-turbo")
     assert a["summarize"]["fallback"] == 1 and a["generate"]["items"] > 0 and a["profile"]["with_profile"] > 0
     assert (a.pop("model"), b.pop("model")) == ("any", "gpt-3.5-turbo")
     assert {k: v for k, v in a.items() if k != "store"} == {k: v for k, v in b.items() if k != "store"}
     assert _tree(tmp_path / "from-live") == _tree(tmp_path / "from-import")
     # --model picks the imported answers by their model; another model's finds none
-    other = merge(root, imported, tmp_path / "other", model="m", tasks=("summarize",), log=quiet)
+    other = merge(root, imported, tmp_path / "other", model="m", tasks=("summarize",))
     assert other["summarize"]["generated"] == 0

@@ -14,7 +14,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # leaderboard files, tables) above the data it reads.
 LAYERS: list[tuple[str, ...]] = [
     ("oncerec.errors",),
-    ("oncerec.paths", "oncerec.extras"),  # the cache folder, atomic writes; optional packages
+    # the cache folder, atomic writes; optional packages; where messages go
+    ("oncerec.paths", "oncerec.extras", "oncerec.logs"),
     ("oncerec.eval.metrics",),
     # the raw data formats: each one's keys (the data group's schema), files and reader
     ("oncerec.data.formats",),

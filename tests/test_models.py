@@ -26,7 +26,7 @@ from oncerec.training.build import build_recommender
 from oncerec.training.evaluate import predict_fast, predict_slow
 
 SMALL = ["model.hidden_size=32", "model.attention_hidden=16", "embed.dim=24"]
-QUIET = {"progress": False, "log": lambda *_: None}
+QUIET = {"progress": False}
 MODELS = ["npa", "dkn", "masknet", "gdcn", "bst"]
 CTR = {"dkn", "masknet", "gdcn", "bst"}  # their predictors have an MLP: a compact one
 
@@ -38,7 +38,7 @@ def _model(tiny: Dataset, preset: str, *overrides: str) -> Recommender:
     mlp = ["model.predictor.mlp_layers=[24,16]"] if preset in CTR else []
     cfg = build_config([f"model={preset}", *SMALL, "model.num_heads=4", *mlp, *overrides])
     torch.manual_seed(0)
-    return build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    return build_recommender(cfg.model, cfg.embed, tiny).eval()
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -295,7 +295,7 @@ def test_dkn_needs_entity_vectors(tmp_path: Path):
     prepare(root, DataConfig.model_validate({}), tmp_path / "ds", **QUIET)
     cfg = build_config(["model=dkn", *SMALL])
     with pytest.raises(ConfigError, match="needs entity vectors"):
-        build_recommender(cfg.model, cfg.embed, Dataset(tmp_path / "ds"), log=lambda *_: None)
+        build_recommender(cfg.model, cfg.embed, Dataset(tmp_path / "ds"))
 
 
 def test_demo_entities_name_the_concepts_and_related_ones_lie_close(tiny: Dataset):

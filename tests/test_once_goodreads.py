@@ -63,7 +63,7 @@ def _cfg(*overrides: str):
 
 
 def _prepare(raw: Path, out: Path, *overrides: str) -> Dataset:
-    prepare(raw, _cfg(*overrides), out, progress=False, log=lambda *_: None)
+    prepare(raw, _cfg(*overrides), out, progress=False)
     return Dataset(out)
 
 
@@ -285,5 +285,5 @@ def test_prepare_import_merge_and_train(tmp_path: Path, capsys):
             f"exp.out_dir={tmp_path / 'run'}",
         ]
     )
-    _, metrics = train(cfg, progress=False, log=lambda *_: None)
+    _, metrics = train(cfg, progress=False)
     assert metrics["test"]["impressions"] == 5 and 0 <= metrics["test"]["auc"] <= 1

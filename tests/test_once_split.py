@@ -24,7 +24,7 @@ from oncerec.errors import ConfigError, DataError
 
 def _prepare(raw: Path, out: Path, *overrides: str) -> Dataset:
     cfg = build_config([f"data.source={raw}", "data.split=once", *overrides]).data
-    prepare(raw, cfg, out, progress=False, log=lambda *_: None)
+    prepare(raw, cfg, out, progress=False)
     return Dataset(out)
 
 

@@ -17,7 +17,7 @@ from oncerec.errors import DataError, OncerecError
 
 def _prepare(raw: Path, out: Path, *overrides: str) -> Dataset:
     cfg = build_config([f"data.source={raw}", *overrides]).data
-    prepare(raw, cfg, out, progress=False, log=lambda *_: None)
+    prepare(raw, cfg, out, progress=False)
     return Dataset(out)
 
 
@@ -199,11 +199,11 @@ def test_hf_tokenizer_field(tmp_path: Path, mind_dir: Path):
 
 def test_resolve_caches_by_content(tmp_path: Path, mind_dir: Path):
     cfg = build_config([f"data={mind_dir}"]).data
-    first = resolve_dataset(cfg, progress=False, log=lambda *_: None)
-    assert resolve_dataset(cfg, progress=False, log=lambda *_: None) == first
+    first = resolve_dataset(cfg, progress=False)
+    assert resolve_dataset(cfg, progress=False) == first
     with open(mind_dir / "dev" / "behaviors.tsv", "a") as f:
         f.write("14\tU9\t11/15/2019 3:00:00 PM\t\tN5-1 N4-0\n")
-    changed = resolve_dataset(cfg, progress=False, log=lambda *_: None)
+    changed = resolve_dataset(cfg, progress=False)
     assert changed != first and Dataset(changed).split("valid").num_impressions == 5
     other = resolve_dataset(build_config([f"data={mind_dir}", "data.history_len=3"]).data, progress=False)
     assert other not in (first, changed)

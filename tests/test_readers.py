@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from oncerec.errors import ConfigError, DataError
 from oncerec.training.pipeline import train
 
 
-def _prepare(raw: Path, out: Path, fmt: str, *overrides: str, log=None) -> Dataset:
+def _prepare(raw: Path, out: Path, fmt: str, *overrides: str) -> Dataset:
     cfg = build_config([f"data.format={fmt}", f"data.source={raw}", "data.name=t", *overrides]).data
-    prepare(raw, cfg, out, progress=False, log=log or (lambda *_: None))
+    prepare(raw, cfg, out, progress=False)
     return Dataset(out)
 
 
@@ -71,11 +72,11 @@ def write_xmind(root: Path, **files: list[str]) -> Path:
     return root
 
 
-def test_xmind_replaces_the_text_and_keeps_mind_impressions(tmp_path: Path):
+def test_xmind_replaces_the_text_and_keeps_mind_impressions(tmp_path: Path, caplog):
     mind = write_mind(tmp_path / "mind")
     lang = write_xmind(tmp_path / "xMIND" / "ron")
-    logged: list[str] = []
-    ds = _prepare(mind, tmp_path / "ds", "xmind", f"data.translations={lang}", log=logged.append)
+    ds = _prepare(mind, tmp_path / "ds", "xmind", f"data.translations={lang}")
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     english = _prepare(mind, tmp_path / "en", "mind")
     # same users, impressions, labels, histories as MIND itself
     for split in ("train", "valid", "test"):
@@ -537,7 +538,7 @@ def test_a_model_trains_one_step(prepared: Path, tmp_path: Path):
             f"exp.out_dir={tmp_path / 'run'}",
         ]
     )
-    _, metrics = train(cfg, progress=False, log=lambda *_: None)
+    _, metrics = train(cfg, progress=False)
     assert metrics["valid"]["impressions"] == Dataset(prepared).split("valid").num_impressions
 
 

@@ -28,7 +28,7 @@ from oncerec.serve.service import Answer, Query, RequestError, Service
 from oncerec.training.pipeline import train
 from oncerec.training.session import load_run
 
-QUIET = {"progress": False, "log": lambda *_: None}
+QUIET = {"progress": False}
 
 
 def _train(tmp_path_factory, name: str, *overrides: str, steps: int = 2) -> Path:
@@ -384,11 +384,11 @@ def test_a_user_the_model_knows_is_served_without_clicks(tmp_path_factory):
     from tests.fake_openai import FakeChatServer
 
     tmp = tmp_path_factory.mktemp("genre")
-    tiny = open_dataset("demo-tiny", log=QUIET["log"], progress=False).root
+    tiny = open_dataset("demo-tiny", progress=False).root
     with FakeChatServer() as fake:
         opts = RunOptions(base_url=fake.url, model="m", store=str(tmp / "store.sqlite"), concurrency=16)
         run_task("profile", str(tiny), opts, **QUIET)
-    merge(tiny, tmp / "store.sqlite", tmp / "merged", tasks=("profile",), log=QUIET["log"])
+    merge(tiny, tmp / "store.sqlite", tmp / "merged", tasks=("profile",))
     run = _train(
         tmp_path_factory,
         "profiles",
@@ -471,7 +471,7 @@ def test_export_checks(naml_run: Path, naml_export: Path, tmp_path: Path, capsys
     assert main(["serve", str(naml_export), "--workers", "0"]) == 2
     assert "--workers 0" in capsys.readouterr().err
     # `serve RUN_DIR`: RUN_DIR/export, made on first use and reused, refused once the weights differ
-    assert export_for(naml_run, log=QUIET["log"]) == naml_run / "export"
+    assert export_for(naml_run) == naml_run / "export"
     assert export_for(naml_run) == naml_run / "export"
     manifest = naml_run / "export" / "export.json"
     manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"weights_sha256": "other"}))
@@ -496,7 +496,7 @@ def test_bench_serve_section(tmp_path: Path):
     size: demo-large), run through `run_bench` as the command runs it."""
     tiny = ServeSizes("tiny", 24, levels=(1, 8), servers=(("flat", 1), ("hnsw", 1)), added=30)
     sizes = Sizes("tiny", "tiny", 8, 0, 1, "tiny", 8, 100, 10, 10, serve=tiny)
-    results = run_bench(out_dir=tmp_path, log=QUIET["log"], sizes=sizes, threads=1, only=("serve",))
+    results = run_bench(out_dir=tmp_path, sizes=sizes, threads=1, only=("serve",))
     assert set(results) == {"mode", "sizes", "machine", "serve", "wall_s"}
     r = results["serve"]
     assert r["items"] == 298 and set(r["servers"]) == {"flat, 1 worker", "hnsw, 1 worker"}

@@ -14,7 +14,7 @@ from oncerec.errors import ConfigError
 from oncerec.training.pipeline import train
 from oncerec.training.tracking import scalars
 
-QUIET = {"progress": False, "log": lambda *_: None}
+QUIET = {"progress": False}
 
 
 def _train(out: Path, *overrides: str) -> list[dict]:

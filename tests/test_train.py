@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -34,9 +35,7 @@ PRESETS = ["naml", "nrms", "lstur", "fastformer", "miner", "din"]
 
 @pytest.fixture(scope="session")
 def tiny() -> Dataset:
-    return Dataset(
-        resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False, log=lambda *_: None)
-    )
+    return Dataset(resolve_dataset(build_config(["data=demo-tiny"]).data, progress=False))
 
 
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -49,7 +48,7 @@ def test_fast_evaluation_equals_slow_path(tiny: Dataset, preset: str):
         [f"model={preset}", *SMALL, *(["model.user.gru_mode=con"] if preset == "lstur" else [])]
     )
     torch.manual_seed(0)
-    model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, tiny)
     split = tiny.split("valid")
     fast = predict_fast(model, tiny, split, 37, "cpu")
     slow = predict_slow(model, tiny, split, 11, "cpu")
@@ -65,7 +64,7 @@ def test_miner_category_bias_follows_the_candidates_category(tiny: Dataset):
     cfg = build_config(["model=miner", *SMALL])
     assert cfg.model.miner_category_bias and cfg.model.user.num_interests == 32
     torch.manual_seed(0)
-    model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, tiny).eval()
     category = model.content.lookup("category", torch.arange(tiny.num_items))
     first = [int(torch.nonzero(category == c)[0]) for c in (1, 2)]
     hist = torch.tensor([[first[0], first[1], int(torch.nonzero(category == 1)[1])]])
@@ -107,10 +106,8 @@ def test_miner_disagreement_regularisation_reaches_the_training_loss(tiny: Datas
     ]
     cfg = build_config(args)
     torch.manual_seed(cfg.exp.seed)
-    model = build_recommender(cfg.model, cfg.embed, tiny, seed=cfg.exp.seed, log=lambda *_: None)
-    trainer = Trainer(
-        cfg, tiny, model, tmp_path, progress=False, log=lambda *_: None
-    )  # reads and writes nothing
+    model = build_recommender(cfg.model, cfg.embed, tiny, seed=cfg.exp.seed)
+    trainer = Trainer(cfg, tiny, model, tmp_path, progress=False)  # reads and writes nothing
     order = trainer.sampler.order(0)
     batch = trainer.sampler.batch(0, 0, order)
     model = trainer.model.train()
@@ -127,7 +124,7 @@ def test_miner_disagreement_regularisation_reaches_the_training_loss(tiny: Datas
 def tiny_minilm() -> Dataset:
     pytest.importorskip("transformers")
     cfg = build_config(["data=demo-tiny", "data.tokenizers=[word,minilm]"])
-    return Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
+    return Dataset(resolve_dataset(cfg.data, progress=False))
 
 
 @pytest.mark.parametrize("preset", ["naml", "nrms", "fastformer", "dnn"])
@@ -137,7 +134,7 @@ def test_fast_evaluation_equals_slow_path_with_minilm_embeddings(tiny_minilm: Da
     differently in the two paths (cnn: naml, attention: nrms, fastformer, pool: dnn)."""
     cfg = build_config([f"model={preset}", "embed=minilm", *SMALL])
     torch.manual_seed(0)
-    model = build_recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, tiny_minilm)
     split = tiny_minilm.split("valid")
     fast = predict_fast(model, tiny_minilm, split, 37, "cpu")
     slow = predict_slow(model, tiny_minilm, split, 11, "cpu")
@@ -151,7 +148,7 @@ def test_an_item_vector_does_not_depend_on_its_batch(tiny_minilm: Dataset, item:
         ["model=naml", f"model.item={item}", "model.item_fields=[title]", "embed=minilm", *SMALL]
     )
     torch.manual_seed(0)
-    model = build_recommender(cfg.model, cfg.embed, tiny_minilm, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, tiny_minilm).eval()
     lengths = model.content.tensors["title_len"]
     short = int(torch.where(lengths > 0, lengths, lengths.max() + 1).argmin())
     long = int(lengths.argmax())
@@ -171,7 +168,7 @@ def test_lstur_users_unseen_in_training_are_the_unknown_user(tiny: Dataset, mode
     unseen, known = int(np.flatnonzero(~seen[1:])[0]) + 1, int(np.flatnonzero(seen)[0])
     cfg = build_config(["model=lstur", *SMALL, f"model.user.gru_mode={mode}"])
     torch.manual_seed(0)
-    model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None).eval()
+    model = build_recommender(cfg.model, cfg.embed, tiny).eval()
     clicked = torch.randn(1, 4, cfg.model.hidden_size).expand(3, -1, -1)  # the same clicks for three users
     mask = torch.ones(3, 4, dtype=torch.bool)
     with torch.no_grad():
@@ -198,7 +195,7 @@ def test_attention_residual_adds_the_layer_input(tiny: Dataset):
     # NRMS with it: every self-attention layer has it, and fast evaluation still equals the slow path
     on = ["model.item.attention_residual=true", "model.user.attention_residual=true"]
     cfg = build_config(["model=nrms", *SMALL, *on])
-    model = build_recommender(cfg.model, cfg.embed, tiny, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, tiny)
     layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
     assert len(layers) == 2 and all(m.residual for m in layers)
     split = tiny.split("valid")
@@ -256,7 +253,7 @@ def test_train_writes_the_run_directory_contract(tiny: Dataset, tmp_path: Path):
     cfg = build_config(
         ["data=demo-tiny", "model=nrms", "exp=quick", *SMALL, f"exp.out_dir={out}", "exp.epoch_batch=-2"]
     )
-    run, metrics = train(cfg, progress=False, log=lambda *_: None)
+    run, metrics = train(cfg, progress=False)
     run_dir = run.run_dir
     assert run_dir == out
     for name in (
@@ -312,13 +309,13 @@ def test_a_short_training_learns(tmp_path: Path):
         f"exp.out_dir={tmp_path / 'r'}",
     ]
     cfg = build_config([*SMALL, *args])
-    small = Dataset(resolve_dataset(cfg.data, progress=False, log=lambda *_: None))
+    small = Dataset(resolve_dataset(cfg.data, progress=False))
     torch.manual_seed(cfg.exp.seed)
-    untrained = build_recommender(cfg.model, cfg.embed, small, seed=cfg.exp.seed, log=lambda *_: None)
+    untrained = build_recommender(cfg.model, cfg.embed, small, seed=cfg.exp.seed)
     test = small.split("test")
     before = split_metrics(test, predict_fast(untrained, small, test, 512, "cpu"))["auc"]
     popularity = split_metrics(test, popularity_scores(small, test))["auc"]
-    _, metrics = train(cfg, progress=False, log=lambda *_: None)
+    _, metrics = train(cfg, progress=False)
     assert metrics["test"]["auc"] > max(before, popularity) + 0.03
 
 
@@ -366,14 +363,14 @@ def test_resume_after_sigkill_reaches_the_same_metrics(tiny: Dataset, tmp_path: 
 def test_resume_refuses_a_different_config(tiny: Dataset, tmp_path: Path):
     out = tmp_path / "run"
     base = ["data=demo-tiny", "model=nrms", "exp=quick", *SMALL, f"exp.out_dir={out}", "exp.max_steps=2"]
-    train(build_config(base), progress=False, log=lambda *_: None)
+    train(build_config(base), progress=False)
     with pytest.raises(ConfigError, match=r"model.hidden_size: 32 -> 64(.|\n)*exp.lr"):
         train(build_config([*base, "model.hidden_size=64", "exp.lr=0.5", "exp.resume=true"]), progress=False)
     with pytest.raises(OncerecError, match="already holds a run"):
         train(build_config(base), progress=False)
 
 
-def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tiny: Dataset, tmp_path: Path):
+def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tiny: Dataset, tmp_path: Path, caplog):
     out = tmp_path / "run"
     cfg = build_config(
         [
@@ -386,13 +383,16 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tiny: Dataset,
             f"exp.out_dir={out}",
         ]
     )
-    train(cfg, progress=False, log=lambda *_: None)
+    train(cfg, progress=False)
     newest, previous = _checkpoints(out)[-1], _checkpoints(out)[-2]
     data = (newest / "model.safetensors").read_bytes()
     (newest / "model.safetensors").write_bytes(data[: len(data) // 2])
-    messages = []
-    _, state, folder = load_latest(out, log=messages.append)
-    assert folder == previous and "checksum mismatch" in messages[0]
+    caplog.clear()
+    _, state, folder = load_latest(out)
+    [skipped] = caplog.records
+    assert (
+        folder == previous and skipped.levelno == logging.WARNING and "checksum mismatch" in skipped.message
+    )
     with pytest.raises(CheckpointError):
         (out / "best" / "model.safetensors").write_bytes(b"garbage")
         load_weights(out / "best")
@@ -429,17 +429,17 @@ def test_yaml_config_file_and_cli_override(tmp_path: Path):
         build_config([f"model={tmp_path / 'bad.yaml'}"])
 
 
-def test_glove_and_hf_embeddings(tiny: Dataset, tmp_path: Path):
+def test_glove_and_hf_embeddings(tiny: Dataset, tmp_path: Path, caplog):
     vocab = tiny.vocab("word")
     glove = tmp_path / "glove.txt"
     glove.write_text(
         "".join(f"{w} {i}.5 1 2 3 4\n" for i, w in enumerate(vocab[2:12])) + "notaword 9 9 9 9 9\n"
     )
     cfg = build_config(["model=nrms", "embed=glove", *SMALL, f"embed.path={glove}", "embed.freeze=true"])
-    messages = []
-    model = build_recommender(cfg.model, cfg.embed, tiny, log=messages.append)
+    caplog.set_level(logging.INFO, logger="oncerec")
+    model = build_recommender(cfg.model, cfg.embed, tiny)
     words = model.item_encoder.words
-    assert "10 of" in messages[0]
+    assert "10 of" in caplog.messages[0]
     assert words.table.weight[2, 0].item() == 0.5 and not words.table.weight.requires_grad
     assert (
         isinstance(words.proj, torch.nn.Linear) and words.dim == 24
@@ -450,15 +450,14 @@ def test_glove_and_hf_embeddings(tiny: Dataset, tmp_path: Path):
         resolve_dataset(
             build_config(["data=demo-tiny", "data.tokenizers=[word,minilm]"]).data,
             progress=False,
-            log=lambda *_: None,
         )
     )
     cfg = build_config(["model=nrms", "embed=minilm", *SMALL])
-    model = build_recommender(cfg.model, cfg.embed, minilm, log=lambda *_: None)
+    model = build_recommender(cfg.model, cfg.embed, minilm)
     assert model.item_encoder.words.table.weight.shape == (30522, 384)
     groups = model.param_groups(1e-3, 1e-5, 0.0, 0.0)
     assert groups[0]["lr"] == 1e-5 and groups[0]["params"] == [model.item_encoder.words.table.weight]
-    random = build_recommender(cfg.model, build_config(["embed=random"]).embed, tiny, log=lambda *_: None)
+    random = build_recommender(cfg.model, build_config(["embed=random"]).embed, tiny)
     groups = random.param_groups(1e-3, 1e-5, 5e-2, 0.0)
     assert [g["lr"] for g in groups] == [5e-2, 1e-3]
     assert groups[0]["params"] == [random.item_encoder.words.table.weight]
@@ -490,6 +489,7 @@ def test_two_process_data_parallel_training_on_cpu(tiny: Dataset, tmp_path: Path
     straight = tmp_path / "straight"
     done = _ddp_train(straight, "exp.max_steps=6")
     assert "2 processes" in done.stdout + done.stderr
+    assert done.stdout.count("run dir ") == 1  # the main process alone speaks
     metrics = json.loads((straight / "metrics.json").read_text())
     assert metrics["test"]["impressions"] == tiny.split("test").num_impressions
     # each process scored half of the impressions; gathered, they are the single-process evaluation
@@ -501,7 +501,8 @@ def test_two_process_data_parallel_training_on_cpu(tiny: Dataset, tmp_path: Path
     # between them), so step 6 is where the uninterrupted run was
     part = tmp_path / "part"
     _ddp_train(part, "exp.max_steps=3")
-    _ddp_train(part, "exp.max_steps=6", "exp.resume=true")
+    resume = _ddp_train(part, "exp.max_steps=6", "exp.resume=true")
+    assert resume.stdout.count("resumed from ") == 1
     resumed, reference = _eval_at(part, 6), _eval_at(straight, 6)
     for k in ("auc", "mrr", "ndcg@5", "ndcg@10"):
         assert resumed[k] == pytest.approx(reference[k], abs=1e-6), k

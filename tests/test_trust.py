@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -25,7 +26,7 @@ from oncerec.experiment import Spec, load_spec, run_experiment
 from oncerec.training.pipeline import train
 from oncerec.training.session import load_run
 
-QUIET = {"progress": False, "log": lambda *_: None}
+QUIET = {"progress": False}
 
 
 def _prepare(raw: Path, out: Path, *overrides: str) -> Dataset:
@@ -66,23 +67,23 @@ def test_a_text_key_is_taken_as_written_not_parsed_as_yaml():
     assert cfg.exp.lr == 1e-4  # other keys are still parsed
 
 
-def test_experiment_reuses_a_finished_run_only_with_the_same_config(tmp_path: Path):
+def test_experiment_reuses_a_finished_run_only_with_the_same_config(tmp_path: Path, caplog):
     spec = Spec(
         name="reuse",
         seeds=[1],
         common=["data=demo-tiny", "exp=quick", *SMALL, "exp.max_steps=1"],
         axes={"model": {"pool": ["model.item=pool", "model.user=pool"]}},
     )
-    lines: list[str] = []
-    run_experiment(spec, tmp_path, [], log=lines.append)
-    run_experiment(spec, tmp_path, [], log=lines.append)
-    assert "finished, skipped" in lines[-1]
+    caplog.set_level(logging.INFO, logger="oncerec")
+    run_experiment(spec, tmp_path, [])
+    run_experiment(spec, tmp_path, [])
+    assert "finished, skipped" in caplog.messages[-1]
     with pytest.raises(ConfigError, match=r"exp\.lr: 0\.001 -> 0\.05") as err:
-        run_experiment(spec, tmp_path, ["exp.lr=0.05"], log=lines.append)
+        run_experiment(spec, tmp_path, ["exp.lr=0.05"])
     assert "remove that folder" in str(err.value)
     # a bad override is found before anything trains
     with pytest.raises(ConfigError, match="exp.nope"):
-        run_experiment(spec, tmp_path / "other", ["exp.nope=1"], log=lines.append)
+        run_experiment(spec, tmp_path / "other", ["exp.nope=1"])
     assert not (tmp_path / "other" / "reuse" / "pool").exists()
 
 

@@ -5,7 +5,11 @@ imported on first use, so `import oncerec` stays cheap (no torch)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+# The library configures no output of its own: the command line, or the caller, decides (oncerec.logs).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_run", "make_config", "prepare", "presets", "train"]

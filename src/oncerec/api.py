@@ -10,14 +10,20 @@
     oncerec.presets("model")                   # ["autoint", "bert-naml", ...]
 
 Heavy libraries (torch, transformers) are imported by the calls, not by `import oncerec`.
+
+What the calls report on the way (where a run is, each validation, what `prepare` read, the warnings) goes to
+the `oncerec` logger: printed on stdout as the command line prints it where the caller configured no logging
+of their own, else left to the caller's handlers (`oncerec.logs.default_output`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from oncerec.logs import default_output
 
 if TYPE_CHECKING:
     from oncerec.config.schema import Config
@@ -76,7 +82,8 @@ def train_config(cfg: Config, progress: bool = True) -> Run:
     """`train` for a configuration already built (the command line builds its own)."""
     from oncerec.training.pipeline import train as run_steps
 
-    run, _ = run_steps(cfg, progress=progress)
+    with default_output():
+        run, _ = run_steps(cfg, progress=progress)
     return _with_export(run)
 
 
@@ -85,7 +92,8 @@ def load_run(path: str | Path, data: str | None = None) -> Run:
     with the same vocabularies (e.g. one made by `oncerec genre merge`)."""
     from oncerec.training.session import load_run as load
 
-    return _with_export(load(Path(path), data=data))
+    with default_output():  # a checkpoint skipped, when the run has no best weights
+        return _with_export(load(Path(path), data=data))
 
 
 def prepare(
@@ -95,12 +103,11 @@ def prepare(
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     strict: bool = False,
     progress: bool = True,
-    log: Callable[[str], object] = print,
 ) -> Dataset:
     """Reads a raw data folder (`format`: a name of `oncerec.data.formats.FORMATS`, e.g. mind, goodreads,
     generic) into a new dataset directory (default `<raw>-prepared` beside it) and returns it (`.stats`: the
-    counts of stats.json). `overrides`: data options, e.g. `{"data.split": "once"}`. `log`: where what it read
-    and its warnings (repeated interactions, ids missing from every news file, ...) go."""
+    counts of stats.json). `overrides`: data options, e.g. `{"data.split": "once"}`. What it read and its
+    warnings (repeated interactions, ids missing from every news file, ...) go to the `oncerec` logger."""
     from oncerec.data.dataset import Dataset
     from oncerec.data.formats import FORMATS
     from oncerec.data.prepare import prepare as build
@@ -116,7 +123,8 @@ def prepare(
     if strict:
         cfg.strict = True
     target = Path(out) if out is not None else raw.parent / f"{raw.name}-prepared"
-    build(raw, cfg, target, progress=progress, log=log)
+    with default_output():
+        build(raw, cfg, target, progress=progress)
     return Dataset(target)
 
 

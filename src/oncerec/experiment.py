@@ -32,6 +32,7 @@ import copy
 import csv
 import fnmatch
 import itertools
+import logging
 import math
 import subprocess
 import sys
@@ -47,6 +48,8 @@ from oncerec.errors import ConfigError, OncerecError
 from oncerec.eval.metrics import read_metrics, table_metrics
 from oncerec.eval.tables import DASH, mean_std, metric_table, value
 from oncerec.training.trainer import diff_line, resume_diff, run_diff
+
+logger = logging.getLogger(__name__)
 
 PRESETS = Path(__file__).resolve().parent / "config" / "presets" / "experiment"
 SPLITS = ("valid", "test")  # the splits a finished run has metrics for
@@ -213,7 +216,7 @@ def run_dir(out: Path, spec: Spec, row: str, seed: int) -> Path:
 
 
 def run_experiment(
-    spec: Spec, out: Path, extra: list[str], quiet: bool = True, log=print, source: Path | None = None
+    spec: Spec, out: Path, extra: list[str], quiet: bool = True, source: Path | None = None
 ) -> Path:
     """Run the setup steps whose output is missing and every unfinished run of the grid, then write the
     table; returns the results.md path. `{dir}` in a setup command or an override is the experiment folder,
@@ -233,7 +236,7 @@ def run_experiment(
             continue
         for command in step["commands"]:
             args = [fill(str(a)) for a in command]
-            log(f"setup: oncerec {' '.join(args)}")
+            logger.info(f"setup: oncerec {' '.join(args)}")
             done = subprocess.run(
                 [sys.executable, "-m", "oncerec.cli", *args], capture_output=quiet, text=True
             )
@@ -251,11 +254,11 @@ def run_experiment(
     # Every run's config is resolved, and every saved one compared, before the first run trains.
     configs = {folder: _row_config(row, args) for row, _, folder, args in todo}
     started = {folder: _check_saved(folder, cfg) for folder, cfg in configs.items()}
-    log(f"experiment {spec.name}: {len(spec.rows)} rows x {len(spec.seeds)} seeds into {home}")
+    logger.info(f"experiment {spec.name}: {len(spec.rows)} rows x {len(spec.seeds)} seeds into {home}")
     began, trained = time.perf_counter(), 0
     for k, (row, seed, folder, args) in enumerate(todo, 1):
         if (folder / "metrics.json").is_file():
-            log(f"[{k}/{len(todo)}] {row} seed {seed}: finished, skipped")
+            logger.info(f"[{k}/{len(todo)}] {row} seed {seed}: finished, skipped")
             continue
         if started[folder]:
             args = [*args, "exp.resume=true"]
@@ -272,7 +275,7 @@ def run_experiment(
         now = time.perf_counter()
         left = sum(not (f / "metrics.json").is_file() for _, _, f, _ in todo[k:])
         eta = _duration((now - began) / trained * left) if left else "0s"
-        log(
+        logger.info(
             f"[{k}/{len(todo)}] {row} seed {seed}: {_duration(now - run_began)}, "
             f"{_first_metric(folder, spec.split)} | elapsed {_duration(now - began)}, ETA {eta}"
         )

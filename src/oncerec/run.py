@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from oncerec.errors import OncerecError
+from oncerec.logs import default_output, muted
 from oncerec.serve import require_packages
 from oncerec.training.session import Recommendation
 from oncerec.training.session import Run as TrainedRun
@@ -36,5 +37,5 @@ class Run(TrainedRun):
             if value < 1:
                 raise OncerecError(f"--{key.replace('_', '-')} {value}: give at least 1")
         source = str(self.run_dir) if self.run_dir else ""
-        log = print if progress else (lambda *_: None)
-        return export_run(self, Path(out), index=index, dtype=dtype, search=search, source=source, log=log)
+        with default_output() if progress else muted():  # its stages' lines are its progress
+            return export_run(self, Path(out), index=index, dtype=dtype, search=search, source=source)

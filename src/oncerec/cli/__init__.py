@@ -7,6 +7,7 @@ import sys
 
 from oncerec.cli import config, data, dire, experiment, genre, serve, train
 from oncerec.errors import OncerecError
+from oncerec.logs import printed
 
 # The sub-commands in the order `oncerec --help` lists them; each module of this package holds a group's
 # commands, each a thin call of the library (they import it when they run: the parser itself stays cheap).
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        args.func(args)
+        with printed():  # what the library reports on the way: a plain line each on stdout
+            args.func(args)
     except OncerecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,8 @@ from oncerec.data.prepare import (
 )
 from oncerec.errors import OncerecError
 from oncerec.paths import cache_root
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -387,7 +390,7 @@ def _build_once(folder: Path, marker: str, build) -> None:
             raise
 
 
-def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
+def resolve_dataset(cfg: DataConfig, progress: bool = True) -> Path:
     """The prepared dataset directory for a data config, preparing it into the cache on first use.
 
     The cache key covers the raw files' content and every data option that changes the prepared result.
@@ -406,8 +409,6 @@ def resolve_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Path:
     key = f"{digest[:16]}-{_config_key(cfg)}"
     out = cache_root() / "datasets" / f"{cfg.name}-{key}"
     if not (out / "dataset.json").is_file():
-        log(f"preparing {source} -> {out}")
-        _build_once(
-            out, "dataset.json", lambda: prepare(source, cfg, out, progress=progress, log=log, digest=digest)
-        )
+        logger.info(f"preparing {source} -> {out}")
+        _build_once(out, "dataset.json", lambda: prepare(source, cfg, out, progress=progress, digest=digest))
     return out

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -45,6 +46,8 @@ from oncerec.data.formats.source import Source, files_digest
 from oncerec.data.tokenize import make_tokenizer, tokenize_field, word_spans
 from oncerec.errors import ConfigError, DataError, OncerecError
 from oncerec.paths import check_new_dir, publish_dir
+
+logger = logging.getLogger(__name__)
 
 # 2: categories unseen in the training split map to 0 (unknown); 3: title entities and their vectors
 FORMAT_VERSION = 3
@@ -211,7 +214,7 @@ def _percentiles(full: np.ndarray, max_len: int) -> dict:
 
 
 def prepare(
-    source: Path, cfg: DataConfig, out: Path, progress: bool = True, log=print, digest: str | None = None
+    source: Path, cfg: DataConfig, out: Path, progress: bool = True, digest: str | None = None
 ) -> dict:
     """Prepare a raw folder (in the format `cfg.format` names) into `out`; nothing is written there unless
     everything succeeds. `digest`: the raw files' `files_digest` when the caller already has it (hashing
@@ -226,11 +229,11 @@ def prepare(
     tmp.mkdir(parents=True)
     try:
         items = read_items(raw, cfg)
-        log(f"read {items.count - 1} items")
+        logger.info(f"read {items.count - 1} items")
         for line in raw.warnings():
-            log(f"warning: {line}")
-        impressions = read_impressions(raw, items, cfg, log)
-        splits = name_splits(impressions, raw, cfg, log)
+            logger.warning(line)
+        impressions = read_impressions(raw, items, cfg)
+        splits = name_splits(impressions, raw, cfg)
         tokens = tokenize(items, cfg)
         entities = link_entities(items, raw, cfg)
         categories = encode_categories(items, impressions, splits)
@@ -238,7 +241,7 @@ def prepare(
         stats = dataset_stats(raw, cfg, items, impressions, splits, tokens, entities, categories)
         warning = missing_ids_warning(stats["missing"])
         if warning:
-            log(f"warning: {warning}")
+            logger.warning(warning)
         seconds = time.perf_counter() - started
         lines = sum(s["impressions"] for s in stats["splits"].values()) + stats["items"]
         stats["prepare"] = {
@@ -326,7 +329,7 @@ class Impressions:
     missing: dict[str, dict[str, int]]  # history / candidates: id no items file has -> occurrences
 
 
-def read_impressions(source: Source, items: Items, cfg: DataConfig, log) -> Impressions:
+def read_impressions(source: Source, items: Items, cfg: DataConfig) -> Impressions:
     """Stage 2, impressions: each split's impressions in CSR form. A history is stored once per distinct (user,
     history), its ids cut to the last `data.history_len`; an id no items file has is counted (dropped from a
     history, kept as an empty candidate) or, with `data.strict`, refused; an impression showing a candidate
@@ -372,7 +375,7 @@ def read_impressions(source: Source, items: Items, cfg: DataConfig, log) -> Impr
         splits[split] = arrays.to_numpy()
         if source.split_files:
             _check_labels(splits[split], source, split)
-        log(f"read {len(arrays.imp_id)} impressions of {split}")
+        logger.info(f"read {len(arrays.imp_id)} impressions of {split}")
     return Impressions(
         users,
         np.frombuffer(hist_items, np.int32).reshape(len(hist_len), cfg.history_len),
@@ -391,7 +394,7 @@ class Splits:
     once_split: dict | None  # data.split=once: the list or the seed valid and test were made with
 
 
-def name_splits(impressions: Impressions, source: Source, cfg: DataConfig, log) -> Splits:
+def name_splits(impressions: Impressions, source: Source, cfg: DataConfig) -> Splits:
     """Stage 3, splits: the raw splits named train / valid [/ test]. A protocol's splits already are (its data
     has no dev set); MIND's train / dev [/ test] are by `data.split`: `mind` keeps them (dev is valid), `once`
     halves dev into valid and test (`once_valid_test`)."""
@@ -406,7 +409,7 @@ def name_splits(impressions: Impressions, source: Source, cfg: DataConfig, log) 
     if cfg.split == "once":
         named = {"train": raw["train"]}
         named["valid"], named["test"], how = once_valid_test(raw["dev"], cfg, source.where("dev"))
-        log(
+        logger.info(
             f"ONCE split of dev by the list {how['list']}"
             if "list" in how
             else f"ONCE split of dev halved with seed {how['seed']}"

@@ -7,6 +7,7 @@ vocabulary; `hf`: the token-embedding matrix of a local Hugging Face model (its 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from oncerec.config.schema import EmbedConfig
 from oncerec.data.dataset import Dataset
 from oncerec.data.formats.mind import vector_row
 from oncerec.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 
 def read_glove(path: Path, vocab: list[str], rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -50,7 +53,7 @@ def read_glove(path: Path, vocab: list[str], rng: np.random.Generator) -> tuple[
     return table, found
 
 
-def word_table(cfg: EmbedConfig, dataset: Dataset, seed: int, log=print) -> Tensor:
+def word_table(cfg: EmbedConfig, dataset: Dataset, seed: int) -> Tensor:
     """The table's initial weights [vocabulary size of `embed.tokenizer`, width]; row 0 (padding) zero."""
     vocab = dataset.vocab("word") if cfg.tokenizer == "word" else None
     vocab_size = dataset.vocab_size(cfg.tokenizer)
@@ -65,7 +68,7 @@ def word_table(cfg: EmbedConfig, dataset: Dataset, seed: int, log=print) -> Tens
         if vocab is None:
             raise ConfigError("embed.type=glove indexes the `word` tokenizer: set embed.tokenizer=word")
         weight, found = read_glove(Path(cfg.path), vocab, rng)
-        log(f"glove: {found:,} of {len(vocab) - 2:,} words found in {cfg.path}")
+        logger.info(f"glove: {found:,} of {len(vocab) - 2:,} words found in {cfg.path}")
         return torch.from_numpy(weight)
     from oncerec.lm.backbone import load_base_model
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -44,6 +45,8 @@ from oncerec.lm.backbone import (
 )
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.paths import cache_root
+
+logger = logging.getLogger(__name__)
 
 FORMAT = 1
 SHARD = 1024
@@ -165,7 +168,6 @@ def build_cache(
     cfg: ModelConfig,
     batch_size: int = 64,
     progress: bool = True,
-    log=print,
     shard_size: int = SHARD,
     model: torch.nn.Module | None = None,
 ) -> DireCache:
@@ -258,7 +260,9 @@ def build_cache(
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, folder / "manifest.json")
         shutil.rmtree(folder / "done", ignore_errors=True)
-        log(f"DIRE cache: {folder} (layers {layers}, {n:,} items, {todo / max(seconds, 1e-9):,.0f} items/s)")
+        logger.info(
+            f"DIRE cache: {folder} (layers {layers}, {n:,} items, {todo / max(seconds, 1e-9):,.0f} items/s)"
+        )
     state.wait_for_everyone()
     return open_cache(dataset, cfg, expected)
 

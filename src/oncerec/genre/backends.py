@@ -17,6 +17,7 @@ import contextlib
 import functools
 import importlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
@@ -25,6 +26,8 @@ from oncerec.errors import OncerecError
 from oncerec.extras import require
 from oncerec.genre.limits import FatalError, RejectedError, TransientError, parse_retry_after
 from oncerec.genre.parsing import json_object_span
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LOCAL_MODEL = "smollm2-135m"
 QUOTE_MESSAGE = 300  # characters of a server's error message kept in the error
@@ -287,7 +290,7 @@ class LocalBackend(Backend):
 
     kind = "local"
 
-    def __init__(self, model: str = DEFAULT_LOCAL_MODEL, batch_size: int = 8, threads: int = 0, log=print):
+    def __init__(self, model: str = DEFAULT_LOCAL_MODEL, batch_size: int = 8, threads: int = 0):
         super().__init__(model)
         import torch
         from transformers import AutoTokenizer
@@ -310,7 +313,7 @@ class LocalBackend(Backend):
         self.pending: list[_Pending] = []
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
-        log(f"local model {model} ({path}), batches of {batch_size}")
+        logger.info(f"local model {model} ({path}), batches of {batch_size}")
 
     async def complete(self, messages: list[dict], params: GenParams, prefix: str = "") -> Completion:
         loop = asyncio.get_running_loop()

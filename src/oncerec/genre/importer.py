@@ -136,7 +136,7 @@ class _Malformed(Exception):
         self.message, self.field, self.target = message, field, target
 
 
-def import_answers(data: str, opts: ImportOptions, log=print, progress: bool = True) -> ImportSummary:
+def import_answers(data: str, opts: ImportOptions, progress: bool = True) -> ImportSummary:
     """Read `opts.log` into the response store of the dataset `data` (what `--data` accepts)."""
     from oncerec.genre.runner import open_dataset
 
@@ -148,7 +148,7 @@ def import_answers(data: str, opts: ImportOptions, log=print, progress: bool = T
     if not path.is_file():
         raise OncerecError(f"--log {path}: no such file")
     vocab = read_vocab(Path(opts.vocab)) if opts.vocab else None
-    dataset = open_dataset(data, log, progress)
+    dataset = open_dataset(data, progress)
     view = DatasetView(dataset)
     task = make_task(opts.task, view, TaskOptions(domain=opts.domain))
     model = f"{MODEL_KIND}:{opts.model or DEFAULT_MODEL}"

@@ -27,6 +27,7 @@ What goes in (each part only when the store holds answers of that task):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import string
@@ -47,6 +48,8 @@ from oncerec.genre.store import Record, Store
 from oncerec.genre.tasks import SUMMARY_KEY, dataset_domain
 from oncerec.paths import check_new_dir
 
+logger = logging.getLogger(__name__)
+
 SUMMARY_FIELD = "summary"
 ATTRIBUTES = {"topics": "topic", "regions": "region", "interests": "interest"}  # answer key -> attribute
 
@@ -57,7 +60,6 @@ def merge(
     out: str | Path,
     model: str | None = None,
     tasks: tuple[str, ...] = ("summarize", "profile", "generate"),
-    log=print,
     prompt: str | None = None,
 ) -> dict:
     """Write the merged dataset to `out`; returns what was merged (also in dataset.json `genre`).
@@ -65,7 +67,7 @@ def merge(
     field again from (it may name {summary})."""
     from oncerec.genre.runner import open_dataset
 
-    source = open_dataset(str(data), log, progress=False)
+    source = open_dataset(str(data), progress=False)
     out = Path(out).resolve()
     if out == source.root.resolve():
         raise OncerecError("--out must be a new directory: the source dataset is never modified")
@@ -76,14 +78,14 @@ def merge(
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         _link_tree(source.root, tmp)
-        report = _Merge(source, store, tmp, model, log).run(tasks, prompt)
+        report = _Merge(source, store, tmp, model).run(tasks, prompt)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
     finally:
         store.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"merged dataset: {out}")
+    logger.info(f"merged dataset: {out}")
     return report
 
 
@@ -113,8 +115,8 @@ def _write_json(path: Path, obj) -> None:
 
 
 class _Merge:
-    def __init__(self, source: Dataset, store: Store, root: Path, model: str | None, log):
-        self.source, self.store, self.root, self.model, self.log = source, store, root, model, log
+    def __init__(self, source: Dataset, store: Store, root: Path, model: str | None):
+        self.source, self.store, self.root, self.model = source, store, root, model
         self.manifest = dict(source.manifest)
         self.stats = json.loads((source.root / "stats.json").read_text())
         self.config = self.manifest.get("data_config", {})
@@ -178,7 +180,7 @@ class _Merge:
         self._extend_item_arrays(rows, first)
         self._extend_histories({u: [new_index[t] for t, _ in per_user[u]] for u in per_user})
         self.report["generate"]["first_item"] = first
-        self.log(
+        logger.info(
             f"generated items: {len(rows)} for {len(per_user)} users (rows {first}..{first + len(rows) - 1})"
         )
 
@@ -307,7 +309,7 @@ class _Merge:
             "not_in_dataset": len(set(done) - set(ids)),
         }
         if not used:
-            self.log("summaries: none in the store: no `summary` field added")
+            logger.info("summaries: none in the store: no `summary` field added")
             return
         column = pa.array(summaries, pa.string())
         if SUMMARY_FIELD in names:
@@ -326,7 +328,7 @@ class _Merge:
             unk = sum(t.count(UNK) for t in tokens["word"])
             # Words the dataset's vocabulary lacks map to <unk>: this says how much of the summaries is lost.
             self.report["summarize"]["word_unk_share"] = round(unk / max(n, 1), 4)
-        self.log(
+        logger.info(
             f"summaries: {used} items, {real - used} fall back to {self.report['summarize']['fallback_is']}"
             + (f" ({', '.join(f'{v} {k}' for k, v in failed.items())})" if failed else "")
         )
@@ -345,7 +347,7 @@ class _Merge:
             "not_in_dataset": len(done) - len(profiles),
         }
         if not profiles:
-            self.log("profiles: none in the store: no user attributes added")
+            logger.info("profiles: none in the store: no user attributes added")
             return
         names = list(self.manifest.get("user_attributes", []))
         for answer_key, name in ATTRIBUTES.items():
@@ -368,7 +370,9 @@ class _Merge:
             if name not in names:
                 names.append(name)
         self.manifest["user_attributes"] = names
-        self.log(f"profiles: {len(profiles)} of {len(users) - 1} users -> user attributes {', '.join(names)}")
+        logger.info(
+            f"profiles: {len(profiles)} of {len(users) - 1} users -> user attributes {', '.join(names)}"
+        )
 
     # -- the language-model prompt --------------------------------------------------------------------
     def _prompt(self, template: str) -> None:
@@ -402,7 +406,7 @@ class _Merge:
         self.config = {**self.config, "prompt": template}
         self.manifest["data_config"] = self.config
         self.report["prompt"] = template
-        self.log(f"prompt: every item's `prompt` rendered from `{template}`")
+        logger.info(f"prompt: every item's `prompt` rendered from `{template}`")
 
     # -- shared -------------------------------------------------------------------------------------
     def _tokenize(self, field: str, texts: list[str], max_len: int) -> dict[str, list[list[int]]]:

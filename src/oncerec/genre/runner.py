@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import random
 import time
 from collections import deque
@@ -44,6 +45,8 @@ from oncerec.genre.options import STORE_NAME, RunOptions
 from oncerec.genre.parsing import InvalidAnswer
 from oncerec.genre.store import Record, Store, request_key
 from oncerec.genre.tasks import DatasetView, Generate, Plan, Profile, Request, Task, make_task
+
+logger = logging.getLogger(__name__)
 
 STAGGER_S = 0.002  # between the starts of two workers...
 RAMP_S = 0.1  # ...all started within this time
@@ -118,13 +121,13 @@ class Summary:
         return out
 
 
-def open_dataset(data: str, log=print, progress: bool = True) -> Dataset:
+def open_dataset(data: str, progress: bool = True) -> Dataset:
     """`--data`: what `data=` accepts (prepared directory, raw MIND folder prepared on first use, preset)."""
     from oncerec.config.loader import build_config
     from oncerec.data.dataset import resolve_dataset
 
     cfg = build_config([f"data={data}"]).data
-    return Dataset(resolve_dataset(cfg, progress=progress, log=log))
+    return Dataset(resolve_dataset(cfg, progress=progress))
 
 
 def model_identity(opts: RunOptions) -> tuple[str, str]:
@@ -134,34 +137,33 @@ def model_identity(opts: RunOptions) -> tuple[str, str]:
     return kind, opts.model or DEFAULT_LOCAL_MODEL
 
 
-def make_backend(opts: RunOptions, log=print) -> Backend:
+def make_backend(opts: RunOptions) -> Backend:
     kind, model = model_identity(opts)
     if kind == "openai":
         return OpenAIBackend(
             model, opts.base_url, api_key_from(opts.api_key_env), opts.timeout, opts.concurrency
         )
-    return LocalBackend(model, batch_size=opts.batch_size, threads=opts.threads, log=log)
+    return LocalBackend(model, batch_size=opts.batch_size, threads=opts.threads)
 
 
 def run_task(
     task_name: str,
     data: str,
     opts: RunOptions,
-    log=print,
     progress: bool = True,
     backend: Backend | None = None,
 ) -> list[Summary]:
     """Run one task (with `chain`, the profile stage first); one Summary per stage. `backend`: an already
     built backend to use (and leave open), e.g. a loaded local model shared between runs."""
-    dataset = open_dataset(data, log, progress)
+    dataset = open_dataset(data, progress)
     view = DatasetView(dataset)
     task = make_task(task_name, view, opts.task_options())
     store_path = Path(opts.store) if opts.store else dataset.root / STORE_NAME
     if opts.dry_run:
-        return _dry_run(task, view, opts, store_path, log)
+        return _dry_run(task, view, opts, store_path)
     store = Store(store_path)
     try:
-        return asyncio.run(_run_stages(task, view, opts, store, log, progress, backend))
+        return asyncio.run(_run_stages(task, view, opts, store, progress, backend))
     finally:
         store.close()
 
@@ -170,15 +172,15 @@ class _Backend:
     """The backend, built when a stage first has something to send: a re-run that finds every answer in the
     store loads no model and opens no connection."""
 
-    def __init__(self, opts: RunOptions, log, given: Backend | None):
-        self.opts, self.log, self.given, self.built = opts, log, given, None
+    def __init__(self, opts: RunOptions, given: Backend | None):
+        self.opts, self.given, self.built = opts, given, None
         self.identity = given.identity if given else "{}:{}".format(*model_identity(opts))
 
     def get(self) -> Backend:
         if self.given is not None:
             return self.given
         if self.built is None:
-            self.built = make_backend(self.opts, self.log)
+            self.built = make_backend(self.opts)
         return self.built
 
     async def aclose(self) -> None:
@@ -191,18 +193,17 @@ async def _run_stages(
     view: DatasetView,
     opts: RunOptions,
     store: Store,
-    log,
     progress: bool,
     given: Backend | None,
 ) -> list[Summary]:
-    backend = _Backend(opts, log, given)
+    backend = _Backend(opts, given)
     try:
         summaries = []
         if isinstance(task, Generate) and task.opts.chain:
             users, _ = task.cold_users(opts.limit)
             profiler = Profile(view, task.opts, task.domain)
             plan = profiler.plan(users=users)
-            summaries.append(await _stage(profiler, plan, backend, store, opts, log, progress))
+            summaries.append(await _stage(profiler, plan, backend, store, opts, progress))
             params = _params(profiler, opts)
             profiles = {}
             for r in plan.requests:
@@ -211,7 +212,7 @@ async def _run_stages(
             plan = task.plan(opts.limit, profiles)
         else:
             plan = task.plan(opts.limit)
-        summaries.append(await _stage(task, plan, backend, store, opts, log, progress))
+        summaries.append(await _stage(task, plan, backend, store, opts, progress))
         return summaries
     finally:
         await backend.aclose()
@@ -233,7 +234,7 @@ def _pending(plan: Plan, store: Store | None, model: str, params: GenParams, ret
     return pending, len(plan.requests) - len(pending)
 
 
-def _warn_edited(task: Task, store: Store, log) -> None:
+def _warn_edited(task: Task, store: Store) -> None:
     digests = {
         row[0]
         for row in store.db.execute(
@@ -242,13 +243,13 @@ def _warn_edited(task: Task, store: Store, log) -> None:
         )
     }
     if digests - {task.template.digest}:
-        log(
-            f"warning: prompt {task.template.name} changed since answers to its version {task.template.version} "
+        logger.warning(
+            f"prompt {task.template.name} changed since answers to its version {task.template.version} "
             "were stored; they are reused: give the template a new version line to ask again"
         )
 
 
-def _dry_run(task: Task, view: DatasetView, opts: RunOptions, store_path: Path, log) -> list[Summary]:
+def _dry_run(task: Task, view: DatasetView, opts: RunOptions, store_path: Path) -> list[Summary]:
     kind, model = model_identity(opts)
     identity = f"{kind}:{model}"
     store = Store(store_path, readonly=True) if store_path.is_file() else None
@@ -279,14 +280,14 @@ def _dry_run(task: Task, view: DatasetView, opts: RunOptions, store_path: Path, 
 
 
 async def _stage(
-    task: Task, plan: Plan, backend: _Backend, store: Store, opts: RunOptions, log, progress: bool
+    task: Task, plan: Plan, backend: _Backend, store: Store, opts: RunOptions, progress: bool
 ) -> Summary:
     params = _params(task, opts)
     pending, cached = _pending(plan, store, backend.identity, params, opts.retry_invalid)
     summary = Summary(task.name, backend.identity, task.template.version, len(plan.requests), cached)
     summary.skipped, summary.store = plan.skipped, str(store.path)
     if cached:
-        _warn_edited(task, store, log)
+        _warn_edited(task, store)
     started = time.perf_counter()
     if pending:
         await execute(pending, task, backend.get(), store, opts, params, summary, progress)

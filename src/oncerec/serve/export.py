@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
 from oncerec.training.baselines import train_clicks
 from oncerec.training.build import build_recommender
 from oncerec.training.session import Run
+
+logger = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "export.json"
@@ -75,7 +78,6 @@ def export_run(
     dtype: str = "float32",
     search: dict | None = None,
     source: str = "",
-    log=print,
 ) -> dict:
     """Write the export of a loaded run to `out` (a new or empty folder) and return its manifest. `search`:
     `ef_search` (hnsw) or `nprobe` (ivf) instead of the defaults."""
@@ -91,11 +93,11 @@ def export_run(
     check_new_dir(out, "--out")
     cfg, model = run.cfg, run.model
     addable = adds_items(cfg)
-    log(f"export: encoding {model.content.num_items - 1:,} items")
+    logger.info(f"export: encoding {model.content.num_items - 1:,} items")
     stored = run.item_vectors.float().cpu().numpy().astype(dtype)
     vectors = stored.astype(np.float32)  # what the index holds: the stored values, also in float16
     items = np.arange(1, len(vectors))
-    log(f"export: building the {index} index")
+    logger.info(f"export: building the {index} index")
     built = ItemIndex.build(vectors[1:], items, index, dtype, search)
     state = {k: v for k, v in model.state_dict().items() if addable or not k.startswith("item_encoder.")}
     manifest = {
@@ -301,7 +303,6 @@ def load_export(root: Path) -> Export:
         cfg.embed,
         data,
         seed=cfg.exp.seed,
-        log=lambda *_: None,
         word_weights=state.get(WORD_TABLE),
         item_encoder=manifest["adds_items"],
     )
@@ -321,7 +322,7 @@ def load_export(root: Path) -> Export:
     return Export(root, manifest, cfg, data, model, vectors, index, popularity)
 
 
-def export_for(path: Path, log=print) -> Path:
+def export_for(path: Path) -> Path:
     """The export to serve for `serve PATH`: PATH itself, or for a run directory its `export/` folder, made
     on first use (exact index, float32) and refused once the run's weights have changed since."""
     from oncerec.training.session import load_run, run_weights
@@ -346,6 +347,6 @@ def export_for(path: Path, log=print) -> Path:
         f"serve {path} exports the run to {out} on first use",
         f"export it elsewhere (`oncerec export {path} --out DIR`) and serve DIR",
     )
-    log(f"serve: exporting {path} to {out} (exact index, float32)")
-    export_run(load_run(path), out, source=str(path), log=log)
+    logger.info(f"serve: exporting {path} to {out} (exact index, float32)")
+    export_run(load_run(path), out, source=str(path))
     return out

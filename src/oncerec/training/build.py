@@ -32,7 +32,6 @@ def build_recommender(
     embed: EmbedConfig,
     dataset: Dataset,
     seed: int = 0,
-    log=print,
     word_weights: Tensor | None = None,
     item_encoder: bool = True,
     lm: nn.Module | None = None,
@@ -52,7 +51,7 @@ def build_recommender(
         spec.lm, spec.item_inputs = language_model_inputs(cfg, dataset, lm)
     words = None
     if reads_content:
-        weights = word_table(embed, dataset, seed, log) if word_weights is None else word_weights
+        weights = word_table(embed, dataset, seed) if word_weights is None else word_weights
         words = WordEmbedding(weights, embed.freeze, embed.dim, pretrained=embed.type == "hf")
     content = ItemContent(
         dataset,
@@ -92,7 +91,7 @@ def model_spec(cfg: ModelConfig, dataset: Dataset, tokenizer: str | None) -> Mod
     )
 
 
-def language_model(cfg: ModelConfig, dataset: Dataset, progress: bool = True, log=print) -> nn.Module | None:
+def language_model(cfg: ModelConfig, dataset: Dataset, progress: bool = True) -> nn.Module | None:
     """DIRE's language model (whole), loaded once, with the cache of its frozen layers built first if it is
     absent (resumable; under `accelerate launch` the processes split the items): the step between the dataset
     and the model. None for an item encoder without a language model."""
@@ -105,7 +104,7 @@ def language_model(cfg: ModelConfig, dataset: Dataset, progress: bool = True, lo
     # A cache of another model or data is refused; one without this layer is found, and refused by the model
     # (listing its layers) rather than rebuilt with more: `oncerec dire cache` adds layers on request.
     if cfg.item.layer and open_cache(dataset, cfg) is None:
-        build_cache(dataset, cfg, progress=progress, log=log, model=lm)
+        build_cache(dataset, cfg, progress=progress, model=lm)
     return lm
 
 

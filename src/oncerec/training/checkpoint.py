@@ -13,6 +13,7 @@ under checkpoints/ (a folder of the user's, a copy under another name) is left a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,6 +24,8 @@ from safetensors.torch import load_file, save_file
 
 from oncerec.errors import CheckpointError
 from oncerec.paths import sha256_file
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = ("model.safetensors", "state.pt")
 _STEP = re.compile(r"step-(\d{8,})")
@@ -111,7 +114,7 @@ def save_checkpoint(run_dir: Path, step: int, model_state: dict, train_state: di
     return final
 
 
-def load_latest(run_dir: Path, log=print) -> tuple[dict, dict, Path] | None:
+def load_latest(run_dir: Path) -> tuple[dict, dict, Path] | None:
     """(model state, train state, folder) of the newest checkpoint that verifies, or None. Folders under
     checkpoints/ that are not checkpoints are named in a warning and left alone."""
     root = checkpoints_root(run_dir)
@@ -119,8 +122,8 @@ def load_latest(run_dir: Path, log=print) -> tuple[dict, dict, Path] | None:
     known = {folder for _, folder in found}
     for other in sorted(root.iterdir()) if root.is_dir() else ():
         if other not in known and not other.name.startswith("."):  # .step-N.tmp-PID: a save cut short
-            log(
-                f"warning: {other} is not a checkpoint of oncerec's (left alone; remove it if it is not yours)"
+            logger.warning(
+                f"{other} is not a checkpoint of oncerec's (left alone; remove it if it is not yours)"
             )
     for step, folder in reversed(found):
         try:
@@ -130,7 +133,7 @@ def load_latest(run_dir: Path, log=print) -> tuple[dict, dict, Path] | None:
                 raise CheckpointError(f"it holds step {state['step']}: a copy, not this run's step {step}")
             return load_file(folder / "model.safetensors"), state, folder
         except Exception as e:  # any load failure means this one is unusable; fall back to the previous one
-            log(f"warning: skipping checkpoint {folder}: {e}")
+            logger.warning(f"skipping checkpoint {folder}: {e}")
     return None
 
 

@@ -42,12 +42,12 @@ class DemoResult:
 
 
 def demo(
-    scale: str = "small", model: str = "nrms", overrides: Sequence[str] = (), progress: bool = True, log=print
+    scale: str = "small", model: str = "nrms", overrides: Sequence[str] = (), progress: bool = True
 ) -> DemoResult:
     """Trains `model` on `demo-<scale>` (the `demo` exp preset, compact sizes) and compares it on the test
     split with the oracle and popularity."""
     cfg = build_config([f"data=demo-{scale}", f"model={model}", "exp=demo", *COMPACT, *overrides])
-    run, metrics = train(cfg, progress=progress, log=log)
+    run, metrics = train(cfg, progress=progress)
     test = run.dataset.split("test")
     rows = {ORACLE: oracle_scores(run.dataset, test), POPULARITY: popularity_scores(run.dataset, test)}
     runs = {cfg.model.name: metrics["test"]}

@@ -23,6 +23,7 @@ from oncerec.config.schema import Config, DataConfig
 from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.dire.cache import SHARD, DireCache, build_cache
 from oncerec.errors import OncerecError
+from oncerec.logs import main_process_only
 from oncerec.training.build import build_recommender, language_model
 from oncerec.training.session import Run
 from oncerec.training.tracking import require_tracker
@@ -30,20 +31,20 @@ from oncerec.training.trainer import Trainer, check_run_dir, run_dir_for
 
 
 def processes() -> PartialState:
-    """This process's place among those of the run (one, or those of `accelerate launch`). Without a GPU,
-    accelerate needs cpu=True to treat several launched processes as one job (gloo)."""
-    return PartialState(cpu=not torch.cuda.is_available())
+    """This process's place among those of the run (one, or those of `accelerate launch`), of which the main
+    one alone logs. Without a GPU, accelerate needs cpu=True to treat several launched processes as one job
+    (gloo)."""
+    state = PartialState(cpu=not torch.cuda.is_available())
+    main_process_only(state.is_main_process)
+    return state
 
 
-def prepare_dataset(cfg: DataConfig, progress: bool = True, log=print) -> Dataset:
+def prepare_dataset(cfg: DataConfig, progress: bool = True) -> Dataset:
     """The dataset of a data config, prepared on first use, every split checked (not at the first validation
     after an epoch of training). The main process prepares; the others wait, then open what it wrote."""
     state = processes()
-    quiet = not state.is_main_process
     with state.main_process_first():
-        dataset = Dataset(
-            resolve_dataset(cfg, progress=progress and not quiet, log=(lambda *_: None) if quiet else log)
-        )
+        dataset = Dataset(resolve_dataset(cfg, progress=progress and state.is_main_process))
     for name in dataset.split_names:
         dataset.split(name)
     return dataset
@@ -59,23 +60,22 @@ def new_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
-def train(cfg: Config, progress: bool = True, log=print) -> tuple[Run, dict]:
+def train(cfg: Config, progress: bool = True) -> tuple[Run, dict]:
     """Trains `cfg`; returns the run (its best weights) and its metrics ({split: {...}}, as metrics.json)."""
     require_tracker(cfg.exp.tracker)
     main = processes().is_main_process
-    log = log if main else (lambda *_: None)
-    dataset = prepare_dataset(cfg.data, progress, log)
+    dataset = prepare_dataset(cfg.data, progress)
     run_dir = new_run_dir(cfg)
     torch.manual_seed(cfg.exp.seed)
-    lm = language_model(cfg.model, dataset, progress=progress and main, log=log)
-    model = build_recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=log, lm=lm)
-    trainer = Trainer(cfg, dataset, model, run_dir, progress=progress, log=log)
+    lm = language_model(cfg.model, dataset, progress=progress and main)
+    model = build_recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, lm=lm)
+    trainer = Trainer(cfg, dataset, model, run_dir, progress=progress)
     metrics = trainer.fit()
     return trainer.run, metrics
 
 
 def dire_cache(
-    cfg: Config, batch_size: int = 64, shard_size: int = SHARD, progress: bool = True, log=print
+    cfg: Config, batch_size: int = 64, shard_size: int = SHARD, progress: bool = True
 ) -> DireCache:
     """The first two steps alone, for `oncerec dire cache`: the dataset, then the DIRE cache of every layer
     of `model.item.cache_layers` (or `model.item.layer`), built or completed."""
@@ -83,7 +83,5 @@ def dire_cache(
         raise OncerecError(
             f"model.item={cfg.model.item.name}: `dire cache` needs a language-model item encoder (item=lm)"
         )
-    dataset = prepare_dataset(cfg.data, progress, log)
-    return build_cache(
-        dataset, cfg.model, batch_size=batch_size, progress=progress, log=log, shard_size=shard_size
-    )
+    dataset = prepare_dataset(cfg.data, progress)
+    return build_cache(dataset, cfg.model, batch_size=batch_size, progress=progress, shard_size=shard_size)

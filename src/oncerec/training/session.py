@@ -19,6 +19,7 @@ from oncerec.errors import OncerecError, shown
 from oncerec.eval.metrics import FULL_RANKING_DEFAULT, full_ranking_names, read_metrics
 from oncerec.eval.slices import split_metrics
 from oncerec.inference import encode_items, encode_users, read_and_seen, top_items, user_inputs
+from oncerec.logs import muted
 from oncerec.models.recommender import Recommender
 from oncerec.training.build import build_recommender, language_model
 from oncerec.training.checkpoint import load_latest, load_weights
@@ -148,23 +149,26 @@ def load_run(run_dir: Path, data: str | None = None) -> Run:
     if not config_path.is_file():
         raise OncerecError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_saved_config(config_path)
-    trained_on = None
-    if data:
-        trained_on = _trained_vocabularies(run_dir, cfg)
-        cfg.data = DataConfig.model_validate(load_group("data", data))
-    dataset = Dataset(resolve_dataset(cfg.data, log=lambda *_: None))
-    if trained_on is not None:
-        found = dataset.vocab_digests()
-        differ = [name for name, digest in trained_on.items() if found.get(name) != digest]
-        if differ:
-            raise OncerecError(
-                f"--data {data}: its {', '.join(differ)} vocabulary differs from the one {run_dir} was trained "
-                "on (ids would mean other words, categories or users); evaluate on a dataset prepared from the "
-                "same training data, e.g. one made by `oncerec genre merge`"
-            )
+    # What rebuilding the run's dataset, DIRE cache or word table reports was reported when it was trained;
+    # `evaluate` and `recommend` print data alone.
+    with muted():
+        trained_on = None
+        if data:
+            trained_on = _trained_vocabularies(run_dir, cfg)
+            cfg.data = DataConfig.model_validate(load_group("data", data))
+        dataset = Dataset(resolve_dataset(cfg.data))
+        if trained_on is not None:
+            found = dataset.vocab_digests()
+            differ = [name for name, digest in trained_on.items() if found.get(name) != digest]
+            if differ:
+                raise OncerecError(
+                    f"--data {data}: its {', '.join(differ)} vocabulary differs from the one {run_dir} was "
+                    "trained on (ids would mean other words, categories or users); evaluate on a dataset "
+                    "prepared from the same training data, e.g. one made by `oncerec genre merge`"
+                )
+        lm = language_model(cfg.model, dataset)  # DIRE: its cache rebuilt if it was removed
+        model = build_recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, lm=lm)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    lm = language_model(cfg.model, dataset, log=lambda *_: None)  # DIRE: its cache rebuilt if it was removed
-    model = build_recommender(cfg.model, cfg.embed, dataset, seed=cfg.exp.seed, log=lambda *_: None, lm=lm)
     model.load_checkpoint_state(run_weights(run_dir), str(run_dir))
     model.to(device)
     model.content.to(device)
@@ -186,4 +190,4 @@ def _trained_vocabularies(run_dir: Path, cfg: Config) -> dict[str, str]:
     if saved.is_file():
         return json.loads(saved.read_text())
     # a run from before the file was written: its own dataset says
-    return Dataset(resolve_dataset(cfg.data, log=lambda *_: None)).vocab_digests()
+    return Dataset(resolve_dataset(cfg.data)).vocab_digests()

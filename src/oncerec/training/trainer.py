@@ -11,6 +11,7 @@ metrics.json ({"valid": {...}, "test": {...}}), valid.prediction.txt, test.predi
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from contextlib import nullcontext
@@ -31,6 +32,7 @@ from oncerec.data.dataset import Dataset
 from oncerec.errors import CheckpointError, ConfigError, OncerecError
 from oncerec.eval.metrics import lower_is_better, metrics_json, table_metrics
 from oncerec.eval.slices import split_metrics
+from oncerec.logs import main_process_only
 from oncerec.models.recommender import Recommender
 from oncerec.paths import write_text_atomic
 from oncerec.training.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
@@ -40,6 +42,8 @@ from oncerec.training.losses import batch_loss
 from oncerec.training.report import plot_curves, write_report
 from oncerec.training.session import VOCAB_FILE, Run
 from oncerec.training.tracking import Tracker, open_tracker, scalars
+
+logger = logging.getLogger(__name__)
 
 # Keys that may change between an interrupted run and its resumption (`metrics`, `cold_user_history` and
 # `tracker` say what is reported and where, not what trains; `metric`, which picks the checkpoint, may not).
@@ -142,7 +146,6 @@ class Trainer:
         model: Recommender,
         run_dir: Path,
         progress: bool = True,
-        log=print,
     ):
         self.cfg = cfg
         self.dataset = dataset
@@ -158,7 +161,7 @@ class Trainer:
                 f"exp.mixed_precision={cfg.exp.mixed_precision}: {e} (run it as its own process)"
             ) from e
         self.main = self.acc.is_main_process
-        self.log = log if self.main else (lambda *_: None)
+        main_process_only(self.main)  # the other processes' lines would repeat the main one's
         self.model.content.to(self.acc.device)
         self.sampler = TrainSampler(
             self.dataset, self.dataset.split("train"), cfg.exp.batch_size, cfg.exp.neg_count, cfg.exp.seed
@@ -206,9 +209,9 @@ class Trainer:
         save_checkpoint(self.run_dir, self.state.global_step, self.model.checkpoint_state(), train_state)
 
     def _restore(self) -> None:
-        found = load_latest(self.run_dir, log=self.log)
+        found = load_latest(self.run_dir)
         if found is None:
-            self.log(f"no usable checkpoint in {self.run_dir}: starting from the beginning")
+            logger.info(f"no usable checkpoint in {self.run_dir}: starting from the beginning")
             return
         weights, train_state, folder = found
         try:
@@ -227,7 +230,7 @@ class Trainer:
         self.state = TrainState(**train_state["trainer"])
         # a stop by max_steps or patience is decided again: a resumed run may allow more of either
         self.state.stopped = self._at_step_limit() or self._out_of_patience()
-        self.log(f"resumed from {folder} (epoch {self.state.epoch}, step {self.state.global_step})")
+        logger.info(f"resumed from {folder} (epoch {self.state.epoch}, step {self.state.global_step})")
         if self.main:
             self._truncate_log(self.state.global_step)
 
@@ -303,7 +306,7 @@ class Trainer:
             record = {"type": "eval", "split": "valid", "step": s.global_step, "epoch": epoch, **m}
             s.evals.append({k: record[k] for k in ("step", "epoch", self.cfg.exp.metric)})
             self._write_log(record)
-            self.log(
+            logger.info(
                 f"valid @ step {s.global_step}: "
                 + "  ".join(f"{k} {m[k]:.4f}" for k in table_metrics(self.cfg.exp.metrics))
                 + ("  (best)" if improved else f"  (no gain {s.bad_evals}/{self.cfg.exp.patience or 'inf'})")
@@ -363,7 +366,7 @@ class Trainer:
         cfg, s = self.cfg, self.state
         self.model.train()
         samples_per_step = cfg.exp.batch_size * cfg.exp.acc_batch * self.acc.num_processes
-        self.log(
+        logger.info(
             f"run dir {self.run_dir}: {self.steps_per_epoch} steps/epoch x {cfg.exp.epochs} epochs, "
             f"{samples_per_step} samples/step on {self.acc.num_processes} processes ({self.acc.device}), {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters"
         )
@@ -446,7 +449,7 @@ class Trainer:
                 [self.cfg.exp.metric, *table_metrics(self.cfg.exp.metrics)],
             )
             if not drawn:
-                self.log("curves.png not drawn: it needs matplotlib (pip install 'oncerec[plots]')")
+                logger.info("curves.png not drawn: it needs matplotlib (pip install 'oncerec[plots]')")
             write_report(self.run_dir, self.cfg, metrics, self._examples())
         # Every process leaves together and closes the process group: one that exits while the others still
         # use it can abort in the collectives' threads ("terminate called without an active exception").
