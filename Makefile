@@ -23,6 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m integration
 
 bench: $(STAMP)
 	$(PY) -m benchmarks --quick

@@ -35,6 +35,7 @@ def run(tmp_path_factory) -> Run:
     )
 
 
+@pytest.mark.integration
 def test_train_returns_the_run_with_its_metrics(run):
     assert oncerec.train is oncerec.api.train  # the function, not the package of the trainer
     assert run.run_dir.is_dir() and (run.run_dir / "metrics.json").is_file()

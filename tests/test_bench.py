@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from benchmarks.suite import (
@@ -39,6 +40,7 @@ def _positive(x: float) -> bool:
     return np.isfinite(x) and x > 0
 
 
+@pytest.mark.integration
 def test_run_bench_writes_json_and_table(tmp_path: Path, caplog):
     cache_before, threads_before = os.environ["ONCEREC_CACHE"], torch.get_num_threads()
     caplog.set_level(logging.INFO, logger="benchmarks")
@@ -102,6 +104,7 @@ def test_metrics_section_extrapolates_the_loop():
     assert r["metrics_agree"] and set(r["max_abs_diff"]) == set(RANKING_METRICS)
 
 
+@pytest.mark.integration
 def test_dire_bench_measures_both_sides_of_each_ratio(tmp_path: Path):
     from benchmarks.dire import DireSizes, bench_dire, dire_rows, resolve_models
 

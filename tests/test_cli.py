@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SMALL
 
 from oncerec.cli import main
@@ -24,6 +25,7 @@ def test_prepare_prints_statistics_and_writes_dataset(mind_dir: Path, tmp_path: 
     assert json.loads((out / "dataset.json").read_text())["history_len"] == 5
 
 
+@pytest.mark.integration
 def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path: Path):
     raw = tmp_path / "raw"
     (raw / "train").mkdir(parents=True)
@@ -53,6 +55,7 @@ def test_score_command_reads_leaderboard_files(tmp_path: Path):
     assert done.returncode == 2 and "prediction.txt:2" in done.stderr
 
 
+@pytest.mark.integration
 def test_train_reports_the_chosen_metrics_and_compare_tables_them(tmp_path: Path, capsys):
     common = ["data=demo-tiny", "model=naml", "exp=quick", *SMALL, "exp.max_steps=1", "--quiet"]
     chosen = ["exp.metrics=[gauc,mrr,hit@3,f1@0.5,logloss]", "exp.metric=gauc"]

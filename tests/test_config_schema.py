@@ -234,6 +234,7 @@ def bilinear(tmp_path: Path):
     sys.modules.pop("bilinear", None)
 
 
+@pytest.mark.integration
 def test_the_development_pages_new_model_is_one_module_and_a_preset_and_trains(
     bilinear, tiny, tmp_path: Path
 ):

@@ -132,6 +132,7 @@ def test_losses():
     assert build_config([]).exp.loss == "auto"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "name", ["dnn", "deepfm", "din"]
 )  # an MLP, an explicit interaction, target attention

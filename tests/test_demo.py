@@ -145,6 +145,7 @@ def test_unknown_scale(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.integration
 def test_concurrent_first_runs_both_succeed(tiny, tmp_path, monkeypatch):
     """Two processes asking for the same demo data at once (two first runs): both get the whole folder."""
     out, _ = tiny

@@ -29,6 +29,7 @@ DATA = ["data=demo-tiny", "data.prompt=title: {title} category: {category}", "da
 SMALL = ["model.hidden_size=32", "model.attention_hidden=16", "exp.batch_size=8", "exp.eval_batch_size=64"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["minilm", "smollm2-135m"])
 def test_top_layers_from_cached_states_equal_the_full_forward(name: str):
     """For every k: layers k..L-1 run on the states entering layer k give the full model's output."""
@@ -137,6 +138,7 @@ def _inputs_of(block: torch.nn.Module) -> list[Tensor]:
     return seen
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind, row", SUPPORTED)
 def test_every_supported_layout_runs_its_top_from_cached_states(kind: str, row: str):
     """For every k, layers k..L-1 of the model fed the cached states entering layer k give its full forward
@@ -214,6 +216,7 @@ def _local_model(folder: Path, model_class: type, config) -> Path:
     return folder
 
 
+@pytest.mark.integration
 def test_a_model_failing_the_parity_check_is_refused_at_cache_build_and_open(tmp_path: Path, monkeypatch):
     """Granite (embedding_multiplier) is refused before its cache is built, and a cache of it that exists
     anyway (say, built by an older oncerec) is refused before training reads it."""
@@ -261,6 +264,7 @@ def _tiny_llama_folder(folder: Path, seed: int) -> Path:
     return folder
 
 
+@pytest.mark.integration
 def test_fingerprint_hashes_weight_content_and_keys_the_cache_folder(tmp_path: Path, monkeypatch):
     """Two model folders of the same name and file sizes but other weights: other fingerprints and other
     cache folders. The content hash is memoised across processes by path, size and mtime."""
@@ -317,6 +321,7 @@ def _model(cfg, ds: Dataset):
     return build_recommender(cfg.model, cfg.embed, ds, lm=lm)
 
 
+@pytest.mark.integration
 def test_the_model_is_built_from_a_cache_built_before_it(tmp_path: Path):
     """Building the model reads the DIRE cache and never builds it: that is the step before (`language_model`,
     which `oncerec train` runs, or `oncerec dire cache`)."""
@@ -332,6 +337,7 @@ def test_the_model_is_built_from_a_cache_built_before_it(tmp_path: Path):
     assert model.item_encoder.lm is lm  # loaded once, for the cache and the model
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("lm", ["minilm", "llama"])
 def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: Path, tmp_path: Path):
     """The cache file path (float32 here) and the whole model give the same item vectors, for k = 1, k = L-1
@@ -375,6 +381,7 @@ def test_item_vectors_from_the_cache_equal_the_whole_model(lm: str, tiny_llama: 
         assert manifest["layers"] == [k] and manifest["shape"][0] == ds.num_items
 
 
+@pytest.mark.integration
 def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_path: Path):
     """An OPT-350m-like model (hidden 32, output projected to 16 after its last layer): the item vectors
     through a float32 cache at k = 1 and at k = L (its 16-wide final states) equal the whole model's; one
@@ -419,6 +426,7 @@ def test_a_projected_output_width_reaches_the_item_encoder_and_the_cache(tmp_pat
     assert not (tmp_path / "both").exists()
 
 
+@pytest.mark.integration
 def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: Path):
     folder = tmp_path / "cache"
     base = [
@@ -444,6 +452,7 @@ def test_cache_for_other_inputs_is_refused_and_uncached_layers_listed(tmp_path: 
     assert "token_ids" in str(e.value) and "model:" not in str(e.value)
 
 
+@pytest.mark.integration
 def test_a_killed_cache_build_resumes_with_its_finished_shards(tmp_path: Path, monkeypatch):
     base = ["model=bert-naml", "model.item.layer=2", *SMALL]
     ds, cfg = _dataset(*base, f"model.item.dire_cache={tmp_path / 'a'}")
@@ -472,6 +481,7 @@ def test_a_killed_cache_build_resumes_with_its_finished_shards(tmp_path: Path, m
     np.testing.assert_array_equal(np.asarray(resumed.states(2)), np.asarray(fresh.states(2)))
 
 
+@pytest.mark.integration
 def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path: Path):
     """A LLaMA-architecture item encoder with LoRA on its top layer trains from the cache; the checkpoint
     holds the adapters and the recommender, not the frozen language model; the saved run reloads."""
@@ -509,6 +519,7 @@ def test_lora_training_saves_only_the_trained_weights(tiny_llama: Path, tmp_path
     torch.testing.assert_close(after, before)  # the pretrained weight itself is untouched
 
 
+@pytest.mark.integration
 def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: Path, tmp_path: Path):
     """model.item.layer=L: the cache holds the final states, the checkpoint holds no language-model weight, the saved
     run reloads and evaluates the same; LoRA is refused there (nothing to adapt)."""
@@ -540,6 +551,7 @@ def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: 
     assert run.evaluate("test")["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-6)
 
 
+@pytest.mark.integration
 def test_a_decoders_items_are_told_apart_from_the_first_step(tmp_path: Path):
     """SmolLM2's pooled final states of different items are nearly parallel, so a fresh projection gave every
     item nearly the same vector (constant scores: the training loss of llm-naml stayed at ln 5). lm_norm=auto
@@ -565,6 +577,7 @@ def test_a_decoders_items_are_told_apart_from_the_first_step(tmp_path: Path):
     assert isinstance(_model(cfg, ds).item_encoder.norm, torch.nn.Identity)
 
 
+@pytest.mark.integration
 def test_full_fine_tuning_of_the_top_layers_and_item_lr(tmp_path: Path):
     ds, cfg = _dataset(
         "model=bert-nrms",
@@ -603,6 +616,7 @@ def test_missing_language_model_says_how_to_provide_one(tmp_path: Path):
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+@pytest.mark.integration
 def test_two_processes_split_the_cache_build(tmp_path: Path):
     import os
     import subprocess
@@ -627,6 +641,7 @@ def test_two_processes_split_the_cache_build(tmp_path: Path):
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("pooling", ["attention", "mean", "last"])
 def test_pooling_choices_give_one_vector_per_item(pooling: str, tmp_path: Path):
     ds, cfg = _dataset(
@@ -639,6 +654,7 @@ def test_pooling_choices_give_one_vector_per_item(pooling: str, tmp_path: Path):
     assert (model.item_encoder.pool is not None) == (pooling == "attention")
 
 
+@pytest.mark.integration
 def test_a_first_training_run_loads_the_language_model_once(tiny_llama: Path, tmp_path: Path, monkeypatch):
     """The cache build reuses the encoder's model before its bottom is dropped: one load, not two."""
     import transformers
@@ -665,6 +681,7 @@ def test_a_first_training_run_loads_the_language_model_once(tiny_llama: Path, tm
     assert len(loads) == 1
 
 
+@pytest.mark.integration
 def test_lm_dtype_loads_the_model_in_that_type_and_auto_follows_the_device(
     tiny_llama: Path, tmp_path: Path, monkeypatch
 ):
@@ -690,6 +707,7 @@ def test_lm_dtype_loads_the_model_in_that_type_and_auto_follows_the_device(
     }  # trained in float32
 
 
+@pytest.mark.integration
 def test_the_top_runs_without_a_kv_cache(tiny_llama: Path):
     seen = {}
     model = load_lm(str(tiny_llama))
@@ -699,6 +717,7 @@ def test_the_top_runs_without_a_kv_cache(tiny_llama: Path):
     assert seen["use_cache"] is False
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("layer", [0, 3])
 def test_the_padding_item_is_finite_in_every_type_and_pooling(layer: int, tiny_llama: Path, tmp_path: Path):
     """Item 0 has no tokens; its vector must be finite (never NaN) however the model runs and pools."""

@@ -28,6 +28,7 @@ from oncerec.models.registry import REGISTRY
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.integration
 def test_the_docs_site_builds_strictly(tmp_path: Path) -> None:
     pytest.importorskip("mkdocs", reason="mkdocs is not installed (it comes with the dev extra)")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_MKDOCS_2_WARNING": "1"}
@@ -164,6 +165,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 def test_the_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     """Each line of the README's quickstart, in a fresh folder, through a shell: `oncerec` is this checkout's CLI,
     the `serve ... &` line runs in the background on a free port, and the curl gets recommendations."""
@@ -281,6 +283,7 @@ def test_the_readme_links_into_the_docs_resolve() -> None:
             assert anchor in {slugify(h.replace("`", ""), "-") for h in headings}, f"{path}#{anchor}"
 
 
+@pytest.mark.integration
 def test_the_python_api_page_runs_as_written(tmp_path: Path, monkeypatch) -> None:
     """The page's walk-through, block after block in one namespace as a notebook runs it."""
     pytest.importorskip("faiss", reason="the walk-through exports the run (the serve extra)")

@@ -30,6 +30,7 @@ setup:
 """
 
 
+@pytest.mark.integration
 def test_grid_runs_once_and_tabulates_mean_std_and_relative_change(tmp_path: Path, caplog):
     spec_file = tmp_path / "grid.yaml"
     spec_file.write_text(SPEC)
@@ -119,6 +120,7 @@ def test_every_packaged_spec_resolves_its_rows(name: str, tmp_path: Path):
         assert cfg.model.item_fields, row
 
 
+@pytest.mark.integration
 def test_the_once_goodreads_setup_imports_and_merges_the_release(tmp_path: Path):
     """`oncerec experiment once-goodreads --source R`: its setup on a small release in the real formats."""
     import json

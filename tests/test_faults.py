@@ -51,12 +51,17 @@ class Context:
 
 
 CASES: dict[str, Callable[[Context], None]] = {}
+INTEGRATION: set[str] = set()  # the cases that start a server or a process: run by `pytest -m integration`
 
 
-def case(name: str) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
+def case(
+    name: str, integration: bool = False
+) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
     def add(fn: Callable[[Context], None]) -> Callable[[Context], None]:
         assert name not in CASES, name
         CASES[name] = fn
+        if integration:
+            INTEGRATION.add(name)
         return fn
 
     return add
@@ -201,7 +206,7 @@ def _item_ids(ctx: Context) -> list[str]:
     return json.loads((_export(ctx) / "data" / "ids.json").read_text())
 
 
-@case("serve: exclude_history leaves out every item given, not only the last history_len")
+@case("serve: exclude_history leaves out every item given, not only the last history_len", integration=True)
 def serve_excludes_every_item_given(ctx: Context) -> None:
     from oncerec.serve.service import Service
     from oncerec.training.session import load_run
@@ -229,7 +234,7 @@ def _http(service):
     return TestClient(create_app(service))
 
 
-@case("serve: /recommend with an approximate index gives k items, or says how many and why")
+@case("serve: /recommend with an approximate index gives k items, or says how many and why", integration=True)
 def serve_approximate_index_gives_k_items(ctx: Context) -> None:
     from oncerec.serve.service import Service
 
@@ -305,7 +310,9 @@ def _serve_cli(*args: str, timeout: float = 90) -> tuple[int, str]:
         process.wait()
 
 
-@case("serve: the workers of a killed serve die with it, and a port already served is refused")
+@case(
+    "serve: the workers of a killed serve die with it, and a port already served is refused", integration=True
+)
 def serve_workers_die_with_serve(ctx: Context) -> None:
     import contextlib
 
@@ -408,7 +415,10 @@ def _never_serve(ctx: Context) -> None:
     ctx.monkeypatch.setattr(uvicorn.Server, "run", served)
 
 
-@case("serve: --port out of range is refused in one line, and --port 0 prints the port it bound")
+@case(
+    "serve: --port out of range is refused in one line, and --port 0 prints the port it bound",
+    integration=True,
+)
 def serve_port_checks(ctx: Context) -> None:
     import contextlib
     import os
@@ -477,7 +487,10 @@ def serve_damaged_export(ctx: Context) -> None:
         assert line.endswith("export the run again (`oncerec export RUN_DIR --out DIR`)"), line
 
 
-@case("serve: an added-items store it cannot use is refused at start, and one found damaged later is a 503")
+@case(
+    "serve: an added-items store it cannot use is refused at start, and one found damaged later is a 503",
+    integration=True,
+)
 def serve_added_items_store(ctx: Context) -> None:
     import json
     import sqlite3
@@ -1191,7 +1204,9 @@ def _(ctx: Context):
 # ----------------------------------------------------------------------------------------------- the test
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.integration] if n in INTEGRATION else []) for n in CASES]
+)
 def test_fault(name: str, trained, tmp_path, monkeypatch, capsys):
     run, tiny = trained
     CASES[name](Context(tmp_path, run, tiny, monkeypatch, capsys))

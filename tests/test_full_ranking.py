@@ -114,6 +114,7 @@ def brute_force(model: Recommender, ds: Dataset, split, names: list[str]) -> dic
     return {name: float(np.mean(v)) for name, v in per_user.items()} | {"users": len(per_user[names[0]])}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("preset", ["nrms", "dnn", "miner", "din"])
 def test_matches_brute_force_ranking_of_every_item(tiny: Dataset, preset: str, monkeypatch):
     """The inner product (nrms) and the predictors scored pair by pair (a CTR head, MINER's several interest
@@ -171,6 +172,7 @@ def _cli(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.integration
 def test_end_to_end_on_demo_small(tmp_path: Path):
     run = tmp_path / "run"
     _cli(

@@ -355,6 +355,7 @@ def test_a_refused_connection_is_reported_as_refused(tiny_root: Path, tmp_path: 
     assert "connection refused" in err and "timed out" not in err
 
 
+@pytest.mark.integration
 def test_a_killed_run_resumes_without_repeating_completed_requests(tiny_root: Path, tmp_path: Path):
     store = tmp_path / "store.sqlite"
     message = _first_user_messages(tiny_root, "summarize", 80)
@@ -615,6 +616,7 @@ def test_user_attributes_need_profiles_and_a_pooled_user_encoder(merged: SimpleN
 # ------------------------------------------------------------------------------------------- local backend
 
 
+@pytest.mark.integration
 def test_local_backend_with_the_packaged_model(tiny_root: Path, tmp_path: Path):
     """The real SmolLM2-135M-Instruct on three items: every request ends done or recorded as invalid."""
     opts = RunOptions(

@@ -244,6 +244,7 @@ def test_generic_bad_input_names_file_line_and_field(tmp_path: Path):
         _prepare(tmp_path, tmp_path / "z", "generic")
 
 
+@pytest.mark.integration
 def test_training_on_the_goodreads_demo_groups_by_user(tmp_path: Path):
     cfg = build_config(
         [

@@ -15,6 +15,9 @@ import pytest
 
 import oncerec
 
+# builds the sdist and the wheel, installs one in a fresh environment
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

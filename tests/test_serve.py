@@ -90,6 +90,7 @@ def _item_content(dataset: Dataset, index: int) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------- over HTTP
 
 
+@pytest.mark.integration
 def test_recommend_over_http_is_oncerec_recommend(server: Server, naml_run: Path, capsys):
     run = load_run(naml_run)
     ids = run.dataset.items_table.column("id").to_pylist()
@@ -111,6 +112,7 @@ def test_recommend_over_http_is_oncerec_recommend(server: Server, naml_run: Path
     assert _ids(server.recommend(history, k=5)) == printed
 
 
+@pytest.mark.integration
 def test_concurrent_requests_get_the_answers_they_get_one_at_a_time(server: Server, naml_export: Path):
     """Requests in flight together are answered in batches (the app's batcher): each gets its own answer."""
     from concurrent.futures import ThreadPoolExecutor
@@ -246,6 +248,7 @@ def test_health_and_metrics(server: Server):
     assert asked.text.endswith("# EOF\n") and "oncerec_recommendations_total" in asked.text
 
 
+@pytest.mark.integration
 def test_an_added_item_is_recommended_and_survives_a_kill(naml_export: Path, tmp_path: Path):
     export = tmp_path / "export"
     shutil.copytree(naml_export, export)
@@ -298,6 +301,7 @@ def test_an_added_item_is_recommended_and_survives_a_kill(naml_export: Path, tmp
     ]
 
 
+@pytest.mark.integration
 def test_the_approximate_index_finds_what_the_exact_one_finds(tmp_path_factory):
     """recall@10 of hnsw (over HTTP) and ivf against flat, histories of 50 clicks, on demo-medium (30,000
     items, MIND-small's shape), NRMS after 200 steps (after 2, its item vectors are still nearly alike and
@@ -376,6 +380,7 @@ def test_two_stage_ranking_of_a_ctr_head(tmp_path_factory):
     assert refused.value.status == 409
 
 
+@pytest.mark.integration
 def test_a_user_the_model_knows_is_served_without_clicks(tmp_path_factory):
     """A GENRE profile, or LSTUR's trained user embedding: the model ranks for an empty history."""
     from oncerec.genre.merge import merge
@@ -437,6 +442,7 @@ def test_processes_sharing_an_export_see_each_others_items(naml_export: Path, tm
     assert refused.value.status == 409
 
 
+@pytest.mark.integration
 def test_two_workers_over_http_share_added_items_and_stop_together(naml_export: Path, tmp_path: Path):
     """`serve --workers 2`: two processes, each with a listening socket of its own on the port (the kernel
     spreads connections over them); an item added through one is in the other's answers; stopping `serve`
@@ -491,6 +497,7 @@ def test_export_checks(naml_run: Path, naml_export: Path, tmp_path: Path, capsys
         load_export(half)
 
 
+@pytest.mark.integration
 def test_bench_serve_section(tmp_path: Path):
     """The `serve` section of the benchmarks at a tiny size (`python -m benchmarks --only serve` runs it at full
     size: demo-large), run through `run_bench` as the command runs it."""

@@ -54,6 +54,7 @@ def test_tensorboard_gets_what_the_log_gets_and_a_resume_does_not_repeat_it(tmp_
         assert [v for _, v in got] == pytest.approx([v for _, v in points], rel=1e-6), name
 
 
+@pytest.mark.integration
 def test_wandb_offline_run_holds_what_the_log_holds(tmp_path: Path, monkeypatch):
     """W&B's offline run file (its transaction log, protobuf records) holds every logged name and value as
     the JSON the library encoded it to; the run id is the one kept in the run folder."""

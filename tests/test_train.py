@@ -248,6 +248,7 @@ def test_sampler_is_deterministic_and_uses_the_impression(tiny: Dataset):
             assert set(b1.candidates[r, 1:].tolist()) <= negs
 
 
+@pytest.mark.integration
 def test_train_writes_the_run_directory_contract(tiny: Dataset, tmp_path: Path):
     out = tmp_path / "run"
     cfg = build_config(
@@ -299,6 +300,7 @@ def test_train_writes_the_run_directory_contract(tiny: Dataset, tmp_path: Path):
     assert rec.returncode == 0 and len(rec.stdout.strip().splitlines()) == 3
 
 
+@pytest.mark.integration
 def test_a_short_training_learns(tmp_path: Path):
     """120 steps of a compact NAML on the small demo data clearly beat the untrained model and popularity."""
     args = [
@@ -323,6 +325,7 @@ def _checkpoints(run: Path) -> list[Path]:
     return sorted((run / "checkpoints").glob("step-*"))
 
 
+@pytest.mark.integration
 def test_resume_after_sigkill_reaches_the_same_metrics(tiny: Dataset, tmp_path: Path):
     args = [
         "train",
@@ -485,6 +488,7 @@ def _eval_at(run: Path, step: int) -> dict:
     )
 
 
+@pytest.mark.integration
 def test_two_process_data_parallel_training_on_cpu(tiny: Dataset, tmp_path: Path):
     straight = tmp_path / "straight"
     done = _ddp_train(straight, "exp.max_steps=6")
@@ -508,6 +512,7 @@ def test_two_process_data_parallel_training_on_cpu(tiny: Dataset, tmp_path: Path
         assert resumed[k] == pytest.approx(reference[k], abs=1e-6), k
 
 
+@pytest.mark.integration
 def test_bf16_mixed_precision_trains_on_cpu(tiny: Dataset, tmp_path: Path):
     # A process of its own: accelerate fixes the precision once per process.
     out = tmp_path / "bf16"

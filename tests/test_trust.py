@@ -67,6 +67,7 @@ def test_a_text_key_is_taken_as_written_not_parsed_as_yaml():
     assert cfg.exp.lr == 1e-4  # other keys are still parsed
 
 
+@pytest.mark.integration
 def test_experiment_reuses_a_finished_run_only_with_the_same_config(tmp_path: Path, caplog):
     spec = Spec(
         name="reuse",

@@ -21,11 +21,7 @@ class BSTConfig(CTRConfig):
     num_layers: int = Field(2, ge=1, description="Transformer layers.")
 
     def check(self, model: ModelConfig) -> None:
-        if model.hidden_size % model.num_heads:
-            raise ValueError(
-                f"model.hidden_size {model.hidden_size} must be divisible by model.num_heads {model.num_heads} "
-                "(BST's transformer)"
-            )
+        model.check_heads("BST's transformer")
 
 
 @register("predictor", "bst")

@@ -160,6 +160,14 @@ class ModelConfig(BaseModel):
     def _choose(cls, value: Any, info: ValidationInfo) -> ComponentConfig:
         return choose(info.field_name, value)
 
+    def check_heads(self, what: str) -> None:
+        """For a component with `num_heads` attention heads over `hidden_size` (`what` names it in the error)."""
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"model.hidden_size {self.hidden_size} must be divisible by model.num_heads {self.num_heads} "
+                f"({what})"
+            )
+
     def component(self, kind: str) -> type:
         """The registered class of the chosen `kind` component."""
         return REGISTRY[kind][getattr(self, kind).name]

@@ -21,11 +21,7 @@ class FastformerConfig(ComponentConfig):
     num_layers: int = Field(2, ge=1, description="Fastformer layers.")
 
     def check(self, model: ModelConfig) -> None:
-        if model.hidden_size % model.num_heads:
-            raise ValueError(
-                f"model.hidden_size {model.hidden_size} must be divisible by model.num_heads {model.num_heads} "
-                "(Fastformer)"
-            )
+        model.check_heads("Fastformer")
 
 
 def _layers(cfg: FastformerConfig, model: ModelConfig) -> nn.ModuleList:

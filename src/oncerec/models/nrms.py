@@ -24,11 +24,7 @@ class SelfAttentionConfig(ComponentConfig):
     )
 
     def check(self, model: ModelConfig) -> None:
-        if model.hidden_size % model.num_heads:
-            raise ValueError(
-                f"model.hidden_size {model.hidden_size} must be divisible by model.num_heads {model.num_heads} "
-                "(self-attention)"
-            )
+        model.check_heads("self-attention")
 
 
 class AttentionText(nn.Module):
