@@ -2,7 +2,7 @@
 user and item vectors through the function that ranks them (`oncerec.training.full_ranking.rank_vectors`: blocks
 of users, scores against every item, the history excluded, torch.topk), then the metrics of the top K
 (`evaluate_top_k`). The encoders are left out: they encode each item and user once, as the impression
-evaluation does (its time is `oncerec bench`'s eval section).
+evaluation does (its time is the eval section of `python -m benchmarks`).
 
     python -m benchmarks.full_ranking [--items 65238] [--users 50000] [--model nrms] [--k 100]
 

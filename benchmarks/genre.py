@@ -222,7 +222,7 @@ def bench_local(prompts: int, batch_size: int = 8, model: str = LOCAL_MODEL) -> 
 
 
 def genre_rows(r: dict) -> list[str]:
-    """Rows of the `oncerec bench` table (| benchmark | ratio | the ratio is | absolute | peak RSS |)."""
+    """Rows of the `python -m benchmarks` table (| benchmark | ratio | the ratio is | absolute | peak RSS |)."""
     rows = []
     for c, level in r["levels"].items():
         bound = "capacity" if level["capped"] else "ideal (concurrency ÷ latency)"

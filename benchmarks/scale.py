@@ -1,4 +1,4 @@
-"""`oncerec bench --scale`: how preparation, training and evaluation cost grow from `small` to `medium` to the
+"""`python -m benchmarks --scale`: how preparation, training and evaluation cost grow from `small` to `medium` to the
 MIND-large-shaped `large` demo data, each measured in a fresh child process (its own peak memory).
 
 Per scale: prepare (lines/s, peak RSS); NRMS trained for a fixed number of steps (a partial epoch) from the

@@ -254,7 +254,7 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 def serve_rows(r: dict) -> list[str]:
-    """Rows of the `oncerec bench` table (| benchmark | ratio | the ratio is | absolute | peak RSS |)."""
+    """Rows of the `python -m benchmarks` table (| benchmark | ratio | the ratio is | absolute | peak RSS |)."""
     if "skipped" in r:
         return [f"| serve | | skipped: {r['skipped']} | | |"]
     rows = []

@@ -1,4 +1,4 @@
-"""`oncerec bench`: data preparation, training, evaluation and metrics measured side by side in one run.
+"""`python -m benchmarks`: data preparation, training, evaluation and metrics measured side by side in one run.
 
 Every comparison is run on the same machine at the same time and reported as a RATIO (fast path / slow path,
 model / NAML, ...), because ratios carry over between machines while absolute times do not. Absolute numbers,

@@ -21,7 +21,7 @@ from oncerec.inference import encode_items
 from oncerec.lm.backbone import blocks, bottom_states, keep_top, load_lm, run_top
 from oncerec.lm.packaged import resolve_model_path
 from oncerec.training.build import build_recommender, language_model
-from oncerec.training.pipeline import train
+from oncerec.training.pipeline import dire_cache, train
 
 TEXTS = ["news article: title: Stocks fall as rates rise", "Everything we know so far about the NBA playoffs"]
 # short prompts keep the language models cheap on CPU
@@ -524,9 +524,11 @@ def test_frozen_llm_features_train_without_any_language_model_layer(tiny_llama: 
     """model.item.layer=L: the cache holds the final states, the checkpoint holds no language-model weight, the saved
     run reloads and evaluates the same; LoRA is refused there (nothing to adapt)."""
     base = [*DATA, "model=llm-naml", f"model.item.lm={tiny_llama}", "model.item.layer=4", *SMALL]
+    ds, cfg = _dataset(*base, f"model.item.dire_cache={tmp_path / 'c0'}")
     with pytest.raises(ConfigError, match="freezes every layer.*model.item.lora=false"):
-        ds, cfg = _dataset(*base, f"model.item.dire_cache={tmp_path / 'c0'}")
         _model(cfg, ds)
+    with pytest.raises(ConfigError, match="freezes every layer.*model.item.lora=false"):
+        dire_cache(cfg, progress=False)  # `oncerec dire cache`
     assert not (tmp_path / "c0").exists()  # refused before any cache work
     out = tmp_path / "run"
     cfg = build_config(

@@ -50,7 +50,9 @@ def _unit(module: str) -> tuple[int, str]:
         key=lambda x: len(x[1]),
         default=None,
     )
-    assert best is not None, f"{module} is in no layer: add it to LAYERS (and to the README's map)"
+    assert best is not None, (
+        f"{module} is in no layer: add it to LAYERS (and to the map on docs/development.md)"
+    )
     return best
 
 

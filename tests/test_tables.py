@@ -72,7 +72,8 @@ def test_the_notes_say_what_the_slice_and_full_ranking_columns_hold():
 
 def test_no_command_renders_a_table_of_metrics_by_hand():
     """`train`'s table (cli/train.py), the demo's, compare's, experiment.py and training/report.py go through
-    metric_table: none of them, and no command, writes a Markdown rule or joins cells itself."""
+    metric_table (or named_table, its one-row-per-name form): none of them, and no command, writes a Markdown
+    rule or joins cells itself."""
     tables = [
         SRC / "cli" / "train.py",
         SRC / "training" / "demo.py",
@@ -84,4 +85,4 @@ def test_no_command_renders_a_table_of_metrics_by_hand():
         text = path.read_text()
         assert "|---" not in text and '" | ".join' not in text, path
     for path in tables:
-        assert "metric_table(" in path.read_text(), path
+        assert "metric_table(" in path.read_text() or "named_table(" in path.read_text(), path

@@ -533,7 +533,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny: Dataset, tmp_path: Path):
 
 def test_a_recommender_is_built_from_sizes_and_tensors_alone():
     """`models/` knows no dataset or file: NRMS from a ModelSpec, a word table and item content as tensors
-    (what `train/build.py` reads from a dataset), trained a step and scored."""
+    (what `training/build.py` reads from a dataset), trained a step and scored."""
     from oncerec.data.batching import ItemContent
     from oncerec.models.embedding import WordEmbedding
     from oncerec.models.interfaces import Batch, ModelSpec
@@ -543,7 +543,6 @@ def test_a_recommender_is_built_from_sizes_and_tensors_alone():
     items, words, width = 12, 30, 5
     spec = ModelSpec(
         num_items=items,
-        num_users=4,
         train_users=np.array([False, True, True, True]),
         history_len=3,
         vocab_sizes={"category": 3, "subcategory": 3},

@@ -88,7 +88,9 @@ def add_prepare(sub) -> None:
 
 
 def add_demo_data(sub) -> None:
-    s = sub.add_parser("demo-data", help="write the built-in synthetic dataset in the raw MIND format")
+    s = sub.add_parser(
+        "demo-data", help="write the built-in synthetic dataset in a raw format (MIND or Goodreads)"
+    )
     s.add_argument("out")
     s.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "large"])
     s.add_argument("--seed", type=int, default=0)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 def _print_metrics(metrics: dict, names: list[str]) -> None:
     """{split: metrics} of a run that chose `names` (exp.metrics), as an aligned Markdown table."""
-    from oncerec.eval.tables import metric_table
+    from oncerec.eval.tables import named_table
 
-    table, _ = metric_table(["split"], [([split], [m]) for split, m in metrics.items()], [names])
-    print(table.markdown(pad=True))
+    print(named_table("split", metrics, names).markdown(pad=True))
 
 
 def cmd_train(a: argparse.Namespace) -> None:

@@ -98,8 +98,8 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def build_config(args: list[str], base: dict | None = None) -> Config:
-    """Build a config from CLI-style arguments on top of `base` (e.g. a saved run's config).
+def build_config(args: list[str]) -> Config:
+    """Build a config from CLI-style arguments (every key not given keeps its default).
 
     `data=demo-small`, `model=nrms.yaml`, `data=/path/to/MIND`: replace a whole group;
     `model.user=gru`: choose a component (with its defaults); `exp.lr=1e-4`, `model.user.gru_mode=con`,
@@ -109,7 +109,7 @@ def build_config(args: list[str], base: dict | None = None) -> Config:
     size 64 and `model.user.gru_mode=con model.user=gru` a GRU in `con` mode, so that an experiment's common
     keys reach rows that choose their own presets and components.
     """
-    tree: dict = {g: dict(v) for g, v in (base or {}).items()}
+    tree: dict = {}
     pairs = []
     for arg in args:
         key, sep, raw = arg.partition("=")
@@ -192,13 +192,11 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(), sort_keys=False)
 
 
-def config_diff(
-    a: Config, b: Config, groups: tuple[str, ...] = ("data", "model", "embed", "exp")
-) -> list[str]:
+def config_diff(a: Config, b: Config) -> list[str]:
     """Keys whose values differ between two configs, as `group.key: old -> new` (nested keys dotted, as
     `model.user.gru_mode`; a key one side lacks shows as `—`)."""
     out: list[str] = []
-    for g in groups:
+    for g in GROUPS:
         _diff(getattr(a, g).model_dump(), getattr(b, g).model_dump(), g, out)
     return out
 

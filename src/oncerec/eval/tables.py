@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from oncerec.eval.metrics import FULL_PREFIX, metric_label, table_metrics
@@ -150,3 +150,9 @@ def metric_table(
             + ", the user's history excluded."
         )
     return table, cols
+
+
+def named_table(lead: str, metrics: Mapping[str, dict], choice: Sequence[str]) -> Table:
+    """One row per name (a split, a model) of `metrics` {name: metrics}, from runs that chose `choice`."""
+    table, _ = metric_table([lead], [([name], [m]) for name, m in metrics.items()], [choice])
+    return table

@@ -30,7 +30,6 @@ SCHEMA_VERSION = 1
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
 TABLES = ("meta", "responses")
 LOCK_WAIT_S = 10.0  # another process writing the same store: wait this long for it, then say it is locked
-STATUSES = ("done", "invalid", "error")
 COLUMNS = (
     "key",
     "task",

@@ -298,7 +298,10 @@ def keep_top(model: nn.Module, k: int) -> nn.Module:
         return model
     n = len(blocks(model))
     if not 0 < k < n:
-        raise ConfigError(f"model.item.layer={k}: the model has {n} layers; valid: 0..{n - 1}")
+        # k = n (every layer frozen) never gets here: no layer runs, the encoder keeps no language model
+        raise ConfigError(
+            f"model.item.layer={k}: the model has {n} layers; valid: 0..{n} ({n}: every layer frozen)"
+        )
     found = layout(model)
     _set(model, found.blocks, nn.ModuleList(list(blocks(model))[k:]))
     for path, stand_in in found.input_step.items():

@@ -48,8 +48,7 @@ class ModelSpec:
     (`training/build.py`) reads them; a component takes the ones it needs."""
 
     num_items: int
-    num_users: int
-    train_users: np.ndarray  # [num_users] bool: the users with a training impression (user embeddings)
+    train_users: np.ndarray  # [users] bool: the users with a training impression (user embeddings)
     history_len: int
     vocab_sizes: dict[str, int]  # categorical field (category, subcategory) -> its number of values
     # the longest text of each text field over the dataset's tokenizers (NPA packs word states this wide)

@@ -125,7 +125,7 @@ class LMItemEncoder(ItemEncoder):
         the model), both made by `training/build.py`."""
         super().__init__()
         if spec.lm is None or spec.item_inputs is None:
-            raise ValueError("model.item=lm needs spec.lm and spec.item_inputs: see train/build.py")
+            raise ValueError("model.item=lm needs spec.lm and spec.item_inputs: see training/build.py")
         self.layer = cfg.layer
         self.inputs = spec.item_inputs
         dim = output_size(spec.lm)  # the top's output width (OPT-350m projects 1024 -> 512)

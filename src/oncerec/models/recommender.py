@@ -2,7 +2,7 @@
 
 Training (`forward`): every distinct item of the batch (histories and candidates share many) is encoded once,
 then gathered. Evaluation uses `encode_items` / `encode_users` / `score` separately, so that each item and each
-user is encoded once per evaluation (see `train/evaluate.py`). A component with `reads_categories` (MINER's
+user is encoded once per evaluation (see `inference.py`). A component with `reads_categories` (MINER's
 category bias) also gets the categories of the clicked items or candidates, looked up by their indices.
 
 Each component is built from its own config and the model-wide keys (`model.item`, `cfg`); the config was
@@ -32,7 +32,7 @@ class Recommender(nn.Module):
     ):
         """`content`: every item's content, gathered by index for the item encoder (and for MINER's category
         bias); `words`: the word table of an encoder without `own_inputs`. `item_encoder=False` leaves the
-        item encoder out (`None`): a served export ranks stored item vectors. `train/build.py` makes all of
+        item encoder out (`None`): a served export ranks stored item vectors. `training/build.py` makes all of
         these from a dataset."""
         super().__init__()
         self.cfg = cfg

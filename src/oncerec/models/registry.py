@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from oncerec.errors import ConfigError
 from oncerec.models.interfaces import KIND_BASES, ComponentConfig
 
 KINDS = ("item", "user", "predictor")  # the ModelConfig field that chooses each kind's component
@@ -35,10 +34,3 @@ def register(kind: str, name: str) -> Callable[[type], type]:
         return cls
 
     return add
-
-
-def lookup(kind: str, name: str) -> type:
-    table = REGISTRY[kind]
-    if name not in table:
-        raise ConfigError(f"model.{kind}={name}: unknown {kind} component; valid: {', '.join(sorted(table))}")
-    return table[name]

@@ -82,7 +82,6 @@ def model_spec(cfg: ModelConfig, dataset: Dataset, tokenizer: str | None) -> Mod
                 widths[f] = max(int(np.max(dataset.tokens(tokenizer, f)[1], initial=0)), 1)
     return ModelSpec(
         num_items=dataset.num_items,
-        num_users=dataset.num_users,
         train_users=dataset.train_users,
         history_len=dataset.history_len,
         vocab_sizes={f: dataset.vocab_size(f) for f in CATEGORICAL},
@@ -100,7 +99,7 @@ def language_model(cfg: ModelConfig, dataset: Dataset, progress: bool = True) ->
     from oncerec.dire.cache import build_cache, open_cache
 
     _check_fields(cfg, dataset)
-    lm = _load_lm(cfg.item)
+    lm = load_language_model(cfg.item)
     # A cache of another model or data is refused; one without this layer is found, and refused by the model
     # (listing its layers) rather than rebuilt with more: `oncerec dire cache` adds layers on request.
     if cfg.item.layer and open_cache(dataset, cfg) is None:
@@ -114,7 +113,7 @@ def language_model_inputs(cfg: ModelConfig, dataset: Dataset, lm: nn.Module | No
     from oncerec.dire.cache import cache_dir, check_cache, open_cache
 
     item: LMConfig = cfg.item
-    lm = lm if lm is not None else _load_lm(item)
+    lm = lm if lm is not None else load_language_model(item)
     if not item.layer:
         ids, lengths = dataset.tokens(item.lm, cfg.item_fields[0])
         return lm, partial(_token_rows, ids, lengths)
@@ -130,7 +129,8 @@ def language_model_inputs(cfg: ModelConfig, dataset: Dataset, lm: nn.Module | No
     return lm, partial(cache.gather, item.layer)
 
 
-def _load_lm(item: LMConfig) -> nn.Module:
+def load_language_model(item: LMConfig) -> nn.Module:
+    """DIRE's language model, whole, in `model.item.dtype`; refused with LoRA over no trainable layer."""
     lm: nn.Module = load_lm(item.lm, lm_dtype(item.dtype))
     all_frozen(item, lm)  # LoRA over no trainable layer: an error before any cache is built
     return lm

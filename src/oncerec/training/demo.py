@@ -14,7 +14,7 @@ from oncerec.config.loader import build_config
 from oncerec.data.dataset import Dataset
 from oncerec.eval.metrics import table_metrics
 from oncerec.eval.slices import split_metrics
-from oncerec.eval.tables import Table, metric_table
+from oncerec.eval.tables import Table, named_table
 from oncerec.training.baselines import oracle_scores, popularity_scores
 from oncerec.training.pipeline import train
 from oncerec.training.session import Run
@@ -52,7 +52,7 @@ def demo(
     rows = {ORACLE: oracle_scores(run.dataset, test), POPULARITY: popularity_scores(run.dataset, test)}
     runs = {cfg.model.name: metrics["test"]}
     runs.update({name: split_metrics(test, s, exp=cfg.exp) for name, s in rows.items() if s is not None})
-    table, _ = metric_table(["model"], [([name], [m]) for name, m in runs.items()], [cfg.exp.metrics])
+    table = named_table("model", runs, cfg.exp.metrics)
     gap = None
     if ORACLE in runs and "auc" in table_metrics(cfg.exp.metrics):
         gap = (metrics["test"]["auc"] - 0.5) / (runs[ORACLE]["auc"] - 0.5)

@@ -24,7 +24,7 @@ from oncerec.data.dataset import Dataset, resolve_dataset
 from oncerec.dire.cache import SHARD, DireCache, build_cache
 from oncerec.errors import OncerecError
 from oncerec.logs import main_process_only
-from oncerec.training.build import build_recommender, language_model
+from oncerec.training.build import build_recommender, language_model, load_language_model
 from oncerec.training.session import Run
 from oncerec.training.tracking import require_tracker
 from oncerec.training.trainer import Trainer, check_run_dir, run_dir_for
@@ -84,4 +84,7 @@ def dire_cache(
             f"model.item={cfg.model.item.name}: `dire cache` needs a language-model item encoder (item=lm)"
         )
     dataset = prepare_dataset(cfg.data, progress)
-    return build_cache(dataset, cfg.model, batch_size=batch_size, progress=progress, shard_size=shard_size)
+    lm = load_language_model(cfg.model.item)  # the checks of the model before any cache work
+    return build_cache(
+        dataset, cfg.model, batch_size=batch_size, progress=progress, shard_size=shard_size, model=lm
+    )

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from oncerec.eval.tables import metric_table
+from oncerec.eval.tables import named_table
 from oncerec.extras import missing
 
 if TYPE_CHECKING:
@@ -54,8 +54,7 @@ def write_report(run_dir: Path, cfg, metrics: dict, examples: list[tuple[str, li
         f"seed {e.seed}; best by `{e.metric}`",
         "",
     ]
-    table, _ = metric_table(["split"], [([split], [m]) for split, m in metrics.items()], [e.metrics])
-    lines += [table.markdown(), ""]
+    lines += [named_table("split", metrics, e.metrics).markdown(), ""]
     if (run_dir / "curves.png").is_file():
         lines += ["![training curves](curves.png)", ""]
     for user, recs in examples:
