@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: list[tuple[str, ...]] = [
     ("oncerec.errors",),
     # the cache folder, atomic writes; optional packages; where messages go
-    ("oncerec.paths", "oncerec.extras", "oncerec.logs"),
+    ("oncerec.paths", "oncerec.extras", "oncerec.logs", "oncerec.sqlite"),
     ("oncerec.eval.metrics",),
     # the raw data formats: each one's keys (the data group's schema), files and reader
     ("oncerec.data.formats",),

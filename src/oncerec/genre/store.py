@@ -25,9 +25,9 @@ from pathlib import Path
 
 from oncerec.errors import OncerecError
 from oncerec.genre.options import STORE_NAME
+from oncerec.sqlite import HEADER, connect, head
 
 SCHEMA_VERSION = 1
-SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
 TABLES = ("meta", "responses")
 LOCK_WAIT_S = 10.0  # another process writing the same store: wait this long for it, then say it is locked
 COLUMNS = (
@@ -108,7 +108,7 @@ class Store:
         existing = self._check_file()
         if not existing:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = _connect(self.path, readonly)
+        self.db = connect(self.path, readonly, LOCK_WAIT_S)
         try:
             with self._errors():
                 self._open(existing)
@@ -128,12 +128,11 @@ class Store:
                 raise OncerecError(f"no response store at {self.path} (run `oncerec genre run` first)")
             return False
         try:
-            with open(self.path, "rb") as f:
-                head = f.read(len(SQLITE_HEADER))
+            first = head(self.path)
         except OSError as e:
             raise OncerecError(f"{self.path}: cannot read the response store ({e.strerror})") from None
-        if head != SQLITE_HEADER:
-            kind = "a Parquet file" if head.startswith(b"PAR1") else "an empty file" if not head else None
+        if first != HEADER:
+            kind = "a Parquet file" if first.startswith(b"PAR1") else "an empty file" if not first else None
             raise self._not_a_store(kind or "not an SQLite file")
         return True
 
@@ -322,10 +321,3 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
-
-
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    # The busy timeout comes with the connection, before the first statement: any of them may have to wait
-    # for another process's write (a URI, so that a path holding `?` or `#` is the path).
-    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rwc'}"
-    return sqlite3.connect(uri, uri=True, timeout=LOCK_WAIT_S, check_same_thread=False)

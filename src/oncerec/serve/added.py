@@ -26,11 +26,11 @@ import numpy as np
 
 from oncerec.errors import OncerecError
 from oncerec.paths import check_writable, existing_folder
+from oncerec.sqlite import HEADER, connect, head
 
 STORE = "items.sqlite"
 SCHEMA_VERSION = 1
 LOCK_WAIT_S = 10.0  # another process committing its items: wait this long for it
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class AddedItems:
@@ -73,17 +73,10 @@ class AddedItems:
             return
         if self.path.is_dir():
             raise OncerecError(f"{self.path} is a folder, not the added-items store; remove it")
-        if self.path.is_file() and self.path.stat().st_size:
-            with open(self.path, "rb") as f:
-                if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                    raise self._damaged("not an SQLite file")
+        if self.path.is_file() and self.path.stat().st_size and head(self.path) != HEADER:
+            raise self._damaged("not an SQLite file")
         self.folder.mkdir(parents=True, exist_ok=True)
-        # the busy timeout comes with the connection, before its first statement: any of them may wait for
-        # another process's commit (a URI, so that a path holding `?` or `#` is the path)
-        uri = f"{self.path.resolve().as_uri()}?mode={'rwc' if self.persist else 'ro'}"
-        db = sqlite3.connect(
-            uri, uri=True, timeout=LOCK_WAIT_S, check_same_thread=False, isolation_level=None
-        )
+        db = connect(self.path, not self.persist, LOCK_WAIT_S, isolation_level=None)
         try:
             with self._errors():
                 meta = self._meta(db)
