@@ -328,6 +328,16 @@ class Dataset:
             )
         return table
 
+    @cached_property
+    def item_ids(self) -> list[str]:
+        """Each item's id, by index (row 0: the padding item)."""
+        return self.items_table.column("id").to_pylist()
+
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        """Item id -> index, for every item (the padding row is none)."""
+        return {x: i for i, x in enumerate(self.item_ids) if i}
+
 
 def _read_json(path: Path, kind: type):
     """A JSON file of the dataset holding a `kind` (dict, list), or an error naming it and the fix."""

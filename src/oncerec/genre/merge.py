@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from oncerec.config.schema import CATEGORICAL
 from oncerec.data.dataset import Dataset
 from oncerec.data.prepare import DEFAULT_MAX_LEN, _percentiles, prompt_text, tokenizer_dir
-from oncerec.data.tokenize import UNK, HFTokenizer, WordTokenizer, pack
+from oncerec.data.tokenize import UNK, HFTokenizer, WordTokenizer, pack, tokenize_field
 from oncerec.errors import OncerecError
 from oncerec.genre.options import STORE_NAME, TaskOptions
 from oncerec.genre.parsing import normalize
@@ -240,7 +240,7 @@ class _Merge:
             for field in self.source.text_fields:
                 ids_path, len_path = folder / f"{field}.npy", folder / f"{field}.len.npy"
                 old_ids, old_len = np.load(ids_path), np.load(len_path)
-                ids, kept, _ = pack(tok.encode(texts[field]), old_ids.shape[1])
+                ids, kept, _ = tokenize_field(tok, texts[field], old_ids.shape[1])
                 _save(ids_path, np.concatenate([old_ids, ids.astype(old_ids.dtype)]))
                 _save(len_path, np.concatenate([old_len, kept.astype(old_len.dtype)]))
                 handled |= {ids_path, len_path}

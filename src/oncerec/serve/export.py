@@ -158,8 +158,7 @@ def _write_data(dataset: Dataset, cfg: Config, out: Path, addable: bool) -> None
                 np.save(out / "items" / tokenizer_dir(tok) / f"{field}.npy", np.asarray(ids))
                 np.save(out / "items" / tokenizer_dir(tok) / f"{field}.len.npy", np.asarray(lengths))
     np.save(out / "train_users.npy", dataset.train_users)
-    ids = dataset.items_table.column("id").to_pylist()
-    (out / "ids.json").write_text(json.dumps(ids, ensure_ascii=False))
+    (out / "ids.json").write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
     (out / "stats.json").write_text(json.dumps({"vocab": dataset.stats["vocab"]}))
     (out / "dataset.json").write_text(json.dumps(dataset.manifest | {"splits": []}, indent=1))
 

@@ -36,7 +36,7 @@ def oracle_scores(dataset: Dataset, split: Split) -> np.ndarray | None:
                     path, "expected 3 tab-separated columns (ImpressionID, NewsID, probability)", n
                 )
             prob[(int(cols[0]), cols[1])] = float(cols[2])
-    ids = dataset.items_table.column("id").to_pylist()
+    ids = dataset.item_ids
     imp = np.asarray(split.imp_id)[split.row_impression]
     try:
         return np.array(

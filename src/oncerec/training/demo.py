@@ -68,8 +68,7 @@ def example_user(ds: Dataset) -> tuple[str, list[str]]:
     if not len(rows):
         return "", []
     row = int(test.history[rows[0]])
-    ids = ds.items_table.column("id").to_pylist()
-    return ds.vocab("user")[int(test.user[rows[0]])], [ids[i] for i in items[row, : lengths[row]]]
+    return ds.vocab("user")[int(test.user[rows[0]])], [ds.item_ids[i] for i in items[row, : lengths[row]]]
 
 
 def next_steps(run_dir: Path, user: str, history: list[str]) -> list[str]:

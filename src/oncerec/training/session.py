@@ -88,9 +88,7 @@ class Run:
             raise OncerecError(
                 "give a user id (--user; their latest history is used) or a history (--history ITEM1,ITEM2,...)"
             )
-        table = self.dataset.items_table
-        ids = table.column("id").to_pylist()
-        index = {x: i for i, x in enumerate(ids) if i}  # row 0 is the padding item, not an item
+        ids, index = self.dataset.item_ids, self.dataset.item_index
         users = self.dataset.vocab("user")
         u = users.index(user) if user in users else 0
         if history is not None:
@@ -112,7 +110,7 @@ class Run:
         [(top, scores)] = top_items(
             self.model, rep, self.item_vectors, [seen if exclude_history else []], [k]
         )
-        titles = table.column("title").to_pylist()
+        titles = self.dataset.items_table.column("title").to_pylist()
         return [Recommendation(ids[i], s, titles[i]) for i, s in zip(top, scores, strict=True)]
 
     @cached_property
