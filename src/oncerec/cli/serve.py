@@ -51,6 +51,8 @@ def cmd_serve(a: argparse.Namespace) -> None:
 
 
 def add_export(sub) -> None:
+    from oncerec.serve.options import DEFAULT_EF_SEARCH, DTYPES, KINDS
+
     s = sub.add_parser(
         "export", help="a trained run as a folder to serve: item vectors, weights, FAISS index"
     )
@@ -59,13 +61,13 @@ def add_export(sub) -> None:
     s.add_argument(
         "--index",
         default="flat",
-        choices=["flat", "hnsw", "ivf"],
+        choices=KINDS,
         help="flat: exact (default); hnsw, ivf: approximate",
     )
+    s.add_argument("--dtype", default=DTYPES[0], choices=DTYPES, help="of the stored item vectors")
     s.add_argument(
-        "--dtype", default="float32", choices=["float32", "float16"], help="of the stored item vectors"
+        "--ef-search", type=int, help=f"hnsw: candidates searched per query (default {DEFAULT_EF_SEARCH})"
     )
-    s.add_argument("--ef-search", type=int, help="hnsw: candidates searched per query (default 128)")
     s.add_argument("--nprobe", type=int, help="ivf: cells searched per query (default: a sixth of them)")
     s.add_argument("--data", help="dataset override, as for evaluate")
     s.add_argument("--quiet", action="store_true")
@@ -73,6 +75,8 @@ def add_export(sub) -> None:
 
 
 def add_serve(sub) -> None:
+    from oncerec.serve.options import DEFAULT_CANDIDATES
+
     s = sub.add_parser("serve", help="an HTTP service of a run or an export: recommendations, new items")
     s.add_argument(
         "path", help="an export folder, or a run directory (exported to RUN_DIR/export on first use)"
@@ -91,7 +95,7 @@ def add_serve(sub) -> None:
     s.add_argument(
         "--candidates",
         type=int,
-        default=200,
+        default=DEFAULT_CANDIDATES,
         help="two-stage models (CTR heads, MINER): index candidates the model re-ranks; 0: the model scores every item",
     )
     s.add_argument("--max-body-bytes", type=int, default=4 * 2**20, help="larger requests get 413")

@@ -160,6 +160,11 @@ class ModelConfig(BaseModel):
     def _choose(cls, value: Any, info: ValidationInfo) -> ComponentConfig:
         return choose(info.field_name, value)
 
+    @property
+    def text_item_fields(self) -> list[str]:
+        """The text fields among `item_fields` (tokenized; the others are categorical, one value per item)."""
+        return [f for f in self.item_fields if f not in CATEGORICAL]
+
     def check_heads(self, what: str) -> None:
         """For a component with `num_heads` attention heads over `hidden_size` (`what` names it in the error)."""
         if self.hidden_size % self.num_heads:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from oncerec.models.config import CATEGORICAL, ModelConfig
+from oncerec.models.config import ModelConfig
 from oncerec.models.interfaces import ComponentConfig, ItemEncoder, ModelSpec
 from oncerec.models.layers import AdditiveAttention
 
@@ -23,8 +23,8 @@ class FieldItemEncoder(ItemEncoder):
     def __init__(self, cfg: ComponentConfig, model: ModelConfig, words: nn.Module, spec: ModelSpec):
         super().__init__()
         self.words = words
-        self.text_fields = [f for f in model.item_fields if f not in CATEGORICAL]
-        self.cat_fields = [f for f in model.item_fields if f in CATEGORICAL]
+        self.text_fields = model.text_item_fields
+        self.cat_fields = [f for f in model.item_fields if f not in self.text_fields]
         self.text = nn.ModuleDict({f: self.text_encoder(cfg, model, words.dim) for f in self.text_fields})
         self.cats = nn.ModuleDict(
             {

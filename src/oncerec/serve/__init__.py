@@ -1,6 +1,7 @@
-"""Serving a trained run: `export.py` (the export folder), `index.py` (FAISS), `ranking.py` (ranking on the
-inference path), `catalogue.py` (ids, new items' content), `added.py` (the added-items store), `service.py` (the
-service, without HTTP), `app.py` (HTTP). The packages come with `pip install 'oncerec[serve]'`."""
+"""Serving a trained run: `export.py` (the export folder), `index.py` (FAISS), `options.py` (the command
+line's choices), `ranking.py` (ranking on the inference path), `catalogue.py` (ids, new items' content),
+`added.py` (the added-items store), `service.py` (the service, without HTTP), `app.py` (HTTP). The packages come
+with `pip install 'oncerec[serve]'`."""
 
 from __future__ import annotations
 

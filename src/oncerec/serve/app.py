@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from oncerec.errors import OncerecError
-from oncerec.serve.ranking import DEFAULT_CANDIDATES
+from oncerec.serve.options import DEFAULT_CANDIDATES
 from oncerec.serve.service import Answer, Query, RequestError, Service
 
 MAX_BODY = 4 * 2**20

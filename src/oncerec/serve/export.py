@@ -40,7 +40,8 @@ from oncerec.errors import ConfigError, OncerecError
 from oncerec.inference import inner_product
 from oncerec.models.recommender import Recommender
 from oncerec.paths import check_new_dir, check_writable, publish_dir
-from oncerec.serve.index import KINDS, SEARCH_KEYS, ItemIndex
+from oncerec.serve.index import SEARCH_KEYS, ItemIndex
+from oncerec.serve.options import DTYPES, KINDS
 from oncerec.training.baselines import train_clicks
 from oncerec.training.build import build_recommender
 from oncerec.training.session import Run
@@ -49,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "export.json"
-DTYPES = ("float32", "float16")
 # the state-dict key of a text item encoder's word table (`FieldItemEncoder.words`)
 WORD_TABLE = "item_encoder.words.table.weight"
 AGAIN = "export the run again (`oncerec export RUN_DIR --out DIR`)"
@@ -152,11 +152,10 @@ def _write_data(dataset: Dataset, cfg: Config, out: Path, addable: bool) -> None
     if addable:
         tok = cfg.embed.tokenizer
         (out / "items" / tokenizer_dir(tok)).mkdir()
-        for field in cfg.model.item_fields:
-            if field not in CATEGORICAL:
-                ids, lengths = dataset.tokens(tok, field)
-                np.save(out / "items" / tokenizer_dir(tok) / f"{field}.npy", np.asarray(ids))
-                np.save(out / "items" / tokenizer_dir(tok) / f"{field}.len.npy", np.asarray(lengths))
+        for field in cfg.model.text_item_fields:
+            ids, lengths = dataset.tokens(tok, field)
+            np.save(out / "items" / tokenizer_dir(tok) / f"{field}.npy", np.asarray(ids))
+            np.save(out / "items" / tokenizer_dir(tok) / f"{field}.len.npy", np.asarray(lengths))
     np.save(out / "train_users.npy", dataset.train_users)
     (out / "ids.json").write_text(json.dumps(dataset.item_ids, ensure_ascii=False))
     (out / "stats.json").write_text(json.dumps({"vocab": dataset.stats["vocab"]}))

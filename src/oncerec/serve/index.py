@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from oncerec.errors import OncerecError
+from oncerec.serve.options import DEFAULT_EF_SEARCH
 
-KINDS = ("flat", "hnsw", "ivf")
 SEARCH_KEYS = {"flat": (), "hnsw": ("ef_search",), "ivf": ("nprobe",)}  # what each kind's search may be given
 HNSW_M = 32  # links per node: FAISS's usual choice for recall above 0.95
 HNSW_EF_CONSTRUCTION = 80
-DEFAULT_EF_SEARCH = 128
 IVF_TRAIN_PER_LIST = 40  # k-means points per cell: FAISS warns under 39
 
 

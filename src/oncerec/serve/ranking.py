@@ -16,8 +16,7 @@ import torch
 from oncerec.data.batching import grown
 from oncerec.inference import encode_users, linearised, padded, top_among, top_items, user_inputs
 from oncerec.serve.export import Export
-
-DEFAULT_CANDIDATES = 200
+from oncerec.serve.options import DEFAULT_CANDIDATES
 
 
 class Ranker:

@@ -25,7 +25,8 @@ from oncerec.inference import read_and_seen
 from oncerec.serve.added import AddedItems
 from oncerec.serve.catalogue import Catalogue, ItemError
 from oncerec.serve.export import load_export
-from oncerec.serve.ranking import DEFAULT_CANDIDATES, Ranker
+from oncerec.serve.options import DEFAULT_CANDIDATES
+from oncerec.serve.ranking import Ranker
 
 
 class RequestError(OncerecError):

@@ -64,8 +64,8 @@ def build_recommender(
 
 
 def _check_fields(cfg: ModelConfig, dataset: Dataset) -> None:
-    for f in cfg.item_fields:
-        if f not in CATEGORICAL and f not in dataset.text_fields:
+    for f in cfg.text_item_fields:
+        if f not in dataset.text_fields:
             raise ConfigError(
                 f"model.item_fields: `{f}` is not a prepared field; "
                 f"valid: {', '.join([*dataset.text_fields, *CATEGORICAL])}"
@@ -77,9 +77,8 @@ def model_spec(cfg: ModelConfig, dataset: Dataset, tokenizer: str | None) -> Mod
     each text field the item encoder reads."""
     widths = {}
     if tokenizer is not None:
-        for f in cfg.item_fields:
-            if f not in CATEGORICAL:
-                widths[f] = max(int(np.max(dataset.tokens(tokenizer, f)[1], initial=0)), 1)
+        for f in cfg.text_item_fields:
+            widths[f] = max(int(np.max(dataset.tokens(tokenizer, f)[1], initial=0)), 1)
     return ModelSpec(
         num_items=dataset.num_items,
         train_users=dataset.train_users,
