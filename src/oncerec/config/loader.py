@@ -77,9 +77,9 @@ def _explain(error: ValidationError, tree: dict) -> str:
         elif e["type"] == "value_error":
             # a model's validator names the keys in its message; a field's is prefixed with the key
             owner = _model_at(Config, e["loc"][:-1]) if e["loc"] else None
-            field = owner is not None and str(e["loc"][-1]) in owner.model_fields
-            field = field and _model_at(Config, e["loc"]) is None
-            lines.append((f"`{loc}`: " if field else "") + str(e["ctx"]["error"]))
+            leaf = owner is not None and str(e["loc"][-1]) in owner.model_fields
+            leaf = leaf and _model_at(Config, e["loc"]) is None  # a key, not a group or a nested model
+            lines.append((f"`{loc}`: " if leaf else "") + str(e["ctx"]["error"]))
         else:
             lines.append(f"`{loc}`: {e['msg']} (got {e.get('input')!r})")
     if len(lines) == 1:
